@@ -1,0 +1,262 @@
+"""The fleet: a topology tree of hosts (datacenter > cluster > pod > rack > host), optionally
+split into named pools (one per queue or virtual cluster).
+
+Hosts are rows of numpy arrays rather than objects, so a 650,000-GPU fleet is a few arrays of
+81,000 integers and placement can work on whole columns at once.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from corral.errors import InputError
+from corral.hardware import GPUS, gpu
+
+DEFAULT_POOL = "default"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A block of identical hosts that belong to one pool and one cluster."""
+
+    pool: str
+    hosts: int
+    gpus_per_host: int = 8
+    hosts_per_rack: int = 2
+    racks_per_pod: int = 192
+    gpu: str = "h100"
+    cluster: str = "cluster-0"
+    datacenter: str = "dc-0"
+
+
+class Fleet:
+    """Hosts with their GPU count and their place in the topology, grouped into pools."""
+
+    def __init__(self, name: str, segments: list[Segment], default_pool: str | None = None) -> None:
+        if not segments:
+            raise InputError("a fleet needs at least one block of hosts", field="hosts")
+        self.name = name
+        self.segments = list(segments)
+        self.pools: list[str] = []
+        self.gpu_names: list[str] = []
+        self.cluster_names: list[str] = []
+        self.datacenter_names: list[str] = []
+        columns: dict[str, list[np.ndarray]] = {
+            k: [] for k in ("gpus", "pool", "rack", "pod", "cluster", "datacenter", "gpu_type")
+        }
+        next_rack = next_pod = 0
+        for seg in segments:
+            if seg.hosts < 1 or seg.gpus_per_host < 1:
+                raise InputError(
+                    f"pool '{seg.pool}' needs at least one host with at least one GPU", field="hosts"
+                )
+            if seg.hosts_per_rack < 1 or seg.racks_per_pod < 1:
+                raise InputError(
+                    f"pool '{seg.pool}': hosts_per_rack and racks_per_pod must be >= 1",
+                    field="hosts_per_rack",
+                )
+            gpu(seg.gpu)
+            idx = np.arange(seg.hosts)
+            rack = idx // seg.hosts_per_rack
+            pod = rack // seg.racks_per_pod
+            columns["gpus"].append(np.full(seg.hosts, seg.gpus_per_host, dtype=np.int32))
+            columns["pool"].append(np.full(seg.hosts, _intern(self.pools, seg.pool), np.int32))
+            columns["rack"].append((rack + next_rack).astype(np.int32))
+            columns["pod"].append((pod + next_pod).astype(np.int32))
+            columns["cluster"].append(
+                np.full(seg.hosts, _intern(self.cluster_names, f"{seg.datacenter}/{seg.cluster}"), np.int32)
+            )
+            columns["datacenter"].append(
+                np.full(seg.hosts, _intern(self.datacenter_names, seg.datacenter), np.int32)
+            )
+            columns["gpu_type"].append(np.full(seg.hosts, _intern(self.gpu_names, seg.gpu.lower()), np.int32))
+            next_rack += int(rack[-1]) + 1
+            next_pod += int(pod[-1]) + 1
+        self.host_gpus = np.concatenate(columns["gpus"])
+        self.host_pool = np.concatenate(columns["pool"])
+        self.host_rack = np.concatenate(columns["rack"])
+        self.host_pod = np.concatenate(columns["pod"])
+        self.host_cluster = np.concatenate(columns["cluster"])
+        self.host_datacenter = np.concatenate(columns["datacenter"])
+        self.host_gpu_type = np.concatenate(columns["gpu_type"])
+        self.pool_hosts = [np.flatnonzero(self.host_pool == p) for p in range(len(self.pools))]
+        self.pool_gpus = [int(self.host_gpus[h].sum()) for h in self.pool_hosts]
+        if default_pool is not None and default_pool not in self.pools:
+            raise InputError(f"default_pool '{default_pool}' is not a pool of this fleet", field="default_pool")
+        self.default_pool = default_pool
+
+    @property
+    def hosts(self) -> int:
+        return int(self.host_gpus.size)
+
+    @property
+    def total_gpus(self) -> int:
+        return int(self.host_gpus.sum())
+
+    @property
+    def h100_equivalents(self) -> float:
+        per_type = np.array([GPUS[g].h100_equivalents for g in self.gpu_names])
+        return float((self.host_gpus * per_type[self.host_gpu_type]).sum())
+
+    def pool_of_queue(self, queue: str) -> int | None:
+        """The pool a queue's jobs run in: its own, else the default pool, else the only pool."""
+        if queue in self.pools:
+            return self.pools.index(queue)
+        if self.default_pool is not None:
+            return self.pools.index(self.default_pool)
+        if len(self.pools) == 1:
+            return 0
+        return None
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "hosts": self.hosts,
+            "gpus": self.total_gpus,
+            "pools": len(self.pools),
+            "clusters": len(self.cluster_names),
+            "datacenters": len(self.datacenter_names),
+            "pods": int(np.unique(self.host_pod).size),
+            "racks": int(np.unique(self.host_rack).size),
+            "gpu_types": ", ".join(self.gpu_names),
+            "h100_equivalents": round(self.h100_equivalents),
+        }
+
+
+def _intern(names: list[str], name: str) -> int:
+    if name not in names:
+        names.append(name)
+    return names.index(name)
+
+
+# --- presets -------------------------------------------------------------------------------
+
+
+def philly_vc_nodes() -> list[tuple[str, int]]:
+    """Node count per Philly virtual cluster, as modelled by the Helios artifact (packaged)."""
+    text = resources.files("corral.data").joinpath("philly_vc_nodes.csv").read_text()
+    rows = list(csv.DictReader(text.splitlines()))
+    return [(r["vc"], int(r["node num"])) for r in rows]
+
+
+def philly() -> Fleet:
+    """One pool per Philly VC, 8-GPU hosts. Philly's rack layout is not public: each VC's hosts
+    are put in racks of 8 hosts. Philly's 2017 GPUs (P100/P40) are not in the catalogue; A100
+    stands in, which changes nothing here since the simulator counts GPUs, not FLOPs. Jobs of
+    VCs without a pool run in the largest VC's pool (the first of the largest in the VC file,
+    6214e9)."""
+    vcs = philly_vc_nodes()
+    segments = [
+        Segment(pool=vc, hosts=n, gpus_per_host=8, hosts_per_rack=8, racks_per_pod=1_000, gpu="a100",
+                cluster="philly", datacenter="philly")
+        for vc, n in vcs
+    ]
+    largest = max(vcs, key=lambda v: v[1])[0]
+    return Fleet("philly", segments, default_pool=largest)
+
+
+def meta_24k() -> Fleet:
+    """Llama 3's RoCE cluster: 3,072 hosts x 8 H100, 2 hosts per rack, 192 racks (3,072 GPUs)
+    per pod, 8 pods (Llama 3 paper, section 3.3.1)."""
+    return Fleet("meta-24k", [Segment(DEFAULT_POOL, 3072, 8, 2, 192, "h100", "rsc-roce", "dc-0")])
+
+
+def meta_2024() -> Fleet:
+    """About 650,000 H100 (Meta's end-of-2024 target of 600-650k H100-equivalents): 26 clusters
+    of 24,576 GPUs plus one of 12,288, built like meta-24k, across six datacenters."""
+    segments = []
+    for c in range(27):
+        hosts = 3072 if c < 26 else 1536
+        segments.append(
+            Segment(DEFAULT_POOL, hosts, 8, 2, 192, "h100", f"cluster-{c:02d}", f"dc-{c % 6}")
+        )
+    return Fleet("meta-2024", segments)
+
+
+PRESETS = {"philly": philly, "meta-24k": meta_24k, "meta-2024": meta_2024}
+
+_SHORTHAND = re.compile(r"^(\d+)x(\d+)$")
+
+
+def load_fleet(spec: str) -> Fleet:
+    """A fleet from a preset name, a TOML file, or 'NxG' (N hosts of G GPUs, one pool)."""
+    spec = spec.strip()
+    if spec in PRESETS:
+        return PRESETS[spec]()
+    match = _SHORTHAND.match(spec)
+    if match:
+        hosts, gpus = int(match.group(1)), int(match.group(2))
+        return Fleet(spec, [Segment(DEFAULT_POOL, hosts, gpus, hosts_per_rack=hosts, racks_per_pod=1)])
+    path = Path(spec)
+    if path.suffix == ".toml" or path.exists():
+        return fleet_from_toml(path)
+    raise InputError(
+        f"unknown fleet '{spec}': give a preset ({', '.join(PRESETS)}), a TOML file, or NxG",
+        field="fleet",
+    )
+
+
+_SEGMENT_FIELDS = {
+    "hosts": int, "gpus_per_host": int, "hosts_per_rack": int, "racks_per_pod": int,
+    "gpu": str, "cluster": str, "datacenter": str,
+}
+
+
+def fleet_from_toml(path: Path) -> Fleet:
+    """Read a fleet file; see the README for the format."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError("fleet file not found", source=str(path)) from None
+    except tomllib.TOMLDecodeError as err:
+        line = getattr(err, "lineno", None)
+        raise InputError(f"not valid TOML: {getattr(err, 'msg', err)}", source=str(path), line=line) from None
+    defaults = {k: data[k] for k in _SEGMENT_FIELDS if k in data}
+    pools = data.get("pools")
+    if pools is None:
+        if "hosts" not in data:
+            raise InputError("give 'hosts' or one or more [[pools]]", source=str(path), field="hosts")
+        pools = [{"name": DEFAULT_POOL}]
+    if not isinstance(pools, list):
+        raise InputError("'pools' must be an array of tables ([[pools]])", source=str(path), field="pools")
+    segments = []
+    for i, entry in enumerate(pools):
+        if not isinstance(entry, dict):
+            raise InputError("each pool must be a table", source=str(path), field=f"pools[{i}]")
+        unknown = set(entry) - set(_SEGMENT_FIELDS) - {"name"}
+        if unknown:
+            raise InputError(
+                f"unknown key(s) {sorted(unknown)}", source=str(path), field=f"pools[{i}]"
+            )
+        merged = {**defaults, **entry}
+        kwargs = {}
+        for key, kind in _SEGMENT_FIELDS.items():
+            if key in merged:
+                value = merged[key]
+                if kind is int and (not isinstance(value, int) or isinstance(value, bool)):
+                    raise InputError(f"must be an integer, got {value!r}", source=str(path),
+                                     field=f"pools[{i}].{key}")
+                if kind is str and not isinstance(value, str):
+                    raise InputError(f"must be a string, got {value!r}", source=str(path),
+                                     field=f"pools[{i}].{key}")
+                kwargs[key] = value
+        if "hosts" not in kwargs:
+            raise InputError("missing", source=str(path), field=f"pools[{i}].hosts")
+        name = entry.get("name", DEFAULT_POOL if len(pools) == 1 else None)
+        if not isinstance(name, str) or not name:
+            raise InputError("each pool needs a name", source=str(path), field=f"pools[{i}].name")
+        try:
+            segments.append(Segment(pool=name, **kwargs))
+        except TypeError as err:
+            raise InputError(str(err), source=str(path), field=f"pools[{i}]") from None
+    try:
+        return Fleet(str(data.get("name", path.stem)), segments, default_pool=data.get("default_pool"))
+    except InputError as err:
+        raise InputError(err.message, source=str(path), field=err.field) from None

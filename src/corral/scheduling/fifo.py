@@ -1,0 +1,164 @@
+"""First come, first served, strict or with EASY backfill."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterator
+
+from sortedcontainers import SortedList
+
+from corral.scheduling.policy import Decision, Start, View
+
+
+class Fifo:
+    """Strict FCFS per pool: the head job blocks everyone behind it (head-of-line blocking)."""
+
+    name = "fifo"
+
+    def bind(self, view: View, pools: int) -> None:
+        self.view = view
+        self.queues: list[deque[int]] = [deque() for _ in range(pools)]
+
+    def submitted(self, job: int) -> None:
+        self.queues[self.view.pool[job]].append(job)
+
+    def finished(self, job: int) -> None:
+        pass
+
+    def decide(self, pool: int) -> Iterator[Decision]:
+        queue = self.queues[pool]
+        while queue:
+            placement = self.view.place(queue[0])
+            if placement is None:
+                return
+            yield Start(queue.popleft(), placement)
+
+
+class FifoBackfill:
+    """EASY backfill (Lifka 1995; Slurm's sched/backfill): the blocked head job gets a
+    reservation at the earliest time enough GPUs free up (the shadow time, from `duration_s`
+    as the runtime estimate); a later job may start now only if it ends by the shadow time
+    or uses only GPUs the head will not need then (the extra GPUs).
+
+    The reservation counts GPUs in the pool; placement is checked when a job starts.
+    `depth` bounds how many queued jobs one pass examines (Slurm's bf_max_job_test);
+    None examines them all.
+    """
+
+    name = "fifo-backfill"
+
+    def __init__(self, depth: int | None = None) -> None:
+        self.depth = depth
+
+    def bind(self, view: View, pools: int) -> None:
+        self.view = view
+        self.queues: list[deque[int]] = [deque() for _ in range(pools)]
+        self.started: set[int] = set()
+        self.ends: list[SortedList] = [SortedList() for _ in range(pools)]
+        self.expected_end: dict[int, float] = {}
+        self.fresh: list[list[int]] = [[] for _ in range(pools)]
+        self.released = [True] * pools
+        self.shadow: list[tuple[int, float, int]] = [(-1, math.inf, 0)] * pools
+
+    def submitted(self, job: int) -> None:
+        pool = self.view.pool[job]
+        self.queues[pool].append(job)
+        self.fresh[pool].append(job)
+
+    def finished(self, job: int) -> None:
+        pool = self.view.pool[job]
+        self.ends[pool].remove((self.expected_end.pop(job), job))
+        self.released[pool] = True
+
+    def _start(self, job: int, placement: tuple) -> Start:
+        view = self.view
+        end = view.now_s + view.duration_s[job]
+        self.expected_end[job] = end
+        self.ends[view.pool[job]].add((end, job))
+        self.started.add(job)
+        return Start(job, placement)
+
+    def _reservation(self, pool: int, head: int) -> tuple[float, int]:
+        """Shadow time and extra GPUs for the head job, from running jobs' expected ends."""
+        need = self.view.gpus[head]
+        avail = self.view.free_gpus(pool)
+        for end, job in self.ends[pool]:
+            avail += self.view.gpus[job]
+            if avail >= need:
+                return end, avail - need
+        return math.inf, 0
+
+    def decide(self, pool: int) -> Iterator[Decision]:
+        view = self.view
+        queue = self.queues[pool]
+        started = self.started
+        fresh = self.fresh[pool]
+        self.fresh[pool] = []
+        while queue:
+            head = queue[0]
+            if head in started:
+                queue.popleft()
+                started.discard(head)
+                continue
+            placement = view.place(head)
+            if placement is None:
+                break
+            queue.popleft()
+            self.started.add(head)
+            yield self._start(head, placement)
+            started.discard(head)
+        if not queue:
+            return
+        head = queue[0]
+        free = view.free_gpus(pool)
+        cached_head, shadow, extra = self.shadow[pool]
+        incremental = not self.released[pool] and cached_head == head and self.depth is None
+        self.released[pool] = False
+        if not incremental:
+            shadow, extra = self._reservation(pool, head)
+        candidates = fresh if incremental else _after_head(queue, started, self.depth)
+        now = view.now_s
+        gpus = view.gpus
+        duration = view.duration_s
+        for job in candidates:
+            if free <= 0:
+                break
+            if job == head or job in started:
+                continue
+            g = gpus[job]
+            if g > free:
+                continue
+            in_time = now + duration[job] <= shadow
+            if not in_time and g > extra:
+                continue
+            placement = view.place(job)
+            if placement is None:
+                continue
+            yield self._start(job, placement)
+            free -= g
+            if not in_time:
+                extra -= g
+        self.shadow[pool] = (head, shadow, extra)
+        if len(started) > 4096 and len(started) > len(queue) // 2:
+            self._compact(pool)
+
+    def _compact(self, pool: int) -> None:
+        for p, queue in enumerate(self.queues):
+            self.queues[p] = deque(j for j in queue if j not in self.started)
+        self.started.clear()
+
+
+def _after_head(queue: deque[int], started: set[int], depth: int | None) -> Iterator[int]:
+    examined = 0
+    first = True
+    for job in queue:
+        if first:
+            first = False
+            continue
+        if job in started:
+            continue
+        examined += 1
+        if depth is not None and examined > depth:
+            return
+        yield job

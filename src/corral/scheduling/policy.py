@@ -1,0 +1,67 @@
+"""The contract between a scheduling policy and the mechanism that runs it.
+
+A policy decides; it never mutates the fleet, never reads a clock, never sleeps. It is told
+what happened (`submitted`, `finished`), keeps its own ordering indexes, and on `decide`
+yields decisions over a read-only `View`. The mechanism (the simulator's event loop now, the
+live control plane's reconciler later) applies each decision as it is yielded, so the view a
+policy reads always reflects the decisions it has already made in this pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from corral.sim.allocation import Placement
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    job: int
+    placement: Placement
+
+
+@dataclass(frozen=True, slots=True)
+class Preempt:
+    job: int
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class Wake:
+    """Ask to decide again for `pool` at `at_s` even if nothing else happens (e.g. LAS demotion)."""
+
+    pool: int
+    at_s: float
+
+
+Decision = Start | Preempt | Wake
+
+
+class View(Protocol):
+    """What a policy may read. Job attributes are lists indexed by job number."""
+
+    now_s: float
+    gpus: list[int]
+    duration_s: list[float]
+    submit_s: list[float]
+    preemptible: list[bool]
+    pool: list[int]
+
+    def pool_gpus(self, pool: int) -> int: ...
+    def free_gpus(self, pool: int) -> int: ...
+    def is_running(self, job: int) -> bool: ...
+    def remaining_s(self, job: int) -> float: ...
+    def executed_s(self, job: int) -> float: ...
+    def last_stop_s(self, job: int) -> float: ...
+    def place(self, job: int) -> Placement | None: ...
+
+
+class Policy(Protocol):
+    name: str
+
+    def bind(self, view: View, pools: int) -> None: ...
+    def submitted(self, job: int) -> None: ...
+    def finished(self, job: int) -> None: ...
+    def decide(self, pool: int) -> Iterator[Decision]: ...

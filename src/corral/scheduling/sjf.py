@@ -1,0 +1,53 @@
+"""Oracle shortest-job-first: knows every job's duration; non-preemptive.
+
+Pending jobs are examined shortest first and each one that can be placed starts (list
+scheduling), so a short job is never held back by a longer one that does not fit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from sortedcontainers import SortedList
+
+from corral.scheduling.policy import Decision, Start, View
+
+
+class Sjf:
+    name = "sjf"
+
+    def bind(self, view: View, pools: int) -> None:
+        self.view = view
+        self.pending: list[SortedList] = [SortedList() for _ in range(pools)]
+        self.fresh: list[list[tuple[float, int]]] = [[] for _ in range(pools)]
+        self.released = [True] * pools
+
+    def submitted(self, job: int) -> None:
+        pool = self.view.pool[job]
+        entry = (self.view.duration_s[job], job)
+        self.pending[pool].add(entry)
+        self.fresh[pool].append(entry)
+
+    def finished(self, job: int) -> None:
+        self.released[self.view.pool[job]] = True
+
+    def decide(self, pool: int) -> Iterator[Decision]:
+        view = self.view
+        pending = self.pending[pool]
+        # Without a release since the last pass, only new arrivals can have become startable.
+        candidates = list(pending) if self.released[pool] else sorted(self.fresh[pool])
+        self.released[pool] = False
+        self.fresh[pool] = []
+        free = view.free_gpus(pool)
+        for entry in candidates:
+            if free <= 0:
+                break
+            job = entry[1]
+            if view.gpus[job] > free:
+                continue
+            placement = view.place(job)
+            if placement is None:
+                continue
+            pending.remove(entry)
+            free -= view.gpus[job]
+            yield Start(job, placement)

@@ -1,0 +1,37 @@
+"""The library face of the simulator: `corral.simulate(...)` from a notebook does what
+`corral simulate` does from a shell."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from corral.fleet import Fleet, load_fleet
+from corral.scheduling.placement import PlacementConfig
+from corral.scheduling.policy import Policy
+from corral.scheduling.registry import make_policy
+from corral.sim.engine import Engine, SimResult
+from corral.workload import JobTable, read_jobs
+
+
+def simulate(
+    workload: JobTable | str,
+    fleet: Fleet | str,
+    policies: Sequence[str | Policy] = ("fifo",),
+    load: float | None = None,
+    relax_after_s: float | None = None,
+    progress: Callable[[str], Callable[[int, int], None] | None] | None = None,
+) -> list[SimResult]:
+    """Replay `workload` on `fleet` once per policy; `load` rescales arrivals first."""
+    jobs = read_jobs(workload) if isinstance(workload, str) else workload
+    the_fleet = load_fleet(fleet) if isinstance(fleet, str) else fleet
+    if load is not None:
+        jobs = jobs.with_load(load, the_fleet.total_gpus)
+    made = [make_policy(p) if isinstance(p, str) else p for p in policies]
+    results = []
+    for policy in made:
+        engine = Engine(
+            the_fleet, jobs, policy, PlacementConfig(relax_after_s),
+            progress=progress(policy.name) if progress else None,
+        )
+        results.append(engine.run())
+    return results

@@ -1,0 +1,1 @@
+"""Importers: each turns one public trace format into the canonical job table."""

@@ -1,0 +1,274 @@
+"""The canonical job table: what asks for GPUs, in one columnar form every importer produces.
+
+Columns carry their units in their names. The table is columnar (numpy arrays and lists),
+not a list of objects, so a million jobs stay well under a gigabyte.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from corral.errors import InputError
+
+REQUIRED_COLUMNS = ("job_id", "submit_s", "gpus", "duration_s", "queue")
+OPTIONAL_COLUMNS = {"user": "", "kind": "experiment", "priority": "0", "preemptible": "true"}
+COLUMNS = REQUIRED_COLUMNS + tuple(OPTIONAL_COLUMNS)
+KINDS = ("experiment", "pretrain", "finetune", "eval")
+_TRUE = {"true", "1", "yes", "y", "t"}
+_FALSE = {"false", "0", "no", "n", "f"}
+
+
+@dataclass
+class JobTable:
+    """Jobs as columns. `line` is where each job came from in `source`, for error messages."""
+
+    job_id: list[str]
+    submit_s: np.ndarray
+    gpus: np.ndarray
+    duration_s: np.ndarray
+    queue: list[str]
+    user: list[str]
+    kind: list[str]
+    priority: np.ndarray
+    preemptible: np.ndarray
+    source: str = "<memory>"
+    line: np.ndarray | None = None
+    extra: dict[str, list[str]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.job_id)
+
+    def where(self, i: int) -> int | None:
+        return None if self.line is None else int(self.line[i])
+
+    @property
+    def gpu_seconds(self) -> float:
+        return float((self.gpus * self.duration_s).sum())
+
+    @property
+    def span_s(self) -> float:
+        return float(self.submit_s.max() - self.submit_s.min()) if len(self) else 0.0
+
+    def offered_load(self, fleet_gpus: int) -> float:
+        """GPU-seconds asked / (fleet GPUs x trace span): 1.0 keeps every GPU busy on average."""
+        span = self.span_s
+        return math.inf if span <= 0 else self.gpu_seconds / (fleet_gpus * span)
+
+    def with_load(self, load: float, fleet_gpus: int) -> JobTable:
+        """Rescale arrival times (keeping order and the first arrival) so the offered load is `load`."""
+        if not load > 0 or not math.isfinite(load):
+            raise InputError(f"load must be a positive number, got {load}", field="load")
+        current = self.offered_load(fleet_gpus)
+        if not math.isfinite(current):
+            raise InputError("cannot rescale the load of a trace whose jobs all arrive at once", field="load")
+        t0 = float(self.submit_s.min())
+        scaled = t0 + (self.submit_s - t0) * (current / load)
+        return JobTable(**{**self.__dict__, "submit_s": scaled})
+
+    @classmethod
+    def from_columns(cls, source: str = "<memory>", **columns: object) -> JobTable:
+        """Build and validate a table from Python columns (strings, numbers or booleans)."""
+        n = len(columns["job_id"])  # type: ignore[arg-type]
+        rows = [
+            {k: _text(v[i]) for k, v in columns.items()}  # type: ignore[index]
+            for i in range(n)
+        ]
+        return _from_rows(rows, list(columns), source, first_line=1)
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def read_jobs(path: str | Path) -> JobTable:
+    """Read a canonical job table (CSV or Parquet), or a Philly-format trace."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("workload file not found", source=str(path))
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(path)
+        except Exception as err:  # pyarrow raises several types for corrupt files
+            raise InputError(f"not a readable Parquet file: {err}", source=str(path)) from None
+        header = table.column_names
+        columns = {name: table.column(name).to_pylist() for name in header}
+        rows = [
+            {k: ("" if columns[k][i] is None else _text(columns[k][i])) for k in header}
+            for i in range(table.num_rows)
+        ]
+        return _from_rows(rows, header, str(path), first_line=1)
+    from corral.traces import philly
+
+    with open_text(path) as handle:
+        reader = csv.reader(handle)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise InputError("empty file: no header", source=str(path), line=1) from None
+        if philly.is_philly_header(header):
+            return philly.read_philly(path)
+        rows, lines = [], []
+        for record in reader:
+            if not record:
+                continue
+            if len(record) != len(header):
+                raise InputError(
+                    f"{len(record)} values for {len(header)} columns", source=str(path), line=reader.line_num
+                )
+            rows.append(dict(zip(header, record, strict=True)))
+            lines.append(reader.line_num)
+    return _from_rows(rows, header, str(path), lines=lines)
+
+
+def open_text(path: Path) -> TextIO:
+    """Open a text table, gzip-compressed when its name ends in .gz."""
+    if path.name.endswith(".gz"):
+        return gzip.open(path, "rt", newline="")
+    return path.open(newline="")
+
+
+def _from_rows(
+    rows: list[dict[str, str]],
+    header: list[str],
+    source: str,
+    first_line: int = 2,
+    lines: list[int] | None = None,
+) -> JobTable:
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise InputError(f"missing column(s): {', '.join(missing)}", source=source, line=1, field=missing[0])
+    if lines is None:
+        lines = list(range(first_line, first_line + len(rows)))
+    n = len(rows)
+    if n == 0:
+        raise InputError("no jobs in the table", source=source)
+    submit = np.empty(n)
+    duration = np.empty(n)
+    gpus = np.empty(n, dtype=np.int64)
+    priority = np.empty(n, dtype=np.int64)
+    preemptible = np.empty(n, dtype=bool)
+    job_id, queue, user, kind = [], [], [], []
+    seen: dict[str, int] = {}
+    extra_names = [c for c in header if c not in COLUMNS]
+    extra: dict[str, list[str]] = {c: [] for c in extra_names}
+    for i, row in enumerate(rows):
+        line = lines[i]
+
+        def get(name: str, row: dict[str, str] = row) -> str:
+            value = row.get(name)
+            return OPTIONAL_COLUMNS.get(name, "") if value is None else value.strip()
+
+        jid = get("job_id")
+        if not jid:
+            raise InputError("empty job id", source=source, line=line, field="job_id")
+        if jid in seen:
+            raise InputError(f"duplicate job id '{jid}' (first on line {seen[jid]})", source=source,
+                             line=line, field="job_id")
+        seen[jid] = line
+        job_id.append(jid)
+        submit[i] = _number(get("submit_s"), source, line, "submit_s", minimum=0.0)
+        duration[i] = _number(get("duration_s"), source, line, "duration_s", minimum=0.0, strict=True)
+        gpus[i] = _integer(get("gpus"), source, line, "gpus", minimum=1)
+        priority[i] = _integer(get("priority") or "0", source, line, "priority", minimum=None)
+        flag = get("preemptible").lower() or "true"
+        if flag not in _TRUE | _FALSE:
+            raise InputError(f"expected true or false, got '{flag}'", source=source, line=line, field="preemptible")
+        preemptible[i] = flag in _TRUE
+        q = get("queue")
+        if not q:
+            raise InputError("empty queue", source=source, line=line, field="queue")
+        queue.append(q)
+        user.append(get("user"))
+        k = get("kind") or "experiment"
+        if k not in KINDS:
+            raise InputError(f"unknown kind '{k}'; expected one of {', '.join(KINDS)}", source=source,
+                             line=line, field="kind")
+        kind.append(k)
+        for c in extra_names:
+            extra[c].append(row.get(c, ""))
+    return JobTable(job_id, submit, gpus, duration, queue, user, kind, priority, preemptible,
+                    source=source, line=np.asarray(lines, dtype=np.int64), extra=extra)
+
+
+def _number(text: str, source: str, line: int, name: str, minimum: float, strict: bool = False) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError(f"not a number: '{text}'", source=source, line=line, field=name) from None
+    if not math.isfinite(value):
+        raise InputError(f"not a finite number: '{text}'", source=source, line=line, field=name)
+    if value < minimum or (strict and value == minimum):
+        relation = ">" if strict else ">="
+        raise InputError(f"must be {relation} {minimum:g}, got {text}", source=source, line=line, field=name)
+    return value
+
+
+def _integer(text: str, source: str, line: int, name: str, minimum: int | None) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError(f"not an integer: '{text}'", source=source, line=line, field=name) from None
+    if not math.isfinite(value) or value != int(value):
+        raise InputError(f"not an integer: '{text}'", source=source, line=line, field=name)
+    if minimum is not None and value < minimum:
+        raise InputError(f"must be >= {minimum}, got {text}", source=source, line=line, field=name)
+    return int(value)
+
+
+def write_jobs(jobs: JobTable, path: str | Path) -> None:
+    """Write the canonical table as CSV or Parquet (by extension), atomically."""
+    import pyarrow as pa
+
+    table = pa.table(
+        {
+            "job_id": jobs.job_id,
+            "submit_s": jobs.submit_s,
+            "gpus": jobs.gpus,
+            "duration_s": jobs.duration_s,
+            "queue": jobs.queue,
+            "user": jobs.user,
+            "kind": jobs.kind,
+            "priority": jobs.priority,
+            "preemptible": jobs.preemptible,
+            **jobs.extra,
+        }
+    )
+    write_table(table, Path(path))
+
+
+def write_table(table: object, path: Path) -> None:
+    """Write a pyarrow table to CSV, CSV.gz or Parquet via a temporary file, so a failure
+    leaves no half-written output."""
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        if path.suffix == ".parquet":
+            pq.write_table(table, tmp)
+        elif path.name.endswith(".csv.gz"):
+            import pyarrow as pa
+
+            with pa.CompressedOutputStream(tmp, "gzip") as stream:
+                pcsv.write_csv(table, stream, pcsv.WriteOptions(quoting_style="none"))
+        else:
+            pcsv.write_csv(table, tmp, pcsv.WriteOptions(quoting_style="needed"))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
