@@ -89,7 +89,9 @@ class Fleet:
         self.pool_hosts = [np.flatnonzero(self.host_pool == p) for p in range(len(self.pools))]
         self.pool_gpus = [int(self.host_gpus[h].sum()) for h in self.pool_hosts]
         if default_pool is not None and default_pool not in self.pools:
-            raise InputError(f"default_pool '{default_pool}' is not a pool of this fleet", field="default_pool")
+            raise InputError(
+                f"default_pool '{default_pool}' is not a pool of this fleet", field="default_pool"
+            )
         self.default_pool = default_pool
 
     @property
@@ -154,8 +156,16 @@ def philly() -> Fleet:
     6214e9)."""
     vcs = philly_vc_nodes()
     segments = [
-        Segment(pool=vc, hosts=n, gpus_per_host=8, hosts_per_rack=8, racks_per_pod=1_000, gpu="a100",
-                cluster="philly", datacenter="philly")
+        Segment(
+            pool=vc,
+            hosts=n,
+            gpus_per_host=8,
+            hosts_per_rack=8,
+            racks_per_pod=1_000,
+            gpu="a100",
+            cluster="philly",
+            datacenter="philly",
+        )
         for vc, n in vcs
     ]
     largest = max(vcs, key=lambda v: v[1])[0]
@@ -174,9 +184,7 @@ def meta_2024() -> Fleet:
     segments = []
     for c in range(27):
         hosts = 3072 if c < 26 else 1536
-        segments.append(
-            Segment(DEFAULT_POOL, hosts, 8, 2, 192, "h100", f"cluster-{c:02d}", f"dc-{c % 6}")
-        )
+        segments.append(Segment(DEFAULT_POOL, hosts, 8, 2, 192, "h100", f"cluster-{c:02d}", f"dc-{c % 6}"))
     return Fleet("meta-2024", segments)
 
 
@@ -204,8 +212,13 @@ def load_fleet(spec: str) -> Fleet:
 
 
 _SEGMENT_FIELDS = {
-    "hosts": int, "gpus_per_host": int, "hosts_per_rack": int, "racks_per_pod": int,
-    "gpu": str, "cluster": str, "datacenter": str,
+    "hosts": int,
+    "gpus_per_host": int,
+    "hosts_per_rack": int,
+    "racks_per_pod": int,
+    "gpu": str,
+    "cluster": str,
+    "datacenter": str,
 }
 
 
@@ -232,20 +245,20 @@ def fleet_from_toml(path: Path) -> Fleet:
             raise InputError("each pool must be a table", source=str(path), field=f"pools[{i}]")
         unknown = set(entry) - set(_SEGMENT_FIELDS) - {"name"}
         if unknown:
-            raise InputError(
-                f"unknown key(s) {sorted(unknown)}", source=str(path), field=f"pools[{i}]"
-            )
+            raise InputError(f"unknown key(s) {sorted(unknown)}", source=str(path), field=f"pools[{i}]")
         merged = {**defaults, **entry}
         kwargs = {}
         for key, kind in _SEGMENT_FIELDS.items():
             if key in merged:
                 value = merged[key]
                 if kind is int and (not isinstance(value, int) or isinstance(value, bool)):
-                    raise InputError(f"must be an integer, got {value!r}", source=str(path),
-                                     field=f"pools[{i}].{key}")
+                    raise InputError(
+                        f"must be an integer, got {value!r}", source=str(path), field=f"pools[{i}].{key}"
+                    )
                 if kind is str and not isinstance(value, str):
-                    raise InputError(f"must be a string, got {value!r}", source=str(path),
-                                     field=f"pools[{i}].{key}")
+                    raise InputError(
+                        f"must be a string, got {value!r}", source=str(path), field=f"pools[{i}].{key}"
+                    )
                 kwargs[key] = value
         if "hosts" not in kwargs:
             raise InputError("missing", source=str(path), field=f"pools[{i}].hosts")

@@ -30,7 +30,10 @@ def simulate(
     results = []
     for policy in made:
         engine = Engine(
-            the_fleet, jobs, policy, PlacementConfig(relax_after_s),
+            the_fleet,
+            jobs,
+            policy,
+            PlacementConfig(relax_after_s),
             progress=progress(policy.name) if progress else None,
         )
         results.append(engine.run())

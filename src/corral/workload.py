@@ -175,8 +175,12 @@ def _from_rows(
         if not jid:
             raise InputError("empty job id", source=source, line=line, field="job_id")
         if jid in seen:
-            raise InputError(f"duplicate job id '{jid}' (first on line {seen[jid]})", source=source,
-                             line=line, field="job_id")
+            raise InputError(
+                f"duplicate job id '{jid}' (first on line {seen[jid]})",
+                source=source,
+                line=line,
+                field="job_id",
+            )
         seen[jid] = line
         job_id.append(jid)
         submit[i] = _number(get("submit_s"), source, line, "submit_s", minimum=0.0)
@@ -185,7 +189,9 @@ def _from_rows(
         priority[i] = _integer(get("priority") or "0", source, line, "priority", minimum=None)
         flag = get("preemptible").lower() or "true"
         if flag not in _TRUE | _FALSE:
-            raise InputError(f"expected true or false, got '{flag}'", source=source, line=line, field="preemptible")
+            raise InputError(
+                f"expected true or false, got '{flag}'", source=source, line=line, field="preemptible"
+            )
         preemptible[i] = flag in _TRUE
         q = get("queue")
         if not q:
@@ -194,13 +200,29 @@ def _from_rows(
         user.append(get("user"))
         k = get("kind") or "experiment"
         if k not in KINDS:
-            raise InputError(f"unknown kind '{k}'; expected one of {', '.join(KINDS)}", source=source,
-                             line=line, field="kind")
+            raise InputError(
+                f"unknown kind '{k}'; expected one of {', '.join(KINDS)}",
+                source=source,
+                line=line,
+                field="kind",
+            )
         kind.append(k)
         for c in extra_names:
             extra[c].append(row.get(c, ""))
-    return JobTable(job_id, submit, gpus, duration, queue, user, kind, priority, preemptible,
-                    source=source, line=np.asarray(lines, dtype=np.int64), extra=extra)
+    return JobTable(
+        job_id,
+        submit,
+        gpus,
+        duration,
+        queue,
+        user,
+        kind,
+        priority,
+        preemptible,
+        source=source,
+        line=np.asarray(lines, dtype=np.int64),
+        extra=extra,
+    )
 
 
 def _number(text: str, source: str, line: int, name: str, minimum: float, strict: bool = False) -> float:

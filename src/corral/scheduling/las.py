@@ -3,7 +3,7 @@
 Attained service is GPUs x executed time. Jobs sit in K queues split by thresholds on it;
 a new job enters the first queue and is demoted as its attained service crosses each
 threshold. Queues are served in order; within a queue, running jobs keep their place and
-others are served first-come first-served by the time they entered the queue. No job
+waiting ones are served first-come first-served by the time they entered the queue. No job
 duration is needed.
 
 Starvation rule (PROMOTEKNOB): a job that has waited, since it was last preempted, longer
@@ -16,9 +16,11 @@ OSDI'21 artifact, and PROMOTEKNOB 8 (one of the values in the Tiresias simulator
 
 from __future__ import annotations
 
-import bisect
+import heapq
 import math
 from collections.abc import Iterator
+
+from sortedcontainers import SortedList
 
 from corral.scheduling.policy import Decision, View, Wake
 from corral.scheduling.preemptive import PreemptivePriority
@@ -39,10 +41,16 @@ class Las(PreemptivePriority):
 
     def bind(self, view: View, pools: int) -> None:
         super().bind(view, pools)
+        queues = len(self.thresholds) + 1
         self.queue: dict[int, int] = {}
         self.entered_s: dict[int, float] = {}
         self.run_offset_s: dict[int, float] = {}
-        self.promotions = 0
+        self.segment_s: dict[int, float] = {}
+        # running[pool][q]: running jobs of queue q as (entered_s, job)
+        self.running: list[list[SortedList]] = [[SortedList() for _ in range(queues)] for _ in range(pools)]
+        self.demotions: list[list[tuple[float, int, float]]] = [[] for _ in range(pools)]
+        self.promotions: list[list[tuple[float, int, float]]] = [[] for _ in range(pools)]
+        self.promoted = 0
 
     def submitted(self, job: int) -> None:
         super().submitted(job)
@@ -51,49 +59,76 @@ class Las(PreemptivePriority):
         self.run_offset_s[job] = 0.0
 
     def finished(self, job: int) -> None:
-        super().finished(job)
+        self._unindex(job)
         del self.queue[job], self.entered_s[job], self.run_offset_s[job]
 
-    def _executed_since_promotion(self, job: int) -> float:
+    def rank(self, job: int) -> tuple:
+        return (self.queue[job], self.entered_s[job], job)
+
+    def _executed(self, job: int) -> float:
         return self.view.executed_s(job) - self.run_offset_s[job]
+
+    def started(self, job: int) -> None:
+        view = self.view
+        pool, q = view.pool[job], self.queue[job]
+        self.running[pool][q].add((self.entered_s[job], job))
+        self.segment_s[job] = view.now_s
+        if q < len(self.thresholds):
+            at = view.now_s + self.thresholds[q] / view.gpus[job] - self._executed(job)
+            heapq.heappush(self.demotions[pool], (at, job, view.now_s))
+
+    def _unindex(self, job: int) -> None:
+        self.running[self.view.pool[job]][self.queue[job]].remove((self.entered_s[job], job))
+        del self.segment_s[job]
+
+    def stopped(self, job: int) -> None:
+        """Preempted: index it out and, past the first queue, schedule its promotion."""
+        view = self.view
+        pool = view.pool[job]
+        self._unindex(job)
+        if self.queue[job] > 0 and self.promote_knob > 0:
+            at = view.now_s + self.promote_knob * self._executed(job)
+            heapq.heappush(self.promotions[pool], (at, job, view.now_s))
+
+    def outranks_running(self, pool: int, job: int) -> bool:
+        running = self.running[pool]
+        return any(running[q] for q in range(self.queue[job] + 1, len(running)))
+
+    def victims(self, pool: int, job: int) -> Iterator[int]:
+        running = self.running[pool]
+        for q in range(len(running) - 1, self.queue[job], -1):
+            for _, victim in reversed(running[q]):
+                yield victim
 
     def before_pass(self, pool: int) -> None:
         view = self.view
         now = view.now_s
-        for job in self.active[pool]:
-            g = view.gpus[job]
-            executed = self._executed_since_promotion(job)
-            if view.is_running(job):
-                q = bisect.bisect_right(self.thresholds, g * executed + EPS_S * g)
-                if q > self.queue[job]:
-                    # Crossed during the current run: wakes fire at each crossing.
-                    self.queue[job] = q
-                    self.entered_s[job] = now - (executed - self.thresholds[q - 1] / g)
-            elif (
-                self.promote_knob > 0
-                and self.queue[job] > 0
-                and now - view.last_stop_s(job) + EPS_S >= self.promote_knob * executed
-            ):
-                self.queue[job] = 0
-                self.entered_s[job] = now
-                self.run_offset_s[job] = view.executed_s(job)
-                self.promotions += 1
-
-    def rank(self, job: int) -> tuple:
-        return (self.queue[job], not self.view.is_running(job), self.entered_s[job], job)
+        demotions = self.demotions[pool]
+        while demotions and demotions[0][0] <= now + EPS_S:
+            at, job, segment = heapq.heappop(demotions)
+            if self.segment_s.get(job) != segment:
+                continue  # stopped since
+            self.running[pool][self.queue[job]].remove((self.entered_s[job], job))
+            q = self.queue[job] = self.queue[job] + 1
+            self.entered_s[job] = at
+            self.running[pool][q].add((at, job))
+            if q < len(self.thresholds):
+                nxt = at + (self.thresholds[q] - self.thresholds[q - 1]) / view.gpus[job]
+                heapq.heappush(demotions, (nxt, job, segment))
+        promotions = self.promotions[pool]
+        while promotions and promotions[0][0] <= now + EPS_S:
+            _, job, stop = heapq.heappop(promotions)
+            if job not in self.waiting[pool] or view.last_stop_s(job) != stop:
+                continue
+            self.queue[job] = 0
+            self.entered_s[job] = now
+            self.run_offset_s[job] = view.executed_s(job)
+            self.promoted += 1
 
     def after_pass(self, pool: int) -> Iterator[Decision]:
-        view = self.view
-        now = view.now_s
         wake = math.inf
-        last = len(self.thresholds)
-        for job in self.active[pool]:
-            q = self.queue[job]
-            executed = self._executed_since_promotion(job)
-            if view.is_running(job):
-                if q < last:
-                    wake = min(wake, now + self.thresholds[q] / view.gpus[job] - executed)
-            elif q > 0 and self.promote_knob > 0:
-                wake = min(wake, view.last_stop_s(job) + self.promote_knob * executed)
+        for heap in (self.demotions[pool], self.promotions[pool]):
+            if heap:
+                wake = min(wake, heap[0][0])
         if math.isfinite(wake):
-            yield Wake(pool, max(wake, now + EPS_S))
+            yield Wake(pool, max(wake, self.view.now_s + EPS_S))

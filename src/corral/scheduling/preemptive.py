@@ -1,17 +1,21 @@
-"""Preemptive priority scheduling: each pass ranks every active job (running or pending) of a
-pool, keeps the highest-ranked set that fits the pool's GPU count, and preempts lower-ranked
-running jobs only as far as a higher-ranked pending job needs their GPUs to be placed.
-Remaining GPUs then go to pending jobs in rank order (work conservation).
+"""Preemptive priority scheduling: each pass walks the waiting jobs of a pool from the
+highest rank down; a job starts where it can be placed, and otherwise may preempt running
+jobs ranked below it, lowest first, only when their GPUs plus the free ones add up to what it
+needs. Jobs preempted in a pass are not restarted in that pass.
 
 Preemption here is free: the job keeps its progress (Tiresias' assumption of a cheap
 checkpoint on preemption). Jobs marked not preemptible are never victims.
 
-SRTF (below) and Tiresias' LAS (las.py) differ only in the rank.
+SRTF (below) and Tiresias' LAS (las.py) differ only in the rank and its indexes; both keep
+their running jobs indexed by rank so a pass costs what the waiting jobs cost, not what the
+running ones do.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+
+from sortedcontainers import SortedList
 
 from corral.scheduling.policy import Decision, Preempt, Start, View
 
@@ -21,71 +25,85 @@ class PreemptivePriority:
 
     def bind(self, view: View, pools: int) -> None:
         self.view = view
-        self.active: list[set[int]] = [set() for _ in range(pools)]
         self.waiting: list[set[int]] = [set() for _ in range(pools)]
 
     def submitted(self, job: int) -> None:
-        pool = self.view.pool[job]
-        self.active[pool].add(job)
-        self.waiting[pool].add(job)
+        self.waiting[self.view.pool[job]].add(job)
 
     def finished(self, job: int) -> None:
-        self.active[self.view.pool[job]].discard(job)
+        self.stopped(job)
+
+    # --- what a rank supplies ------------------------------------------------------------
 
     def rank(self, job: int) -> tuple:
+        """Sort key of a waiting job: lower runs first."""
         raise NotImplementedError
 
+    def victims(self, pool: int, job: int) -> Iterable[int]:
+        """Running jobs ranked below waiting `job`, lowest rank first."""
+        raise NotImplementedError
+
+    def outranks_running(self, pool: int, job: int) -> bool:
+        """Whether waiting `job` outranks any running job (so it may preempt). Must only get
+        falser for lower-ranked jobs: the pass stops at the first job that cannot fit or preempt."""
+        raise NotImplementedError
+
+    def started(self, job: int) -> None:
+        """Index `job` as running (called as its Start is yielded)."""
+
+    def stopped(self, job: int) -> None:
+        """Drop `job` from the running index (preempted or finished)."""
+
     def before_pass(self, pool: int) -> None:
-        """Update rank bookkeeping at the start of a pass (LAS demotion and promotion)."""
+        """Bring ranks up to date (LAS demotion and promotion)."""
 
     def after_pass(self, pool: int) -> Iterator[Decision]:
         return iter(())
 
+    # --- the pass ------------------------------------------------------------------------
+
     def decide(self, pool: int) -> Iterator[Decision]:
         view = self.view
-        active = self.active[pool]
         waiting = self.waiting[pool]
         if not waiting:
             # Nobody waits: ranks cannot change who runs, so there is nothing to decide.
             return
         self.before_pass(pool)
-        ranked = sorted(active, key=self.rank)
-        position = {job: i for i, job in enumerate(ranked)}
         gpus = view.gpus
-        budget = view.pool_gpus(pool)
-        chosen = set()
-        for job in ranked:
-            if gpus[job] <= budget:
-                budget -= gpus[job]
-                chosen.add(job)
-        victims = [
-            j for j in reversed(ranked)
-            if j not in chosen and view.is_running(j) and view.preemptible[j]
-        ]
-        stopped = set()
-        for job in ranked:
-            if job not in chosen or view.is_running(job):
-                continue
-            placement = view.place(job)
-            # Victims are only ever ranked below the job they make room for.
-            while placement is None and victims and position[victims[0]] > position[job]:
-                victim = victims.pop(0)
-                stopped.add(victim)
-                waiting.add(victim)
-                yield Preempt(victim, f"outranked by job {job}")
-                placement = view.place(job)
-            if placement is not None:
-                waiting.discard(job)
-                yield Start(job, placement)
-        for job in ranked:
-            if view.free_gpus(pool) <= 0:
-                break
-            if job in stopped or view.is_running(job) or gpus[job] > view.free_gpus(pool):
-                continue
-            placement = view.place(job)
-            if placement is not None:
-                waiting.discard(job)
-                yield Start(job, placement)
+        for job in sorted(waiting, key=self.rank):
+            free = view.free_gpus(pool)
+            can_preempt = self.outranks_running(pool, job)
+            if free <= 0 and not can_preempt:
+                break  # later jobs rank lower: they can neither fit nor preempt
+            placement = view.place(job) if gpus[job] <= free else None
+            if placement is None:
+                if not can_preempt:
+                    continue
+                short = gpus[job] - free
+                chosen = []
+                for victim in self.victims(pool, job):
+                    if short <= 0:
+                        break
+                    if view.preemptible[victim]:
+                        chosen.append(victim)
+                        short -= gpus[victim]
+                if short > 0:
+                    continue
+                preempted = []
+                for victim in chosen:
+                    self.stopped(victim)
+                    preempted.append(victim)
+                    yield Preempt(victim, f"outranked by job {job}")
+                    placement = view.place(job)
+                    if placement is not None:
+                        break
+                # Victims re-wait after this pass's candidates, so they are not restarted now.
+                waiting.update(preempted)
+                if placement is None:
+                    continue
+            waiting.discard(job)
+            self.started(job)
+            yield Start(job, placement)
         if waiting:
             yield from self.after_pass(pool)
 
@@ -95,5 +113,32 @@ class Srtf(PreemptivePriority):
 
     name = "srtf"
 
+    def bind(self, view: View, pools: int) -> None:
+        super().bind(view, pools)
+        self.ends: list[SortedList] = [SortedList() for _ in range(pools)]
+        self.end_of: dict[int, float] = {}
+
     def rank(self, job: int) -> tuple:
         return (self.view.remaining_s(job), job)
+
+    def started(self, job: int) -> None:
+        end = self.view.now_s + self.view.remaining_s(job)
+        self.end_of[job] = end
+        self.ends[self.view.pool[job]].add((end, job))
+
+    def stopped(self, job: int) -> None:
+        end = self.end_of.pop(job, None)
+        if end is not None:
+            self.ends[self.view.pool[job]].remove((end, job))
+
+    def outranks_running(self, pool: int, job: int) -> bool:
+        ends = self.ends[pool]
+        return bool(ends) and (ends[-1][0] - self.view.now_s, ends[-1][1]) > self.rank(job)
+
+    def victims(self, pool: int, job: int) -> Iterator[int]:
+        mine = self.rank(job)
+        now = self.view.now_s
+        for end, victim in reversed(self.ends[pool]):
+            if (end - now, victim) <= mine:
+                return
+            yield victim

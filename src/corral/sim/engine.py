@@ -135,13 +135,17 @@ class Engine:
             if p is None:
                 raise InputError(
                     f"queue '{q}' has no pool in fleet '{fleet.name}' and the fleet has no default_pool",
-                    source=jobs.source, line=jobs.where(i), field="queue",
+                    source=jobs.source,
+                    line=jobs.where(i),
+                    field="queue",
                 )
             if jobs.gpus[i] > fleet.pool_gpus[p]:
                 raise InputError(
                     f"job '{jobs.job_id[i]}' asks {int(jobs.gpus[i])} GPUs but pool '{fleet.pools[p]}' "
                     f"of fleet '{fleet.name}' has only {fleet.pool_gpus[p]}",
-                    source=jobs.source, line=jobs.where(i), field="gpus",
+                    source=jobs.source,
+                    line=jobs.where(i),
+                    field="gpus",
                 )
             pools.append(p)
         return pools

@@ -36,21 +36,33 @@ def read_philly(path: str | Path) -> JobTable:
         header = reader.fieldnames or []
         missing = [c for c in ("timestamp", "duration", "num_gpus", "cluster") if c not in header]
         if missing:
-            raise InputError(f"missing column(s): {', '.join(missing)}", source=source, line=1, field=missing[0])
+            raise InputError(
+                f"missing column(s): {', '.join(missing)}", source=source, line=1, field=missing[0]
+            )
         for row in reader:
             line = reader.line_num
             try:
                 stamp = datetime.strptime(row["timestamp"].strip(), "%Y-%m-%d %H:%M:%S")
             except (ValueError, AttributeError):
-                raise InputError(f"not a timestamp 'YYYY-MM-DD HH:MM:SS': {row['timestamp']!r}",
-                                 source=source, line=line, field="timestamp") from None
+                raise InputError(
+                    f"not a timestamp 'YYYY-MM-DD HH:MM:SS': {row['timestamp']!r}",
+                    source=source,
+                    line=line,
+                    field="timestamp",
+                ) from None
             duration = _parse(row["duration"], float, source, line, "duration")
             if not duration > 0:
-                raise InputError(f"must be > 0, got {row['duration']}", source=source, line=line, field="duration")
+                raise InputError(
+                    f"must be > 0, got {row['duration']}", source=source, line=line, field="duration"
+                )
             size = _parse(row["num_gpus"], float, source, line, "num_gpus")
             if size != int(size) or size < 1:
-                raise InputError(f"must be a whole number of GPUs >= 1, got {row['num_gpus']}",
-                                 source=source, line=line, field="num_gpus")
+                raise InputError(
+                    f"must be a whole number of GPUs >= 1, got {row['num_gpus']}",
+                    source=source,
+                    line=line,
+                    field="num_gpus",
+                )
             vc = (row["cluster"] or "").strip()
             if not vc:
                 raise InputError("empty virtual cluster", source=source, line=line, field="cluster")

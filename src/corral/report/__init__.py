@@ -1,0 +1,1 @@
+"""Reports for people: rich tables in the terminal."""

@@ -1,0 +1,86 @@
+"""Rich tables for the comparison, the per-queue breakdown and trace statistics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+__all__ = ["Table", "comparison", "duration", "key_values", "per_queue"]
+
+
+def duration(seconds: float) -> str:
+    """Seconds as a short human duration: 45s, 12.5m, 3.2h, 4.1d."""
+    if seconds != seconds:  # NaN
+        return "-"
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0)):
+        if abs(seconds) >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def comparison(rows: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for name in (
+        "policy",
+        "jobs",
+        "avg JCT",
+        "median JCT",
+        "p95 JCT",
+        "p99 JCT",
+        "avg wait",
+        "p99 wait",
+        "makespan",
+        "GPU util",
+        "preempt",
+        "events",
+        "wall",
+    ):
+        table.add_column(name, justify="left" if name == "policy" else "right")
+    best = min(r["avg_jct_s"] for r in rows)
+    for r in rows:
+        style = "bold green" if r["avg_jct_s"] == best and len(rows) > 1 else None
+        table.add_row(
+            r["policy"],
+            f"{r['jobs']:,}",
+            duration(r["avg_jct_s"]),
+            duration(r["median_jct_s"]),
+            duration(r["p95_jct_s"]),
+            duration(r["p99_jct_s"]),
+            duration(r["avg_wait_s"]),
+            duration(r["p99_wait_s"]),
+            duration(r["makespan_s"]),
+            f"{r['gpu_utilization']:.1%}",
+            f"{r['preemptions']:,}",
+            f"{r['events']:,}",
+            f"{r['wall_s']:.2f}s",
+            style=style,
+        )
+    return table
+
+
+def per_queue(policy: str, rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"{policy}: by queue", title_justify="left")
+    for name in ("queue", "pool", "jobs", "GPU-hours", "avg JCT", "p99 JCT", "avg wait", "preempt"):
+        table.add_column(name, justify="left" if name in ("queue", "pool") else "right")
+    for r in rows:
+        table.add_row(
+            r["queue"],
+            r["pool"],
+            f"{r['jobs']:,}",
+            f"{r['gpu_hours']:,.0f}",
+            duration(r["avg_jct_s"]),
+            duration(r["p99_jct_s"]),
+            duration(r["avg_wait_s"]),
+            f"{r['preemptions']:,}",
+        )
+    return table
+
+
+def key_values(title: str, rows: list[tuple[str, str]]) -> Table:
+    table = Table(title=title, title_justify="left", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for k, v in rows:
+        table.add_row(k, v)
+    return table

@@ -1,0 +1,65 @@
+"""Synthetic Philly-like workloads for scale tests: sizes from the Philly job-size histogram,
+durations from its duration quantiles (log-interpolated), Poisson arrivals at a chosen rate.
+The shape is derived from the packaged trace by scripts/derive_data.py."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+
+import numpy as np
+
+from corral.errors import InputError
+from corral.workload import JobTable
+
+
+@cache
+def philly_shape() -> dict:
+    return json.loads(resources.files("corral.data").joinpath("philly_shape.json").read_text())
+
+
+def synth_jobs(
+    jobs: int,
+    arrivals_per_hour: float,
+    seed: int = 0,
+    queues: int = 1,
+    max_gpus: int | None = None,
+) -> JobTable:
+    """`jobs` Philly-like jobs; `max_gpus` drops sizes above it from the size distribution."""
+    if jobs < 1:
+        raise InputError(f"need at least one job, got {jobs}", field="jobs")
+    if not arrivals_per_hour > 0:
+        raise InputError(f"arrival rate must be > 0, got {arrivals_per_hour}", field="rate")
+    if queues < 1:
+        raise InputError(f"need at least one queue, got {queues}", field="queues")
+    shape = philly_shape()
+    sizes = np.array([int(k) for k in shape["gpus_histogram"]])
+    weights = np.array(list(shape["gpus_histogram"].values()), dtype=float)
+    if max_gpus is not None:
+        keep = sizes <= max_gpus
+        if not keep.any():
+            raise InputError(f"no Philly job size fits in {max_gpus} GPUs", field="max_gpus")
+        sizes, weights = sizes[keep], weights[keep]
+    rng = np.random.default_rng(seed)
+    gaps = rng.exponential(3600.0 / arrivals_per_hour, size=jobs)
+    submit = np.cumsum(gaps) - gaps[0]
+    gpus = rng.choice(sizes, size=jobs, p=weights / weights.sum())
+    log_q = np.log(np.asarray(shape["duration_quantiles_s"]))
+    u = rng.random(jobs) * (log_q.size - 1)
+    duration = np.round(np.exp(np.interp(u, np.arange(log_q.size), log_q)))
+    duration = np.maximum(duration, 1.0)
+    queue_ids = rng.integers(0, queues, size=jobs)
+    names = [f"q{i}" for i in range(queues)] if queues > 1 else ["default"]
+    return JobTable(
+        job_id=[f"synth-{i}" for i in range(jobs)],
+        submit_s=np.round(submit, 3),
+        gpus=gpus.astype(np.int64),
+        duration_s=duration,
+        queue=[names[i] for i in queue_ids.tolist()],
+        user=[f"u{i % 97}" for i in range(jobs)],
+        kind=["experiment"] * jobs,
+        priority=np.zeros(jobs, dtype=np.int64),
+        preemptible=np.ones(jobs, dtype=bool),
+        source="synth",
+    )

@@ -1,0 +1,142 @@
+"""Schedules worked out by hand, one per policy: these start and end times, exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from corral.scheduling.fifo import Fifo, FifoBackfill
+from corral.scheduling.las import Las
+from corral.scheduling.preemptive import Srtf
+from corral.scheduling.sjf import Sjf
+from corral.sim.engine import Engine
+from tests.conftest import flat_fleet, make_jobs
+
+# Two hosts of 4 GPUs. A holds host 0 for 10 s; B needs both hosts; C is a short 1-GPU job.
+HOL = [(0, 4, 10), (1, 8, 5), (2, 1, 3)]
+
+
+def run(policy, fleet, rows):
+    return Engine(fleet, make_jobs(rows), policy, record=True).run()
+
+
+def test_fifo_head_of_line_blocking(two_hosts_of_four):
+    r = run(Fifo(), two_hosts_of_four, HOL)
+    # B waits for A (t=10); C waits behind B although host 1 is free all along.
+    assert r.start_s.tolist() == [0, 10, 15]
+    assert r.end_s.tolist() == [10, 15, 18]
+
+
+def test_easy_backfill_lets_short_job_jump_without_delaying_head(two_hosts_of_four):
+    r = run(FifoBackfill(), two_hosts_of_four, HOL)
+    # Head B reserved at t=10 (when A ends); C ends at 5 <= 10, so it backfills at 2 on host 1.
+    assert r.start_s.tolist() == [0, 10, 2]
+    assert r.end_s.tolist() == [10, 15, 5]
+    assert r.hosts[2] == "1"
+
+
+def test_backfill_refuses_a_job_that_would_delay_the_head(two_hosts_of_four):
+    # C now runs 20 s: it would still hold host 1 at t=10 and delay B, so it must wait.
+    r = run(FifoBackfill(), two_hosts_of_four, [(0, 4, 10), (1, 8, 5), (2, 1, 20)])
+    assert r.start_s.tolist() == [0, 10, 15]
+
+
+def test_backfill_uses_extra_gpus_beyond_the_reservation():
+    # 3 hosts of 4. A (8 GPUs) runs to t=10; head B needs 8 -> at t=10 there are 12 free,
+    # so 4 GPUs are extra and a long 4-GPU job C may take host 2 now.
+    fleet = flat_fleet(3, 4)
+    r = run(FifoBackfill(), fleet, [(0, 8, 10), (1, 12, 5), (2, 4, 100)])
+    # B needs all 12: shadow 10, extra 0 -> C (ends 102) must wait until B is done at 15.
+    assert r.start_s.tolist() == [0, 10, 15]
+    r = run(FifoBackfill(), fleet, [(0, 8, 10), (1, 8, 5), (2, 4, 100)])
+    # B needs 8: at t=10 12 are free, extra 4 -> C starts at 2 on host 2; B then gets hosts 0-1.
+    assert r.start_s.tolist() == [0, 10, 2]
+
+
+def test_sjf_starts_the_shortest_that_fits(two_hosts_of_four):
+    rows = [(0, 8, 10), (1, 4, 30), (1, 4, 5), (1, 4, 20)]
+    r = run(Sjf(), two_hosts_of_four, rows)
+    # At t=10 both hosts free: the 5 s and then the 20 s job start; the 30 s one waits.
+    assert r.start_s.tolist() == [0, 15, 10, 10]
+    assert r.end_s.tolist() == [10, 45, 15, 30]
+
+
+def test_srtf_preempts_for_a_shorter_newcomer():
+    fleet = flat_fleet(1, 1)
+    r = run(Srtf(), fleet, [(0, 1, 10), (1, 1, 2)])
+    # B (2 s) preempts A (9 s left) at t=1; A resumes at 3 with 9 s to go.
+    assert r.start_s.tolist() == [0, 1]
+    assert r.end_s.tolist() == [12, 3]
+    assert r.preemptions.tolist() == [1, 0]
+
+
+def test_las_demotes_after_the_threshold_then_serves_the_newcomer():
+    fleet = flat_fleet(1, 1)
+    r = run(Las(thresholds_gpu_s=(5.0,), promote_knob=0), fleet, [(0, 1, 10), (1, 1, 3)])
+    # Both in Q0 at t=1 and the running job keeps its place; A reaches 5 GPU-s at t=5, drops
+    # to Q1, and B takes the GPU until 8; A resumes and ends at 13.
+    assert r.end_s.tolist() == [13, 8]
+    assert r.start_s.tolist() == [0, 5]
+    assert r.preemptions.tolist() == [1, 0]
+
+
+def test_las_attained_service_counts_gpus():
+    # A 2-GPU job reaches 4 GPU-s after 2 s, not 4.
+    fleet = flat_fleet(1, 2)
+    r = run(Las(thresholds_gpu_s=(4.0,), promote_knob=0), fleet, [(0, 2, 10), (1, 2, 1)])
+    assert r.start_s.tolist() == [0, 2]
+    assert r.end_s.tolist() == [11, 3]
+
+
+def test_las_starvation_rule_promotes_a_waiting_job():
+    fleet = flat_fleet(1, 1)
+    rows = [(0, 1, 10), (1, 1, 100)]
+    # Without the rule: A is demoted at 2, B preempts it and, once both are in Q1, keeps
+    # running (running jobs keep their place): A waits until B ends at 102.
+    off = run(Las(thresholds_gpu_s=(2.0,), promote_knob=0), fleet, rows)
+    assert off.end_s.tolist() == [110, 102]
+    # With PROMOTEKNOB 1, a job waiting as long as it had run is promoted back to Q0:
+    # A and B alternate every 2 s until A is done at 18.
+    on = run(Las(thresholds_gpu_s=(2.0,), promote_knob=1), fleet, rows)
+    assert on.end_s.tolist() == [18, 110]
+    assert on.preemptions.tolist() == [4, 4]
+
+
+def test_non_preemptible_jobs_are_never_victims():
+    fleet = flat_fleet(1, 1)
+    jobs = make_jobs([(0, 1, 10, "default", False), (1, 1, 2)])
+    r = Engine(fleet, jobs, Srtf()).run()
+    assert r.end_s.tolist() == [10, 12]
+    assert int(np.sum(r.preemptions)) == 0
+
+
+def test_gang_waits_for_a_consolidated_block_unless_relaxed():
+    # 4 hosts of 4 in racks of 2. One GPU busy on hosts 0 and 2 leaves 2 whole hosts, but in
+    # different racks: an 8-GPU gang wants one rack, falls back to the pool level and takes
+    # hosts 1 and 3 (the domain here is the whole pool).
+    from corral.sim.allocation import FleetState
+    from corral.scheduling.placement import Placer
+
+    fleet = flat_fleet(4, 4, hosts_per_rack=2)
+    state = FleetState(fleet)
+    state.allocate(0, ((0, 1), (2, 1)))
+    placer = Placer(state)
+    assert placer.find(0, 8) == ((1, 4), (3, 4))
+    state.allocate(0, ((3, 1),))
+    # Only host 1 is whole now (free: 3, 4, 3, 2): consolidated placement fails; relaxed
+    # placement takes the hosts with the most free GPUs first: 4 + 3 + 1.
+    assert placer.find(0, 8) is None
+    assert placer.find(0, 8, relaxed=True) == ((1, 4), (0, 3), (2, 1))
+
+
+def test_gang_prefers_the_smallest_domain():
+    from corral.sim.allocation import FleetState
+    from corral.scheduling.placement import Placer
+
+    fleet = flat_fleet(4, 4, hosts_per_rack=2)
+    state = FleetState(fleet)
+    state.allocate(0, ((0, 1),))
+    # Rack 1 (hosts 2, 3) is whole: the gang goes there, not across racks.
+    assert Placer(state).find(0, 8) == ((2, 4), (3, 4))
+    # A 6-GPU gang: one whole host plus a host with >= 2 free in the same rack: rack 0 has
+    # host 1 whole and host 0 with 3 free, and is the fuller rack.
+    assert Placer(state).find(0, 6) == ((1, 4), (0, 2))
