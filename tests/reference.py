@@ -1,0 +1,118 @@
+"""A deliberately naive simulator to check the engine against: plain lists, every pass
+recomputed from scratch, placement by brute force over hosts. Slow and obviously right.
+
+It implements fifo, fifo-backfill (unbounded depth) and sjf with the same placement rules
+as corral.scheduling.placement (strict consolidation).
+"""
+
+from __future__ import annotations
+
+import math
+
+from corral.fleet import Fleet
+from corral.workload import JobTable
+
+
+def naive_place(fleet: Fleet, free: list[int], pool: int, gpus: int):
+    hosts = [h for h in range(fleet.hosts) if fleet.host_pool[h] == pool]
+    cap = [int(c) for c in fleet.host_gpus]
+    size = max(cap[h] for h in hosts)
+    if gpus <= size:
+        fits = [h for h in hosts if free[h] >= gpus]
+        if not fits:
+            return None
+        h = min(fits, key=lambda h: (free[h], h))
+        return ((h, gpus),)
+    n_whole, rem = divmod(gpus, size)
+    levels = [
+        lambda h: int(fleet.host_rack[h]),
+        lambda h: int(fleet.host_pod[h]),
+        lambda h: int(fleet.host_cluster[h]),
+        lambda h: 0,
+    ]
+    for dom_of in levels:
+        best = None
+        for d in sorted({dom_of(h) for h in hosts}):
+            members = [h for h in hosts if dom_of(h) == d]
+            whole = [h for h in members if free[h] == cap[h]]
+            partial = [h for h in members if free[h] < cap[h] and free[h] >= rem] if rem else []
+            if len(whole) >= n_whole and (rem == 0 or partial or len(whole) > n_whole):
+                if best is None or len(whole) < best[0]:
+                    best = (len(whole), whole, partial)
+        if best is not None:
+            _, whole, partial = best
+            placement = [(h, size) for h in whole[:n_whole]]
+            if rem:
+                if partial:
+                    placement.append((min(partial, key=lambda h: (free[h], h)), rem))
+                else:
+                    placement.append((whole[n_whole], rem))
+            return tuple(placement)
+    return None
+
+
+def naive_simulate(fleet: Fleet, jobs: JobTable, policy: str) -> list[float]:
+    """First start time of each job."""
+    n = len(jobs)
+    submit = jobs.submit_s.tolist()
+    dur = jobs.duration_s.tolist()
+    gpus = jobs.gpus.tolist()
+    pool = [fleet.pool_of_queue(q) for q in jobs.queue]
+    free = [int(c) for c in fleet.host_gpus]
+    start = [math.nan] * n
+    end = [math.nan] * n
+    placed: dict[int, tuple] = {}
+    arrived: list[int] = []
+    while any(math.isnan(e) for e in end):
+        times = [submit[j] for j in range(n) if j not in arrived]
+        times += [end[j] for j in placed]
+        now = min(times)
+        for j in sorted(placed):
+            if end[j] == now:
+                for h, g in placed.pop(j):
+                    free[h] += g
+        for j in range(n):
+            if submit[j] == now and j not in arrived:
+                arrived.append(j)
+        for p in range(len(fleet.pools)):
+            pending = [j for j in range(n) if j in arrived and math.isnan(start[j]) and pool[j] == p]
+            pending.sort(key=lambda j: (submit[j], j))
+
+            def begin(j):
+                where = naive_place(fleet, free, p, gpus[j])
+                if where is None:
+                    return False
+                for h, g in where:
+                    free[h] -= g
+                start[j], end[j] = now, now + dur[j]
+                placed[j] = where
+                return True
+
+            if policy == "sjf":
+                for j in sorted(pending, key=lambda j: (dur[j], j)):
+                    pool_free = sum(free[h] for h in range(fleet.hosts) if fleet.host_pool[h] == p)
+                    if gpus[j] <= pool_free:
+                        begin(j)
+                continue
+            while pending and begin(pending[0]):
+                pending.pop(0)
+            if policy != "fifo-backfill" or not pending:
+                continue
+            head = pending[0]
+            pool_free = sum(free[h] for h in range(fleet.hosts) if fleet.host_pool[h] == p)
+            avail, shadow, extra = pool_free, math.inf, 0
+            for j in sorted((j for j in placed if pool[j] == p), key=lambda j: (end[j], j)):
+                avail += gpus[j]
+                if avail >= gpus[head]:
+                    shadow, extra = end[j], avail - gpus[head]
+                    break
+            for j in pending[1:]:
+                pool_free = sum(free[h] for h in range(fleet.hosts) if fleet.host_pool[h] == p)
+                if gpus[j] > pool_free:
+                    continue
+                in_time = now + dur[j] <= shadow
+                if not in_time and gpus[j] > extra:
+                    continue
+                if begin(j) and not in_time:
+                    extra -= gpus[j]
+    return start

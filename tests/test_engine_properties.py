@@ -1,0 +1,130 @@
+"""The engine against a naive reference, and invariants over random workloads."""
+
+from __future__ import annotations
+
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from corral.fleet import Fleet, Segment
+from corral.scheduling.registry import POLICIES, make_policy
+from corral.sim.engine import Engine
+from tests.conftest import make_jobs
+from tests.reference import naive_simulate
+
+
+@st.composite
+def fleets(draw):
+    """One or two pools of small hosts in small racks."""
+    pools = draw(st.integers(1, 2))
+    segments = []
+    for p in range(pools):
+        segments.append(
+            Segment(
+                pool=f"p{p}",
+                hosts=draw(st.integers(1, 6)),
+                gpus_per_host=draw(st.sampled_from([1, 2, 4, 8])),
+                hosts_per_rack=draw(st.integers(1, 3)),
+                racks_per_pod=draw(st.integers(1, 2)),
+            )
+        )
+    return Fleet("random", segments)
+
+
+@st.composite
+def workloads(draw, fleet):
+    n = draw(st.integers(1, 25))
+    rows = []
+    for _ in range(n):
+        p = draw(st.integers(0, len(fleet.pools) - 1))
+        size = draw(st.integers(1, fleet.pool_gpus[p]))
+        rows.append(
+            (
+                float(draw(st.integers(0, 40))),  # integer times make ties common
+                size,
+                float(draw(st.integers(1, 30))),
+                fleet.pools[p],
+                draw(st.booleans()),
+            )
+        )
+    return make_jobs(rows)
+
+
+@st.composite
+def scenarios(draw):
+    fleet = draw(fleets())
+    return fleet, draw(workloads(fleet))
+
+
+@settings(max_examples=150, deadline=None)
+@given(scenarios(), st.sampled_from(["fifo", "fifo-backfill", "sjf"]))
+def test_engine_matches_naive_reference(scenario, policy):
+    fleet, jobs = scenario
+    fast = Engine(fleet, jobs, make_policy(policy)).run()
+    assert fast.start_s.tolist() == naive_simulate(fleet, jobs, policy)
+
+
+@settings(max_examples=150, deadline=None)
+@given(scenarios(), st.sampled_from(sorted(POLICIES)), st.sampled_from([None, 0.0, 5.0]))
+def test_invariants_hold_for_every_policy(scenario, policy, relax_after_s):
+    from corral.scheduling.placement import PlacementConfig
+
+    fleet, jobs = scenario
+    result = Engine(fleet, jobs, make_policy(policy), PlacementConfig(relax_after_s), record=True).run()
+    used = np.zeros(fleet.hosts, dtype=int)
+    holding: dict[int, tuple] = {}
+    ran = [0.0] * len(jobs)
+    since: dict[int, float] = {}
+    ended = [0] * len(jobs)
+    for now, what, job, placement in result.log:
+        if what == "start":
+            assert job not in holding and ended[job] == 0
+            assert now >= jobs.submit_s[job]
+            # A gang starts whole: exactly its GPUs, in its pool, on distinct hosts.
+            assert sum(g for _, g in placement) == jobs.gpus[job]
+            assert len({h for h, _ in placement}) == len(placement)
+            assert all(fleet.pools[fleet.host_pool[h]] == jobs.queue[job] for h, _ in placement)
+            for h, g in placement:
+                used[h] += g
+            # No GPU is ever given twice.
+            assert (used <= fleet.host_gpus).all()
+            holding[job] = placement
+            since[job] = now
+        else:
+            for h, g in holding.pop(job):
+                used[h] -= g
+            ran[job] += now - since.pop(job)
+            if what == "end":
+                ended[job] += 1
+            else:
+                assert jobs.preemptible[job]
+    # Every job ends exactly once, after running exactly its duration across preemptions.
+    assert ended == [1] * len(jobs)
+    assert np.allclose(ran, jobs.duration_s, atol=1e-6)
+    assert np.allclose(result.end_s - result.start_s >= jobs.duration_s - 1e-6, True)
+    assert (used == 0).all()
+    assert result.preemptions.sum() == sum(1 for e in result.log if e[1] == "stop")
+
+
+@settings(max_examples=40, deadline=None)
+@given(scenarios(), st.sampled_from(sorted(POLICIES)))
+def test_deterministic(scenario, policy):
+    fleet, jobs = scenario
+    a = Engine(fleet, jobs, make_policy(policy)).run()
+    b = Engine(fleet, jobs, make_policy(policy)).run()
+    assert a.start_s.tolist() == b.start_s.tolist() and a.end_s.tolist() == b.end_s.tolist()
+    assert a.hosts == b.hosts
+
+
+def test_non_preemptive_policies_never_preempt_and_jct_is_wait_plus_run():
+    from corral.synth import synth_jobs
+    from tests.conftest import flat_fleet
+
+    jobs = synth_jobs(400, arrivals_per_hour=400, seed=3, max_gpus=16)
+    fleet = flat_fleet(8, 8, hosts_per_rack=2)
+    for policy in ("fifo", "fifo-backfill", "sjf"):
+        r = Engine(fleet, jobs, make_policy(policy)).run()
+        assert r.preemptions.sum() == 0
+        assert np.allclose(r.end_s - r.start_s, jobs.duration_s)
+        assert np.isfinite(r.end_s).all()
