@@ -32,7 +32,8 @@ fleet_app = typer.Typer(no_args_is_help=True, help="Inspect fleets.")
 app.add_typer(trace_app, name="trace")
 app.add_typer(workload_app, name="workload")
 app.add_typer(fleet_app, name="fleet")
-console = Console()
+# Piped output keeps whole table rows (rich would otherwise assume 80 columns).
+console = Console(width=None if sys.stdout.isatty() else 160)
 errors = Console(stderr=True)
 
 DEMO_LOAD = 0.5
@@ -44,7 +45,7 @@ def _input_errors() -> Iterator[None]:
     try:
         yield
     except InputError as err:
-        errors.print(f"[bold red]error:[/] {err}", highlight=False)
+        errors.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -142,7 +143,7 @@ def demo(out: Annotated[Path | None, typer.Option(help="Also write the results h
         f"Tiresias' LAS, which knows no durations, cuts that to {tables.duration(las['avg_jct_s'])} "
         f"({fifo['avg_jct_s'] / las['avg_jct_s']:.1f}x lower) by preempting jobs that have had the "
         f"most GPU time; an oracle shortest-job-first reaches {tables.duration(sjf['avg_jct_s'])}, "
-        f"the bound that knowing every duration buys."
+        f"what knowing every duration buys."
     )
 
 

@@ -229,8 +229,9 @@ def fleet_from_toml(path: Path) -> Fleet:
     except FileNotFoundError:
         raise InputError("fleet file not found", source=str(path)) from None
     except tomllib.TOMLDecodeError as err:
-        line = getattr(err, "lineno", None)
-        raise InputError(f"not valid TOML: {getattr(err, 'msg', err)}", source=str(path), line=line) from None
+        where = re.search(r"at line (\d+)", str(err))
+        line = int(where.group(1)) if where else None
+        raise InputError(f"not valid TOML: {err}", source=str(path), line=line) from None
     defaults = {k: data[k] for k in _SEGMENT_FIELDS if k in data}
     pools = data.get("pools")
     if pools is None:

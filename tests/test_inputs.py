@@ -1,0 +1,180 @@
+"""Bad input is reported with file, line and field, exits non-zero, and writes nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from corral.cli import app
+from corral.errors import InputError
+from corral.fleet import load_fleet
+from corral.workload import read_jobs
+
+HEADER = "job_id,submit_s,gpus,duration_s,queue\n"
+runner = CliRunner()
+
+
+def table(tmp_path: Path, body: str, header: str = HEADER) -> Path:
+    path = tmp_path / "jobs.csv"
+    path.write_text(header + body)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "field", "words"),
+    [
+        ("a,0,1,10,q\nb,5,1,-3,q\n", 3, "duration_s", "must be > 0"),
+        ("a,0,1.5,10,q\n", 2, "gpus", "not an integer"),
+        ("a,0,x,10,q\n", 2, "gpus", "not an integer"),
+        ("a,zero,1,10,q\n", 2, "submit_s", "not a number"),
+        ("a,0,1,10,q\na,1,1,10,q\n", 3, "job_id", "duplicate"),
+        ("a,0,0,10,q\n", 2, "gpus", ">= 1"),
+        ("a,0,1,nan,q\n", 2, "duration_s", "finite"),
+        ("a,0,1,10\n", 2, None, "4 values for 5 columns"),
+    ],
+)
+def test_bad_rows_name_line_and_field(tmp_path, body, line, field, words):
+    with pytest.raises(InputError) as err:
+        read_jobs(table(tmp_path, body))
+    assert err.value.line == line
+    assert err.value.field == field
+    assert words in str(err.value)
+    assert "jobs.csv" in str(err.value)
+
+
+def test_missing_column(tmp_path):
+    with pytest.raises(InputError) as err:
+        read_jobs(table(tmp_path, "a,0,1,q\n", header="job_id,submit_s,gpus,queue\n"))
+    assert err.value.field == "duration_s" and err.value.line == 1
+
+
+def test_unknown_kind_and_bad_flag(tmp_path):
+    header = "job_id,submit_s,gpus,duration_s,queue,kind,preemptible\n"
+    with pytest.raises(InputError, match="unknown kind"):
+        read_jobs(table(tmp_path, "a,0,1,10,q,training,true\n", header))
+    with pytest.raises(InputError, match="true or false"):
+        read_jobs(table(tmp_path, "a,0,1,10,q,eval,maybe\n", header))
+
+
+def test_philly_bad_row(tmp_path):
+    path = tmp_path / "philly.csv"
+    path.write_text(
+        "timestamp,duration,num_gpus,gpu_time,cluster\n"
+        "2017-10-09 07:01:55,66.0,1,66.0,11cb48\n"
+        "2017-10-09 07:01:56,66.0,2.5,66.0,11cb48\n"
+    )
+    with pytest.raises(InputError) as err:
+        read_jobs(path)
+    assert (err.value.line, err.value.field) == (3, "num_gpus")
+
+
+def test_unknown_fleet_preset_and_bad_toml(tmp_path):
+    with pytest.raises(InputError, match="unknown fleet"):
+        load_fleet("meta-1m")
+    bad = tmp_path / "fleet.toml"
+    bad.write_text('name = "x"\n[[pools]]\nname = "a"\nhosts = "many"\n')
+    with pytest.raises(InputError) as err:
+        load_fleet(str(bad))
+    assert err.value.field == "pools[0].hosts"
+    bad.write_text('name = "x"\nhosts = 4\ngpu = "tpu"\n')
+    with pytest.raises(InputError, match="unknown GPU"):
+        load_fleet(str(bad))
+    bad.write_text('name = "x"\nhosts = 4 4\n')
+    with pytest.raises(InputError) as err:
+        load_fleet(str(bad))
+    assert err.value.line == 2
+
+
+def _simulate(tmp_path, workload, fleet="2x4", policy="fifo"):
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app, ["simulate", "--workload", str(workload), "--fleet", fleet, "--policy", policy, "--out", str(out)]
+    )
+    return result, out
+
+
+def test_cli_job_larger_than_its_pool_fails_cleanly(tmp_path):
+    result, out = _simulate(tmp_path, table(tmp_path, "a,0,1,10,q\nb,1,9,10,q\n"))
+    assert result.exit_code == 2
+    assert "line 3" in result.output and "'gpus'" in result.output and "only 8" in result.output
+    assert not out.exists()
+
+
+def test_cli_unknown_policy_fails_cleanly(tmp_path):
+    result, out = _simulate(tmp_path, table(tmp_path, "a,0,1,10,q\n"), policy="lottery")
+    assert result.exit_code == 2
+    assert "unknown policy 'lottery'" in result.output
+    assert not out.exists()
+
+
+def test_cli_queue_without_pool(tmp_path):
+    fleet = tmp_path / "f.toml"
+    fleet.write_text('[[pools]]\nname = "a"\nhosts = 1\n[[pools]]\nname = "b"\nhosts = 1\n')
+    result, out = _simulate(tmp_path, table(tmp_path, "x,0,1,10,a\ny,0,1,10,c\n"), fleet=str(fleet))
+    assert result.exit_code == 2 and "queue 'c' has no pool" in result.output and "line 3" in result.output
+
+
+def test_cli_simulate_contract(tmp_path):
+    workload = table(tmp_path, "a,0,4,10,q\nb,1,8,5,q\nc,2,1,3,q\n")
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app,
+        ["simulate", "--workload", str(workload), "--fleet", "2x4", "--policy", "fifo",
+         "--policy", "fifo-backfill", "--out", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [m["policy"] for m in metrics] == ["fifo", "fifo-backfill"]
+    keys = {"policy", "jobs", "avg_jct_s", "median_jct_s", "p99_jct_s", "avg_wait_s", "makespan_s",
+            "gpu_utilization", "preemptions", "events", "wall_s"}
+    assert keys <= set(metrics[0])
+    # fifo: A 0-10, B 10-15, C 15-18 -> JCTs 10, 14, 16.
+    assert metrics[0]["avg_jct_s"] == pytest.approx(40 / 3)
+    assert metrics[0]["makespan_s"] == 18
+    # busy GPU-s = 40 + 40 + 3 = 83 over 8 GPUs x 18 s
+    assert metrics[0]["gpu_utilization"] == pytest.approx(83 / 144)
+    import csv
+
+    rows = list(csv.DictReader((out / "jobs-fifo-backfill.csv").open()))
+    assert [r["job_id"] for r in rows] == ["a", "b", "c"]
+    assert [float(r["start_s"]) for r in rows] == [0, 10, 2]
+    assert [float(r["end_s"]) for r in rows] == [10, 15, 5]
+    assert {"submit_s", "gpus", "queue", "preemptions", "hosts"} <= set(rows[0])
+
+
+def test_trace_import_roundtrip_and_stats(tmp_path):
+    philly = tmp_path / "philly.csv"
+    philly.write_text(
+        "timestamp,duration,num_gpus,gpu_time,cluster\n"
+        "2017-10-09 07:00:00,100.0,1,100.0,vc1\n"
+        "2017-10-09 08:00:00,50.0,8,400.0,vc2\n"
+    )
+    for suffix in ("csv", "parquet"):
+        out = tmp_path / f"jobs.{suffix}"
+        result = runner.invoke(app, ["trace", "import", str(philly), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        jobs = read_jobs(out)
+        assert jobs.submit_s.tolist() == [0, 3600]
+        assert jobs.queue == ["vc1", "vc2"] and jobs.gpus.tolist() == [1, 8]
+    result = runner.invoke(app, ["trace", "stats", str(out), "--fleet", "1x10", "--json"])
+    stats = json.loads(result.output)
+    assert stats["jobs"] == 2 and stats["gpu_hours"] == pytest.approx(500 / 3600)
+    # 500 GPU-s over 10 GPUs x 3600 s
+    assert stats["offered_load"] == pytest.approx(500 / 36000)
+
+
+def test_workload_synth_is_seeded(tmp_path):
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    for path in (a, b):
+        result = runner.invoke(app, ["workload", "synth", "--jobs", "500", "--rate", "60", "--seed", "7",
+                                     "--out", str(path)])
+        assert result.exit_code == 0, result.output
+    assert a.read_bytes() == b.read_bytes()
+    jobs = read_jobs(a)
+    assert len(jobs) == 500
+    # Poisson at 60/h: 499 gaps of mean 60 s.
+    assert jobs.span_s / 499 == pytest.approx(60, rel=0.15)
+    assert (jobs.gpus == 1).mean() == pytest.approx(0.93, abs=0.05)
