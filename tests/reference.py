@@ -36,9 +36,9 @@ def naive_place(fleet: Fleet, free: list[int], pool: int, gpus: int):
             members = [h for h in hosts if dom_of(h) == d]
             whole = [h for h in members if free[h] == cap[h]]
             partial = [h for h in members if free[h] < cap[h] and free[h] >= rem] if rem else []
-            if len(whole) >= n_whole and (rem == 0 or partial or len(whole) > n_whole):
-                if best is None or len(whole) < best[0]:
-                    best = (len(whole), whole, partial)
+            fits = len(whole) >= n_whole and (rem == 0 or partial or len(whole) > n_whole)
+            if fits and (best is None or len(whole) < best[0]):
+                best = (len(whole), whole, partial)
         if best is not None:
             _, whole, partial = best
             placement = [(h, size) for h in whole[:n_whole]]
@@ -78,7 +78,7 @@ def naive_simulate(fleet: Fleet, jobs: JobTable, policy: str) -> list[float]:
             pending = [j for j in range(n) if j in arrived and math.isnan(start[j]) and pool[j] == p]
             pending.sort(key=lambda j: (submit[j], j))
 
-            def begin(j):
+            def begin(j, p=p, now=now):
                 where = naive_place(fleet, free, p, gpus[j])
                 if where is None:
                     return False

@@ -91,7 +91,8 @@ def test_unknown_fleet_preset_and_bad_toml(tmp_path):
 def _simulate(tmp_path, workload, fleet="2x4", policy="fifo"):
     out = tmp_path / "out"
     result = runner.invoke(
-        app, ["simulate", "--workload", str(workload), "--fleet", fleet, "--policy", policy, "--out", str(out)]
+        app,
+        ["simulate", "--workload", str(workload), "--fleet", fleet, "--policy", policy, "--out", str(out)],
     )
     return result, out
 
@@ -122,14 +123,36 @@ def test_cli_simulate_contract(tmp_path):
     out = tmp_path / "out"
     result = runner.invoke(
         app,
-        ["simulate", "--workload", str(workload), "--fleet", "2x4", "--policy", "fifo",
-         "--policy", "fifo-backfill", "--out", str(out)],
+        [
+            "simulate",
+            "--workload",
+            str(workload),
+            "--fleet",
+            "2x4",
+            "--policy",
+            "fifo",
+            "--policy",
+            "fifo-backfill",
+            "--out",
+            str(out),
+        ],
     )
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert [m["policy"] for m in metrics] == ["fifo", "fifo-backfill"]
-    keys = {"policy", "jobs", "avg_jct_s", "median_jct_s", "p99_jct_s", "avg_wait_s", "makespan_s",
-            "gpu_utilization", "preemptions", "events", "wall_s"}
+    keys = {
+        "policy",
+        "jobs",
+        "avg_jct_s",
+        "median_jct_s",
+        "p99_jct_s",
+        "avg_wait_s",
+        "makespan_s",
+        "gpu_utilization",
+        "preemptions",
+        "events",
+        "wall_s",
+    }
     assert keys <= set(metrics[0])
     # fifo: A 0-10, B 10-15, C 15-18 -> JCTs 10, 14, 16.
     assert metrics[0]["avg_jct_s"] == pytest.approx(40 / 3)
@@ -169,8 +192,9 @@ def test_trace_import_roundtrip_and_stats(tmp_path):
 def test_workload_synth_is_seeded(tmp_path):
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
     for path in (a, b):
-        result = runner.invoke(app, ["workload", "synth", "--jobs", "500", "--rate", "60", "--seed", "7",
-                                     "--out", str(path)])
+        result = runner.invoke(
+            app, ["workload", "synth", "--jobs", "500", "--rate", "60", "--seed", "7", "--out", str(path)]
+        )
         assert result.exit_code == 0, result.output
     assert a.read_bytes() == b.read_bytes()
     jobs = read_jobs(a)

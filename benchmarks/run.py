@@ -1,0 +1,74 @@
+"""Speed and memory of the simulator on the scenarios docs/performance.md reports.
+
+    python benchmarks/run.py philly            # full Philly trace, fifo and las, philly fleet
+    python benchmarks/run.py synth-24k         # 1,000,000 synthetic jobs, meta-24k, fifo-backfill
+    python benchmarks/run.py synth-2024        # 1,000,000 synthetic jobs, meta-2024, fifo-backfill
+
+Synthetic arrivals are rescaled so the offered load is 0.95 (or the second argument).
+Each prints one JSON line per run: wall time of the simulation itself, events, and the
+process's peak resident memory.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import sys
+import time
+from importlib import resources
+
+from corral.fleet import load_fleet
+from corral.sim.metrics import summary
+from corral.simulate import simulate
+from corral.synth import synth_jobs
+from corral.workload import read_jobs
+
+SYNTH_LOAD = float(sys.argv[2]) if len(sys.argv) > 2 else 0.95
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def report(name: str, result, setup_s: float) -> None:
+    row = summary(result)
+    print(
+        json.dumps(
+            {
+                "bench": name,
+                "policy": row["policy"],
+                "jobs": row["jobs"],
+                "events": row["events"],
+                "sim_wall_s": round(row["wall_s"], 2),
+                "setup_s": round(setup_s, 2),
+                "events_per_s": round(row["events"] / row["wall_s"]),
+                "gpu_utilization": round(row["gpu_utilization"], 3),
+                "avg_jct_s": round(row["avg_jct_s"]),
+                "peak_rss_gib": round(peak_rss_gib(), 2),
+                "python": platform.python_version(),
+            }
+        ),
+        flush=True,
+    )
+
+
+def main(which: str) -> None:
+    if which == "philly":
+        began = time.perf_counter()
+        with resources.as_file(resources.files("corral.data").joinpath("philly_pollux.csv.gz")) as path:
+            jobs = read_jobs(path)
+        setup = time.perf_counter() - began
+        for policy in ("fifo", "las"):
+            report("philly", simulate(jobs, "philly", [policy])[0], setup)
+        return
+    fleet_name = {"synth-24k": "meta-24k", "synth-2024": "meta-2024"}[which]
+    began = time.perf_counter()
+    fleet = load_fleet(fleet_name)
+    jobs = synth_jobs(1_000_000, 1000.0, seed=1).with_load(SYNTH_LOAD, fleet.total_gpus)
+    setup = time.perf_counter() - began
+    report(which, simulate(jobs, fleet, ["fifo-backfill"])[0], setup)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "philly")
