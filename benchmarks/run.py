@@ -45,6 +45,7 @@ def report(name: str, result, setup_s: float) -> None:
                 "events_per_s": round(row["events"] / row["wall_s"]),
                 "gpu_utilization": round(row["gpu_utilization"], 3),
                 "avg_jct_s": round(row["avg_jct_s"]),
+                "avg_wait_s": round(row["avg_wait_s"]),
                 "peak_rss_gib": round(peak_rss_gib(), 2),
                 "python": platform.python_version(),
             }

@@ -53,18 +53,21 @@ class FifoBackfill:
 
     def bind(self, view: View, pools: int) -> None:
         self.view = view
-        self.queues: list[deque[int]] = [deque() for _ in range(pools)]
-        self.started: set[int] = set()
+        # Pending jobs per pool in arrival order, as (arrival number, job).
+        self.queues: list[SortedList] = [SortedList() for _ in range(pools)]
+        self.arrivals = 0
         self.ends: list[SortedList] = [SortedList() for _ in range(pools)]
         self.expected_end: dict[int, float] = {}
-        self.fresh: list[list[int]] = [[] for _ in range(pools)]
+        self.fresh: list[list[tuple[int, int]]] = [[] for _ in range(pools)]
         self.released = [True] * pools
         self.shadow: list[tuple[int, float, int]] = [(-1, math.inf, 0)] * pools
 
     def submitted(self, job: int) -> None:
         pool = self.view.pool[job]
-        self.queues[pool].append(job)
-        self.fresh[pool].append(job)
+        entry = (self.arrivals, job)
+        self.arrivals += 1
+        self.queues[pool].add(entry)
+        self.fresh[pool].append(entry)
 
     def finished(self, job: int) -> None:
         pool = self.view.pool[job]
@@ -76,7 +79,6 @@ class FifoBackfill:
         end = view.now_s + view.duration_s[job]
         self.expected_end[job] = end
         self.ends[view.pool[job]].add((end, job))
-        self.started.add(job)
         return Start(job, placement)
 
     def _reservation(self, pool: int, head: int) -> tuple[float, int]:
@@ -92,39 +94,39 @@ class FifoBackfill:
     def decide(self, pool: int) -> Iterator[Decision]:
         view = self.view
         queue = self.queues[pool]
-        started = self.started
         fresh = self.fresh[pool]
         self.fresh[pool] = []
         while queue:
-            head = queue[0]
-            if head in started:
-                queue.popleft()
-                started.discard(head)
-                continue
+            head = queue[0][1]
             placement = view.place(head)
             if placement is None:
                 break
-            queue.popleft()
-            self.started.add(head)
+            queue.pop(0)
             yield self._start(head, placement)
-            started.discard(head)
         if not queue:
             return
-        head = queue[0]
+        head_entry = queue[0]
+        head = head_entry[1]
         free = view.free_gpus(pool)
         cached_head, shadow, extra = self.shadow[pool]
         incremental = not self.released[pool] and cached_head == head and self.depth is None
         self.released[pool] = False
         if not incremental:
             shadow, extra = self._reservation(pool, head)
-        candidates = fresh if incremental else _after_head(queue, started, self.depth)
+        if incremental:
+            candidates = iter(fresh)
+        else:
+            stop = None if self.depth is None else self.depth + 1
+            candidates = queue.islice(1, stop)
         now = view.now_s
         gpus = view.gpus
         duration = view.duration_s
-        for job in candidates:
+        started = []
+        for entry in candidates:
             if free <= 0:
                 break
-            if job == head or job in started:
+            job = entry[1]
+            if entry == head_entry or entry not in queue:
                 continue
             g = gpus[job]
             if g > free:
@@ -135,30 +137,11 @@ class FifoBackfill:
             placement = view.place(job)
             if placement is None:
                 continue
+            started.append(entry)
             yield self._start(job, placement)
             free -= g
             if not in_time:
                 extra -= g
+        for entry in started:
+            queue.remove(entry)
         self.shadow[pool] = (head, shadow, extra)
-        if len(started) > 4096 and len(started) > len(queue) // 2:
-            self._compact(pool)
-
-    def _compact(self, pool: int) -> None:
-        for p, queue in enumerate(self.queues):
-            self.queues[p] = deque(j for j in queue if j not in self.started)
-        self.started.clear()
-
-
-def _after_head(queue: deque[int], started: set[int], depth: int | None) -> Iterator[int]:
-    examined = 0
-    first = True
-    for job in queue:
-        if first:
-            first = False
-            continue
-        if job in started:
-            continue
-        examined += 1
-        if depth is not None and examined > depth:
-            return
-        yield job
