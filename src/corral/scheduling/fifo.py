@@ -114,7 +114,8 @@ class FifoBackfill:
         if not incremental:
             shadow, extra = self._reservation(pool, head)
         if incremental:
-            candidates = iter(fresh)
+            # Arrivals since the last pass; some may have started as the head since.
+            candidates = (entry for entry in fresh if entry != head_entry and entry in queue)
         else:
             stop = None if self.depth is None else self.depth + 1
             candidates = queue.islice(1, stop)
@@ -126,8 +127,6 @@ class FifoBackfill:
             if free <= 0:
                 break
             job = entry[1]
-            if entry == head_entry or entry not in queue:
-                continue
             g = gpus[job]
             if g > free:
                 continue
