@@ -50,7 +50,6 @@ class Las(PreemptivePriority):
         self.running: list[list[SortedList]] = [[SortedList() for _ in range(queues)] for _ in range(pools)]
         self.demotions: list[list[tuple[float, int, float]]] = [[] for _ in range(pools)]
         self.promotions: list[list[tuple[float, int, float]]] = [[] for _ in range(pools)]
-        self.promoted = 0
 
     def submitted(self, job: int) -> None:
         super().submitted(job)
@@ -123,7 +122,6 @@ class Las(PreemptivePriority):
             self.queue[job] = 0
             self.entered_s[job] = now
             self.run_offset_s[job] = view.executed_s(job)
-            self.promoted += 1
 
     def after_pass(self, pool: int) -> Iterator[Decision]:
         wake = math.inf
