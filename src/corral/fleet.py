@@ -18,6 +18,7 @@ import numpy as np
 
 from corral.errors import InputError
 from corral.hardware import GPUS, gpu
+from corral.scheduling.quota import CohortSpec, QueueSpec
 
 DEFAULT_POOL = "default"
 
@@ -39,7 +40,15 @@ class Segment:
 class Fleet:
     """Hosts with their GPU count and their place in the topology, grouped into pools."""
 
-    def __init__(self, name: str, segments: list[Segment], default_pool: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        segments: list[Segment],
+        default_pool: str | None = None,
+        queues: list[QueueSpec] = (),  # type: ignore[assignment]
+        cohorts: list[CohortSpec] = (),  # type: ignore[assignment]
+        default_cohort: str | None = None,
+    ) -> None:
         if not segments:
             raise InputError("a fleet needs at least one block of hosts", field="hosts")
         self.name = name
@@ -93,6 +102,17 @@ class Fleet:
                 f"default_pool '{default_pool}' is not a pool of this fleet", field="default_pool"
             )
         self.default_pool = default_pool
+        self.queues = {q.name: q for q in queues}
+        self.cohorts = list(cohorts)
+        self.default_cohort = default_cohort
+        cohort_names = {c.name for c in cohorts}
+        if default_cohort is not None and default_cohort not in cohort_names:
+            raise InputError(f"default_cohort '{default_cohort}' is not a cohort", field="default_cohort")
+        for q in queues:
+            if q.cohort is not None and q.cohort not in cohort_names:
+                raise InputError(f"queue '{q.name}' names unknown cohort '{q.cohort}'", field="cohort")
+            if q.pool is not None and q.pool not in self.pools:
+                raise InputError(f"queue '{q.name}' names unknown pool '{q.pool}'", field="pool")
 
     @property
     def hosts(self) -> int:
@@ -108,7 +128,11 @@ class Fleet:
         return float((self.host_gpus * per_type[self.host_gpu_type]).sum())
 
     def pool_of_queue(self, queue: str) -> int | None:
-        """The pool a queue's jobs run in: its own, else the default pool, else the only pool."""
+        """The pool a queue's jobs run in: the one its configuration names, a pool of its name,
+        else the default pool, else the only pool."""
+        spec = self.queues.get(queue)
+        if spec is not None and spec.pool is not None:
+            return self.pools.index(spec.pool)
         if queue in self.pools:
             return self.pools.index(queue)
         if self.default_pool is not None:
@@ -172,6 +196,18 @@ def philly() -> Fleet:
     return Fleet("philly", segments, default_pool=largest)
 
 
+def philly_shared() -> Fleet:
+    """Philly's 2,816 GPUs as one shared pool; each VC becomes a queue whose nominal quota is
+    its share of the GPUs, all in one cohort that lends unused quota (YARN's capacity
+    scheduler, which Philly ran, lets a VC use idle capacity the same way). VCs without a
+    row in the VC table get no quota of their own and may only borrow."""
+    vcs = philly_vc_nodes()
+    hosts = sum(n for _, n in vcs)
+    segment = Segment("philly", hosts, 8, 8, 1_000, "a100", "philly", "philly")
+    queues = [QueueSpec(vc, n * 8, weight=n * 8, cohort="philly") for vc, n in vcs]
+    return Fleet("philly-shared", [segment], "philly", queues, [CohortSpec("philly")], "philly")
+
+
 def meta_24k() -> Fleet:
     """Llama 3's RoCE cluster: 3,072 hosts x 8 H100, 2 hosts per rack, 192 racks (3,072 GPUs)
     per pod, 8 pods (Llama 3 paper, section 3.3.1)."""
@@ -188,7 +224,7 @@ def meta_2024() -> Fleet:
     return Fleet("meta-2024", segments)
 
 
-PRESETS = {"philly": philly, "meta-24k": meta_24k, "meta-2024": meta_2024}
+PRESETS = {"philly": philly, "philly-shared": philly_shared, "meta-24k": meta_24k, "meta-2024": meta_2024}
 
 _SHORTHAND = re.compile(r"^(\d+)x(\d+)$")
 
@@ -270,7 +306,44 @@ def fleet_from_toml(path: Path) -> Fleet:
             segments.append(Segment(pool=name, **kwargs))
         except TypeError as err:
             raise InputError(str(err), source=str(path), field=f"pools[{i}]") from None
+    queues = [_spec(QueueSpec, e, "queues", i, path) for i, e in enumerate(_tables(data, "queues", path))]
+    cohorts = [_spec(CohortSpec, e, "cohorts", i, path) for i, e in enumerate(_tables(data, "cohorts", path))]
     try:
-        return Fleet(str(data.get("name", path.stem)), segments, default_pool=data.get("default_pool"))
+        return Fleet(
+            str(data.get("name", path.stem)),
+            segments,
+            default_pool=data.get("default_pool"),
+            queues=queues,
+            cohorts=cohorts,
+            default_cohort=data.get("default_cohort"),
+        )
     except InputError as err:
         raise InputError(err.message, source=str(path), field=err.field) from None
+
+
+def _tables(data: dict, key: str, path: Path) -> list[dict]:
+    entries = data.get(key, [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise InputError(f"'{key}' must be an array of tables ([[{key}]])", source=str(path), field=key)
+    return entries
+
+
+def _spec(kind: type, entry: dict, key: str, i: int, path: Path) -> QueueSpec | CohortSpec:
+    """A [[queues]] or [[cohorts]] entry, with numbers checked and unknown keys refused."""
+    fields = kind.__dataclass_fields__
+    unknown = set(entry) - set(fields)
+    if unknown:
+        raise InputError(f"unknown key(s) {sorted(unknown)}", source=str(path), field=f"{key}[{i}]")
+    if not isinstance(entry.get("name"), str) or not entry["name"]:
+        raise InputError("needs a name", source=str(path), field=f"{key}[{i}].name")
+    for name, value in entry.items():
+        numeric = name.endswith("_gpus") or name == "weight"
+        if numeric and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
+            raise InputError(
+                f"must be a number >= 0, got {value!r}", source=str(path), field=f"{key}[{i}].{name}"
+            )
+        if not numeric and not isinstance(value, str):
+            raise InputError(f"must be a string, got {value!r}", source=str(path), field=f"{key}[{i}].{name}")
+    if kind is QueueSpec and "nominal_gpus" not in entry:
+        raise InputError("missing", source=str(path), field=f"{key}[{i}].nominal_gpus")
+    return kind(**entry)

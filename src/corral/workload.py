@@ -20,16 +20,31 @@ import numpy as np
 from corral.errors import InputError
 
 REQUIRED_COLUMNS = ("job_id", "submit_s", "gpus", "duration_s", "queue")
-OPTIONAL_COLUMNS = {"user": "", "kind": "experiment", "priority": "0", "preemptible": "true"}
+OPTIONAL_COLUMNS = {
+    "user": "",
+    "kind": "experiment",
+    "priority": "0",
+    "preemptible": "true",
+    "checkpoint_interval_s": "0",
+    "restart_s": "0",
+    "topology": "",
+}
 COLUMNS = REQUIRED_COLUMNS + tuple(OPTIONAL_COLUMNS)
 KINDS = ("experiment", "pretrain", "finetune", "eval")
+# A gang may require that all its GPUs share one of these domains ("" = no requirement).
+TOPOLOGIES = ("", "host", "nvlink", "rack", "pod", "cluster")
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
 
 
 @dataclass
 class JobTable:
-    """Jobs as columns. `line` is where each job came from in `source`, for error messages."""
+    """Jobs as columns. `line` is where each job came from in `source`, for error messages.
+
+    `checkpoint_interval_s` is how often a job saves its state while running (0: it saves
+    on preemption, so it loses nothing); `restart_s` is what a restart after preemption costs
+    before useful work resumes; `topology` is the domain all its GPUs must share.
+    """
 
     job_id: list[str]
     submit_s: np.ndarray
@@ -43,6 +58,18 @@ class JobTable:
     source: str = "<memory>"
     line: np.ndarray | None = None
     extra: dict[str, list[str]] = field(default_factory=dict)
+    checkpoint_interval_s: np.ndarray = None  # type: ignore[assignment]
+    restart_s: np.ndarray = None  # type: ignore[assignment]
+    topology: list[str] = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        n = len(self.job_id)
+        if self.checkpoint_interval_s is None:
+            self.checkpoint_interval_s = np.zeros(n)
+        if self.restart_s is None:
+            self.restart_s = np.zeros(n)
+        if self.topology is None:
+            self.topology = [""] * n
 
     def __len__(self) -> int:
         return len(self.job_id)
@@ -160,7 +187,9 @@ def _from_rows(
     gpus = np.empty(n, dtype=np.int64)
     priority = np.empty(n, dtype=np.int64)
     preemptible = np.empty(n, dtype=bool)
-    job_id, queue, user, kind = [], [], [], []
+    checkpoint = np.empty(n)
+    restart = np.empty(n)
+    job_id, queue, user, kind, topology = [], [], [], [], []
     seen: dict[str, int] = {}
     extra_names = [c for c in header if c not in COLUMNS]
     extra: dict[str, list[str]] = {c: [] for c in extra_names}
@@ -207,6 +236,19 @@ def _from_rows(
                 field="kind",
             )
         kind.append(k)
+        checkpoint[i] = _number(
+            get("checkpoint_interval_s") or "0", source, line, "checkpoint_interval_s", 0.0
+        )
+        restart[i] = _number(get("restart_s") or "0", source, line, "restart_s", minimum=0.0)
+        topo = get("topology").lower()
+        if topo not in TOPOLOGIES:
+            raise InputError(
+                f"unknown topology '{topo}'; expected empty or one of {', '.join(TOPOLOGIES[1:])}",
+                source=source,
+                line=line,
+                field="topology",
+            )
+        topology.append(topo)
         for c in extra_names:
             extra[c].append(row.get(c, ""))
     return JobTable(
@@ -222,6 +264,9 @@ def _from_rows(
         source=source,
         line=np.asarray(lines, dtype=np.int64),
         extra=extra,
+        checkpoint_interval_s=checkpoint,
+        restart_s=restart,
+        topology=topology,
     )
 
 
@@ -265,6 +310,9 @@ def write_jobs(jobs: JobTable, path: str | Path) -> None:
             "kind": jobs.kind,
             "priority": jobs.priority,
             "preemptible": jobs.preemptible,
+            "checkpoint_interval_s": jobs.checkpoint_interval_s,
+            "restart_s": jobs.restart_s,
+            "topology": jobs.topology,
             **jobs.extra,
         }
     )

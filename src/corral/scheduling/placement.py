@@ -8,6 +8,12 @@
 - Relaxed placement (Tiresias lets jobs that are not placement-sensitive skip consolidation)
   spreads a gang over the hosts with the most free GPUs. A job is placed relaxed once it
   has waited `relax_after_s`; None means never.
+- A job that requires a topology level (host, rack, pod or cluster; an NVLink domain is the
+  host, or the rack where racks are NVLink domains such as GB200 NVL72) is placed inside one
+  domain of that level or not at all, and never spread.
+
+`find` works on the live free-GPU counts, or on a hypothetical vector of them (what would be
+free if some jobs were preempted), so preemption can check a placement before it acts.
 """
 
 from __future__ import annotations
@@ -17,6 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from corral.sim.allocation import FleetState, Placement
+
+HOST, RACK, POD, CLUSTER = 0, 1, 2, 3
+LEVELS = {"host": HOST, "rack": RACK, "pod": POD, "cluster": CLUSTER}
 
 
 @dataclass(frozen=True)
@@ -31,32 +40,66 @@ class Placer:
         fleet = state.fleet
         self._domains = [fleet.host_rack, fleet.host_pod, fleet.host_cluster]
 
-    def find(self, pool: int, gpus: int, relaxed: bool = False) -> Placement | None:
-        """A placement for `gpus` GPUs in `pool` on the current free GPUs, or None. Pure."""
+    def find(
+        self,
+        pool: int,
+        gpus: int,
+        relaxed: bool = False,
+        level: int | None = None,
+        free: np.ndarray | None = None,
+    ) -> Placement | None:
+        """A placement for `gpus` GPUs in `pool` inside one domain of `level` (None: any),
+        on the current free GPUs or on the hypothetical per-host vector `free`, or None. Pure."""
         state = self.state
-        if gpus > state.pool_free[pool]:
+        hosts = state.fleet.pool_hosts[pool]
+        pool_free = state.pool_free[pool] if free is None else int(free[hosts].sum())
+        if gpus > pool_free:
             return None
         if gpus <= state.pool_max_host_gpus[pool]:
-            host = state.lowest_host_with(pool, gpus)
+            host = state.lowest_host_with(pool, gpus) if free is None else self._best_fit(pool, gpus, free)
             if host is not None:
                 return ((host, gpus),)
-        else:
-            found = self._consolidated(pool, gpus)
+            if level == HOST:
+                return None
+        elif level != HOST:
+            found = self._consolidated(pool, gpus, level, state.free if free is None else free)
             if found is not None:
                 return found
-        return self._spread(pool, gpus) if relaxed else None
+        if relaxed and level is None:
+            return self._spread(pool, gpus, state.free if free is None else free)
+        return None
 
-    def _consolidated(self, pool: int, gpus: int) -> Placement | None:
+    def _best_fit(self, pool: int, gpus: int, free: np.ndarray) -> int | None:
+        hosts = self.state.fleet.pool_hosts[pool]
+        f = free[hosts]
+        fits = np.flatnonzero(f >= gpus)
+        if fits.size == 0:
+            return None
+        return int(hosts[fits[np.argmin(f[fits])]])
+
+    def domain_gpus(self, pool: int, level: int) -> int:
+        """GPUs in the largest domain of `level` in `pool`: the largest gang it can ever hold."""
         fleet = self.state.fleet
         hosts = fleet.pool_hosts[pool]
-        free = self.state.free[hosts]
+        if level == HOST:
+            return int(fleet.host_gpus[hosts].max())
+        dom = self._domains[level - 1][hosts]
+        return int(np.bincount(dom, weights=fleet.host_gpus[hosts]).max())
+
+    def _consolidated(
+        self, pool: int, gpus: int, level: int | None, all_free: np.ndarray
+    ) -> Placement | None:
+        fleet = self.state.fleet
+        hosts = fleet.pool_hosts[pool]
+        free = all_free[hosts]
         size = fleet.host_gpus[hosts]
         whole = free == size
         host_gpus = self.state.pool_max_host_gpus[pool]
         n_whole, remainder = divmod(gpus, host_gpus)
         partial = (~whole) & (free >= remainder) if remainder else np.zeros_like(whole)
-        for level in [*self._domains, None]:
-            dom = level[hosts] if level is not None else np.zeros(hosts.size, dtype=np.int32)
+        levels = [*self._domains, None] if level is None else self._domains[:level]
+        for domain in levels:
+            dom = domain[hosts] if domain is not None else np.zeros(hosts.size, dtype=np.int32)
             whole_count = np.bincount(dom[whole], minlength=int(dom.max()) + 1)
             if remainder:
                 has_partial = np.bincount(dom[partial], minlength=whole_count.size) > 0
@@ -82,9 +125,9 @@ class Placer:
             return tuple(placement)
         return None
 
-    def _spread(self, pool: int, gpus: int) -> Placement | None:
+    def _spread(self, pool: int, gpus: int, all_free: np.ndarray) -> Placement | None:
         hosts = self.state.fleet.pool_hosts[pool]
-        free = self.state.free[hosts]
+        free = all_free[hosts]
         order = np.argsort(-free, kind="stable")
         taken: list[tuple[int, int]] = []
         need = gpus

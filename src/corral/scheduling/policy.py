@@ -13,6 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
+
+from corral.scheduling.quota import QuotaTree
 from corral.sim.allocation import Placement
 
 
@@ -24,8 +27,20 @@ class Start:
 
 @dataclass(frozen=True, slots=True)
 class Preempt:
+    """Stop `job`; it keeps the work up to its last checkpoint. `by` is the job it makes
+    room for (-1: none in particular)."""
+
     job: int
     why: str
+    by: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """`job` stays pending for `reason` (read only when the mechanism records reasons)."""
+
+    job: int
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +51,7 @@ class Wake:
     at_s: float
 
 
-Decision = Start | Preempt | Wake
+Decision = Start | Preempt | Wake | Hold
 
 
 class View(Protocol):
@@ -48,6 +63,11 @@ class View(Protocol):
     submit_s: list[float]
     preemptible: list[bool]
     pool: list[int]
+    priority: list[int]
+    queue: list[int]
+    level: list[int | None]
+    quota: QuotaTree
+    explain: bool
 
     def pool_gpus(self, pool: int) -> int: ...
     def free_gpus(self, pool: int) -> int: ...
@@ -56,9 +76,15 @@ class View(Protocol):
     def executed_s(self, job: int) -> float: ...
     def last_stop_s(self, job: int) -> float: ...
     def place(self, job: int) -> Placement | None: ...
+    def lost_if_preempted_s(self, job: int) -> float: ...
+    def placement_of(self, job: int) -> Placement | None: ...
+    def free_vector(self) -> np.ndarray: ...
+    def place_on(self, job: int, free: np.ndarray) -> Placement | None: ...
 
 
 class Policy(Protocol):
+    """`enforces_quota`: the mechanism checks every Start against the queue quotas."""
+
     name: str
 
     def bind(self, view: View, pools: int) -> None: ...

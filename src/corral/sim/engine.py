@@ -3,6 +3,11 @@ stream of submissions. Deterministic: ties break on sequence numbers, never on h
 
 All events at one instant are applied first (completions, then submissions), then each pool
 they touched gets one scheduling pass.
+
+Preemption follows checkpoints: a job saves its state every `checkpoint_interval_s` of useful
+work (0: on preemption), loses the work since its last checkpoint when stopped, and pays
+`restart_s` before useful work resumes. Quotas are accounted here (the mechanism), and checked
+on every start of a policy that enforces them.
 """
 
 from __future__ import annotations
@@ -17,13 +22,16 @@ import numpy as np
 
 from corral.errors import InputError
 from corral.fleet import Fleet
-from corral.scheduling.placement import PlacementConfig, Placer
-from corral.scheduling.policy import Policy, Preempt, Start, Wake
+from corral.hardware import gpu as gpu_model
+from corral.scheduling.placement import HOST, LEVELS, RACK, PlacementConfig, Placer
+from corral.scheduling.policy import Hold, Policy, Preempt, Start, Wake
+from corral.scheduling.quota import QuotaTree
 from corral.sim.allocation import AllocationError, FleetState, Placement
 from corral.workload import JobTable
 
 FINISH, WAKE = 0, 1
 NAN = math.nan
+SAMPLE_S = 300.0  # how often (simulated) the fragmentation and busy-GPU series are sampled
 
 
 @dataclass
@@ -40,6 +48,11 @@ class SimResult:
     hosts: list[str]
     events: int
     wall_s: float
+    lost_s: np.ndarray  # useful work lost to preemption, seconds per job
+    restart_s: np.ndarray  # time spent restarting after preemption, seconds per job
+    contenders: np.ndarray  # queues with live jobs in the job's pool when it arrived
+    series: np.ndarray  # samples of (time_s, pool, busy GPUs, free GPUs, fragmented GPUs)
+    reasons: dict[int, list[tuple[float, str]]] | None = field(default=None, repr=False)
     log: list[tuple] | None = field(default=None, repr=False)
 
 
@@ -54,6 +67,11 @@ class _EngineView:
         self.submit_s = engine.submit_s
         self.preemptible = engine.preemptible
         self.pool = engine.pool
+        self.priority = engine.priority
+        self.queue = engine.queue
+        self.level = engine.level
+        self.quota = engine.quota
+        self.explain = engine.reasons is not None
 
     def pool_gpus(self, pool: int) -> int:
         return self._e.fleet.pool_gpus[pool]
@@ -65,9 +83,22 @@ class _EngineView:
         return self._e.run_since[job] >= 0.0
 
     def remaining_s(self, job: int) -> float:
+        return self._e.remaining[job] - self._e.useful_s(job, self.now_s)
+
+    def lost_if_preempted_s(self, job: int) -> float:
         e = self._e
-        since = e.run_since[job]
-        return e.remaining[job] - (self.now_s - since if since >= 0.0 else 0.0)
+        useful = e.useful_s(job, self.now_s)
+        return useful - e.saved_s(job, useful)
+
+    def placement_of(self, job: int) -> Placement | None:
+        return self._e.placement[job]
+
+    def free_vector(self) -> np.ndarray:
+        return self._e.state.free.copy()
+
+    def place_on(self, job: int, free: np.ndarray) -> Placement | None:
+        e = self._e
+        return e.placer.find(e.pool[job], self.gpus[job], False, e.level[job], free)
 
     def executed_s(self, job: int) -> float:
         return self.duration_s[job] - self.remaining_s(job)
@@ -83,7 +114,7 @@ class _EngineView:
         key = (e.state.release_epoch[pool], relaxed)
         if e.failed_at.get(job) == key:
             return None
-        found = e.placer.find(pool, self.gpus[job], relaxed)
+        found = e.placer.find(pool, self.gpus[job], relaxed, e.level[job])
         if found is None:
             e.failed_at[job] = key
         return found
@@ -98,6 +129,7 @@ class Engine:
         placement: PlacementConfig | None = None,
         progress: Callable[[int, int], None] | None = None,
         record: bool = False,
+        explain: bool = False,
     ) -> None:
         self.fleet = fleet
         self.jobs = jobs
@@ -107,9 +139,26 @@ class Engine:
         self.duration_s: list[float] = jobs.duration_s.tolist()
         self.submit_s: list[float] = jobs.submit_s.tolist()
         self.preemptible: list[bool] = jobs.preemptible.tolist()
-        self.pool = self._pools_of(fleet, jobs)
+        self.priority: list[int] = jobs.priority.tolist()
+        self.checkpoint_s: list[float] = jobs.checkpoint_interval_s.tolist()
+        self.restart_cost_s: list[float] = jobs.restart_s.tolist()
         self.state = FleetState(fleet)
         self.placer = Placer(self.state, placement)
+        self.pool, self.level = self._pools_of(fleet, jobs)
+        names = sorted(set(jobs.queue))
+        self.quota, ids = QuotaTree.for_queues(names, fleet.queues, fleet.cohorts, fleet.default_cohort)
+        by_name = dict(zip(names, ids, strict=True))
+        self.queue: list[int] = [by_name[q] for q in jobs.queue]
+        self.enforce_quota = bool(getattr(policy, "enforces_quota", False))
+        self.overhead = [0.0] * n  # restart cost paid at the start of the current run
+        self.lost = [0.0] * n
+        self.restarting = [0.0] * n
+        self.contenders = [0] * n
+        self.live = [dict() for _ in fleet.pools]  # pool -> {queue: live jobs}
+        self.pending: list[dict[tuple, int]] = [dict() for _ in fleet.pools]
+        self.next_sample = [-math.inf] * len(fleet.pools)
+        self.series: list[tuple] = []
+        self.reasons: dict[int, list[tuple[float, str]]] | None = {} if explain else None
         self.remaining = list(self.duration_s)
         self.run_since = [-1.0] * n
         self.last_stop = [NAN] * n
@@ -124,10 +173,12 @@ class Engine:
         self.progress = progress
         self.log: list[tuple] | None = [] if record else None
 
-    @staticmethod
-    def _pools_of(fleet: Fleet, jobs: JobTable) -> list[int]:
+    def _pools_of(self, fleet: Fleet, jobs: JobTable) -> tuple[list[int], list[int | None]]:
+        """Each job's pool and required topology level; refuses jobs that can never fit."""
         cache: dict[str, int | None] = {}
-        pools = []
+        pools: list[int] = []
+        levels: list[int | None] = []
+        largest: dict[tuple[int, int], int] = {}
         for i, q in enumerate(jobs.queue):
             if q not in cache:
                 cache[q] = fleet.pool_of_queue(q)
@@ -147,8 +198,42 @@ class Engine:
                     line=jobs.where(i),
                     field="gpus",
                 )
+            level = self._level(p, jobs.topology[i])
+            if level is not None:
+                if (p, level) not in largest:
+                    largest[p, level] = self.placer.domain_gpus(p, level)
+                if jobs.gpus[i] > largest[p, level]:
+                    raise InputError(
+                        f"job '{jobs.job_id[i]}' asks {int(jobs.gpus[i])} GPUs in one {jobs.topology[i]} "
+                        f"but the largest in pool '{fleet.pools[p]}' has {largest[p, level]}",
+                        source=jobs.source,
+                        line=jobs.where(i),
+                        field="topology",
+                    )
             pools.append(p)
-        return pools
+            levels.append(level)
+        return pools, levels
+
+    def _level(self, pool: int, topology: str) -> int | None:
+        if not topology:
+            return None
+        if topology != "nvlink":
+            return LEVELS[topology]
+        hosts = self.fleet.pool_hosts[pool]
+        kind = self.fleet.gpu_names[int(self.fleet.host_gpu_type[hosts[0]])]
+        return HOST if gpu_model(kind).nvlink_domain_gpus <= int(self.fleet.host_gpus[hosts].max()) else RACK
+
+    # --- checkpoint arithmetic -----------------------------------------------------------
+
+    def useful_s(self, job: int, now: float) -> float:
+        """Useful work done in the current run (after the restart cost), 0 when not running."""
+        since = self.run_since[job]
+        return max(0.0, now - since - self.overhead[job]) if since >= 0.0 else 0.0
+
+    def saved_s(self, job: int, useful: float) -> float:
+        """Of `useful` seconds of this run, what the last checkpoint holds."""
+        interval = self.checkpoint_s[job]
+        return useful if interval <= 0.0 else math.floor(useful / interval + 1e-9) * interval
 
     def run(self) -> SimResult:
         began = time.perf_counter()
@@ -190,6 +275,7 @@ class Engine:
                 job = order[nxt]
                 nxt += 1
                 events += 1
+                self._arrive(job)
                 policy.submitted(job)
                 touched.add(pool[job])
             for p in sorted(touched):
@@ -198,7 +284,9 @@ class Engine:
                         seq += 1
                         self._start(decision.job, decision.placement, now, heap, seq)
                     elif type(decision) is Preempt:
-                        self._preempt(decision.job, now)
+                        self._preempt(decision.job, now, decision.why, decision.by)
+                    elif type(decision) is Hold:
+                        self._hold(decision.job, now, decision.reason)
                     elif type(decision) is Wake:
                         if now < decision.at_s < self.next_wake[decision.pool]:
                             self.next_wake[decision.pool] = decision.at_s
@@ -206,6 +294,8 @@ class Engine:
                             heapq.heappush(heap, (decision.at_s, seq, WAKE, decision.pool, 0))
                     else:
                         raise TypeError(f"unknown decision {decision!r}")
+                if now >= self.next_sample[p]:
+                    self._sample(p, now)
             if self.progress is not None and done % report_every == 0 and done:
                 self.progress(done, n)
         if self.progress is not None:
@@ -224,8 +314,56 @@ class Engine:
             hosts=[";".join(str(h) for h, _ in p) if p else "" for p in self.last_placement],
             events=events,
             wall_s=time.perf_counter() - began,
+            lost_s=np.asarray(self.lost),
+            restart_s=np.asarray(self.restarting),
+            contenders=np.asarray(self.contenders),
+            series=np.asarray(self.series, dtype=float).reshape(-1, 5),
+            reasons=self.reasons,
             log=self.log,
         )
+
+    # --- bookkeeping the policy never sees -----------------------------------------------
+
+    def _arrive(self, job: int) -> None:
+        live = self.live[self.pool[job]]
+        q = self.queue[job]
+        live[q] = live.get(q, 0) + 1
+        self.contenders[job] = len(live)
+        self._pend(job, +1)
+
+    def _pend(self, job: int, delta: int) -> None:
+        counts = self.pending[self.pool[job]]
+        key = (self.gpus[job], self.level[job])
+        left = counts.get(key, 0) + delta
+        if left:
+            counts[key] = left
+        else:
+            del counts[key]
+
+    def fragmented_gpus(self, pool: int) -> int:
+        """Free GPUs no pending job can use although some pending job fits them by count:
+        every such job is blocked by topology, not by capacity. 0 otherwise."""
+        free = self.state.pool_free[pool]
+        sizes = sorted(k for k in self.pending[pool] if k[0] <= free)
+        if not sizes:
+            return 0
+        for gpus, level in sizes:
+            if self.placer.find(pool, gpus, False, level) is not None:
+                return 0
+        return free
+
+    def _sample(self, pool: int, now: float) -> None:
+        free = self.state.pool_free[pool]
+        busy = self.fleet.pool_gpus[pool] - free
+        self.series.append((now, pool, busy, free, self.fragmented_gpus(pool)))
+        self.next_sample[pool] = now + SAMPLE_S
+
+    def _hold(self, job: int, now: float, reason: str) -> None:
+        if self.reasons is None:
+            return
+        history = self.reasons.setdefault(job, [])
+        if not history or history[-1][1] != reason:
+            history.append((now, reason))
 
     def _start(self, job: int, placement: Placement, now: float, heap: list, seq: int) -> None:
         if self.run_since[job] >= 0.0 or not math.isnan(self.end[job]):
@@ -234,35 +372,63 @@ class Engine:
             raise AllocationError(f"job {job} needs {self.gpus[job]} GPUs, placement gives {placement}")
         if now < self.submit_s[job]:
             raise AllocationError(f"job {job} started before it was submitted")
+        if self.enforce_quota:
+            over = self.quota.blocked(self.queue[job], self.gpus[job])
+            if over is not None:
+                raise AllocationError(f"job {job} started {over}")
+        self.quota.add(self.queue[job], self.gpus[job])
         self.state.allocate(self.pool[job], placement)
+        self._pend(job, -1)
+        self.overhead[job] = self.restart_cost_s[job] if self.preemptions[job] else 0.0
         self.placement[job] = placement
         self.last_placement[job] = placement
         self.run_since[job] = now
         if math.isnan(self.first_start[job]):
             self.first_start[job] = now
         self.token[job] += 1
-        heapq.heappush(heap, (now + self.remaining[job], seq, FINISH, job, self.token[job]))
+        end = now + self.overhead[job] + self.remaining[job]
+        heapq.heappush(heap, (end, seq, FINISH, job, self.token[job]))
+        if self.reasons is not None:
+            self._hold(job, now, "running")
         if self.log is not None:
             self.log.append((now, "start", job, placement))
 
-    def _preempt(self, job: int, now: float) -> None:
+    def _preempt(self, job: int, now: float, why: str = "", by: int = -1) -> None:
         if self.run_since[job] < 0.0:
             raise AllocationError(f"job {job} preempted while not running")
+        if not self.preemptible[job]:
+            raise AllocationError(f"job {job} is not preemptible")
         self.state.release(self.pool[job], self.placement[job])  # type: ignore[arg-type]
-        self.remaining[job] -= now - self.run_since[job]
+        self.quota.add(self.queue[job], -self.gpus[job])
+        useful = self.useful_s(job, now)
+        saved = self.saved_s(job, useful)
+        self.lost[job] += useful - saved
+        self.restarting[job] += min(now - self.run_since[job], self.overhead[job])
+        self.remaining[job] -= saved
         self.run_since[job] = -1.0
+        self._pend(job, +1)
         self.last_stop[job] = now
         self.placement[job] = None
         self.preemptions[job] += 1
         self.token[job] += 1
+        if self.reasons is not None:
+            self._hold(job, now, f"preempted: {why}")
         if self.log is not None:
-            self.log.append((now, "stop", job, None))
+            self.log.append((now, "stop", job, (by, useful - saved)))
 
     def _complete(self, job: int, now: float) -> None:
         self.state.release(self.pool[job], self.placement[job])  # type: ignore[arg-type]
+        self.quota.add(self.queue[job], -self.gpus[job])
+        live = self.live[self.pool[job]]
+        q = self.queue[job]
+        live[q] -= 1
+        if not live[q]:
+            del live[q]
         self.remaining[job] = 0.0
         self.run_since[job] = -1.0
         self.placement[job] = None
         self.end[job] = now
+        if self.reasons is not None:
+            self._hold(job, now, "finished")
         if self.log is not None:
             self.log.append((now, "end", job, None))

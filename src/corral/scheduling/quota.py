@@ -1,0 +1,207 @@
+"""Queues, cohorts and the quota arithmetic of borrowing and lending (Kueue's ClusterQueue and
+cohort semantics, hierarchical cohorts included).
+
+Every node of the tree (a queue is a leaf, a cohort an inner node) has a capacity S, a
+lending limit L <= S and a borrowing limit B, and carries a demand D:
+
+- a queue's capacity is its nominal quota and its demand is the GPUs its admitted jobs hold;
+- a node keeps S - L for itself and draws max(0, D - (S - L)) from its parent;
+- a cohort's capacity is its own nominal quota plus what its children lend (sum of L), and
+  its demand is what its children draw;
+- a node with a parent may hold D <= S + B; a root may hold D <= S.
+
+With no lending limits this is Kueue's flat rule: a queue uses up to nominal + borrowing
+limit, and a cohort's members together use at most the sum of their nominal quotas.
+Checking or applying an admission walks from the queue to the root: O(depth).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from corral.errors import InputError
+
+INF = math.inf
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """A team's queue. None limits mean no limit (all of the nominal quota is lendable)."""
+
+    name: str
+    nominal_gpus: float
+    weight: float = 1.0
+    cohort: str | None = None
+    borrowing_limit_gpus: float | None = None
+    lending_limit_gpus: float | None = None
+    pool: str | None = None  # the pool its jobs run in; None: the pool named like it, or the default
+
+
+@dataclass(frozen=True)
+class CohortSpec:
+    name: str
+    parent: str | None = None
+    nominal_gpus: float = 0.0
+    borrowing_limit_gpus: float | None = None
+    lending_limit_gpus: float | None = None
+
+
+class QuotaTree:
+    """Quota state for a set of queues; `queue` ids index `specs`."""
+
+    def __init__(self, queues: list[QueueSpec], cohorts: list[CohortSpec] = ()) -> None:  # type: ignore[assignment]
+        self.specs = list(queues)
+        names = [q.name for q in self.specs]
+        cohort_names = [c.name for c in cohorts]
+        for kind, listed in (("queue", names), ("cohort", cohort_names)):
+            dup = {n for n in listed if listed.count(n) > 1}
+            if dup:
+                raise InputError(f"{kind} '{sorted(dup)[0]}' defined twice", field=f"{kind}s")
+        nq = len(self.specs)
+        index = {c.name: nq + i for i, c in enumerate(cohorts)}
+        self.names = names + cohort_names
+        n = len(self.names)
+        self.parent = [-1] * n
+        self.nominal = [0.0] * n
+        self.borrow = [INF] * n
+        lend: list[float | None] = [None] * n
+        for i, spec in enumerate([*self.specs, *cohorts]):
+            up = spec.cohort if isinstance(spec, QueueSpec) else spec.parent
+            if up is not None:
+                if up not in index:
+                    raise InputError(f"'{spec.name}' names unknown cohort '{up}'", field="cohort")
+                self.parent[i] = index[up]
+            for field, value in (
+                ("nominal_gpus", spec.nominal_gpus),
+                ("borrowing_limit_gpus", spec.borrowing_limit_gpus),
+                ("lending_limit_gpus", spec.lending_limit_gpus),
+            ):
+                if value is not None and not value >= 0:
+                    raise InputError(f"'{spec.name}': {field} must be >= 0, got {value}", field=field)
+            self.nominal[i] = float(spec.nominal_gpus)
+            if spec.borrowing_limit_gpus is not None:
+                self.borrow[i] = float(spec.borrowing_limit_gpus)
+            lend[i] = spec.lending_limit_gpus
+        for i in range(n):  # no cycles among cohorts
+            seen, j = set(), i
+            while j >= 0:
+                if j in seen:
+                    raise InputError(f"cohort '{self.names[i]}' is its own ancestor", field="parent")
+                seen.add(j)
+                j = self.parent[j]
+        self.children: list[list[int]] = [[] for _ in range(n)]
+        for i, p in enumerate(self.parent):
+            if p >= 0:
+                self.children[p].append(i)
+        self.capacity = [0.0] * n
+        self.lend = [0.0] * n
+        for i in self._bottom_up():
+            cap = self.nominal[i] + sum(self.lend[c] for c in self.children[i])
+            self.capacity[i] = cap
+            limit = lend[i]
+            if limit is not None and limit > cap:
+                raise InputError(
+                    f"'{self.names[i]}': lending limit {limit:g} exceeds its quota {cap:g}",
+                    field="lending_limit_gpus",
+                )
+            self.lend[i] = cap if limit is None else float(limit)
+        self.demand = [0.0] * n
+        self.weight = [q.weight for q in self.specs]
+        self.root = [self._root(i) for i in range(nq)]
+
+    @classmethod
+    def for_queues(
+        cls,
+        names: list[str],
+        queues: dict[str, QueueSpec],
+        cohorts: list[CohortSpec],
+        default_cohort: str | None = None,
+    ) -> tuple[QuotaTree, list[int]]:
+        """The tree of every configured queue plus those jobs name, and the id of each name.
+
+        A queue jobs name but no configuration lists borrows only (nominal 0) in
+        `default_cohort`, or has no quota at all when there is none."""
+        specs = list(queues.values())
+        known = {q.name: i for i, q in enumerate(specs)}
+        ids = []
+        for name in names:
+            if name not in known:
+                known[name] = len(specs)
+                if default_cohort is None:
+                    specs.append(QueueSpec(name, INF))
+                else:
+                    specs.append(QueueSpec(name, 0.0, cohort=default_cohort))
+            ids.append(known[name])
+        return cls(specs, cohorts), ids
+
+    def _bottom_up(self) -> list[int]:
+        depth = []
+        for i in range(len(self.names)):
+            d, j = 0, i
+            while self.parent[j] >= 0:
+                j = self.parent[j]
+                d += 1
+            depth.append(d)
+        return sorted(range(len(self.names)), key=lambda i: -depth[i])
+
+    def _root(self, i: int) -> int:
+        while self.parent[i] >= 0:
+            i = self.parent[i]
+        return i
+
+    def _draw(self, node: int, demand: float) -> float:
+        return max(0.0, demand - (self.capacity[node] - self.lend[node]))
+
+    def _limit(self, node: int) -> float:
+        return self.capacity[node] + (self.borrow[node] if self.parent[node] >= 0 else 0.0)
+
+    # --- queries -------------------------------------------------------------------------
+
+    def usage(self, queue: int) -> float:
+        return self.demand[queue]
+
+    def nominal_of(self, queue: int) -> float:
+        return self.capacity[queue]
+
+    def borrowing(self, queue: int) -> bool:
+        return self.demand[queue] > self.capacity[queue]
+
+    def same_tree(self, a: int, b: int) -> bool:
+        return self.root[a] == self.root[b]
+
+    def blocked(self, queue: int, gpus: float, demand: list[float] | None = None) -> str | None:
+        """Why admitting `gpus` more to `queue` would break a limit, or None if it fits."""
+        d = self.demand if demand is None else demand
+        node, delta = queue, float(gpus)
+        while node >= 0 and delta > 0:
+            new = d[node] + delta
+            if new > self._limit(node) + 1e-9:
+                return self._why(node, queue, d)
+            delta = self._draw(node, new) - self._draw(node, d[node])
+            node = self.parent[node]
+        return None
+
+    def _why(self, node: int, queue: int, d: list[float]) -> str:
+        name = self.names[node]
+        if node == queue:
+            cap, borrow = self.capacity[node], self.borrow[node]
+            if self.parent[node] < 0:
+                return f"over quota: queue {name} uses {d[node]:g} of its {cap:g} GPUs and has no cohort"
+            limit = "no borrowing limit" if math.isinf(borrow) else f"borrowing limit {borrow:g}"
+            return f"over quota: queue {name} uses {d[node]:g} of nominal {cap:g} GPUs ({limit})"
+        free = max(0.0, self._limit(node) - d[node])
+        used = f"{d[node]:g} of {self.capacity[node]:g} in use"
+        return f"over quota: cohort {name} has {free:g} GPUs left to lend ({used})"
+
+    # --- updates -------------------------------------------------------------------------
+
+    def add(self, queue: int, gpus: float, demand: list[float] | None = None) -> None:
+        """Apply an admission (positive `gpus`) or a release (negative) along the path."""
+        d = self.demand if demand is None else demand
+        node, delta = queue, float(gpus)
+        while node >= 0 and delta != 0:
+            old = d[node]
+            d[node] = old + delta
+            delta = self._draw(node, d[node]) - self._draw(node, old)
+            node = self.parent[node]
