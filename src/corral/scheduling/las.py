@@ -52,10 +52,10 @@ class Las(PreemptivePriority):
         self.promotions: list[list[tuple[float, int, float]]] = [[] for _ in range(pools)]
 
     def submitted(self, job: int) -> None:
-        super().submitted(job)
         self.queue[job] = 0
         self.entered_s[job] = self.view.submit_s[job]
         self.run_offset_s[job] = 0.0
+        super().submitted(job)
 
     def finished(self, job: int) -> None:
         self._unindex(job)
@@ -117,11 +117,13 @@ class Las(PreemptivePriority):
         promotions = self.promotions[pool]
         while promotions and promotions[0][0] <= now + EPS_S:
             _, job, stop = heapq.heappop(promotions)
-            if job not in self.waiting[pool] or view.last_stop_s(job) != stop:
+            if not self.is_waiting(job) or view.last_stop_s(job) != stop:
                 continue
+            self._unwait(job)
             self.queue[job] = 0
             self.entered_s[job] = now
             self.run_offset_s[job] = view.executed_s(job)
+            self._wait(job)
 
     def after_pass(self, pool: int) -> Iterator[Decision]:
         wake = math.inf

@@ -1,7 +1,8 @@
 """Preemptive priority scheduling: each pass walks the waiting jobs of a pool from the
 highest rank down; a job starts where it can be placed, and otherwise may preempt running
 jobs ranked below it, lowest first, only when their GPUs plus the free ones add up to what it
-needs. Jobs preempted in a pass are not restarted in that pass.
+needs and their hosts give it a placement (victims.py). Jobs preempted in a pass are not
+restarted in that pass.
 
 Preemption here is free: the job keeps its progress (Tiresias' assumption of a cheap
 checkpoint on preemption). Jobs marked not preemptible are never victims.
@@ -18,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from sortedcontainers import SortedList
 
 from corral.scheduling.policy import Decision, Preempt, Start, View
+from corral.scheduling.victims import victims_for_placement
 
 
 class PreemptivePriority:
@@ -25,10 +27,23 @@ class PreemptivePriority:
 
     def bind(self, view: View, pools: int) -> None:
         self.view = view
-        self.waiting: list[set[int]] = [set() for _ in range(pools)]
+        # waiting jobs per pool in rank order, as (rank, job); ranks change only by rerank()
+        self.waiting: list[SortedList] = [SortedList() for _ in range(pools)]
+        self.waiting_rank: dict[int, tuple] = {}
 
     def submitted(self, job: int) -> None:
-        self.waiting[self.view.pool[job]].add(job)
+        self._wait(job)
+
+    def _wait(self, job: int) -> None:
+        rank = self.rank(job)
+        self.waiting_rank[job] = rank
+        self.waiting[self.view.pool[job]].add((rank, job))
+
+    def _unwait(self, job: int) -> None:
+        self.waiting[self.view.pool[job]].remove((self.waiting_rank.pop(job), job))
+
+    def is_waiting(self, job: int) -> bool:
+        return job in self.waiting_rank
 
     def finished(self, job: int) -> None:
         self.stopped(job)
@@ -70,40 +85,33 @@ class PreemptivePriority:
             return
         self.before_pass(pool)
         gpus = view.gpus
-        for job in sorted(waiting, key=self.rank):
+        may_preempt = True  # outranks_running only gets falser down the ranks
+        preempted: list[int] = []
+        for _, job in list(waiting):
             free = view.free_gpus(pool)
-            can_preempt = self.outranks_running(pool, job)
+            can_preempt = may_preempt = may_preempt and self.outranks_running(pool, job)
             if free <= 0 and not can_preempt:
                 break  # later jobs rank lower: they can neither fit nor preempt
             placement = view.place(job) if gpus[job] <= free else None
             if placement is None:
                 if not can_preempt:
                     continue
-                short = gpus[job] - free
-                chosen = []
-                for victim in self.victims(pool, job):
-                    if short <= 0:
-                        break
-                    if view.preemptible[victim]:
-                        chosen.append(victim)
-                        short -= gpus[victim]
-                if short > 0:
+                chosen = victims_for_placement(view, job, self.victims(pool, job))
+                if not chosen:
                     continue
-                preempted = []
                 for victim in chosen:
                     self.stopped(victim)
-                    preempted.append(victim)
-                    yield Preempt(victim, f"outranked by job {job}")
-                    placement = view.place(job)
-                    if placement is not None:
-                        break
+                    yield Preempt(victim, f"outranked by job {job}", by=job)
                 # Victims re-wait after this pass's candidates, so they are not restarted now.
-                waiting.update(preempted)
+                preempted.extend(chosen)
+                placement = view.place(job)
                 if placement is None:
-                    continue
-            waiting.discard(job)
+                    raise RuntimeError(f"job {job} still unplaceable after its victims were preempted")
+            self._unwait(job)
             self.started(job)
             yield Start(job, placement)
+        for victim in preempted:
+            self._wait(victim)
         if waiting:
             yield from self.after_pass(pool)
 

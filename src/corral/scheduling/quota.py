@@ -150,9 +150,6 @@ class QuotaTree:
             i = self.parent[i]
         return i
 
-    def _draw(self, node: int, demand: float) -> float:
-        return max(0.0, demand - (self.capacity[node] - self.lend[node]))
-
     def _limit(self, node: int) -> float:
         return self.capacity[node] + (self.borrow[node] if self.parent[node] >= 0 else 0.0)
 
@@ -173,14 +170,26 @@ class QuotaTree:
     def blocked(self, queue: int, gpus: float, demand: list[float] | None = None) -> str | None:
         """Why admitting `gpus` more to `queue` would break a limit, or None if it fits."""
         d = self.demand if demand is None else demand
+        node = self._breaks(queue, gpus, d)
+        return None if node < 0 else self._why(node, queue, d)
+
+    def fits(self, queue: int, gpus: float, demand: list[float] | None = None) -> bool:
+        return self._breaks(queue, gpus, self.demand if demand is None else demand) < 0
+
+    def _breaks(self, queue: int, gpus: float, d: list[float]) -> int:
+        """The first node on the path to the root whose limit `gpus` more would break, or -1."""
         node, delta = queue, float(gpus)
+        capacity, lend, parent, borrow = self.capacity, self.lend, self.parent, self.borrow
         while node >= 0 and delta > 0:
-            new = d[node] + delta
-            if new > self._limit(node) + 1e-9:
-                return self._why(node, queue, d)
-            delta = self._draw(node, new) - self._draw(node, d[node])
-            node = self.parent[node]
-        return None
+            old = d[node]
+            new = old + delta
+            up = parent[node]
+            if new > capacity[node] + (borrow[node] if up >= 0 else 0.0) + 1e-9:
+                return node
+            keep = capacity[node] - lend[node]
+            delta = max(0.0, new - keep) - max(0.0, old - keep)
+            node = up
+        return -1
 
     def _why(self, node: int, queue: int, d: list[float]) -> str:
         name = self.names[node]
@@ -194,14 +203,28 @@ class QuotaTree:
         used = f"{d[node]:g} of {self.capacity[node]:g} in use"
         return f"over quota: cohort {name} has {free:g} GPUs left to lend ({used})"
 
+    def ceiling(self, queue: int) -> float:
+        """The most GPUs `queue` could ever hold with every other queue idle."""
+        idle = [0.0] * len(self.names)
+        hi = sum(self.capacity[i] for i in range(len(self.names)) if self.parent[i] < 0)
+        if math.isinf(hi) or self.blocked(queue, hi, idle) is None:
+            return hi
+        lo = 0.0
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if self.blocked(queue, mid, idle) is None else (lo, mid)
+        return math.floor(lo + 1e-6)
+
     # --- updates -------------------------------------------------------------------------
 
     def add(self, queue: int, gpus: float, demand: list[float] | None = None) -> None:
         """Apply an admission (positive `gpus`) or a release (negative) along the path."""
         d = self.demand if demand is None else demand
         node, delta = queue, float(gpus)
+        capacity, lend, parent = self.capacity, self.lend, self.parent
         while node >= 0 and delta != 0:
             old = d[node]
-            d[node] = old + delta
-            delta = self._draw(node, d[node]) - self._draw(node, old)
-            node = self.parent[node]
+            new = d[node] = old + delta
+            keep = capacity[node] - lend[node]
+            delta = max(0.0, new - keep) - max(0.0, old - keep)
+            node = parent[node]

@@ -9,7 +9,10 @@ from corral.scheduling.fifo import Fifo, FifoBackfill
 from corral.scheduling.las import Las
 from corral.scheduling.policy import Policy
 from corral.scheduling.preemptive import Srtf
+from corral.scheduling.sharing import Parts, Shared
 from corral.scheduling.sjf import Sjf
+
+WEEK_S = 7 * 24 * 3600.0  # Slurm's default PriorityDecayHalfLife
 
 POLICIES: dict[str, Callable[[], Policy]] = {
     "fifo": Fifo,
@@ -17,6 +20,14 @@ POLICIES: dict[str, Callable[[], Policy]] = {
     "sjf": Sjf,
     "srtf": Srtf,
     "las": Las,
+    "quota-fifo": lambda: Shared("quota-fifo", Parts("fifo")),
+    "fair": lambda: Shared("fair", Parts("fair", reclaim=True, backfill=True)),
+    "fair-decay": lambda: Shared(
+        "fair-decay", Parts("fair", reclaim=True, backfill=True, half_life_s=WEEK_S)
+    ),
+    "priority": lambda: Shared(
+        "priority", Parts("priority", reclaim=True, priority_preemption=True, backfill=True)
+    ),
 }
 
 

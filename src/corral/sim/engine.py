@@ -90,6 +90,20 @@ class _EngineView:
         useful = e.useful_s(job, self.now_s)
         return useful - e.saved_s(job, useful)
 
+    def cheapest_first(self, jobs: list[int]) -> list[int]:
+        """Running `jobs` ordered by what preempting each would lose: GPU-seconds since its
+        last checkpoint, then the least useful work in its current run, then job number."""
+        if not jobs:
+            return []
+        e = self._e
+        idx = np.fromiter(jobs, dtype=np.int64, count=len(jobs))
+        useful = np.maximum(0.0, self.now_s - e.np_run_since[idx] - e.np_overhead[idx])
+        interval = e.np_checkpoint[idx]
+        safe = np.where(interval > 0, interval, 1.0)
+        saved = np.where(interval > 0, np.floor(useful / safe + 1e-9) * safe, useful)
+        lost = (useful - saved) * e.np_gpus[idx]
+        return idx[np.lexsort((idx, useful, lost))].tolist()
+
     def placement_of(self, job: int) -> Placement | None:
         return self._e.placement[job]
 
@@ -107,16 +121,23 @@ class _EngineView:
         return self._e.last_stop[job]
 
     def place(self, job: int) -> Placement | None:
+        """Where `job` would go now. Failures are remembered until GPUs are next released in
+        the pool (allocations only make placing harder), and they are monotone in size: if
+        g GPUs cannot be placed with some topology rule, no more than g can."""
         e = self._e
         pool = e.pool[job]
         relax = e.placer.config.relax_after_s
         relaxed = relax is not None and self.now_s - self.submit_s[job] >= relax
-        key = (e.state.release_epoch[pool], relaxed)
-        if e.failed_at.get(job) == key:
+        level = e.level[job]
+        gpus = self.gpus[job]
+        epoch = e.state.release_epoch[pool]
+        key = (pool, level, relaxed)
+        floor = e.failed_from.get(key)
+        if floor is not None and floor[0] == epoch and gpus >= floor[1]:
             return None
-        found = e.placer.find(pool, self.gpus[job], relaxed, e.level[job])
-        if found is None:
-            e.failed_at[job] = key
+        found = e.placer.find(pool, gpus, relaxed, level)
+        if found is None and (floor is None or floor[0] != epoch or gpus < floor[1]):
+            e.failed_from[key] = (epoch, gpus)
         return found
 
 
@@ -150,6 +171,8 @@ class Engine:
         by_name = dict(zip(names, ids, strict=True))
         self.queue: list[int] = [by_name[q] for q in jobs.queue]
         self.enforce_quota = bool(getattr(policy, "enforces_quota", False))
+        if self.enforce_quota:
+            self._check_quota_ceilings()
         self.overhead = [0.0] * n  # restart cost paid at the start of the current run
         self.lost = [0.0] * n
         self.restarting = [0.0] * n
@@ -161,6 +184,11 @@ class Engine:
         self.reasons: dict[int, list[tuple[float, str]]] | None = {} if explain else None
         self.remaining = list(self.duration_s)
         self.run_since = [-1.0] * n
+        # numpy mirrors of what ranking preemption victims reads, for whole-set arithmetic
+        self.np_run_since = np.full(n, -1.0)
+        self.np_overhead = np.zeros(n)
+        self.np_checkpoint = jobs.checkpoint_interval_s.astype(float)
+        self.np_gpus = jobs.gpus.astype(float)
         self.last_stop = [NAN] * n
         self.first_start = [NAN] * n
         self.end = [NAN] * n
@@ -168,7 +196,7 @@ class Engine:
         self.placement: list[Placement | None] = [None] * n
         self.last_placement: list[Placement | None] = [None] * n
         self.token = [0] * n
-        self.failed_at: dict[int, tuple] = {}
+        self.failed_from: dict[tuple, tuple[int, int]] = {}
         self.next_wake = [math.inf] * len(fleet.pools)
         self.progress = progress
         self.log: list[tuple] | None = [] if record else None
@@ -213,6 +241,21 @@ class Engine:
             pools.append(p)
             levels.append(level)
         return pools, levels
+
+    def _check_quota_ceilings(self) -> None:
+        jobs = self.jobs
+        ceiling: dict[int, float] = {}
+        for i, q in enumerate(self.queue):
+            if q not in ceiling:
+                ceiling[q] = self.quota.ceiling(q)
+            if self.gpus[i] > ceiling[q]:
+                raise InputError(
+                    f"job '{jobs.job_id[i]}' asks {self.gpus[i]} GPUs but queue '{jobs.queue[i]}' can "
+                    f"never hold more than {ceiling[q]:g} (its quota plus what it may borrow)",
+                    source=jobs.source,
+                    line=jobs.where(i),
+                    field="gpus",
+                )
 
     def _level(self, pool: int, topology: str) -> int | None:
         if not topology:
@@ -379,10 +422,11 @@ class Engine:
         self.quota.add(self.queue[job], self.gpus[job])
         self.state.allocate(self.pool[job], placement)
         self._pend(job, -1)
-        self.overhead[job] = self.restart_cost_s[job] if self.preemptions[job] else 0.0
+        overhead = self.restart_cost_s[job] if self.preemptions[job] else 0.0
+        self.overhead[job] = self.np_overhead[job] = overhead
         self.placement[job] = placement
         self.last_placement[job] = placement
-        self.run_since[job] = now
+        self.run_since[job] = self.np_run_since[job] = now
         if math.isnan(self.first_start[job]):
             self.first_start[job] = now
         self.token[job] += 1
@@ -405,7 +449,7 @@ class Engine:
         self.lost[job] += useful - saved
         self.restarting[job] += min(now - self.run_since[job], self.overhead[job])
         self.remaining[job] -= saved
-        self.run_since[job] = -1.0
+        self.run_since[job] = self.np_run_since[job] = -1.0
         self._pend(job, +1)
         self.last_stop[job] = now
         self.placement[job] = None
@@ -425,7 +469,7 @@ class Engine:
         if not live[q]:
             del live[q]
         self.remaining[job] = 0.0
-        self.run_since[job] = -1.0
+        self.run_since[job] = self.np_run_since[job] = -1.0
         self.placement[job] = None
         self.end[job] = now
         if self.reasons is not None:

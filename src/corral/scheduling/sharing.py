@@ -1,0 +1,398 @@
+"""Scheduling a fleet shared by teams, composed from four parts:
+
+- admission: each queue's quota, with borrowing from and lending to its cohort
+  (quota.py), and reclaim: a queue that asks for no more than its nominal quota takes it back
+  by preempting jobs of queues that borrow;
+- ordering: which queue's head job goes next: first come first served, weighted max-min fair
+  share (the queue with the least GPUs per unit of weight, optionally counting decayed past
+  usage as Slurm's fair-share factor does), or priority class then arrival;
+- placement and preemption: a job whose GPUs are not free may preempt running jobs of
+  strictly lower priority; victims are picked to lose the least work (GPUs x time since their
+  last checkpoint), only where freeing them yields a placement, and a job is always stopped
+  whole;
+- backfill: the first job in order that cannot be placed gets a reservation at the time
+  enough GPUs free up (from running jobs' remaining times, as EASY backfill does), and later
+  jobs may start only if they end before it or use GPUs it will not need.
+
+Within a queue, jobs go in order (Kueue's StrictFIFO): a queue whose head cannot start waits.
+Every pending job gets a reason when the mechanism records them.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sortedcontainers import SortedList
+
+from corral.scheduling.policy import Decision, Hold, Preempt, Start, View
+from corral.scheduling.victims import victims_for_placement
+
+LN2 = math.log(2.0)
+
+
+@dataclass(frozen=True)
+class Parts:
+    order: str = "fifo"  # "fifo", "fair" or "priority"
+    borrowing: bool = True
+    reclaim: bool = False
+    priority_preemption: bool = False
+    backfill: bool = False
+    half_life_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.order not in ("fifo", "fair", "priority"):
+            raise ValueError(f"unknown order '{self.order}'")
+        if self.half_life_s is not None and not self.half_life_s > 0:
+            raise ValueError("half_life_s must be > 0")
+
+
+class Shared:
+    enforces_quota = True
+
+    def __init__(self, name: str, parts: Parts) -> None:
+        self.name = name
+        self.parts = parts
+
+    # --- events --------------------------------------------------------------------------
+
+    def bind(self, view: View, pools: int) -> None:
+        self.view = view
+        self.quota = view.quota
+        queues = len(self.quota.specs)
+        self.waiting: list[dict[int, SortedList]] = [{} for _ in range(pools)]
+        self.running: list[set[int]] = [set() for _ in range(pools)]
+        self.running_in_queue: list[set[int]] = [set() for _ in range(queues)]
+        # running jobs per priority, per pool and per queue: who could be a victim at all
+        self.running_priorities: list[dict[int, int]] = [{} for _ in range(pools)]
+        self.queue_priorities: list[dict[int, int]] = [{} for _ in range(queues)]
+        self.ends: list[SortedList] = [SortedList() for _ in range(pools)]
+        self.end_of: dict[int, float] = {}
+        self.version = [0] * pools
+        # job -> pool version at which no victims could be found (retry once it changes)
+        self.no_quota_victims: dict[int, int] = {}
+        self.no_priority_victims: dict[int, int] = {}
+        self.decayed = [0.0] * queues
+        self.decayed_at = [0.0] * queues
+
+    def _key(self, job: int) -> tuple:
+        view = self.view
+        if self.parts.order == "priority":
+            return (-view.priority[job], view.submit_s[job], job)
+        return (view.submit_s[job], job)
+
+    def submitted(self, job: int) -> None:
+        self._enqueue(job)
+
+    def _enqueue(self, job: int) -> None:
+        view = self.view
+        queues = self.waiting[view.pool[job]]
+        q = view.queue[job]
+        if q not in queues:
+            queues[q] = SortedList()
+        queues[q].add((self._key(job), job))
+
+    def finished(self, job: int) -> None:
+        self._stopped(job)
+
+    def _started(self, job: int) -> None:
+        view = self.view
+        pool = view.pool[job]
+        self._decay(view.queue[job])
+        self.running[pool].add(job)
+        self.running_in_queue[view.queue[job]].add(job)
+        for prio in (self.running_priorities[pool], self.queue_priorities[view.queue[job]]):
+            prio[view.priority[job]] = prio.get(view.priority[job], 0) + 1
+        end = view.now_s + view.remaining_s(job)
+        self.end_of[job] = end
+        self.ends[pool].add((end, job))
+        self.version[pool] += 1
+
+    def _stopped(self, job: int) -> None:
+        view = self.view
+        pool = view.pool[job]
+        self._decay(view.queue[job])
+        self.running[pool].discard(job)
+        self.running_in_queue[view.queue[job]].discard(job)
+        for prio in (self.running_priorities[pool], self.queue_priorities[view.queue[job]]):
+            prio[view.priority[job]] -= 1
+            if not prio[view.priority[job]]:
+                del prio[view.priority[job]]
+        self.ends[pool].remove((self.end_of.pop(job), job))
+        self.version[pool] += 1
+
+    # --- fair share ----------------------------------------------------------------------
+
+    def _decay(self, q: int) -> None:
+        """Bring queue q's decayed usage (GPU-seconds, half-life h) up to now."""
+        h = self.parts.half_life_s
+        if h is None:
+            return
+        now = self.view.now_s
+        dt = now - self.decayed_at[q]
+        if dt > 0:
+            keep = 2.0 ** (-dt / h)
+            self.decayed[q] = self.decayed[q] * keep + self.quota.usage(q) * (h / LN2) * (1.0 - keep)
+            self.decayed_at[q] = now
+
+    def share(self, q: int) -> float:
+        """GPUs per unit of weight: current allocation, plus the decayed average of past
+        allocation when a half-life is set."""
+        used = self.quota.usage(q)
+        h = self.parts.half_life_s
+        if h is not None:
+            self._decay(q)
+            used += self.decayed[q] * LN2 / h
+        return used / max(self.quota.weight[q], 1e-12)
+
+    def _queue_key(self, q: int, head: tuple) -> tuple:
+        if self.parts.order == "fair":
+            return (self.share(q), *head)
+        return head
+
+    # --- the pass ------------------------------------------------------------------------
+
+    def decide(self, pool: int) -> Iterator[Decision]:
+        queues = self.waiting[pool]
+        if not any(queues.values()):
+            return
+        view = self.view
+        explain = view.explain
+        heap = [(self._queue_key(q, jobs[0][0]), q) for q, jobs in queues.items() if jobs]
+        heapq.heapify(heap)
+        reservation: tuple[int, float, int] | None = None  # (job, shadow time, extra GPUs)
+        preempted: list[int] = []
+        blocked_by: int | None = None
+        while heap:
+            _, q = heapq.heappop(heap)
+            jobs = queues[q]
+            job = jobs[0][1]
+            if blocked_by is not None:
+                if explain:
+                    yield from self._hold_queue(jobs, f"behind job {blocked_by} in first-come order")
+                continue
+            why = self._admission(job)
+            if why is not None and self._may_preempt_for_quota(job):
+                victims = self._quota_victims(pool, job)
+                if victims:
+                    for v in victims:
+                        self._stopped(v)
+                        preempted.append(v)
+                        yield Preempt(v, f"quota reclaimed by queue {self.quota.names[q]}", by=job)
+                    why = self._admission(job)
+            if why is not None:
+                if explain:
+                    yield Hold(job, why)
+                    yield from self._hold_queue(jobs, f"behind job {job} in its queue", skip=1)
+                continue
+            gpus = view.gpus[job]
+            in_time = True
+            if reservation is not None:
+                r_job, shadow, extra = reservation
+                in_time = view.now_s + view.remaining_s(job) <= shadow
+                if not in_time and gpus > extra:
+                    if explain:
+                        yield Hold(job, f"holding: would delay the reservation of job {r_job}")
+                        yield from self._hold_queue(jobs, f"behind job {job} in its queue", skip=1)
+                    continue
+            placement = view.place(job) if gpus <= view.free_gpus(pool) else None
+            if placement is None and self._may_preempt_for_priority(pool, job):
+                victims = self._priority_victims(pool, job)
+                for v in victims:
+                    self._stopped(v)
+                    preempted.append(v)
+                    yield Preempt(v, f"outranked by job {job} (priority {view.priority[job]})", by=job)
+                if victims:
+                    placement = view.place(job)
+            if placement is None:
+                if explain:
+                    yield Hold(job, self._capacity_reason(pool, job))
+                    yield from self._hold_queue(jobs, f"behind job {job} in its queue", skip=1)
+                if self.parts.backfill:
+                    if reservation is None:
+                        shadow, extra = self._reservation(pool, job)
+                        reservation = (job, shadow, extra)
+                        if explain and math.isfinite(shadow):
+                            yield Hold(job, f"reserved: {gpus} GPUs expected free at t={shadow:.0f}s")
+                elif self.parts.order != "fair":
+                    blocked_by = job  # strict order: nobody passes the blocked job
+                continue
+            jobs.pop(0)
+            self._started(job)
+            yield Start(job, placement)
+            if reservation is not None and not in_time:
+                reservation = (reservation[0], reservation[1], reservation[2] - gpus)
+            if jobs:
+                heapq.heappush(heap, (self._queue_key(q, jobs[0][0]), q))
+        for v in preempted:  # preempted jobs wait again, not restarted in the pass that stopped them
+            self._enqueue(v)
+            if explain:
+                yield Hold(v, "preempted, waiting to restart")
+
+    @staticmethod
+    def _hold_queue(jobs: SortedList, reason: str, skip: int = 0) -> Iterator[Hold]:
+        """Reasons for the jobs queued behind a blocked head."""
+        for _, job in jobs.islice(skip):
+            yield Hold(job, reason)
+
+    # --- admission -----------------------------------------------------------------------
+
+    def _admission(self, job: int) -> str | None:
+        view = self.view
+        q, gpus = view.queue[job], view.gpus[job]
+        if not self.parts.borrowing and self.quota.usage(q) + gpus > self.quota.nominal_of(q):
+            return (
+                f"over quota: queue {self.quota.names[q]} uses {self.quota.usage(q):g} of nominal "
+                f"{self.quota.nominal_of(q):g} GPUs (no borrowing)"
+            )
+        return self.quota.blocked(q, gpus)
+
+    def _may_preempt_for_quota(self, job: int) -> bool:
+        return (self.parts.reclaim or self.parts.priority_preemption) and self.no_quota_victims.get(
+            job
+        ) != self.version[self.view.pool[job]]
+
+    def _quota_victims(self, pool: int, job: int) -> list[int]:
+        """Running jobs whose quota, once returned, admits `job`: lower-priority jobs of its
+        own queue, and jobs of queues that borrow in its cohort tree: of equal or lower
+        priority when `job` stays within its nominal quota (reclaim), of lower priority
+        otherwise (when priorities preempt). Least lost GPU-time first."""
+        view, quota = self.view, self.quota
+        q, gpus, prio = view.queue[job], view.gpus[job], view.priority[job]
+        within_nominal = quota.usage(q) + gpus <= quota.nominal_of(q)
+        reclaim = self.parts.reclaim and within_nominal
+        by_priority = self.parts.priority_preemption
+        lowest = self.queue_priorities
+        sources = [q] if by_priority and lowest[q] and min(lowest[q]) < prio else []
+        if reclaim or by_priority:
+            bound = prio if reclaim else prio - 1
+            sources += [
+                qv
+                for qv in range(len(quota.specs))
+                if qv != q
+                and lowest[qv]
+                and min(lowest[qv]) <= bound
+                and quota.borrowing(qv)
+                and quota.same_tree(q, qv)
+            ]
+        if not sources:
+            self.no_quota_victims[job] = self.version[pool]
+            return []
+        if not self._reclaimable(job, sources):
+            self.no_quota_victims[job] = self.version[pool]
+            return []
+        candidates = []
+        for qv in sources:
+            for v in self.running_in_queue[qv]:
+                if view.pool[v] != pool or not view.preemptible[v]:
+                    continue
+                pv = view.priority[v]
+                if (pv < prio and by_priority) or (qv != q and reclaim and pv <= prio):
+                    candidates.append(v)
+        # Add candidates cheapest first to a hypothetical quota and free-GPU state until the
+        # job is both admitted and placeable; borrowers give up jobs only while they borrow.
+        demand = list(quota.demand)
+        free = view.free_vector()
+        total = view.free_gpus(pool)
+        chosen: list[int] = []
+        placement = None
+        next_try = gpus
+        for v in view.cheapest_first(candidates):
+            qv = view.queue[v]
+            if qv != q and demand[qv] <= quota.nominal_of(qv):
+                continue
+            quota.add(qv, -view.gpus[v], demand)
+            for host, k in view.placement_of(v):  # type: ignore[union-attr]
+                free[host] += k
+            chosen.append(v)
+            total += view.gpus[v]
+            if total >= next_try and self._admits(job, demand):
+                placement = view.place_on(job, free)
+                if placement is not None:
+                    break
+                next_try = total + max(view.gpus[v], total // 8)
+        if placement is None and chosen and total >= gpus and self._admits(job, demand):
+            placement = view.place_on(job, free)
+        if placement is None:
+            self.no_quota_victims[job] = self.version[pool]
+            return []
+        return self._prune(job, chosen, {h for h, _ in placement})
+
+    def _reclaimable(self, job: int, sources: list[int]) -> bool:
+        """Whether taking everything the source queues could give up would admit `job`: a
+        cheap bound that spares ranking candidates when reclaim cannot work."""
+        quota, q = self.quota, self.view.queue[job]
+        demand = list(quota.demand)
+        for qv in sources:
+            give = quota.usage(qv) if qv == q else quota.usage(qv) - quota.nominal_of(qv)
+            if give > 0:
+                quota.add(qv, -give, demand)
+        return self._admits(job, demand)
+
+    def _admits(self, job: int, demand: list[float]) -> bool:
+        return self.quota.fits(self.view.queue[job], self.view.gpus[job], demand)
+
+    def _prune(self, job: int, chosen: list[int], hosts: set[int]) -> list[int]:
+        """Keep the victims on the hosts of the placement, and of the others only those the
+        quota still needs, giving the costliest back first."""
+        view, quota = self.view, self.quota
+        demand = list(quota.demand)
+        for v in chosen:
+            quota.add(view.queue[v], -view.gpus[v], demand)
+        keep = []
+        for v in reversed(chosen):  # chosen is cheapest first
+            if any(h in hosts for h, _ in view.placement_of(v)):  # type: ignore[union-attr]
+                keep.append(v)
+                continue
+            quota.add(view.queue[v], view.gpus[v], demand)
+            if not self._admits(job, demand):
+                quota.add(view.queue[v], -view.gpus[v], demand)
+                keep.append(v)
+        return keep[::-1]
+
+    # --- preemption by priority ----------------------------------------------------------
+
+    def _may_preempt_for_priority(self, pool: int, job: int) -> bool:
+        if not self.parts.priority_preemption:
+            return False
+        prio = self.running_priorities[pool]
+        return (
+            bool(prio)
+            and min(prio) < self.view.priority[job]
+            and self.no_priority_victims.get(job) != self.version[pool]
+        )
+
+    def _priority_victims(self, pool: int, job: int) -> list[int]:
+        """The cheapest lower-priority jobs whose GPUs, with the free ones, place `job`."""
+        view = self.view
+        prio = view.priority[job]
+        candidates = view.cheapest_first([v for v in self.running[pool] if view.priority[v] < prio])
+        victims = victims_for_placement(view, job, candidates)
+        if not victims:
+            self.no_priority_victims[job] = self.version[pool]
+            return []
+        return victims
+
+    # --- backfill and reasons ------------------------------------------------------------
+
+    def _reservation(self, pool: int, job: int) -> tuple[float, int]:
+        """Shadow time (when enough running jobs will have ended) and the extra GPUs then."""
+        view = self.view
+        need = view.gpus[job]
+        avail = view.free_gpus(pool)
+        for end, running in self.ends[pool]:
+            avail += view.gpus[running]
+            if avail >= need:
+                return end, avail - need
+        return math.inf, 0
+
+    def _capacity_reason(self, pool: int, job: int) -> str:
+        view = self.view
+        gpus, free = view.gpus[job], view.free_gpus(pool)
+        if gpus > free:
+            return f"waiting for GPUs: needs {gpus}, {free} free"
+        level = view.level[job]
+        where = {None: "placement", 0: "host", 1: "rack", 2: "pod", 3: "cluster"}[level]
+        return f"no free {where} block for {gpus} GPUs ({free} free but fragmented)"
