@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
-__all__ = ["Table", "comparison", "duration", "key_values", "per_queue"]
+__all__ = ["Table", "by_size", "comparison", "duration", "key_values", "per_queue", "sharing"]
 
 
 def duration(seconds: float) -> str:
@@ -55,6 +55,54 @@ def comparison(rows: list[dict[str, Any]], title: str) -> Table:
             f"{r['events']:,}",
             f"{r['wall_s']:.2f}s",
             style=style,
+        )
+    return table
+
+
+def sharing(rows: list[dict[str, Any]]) -> Table:
+    """What sharing cost: work lost to preemption, fragmentation, and Themis' fairness."""
+    table = Table(
+        title="sharing: preemption, fragmentation, finish-time fairness (rho)", title_justify="left"
+    )
+    for name in (
+        "policy",
+        "preempt",
+        "lost GPU-h",
+        "restart GPU-h",
+        "fragmented GPUs",
+        "avg rho",
+        "p99 rho",
+        "worst queue rho",
+    ):
+        table.add_column(name, justify="left" if name == "policy" else "right")
+    for r in rows:
+        table.add_row(
+            r["policy"],
+            f"{r['preemptions']:,}",
+            f"{r['lost_gpu_hours']:,.0f}",
+            f"{r['restart_gpu_hours']:,.0f}",
+            f"{r['fragmented_gpus']:,.1f}",
+            f"{r['avg_rho']:.2f}",
+            f"{r['p99_rho']:.1f}",
+            f"{r['worst_queue_rho']:.2f}",
+        )
+    return table
+
+
+def by_size(policy: str, rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"{policy}: by gang size", title_justify="left")
+    for name in ("GPUs", "jobs", "avg JCT", "p99 JCT", "avg wait", "max wait", "preempt", "lost GPU-h"):
+        table.add_column(name, justify="right")
+    for r in rows:
+        table.add_row(
+            r["gpus"],
+            f"{r['jobs']:,}",
+            duration(r["avg_jct_s"]),
+            duration(r["p99_jct_s"]),
+            duration(r["avg_first_wait_s"]),
+            duration(r["max_first_wait_s"]),
+            f"{r['preemptions']:,}",
+            f"{r['lost_gpu_hours']:,.0f}",
         )
     return table
 

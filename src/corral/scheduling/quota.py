@@ -206,7 +206,7 @@ class QuotaTree:
     def ceiling(self, queue: int) -> float:
         """The most GPUs `queue` could ever hold with every other queue idle."""
         idle = [0.0] * len(self.names)
-        hi = sum(self.capacity[i] for i in range(len(self.names)) if self.parent[i] < 0)
+        hi = sum(self.nominal)  # every GPU of every quota in the tree
         if math.isinf(hi) or self.blocked(queue, hi, idle) is None:
             return hi
         lo = 0.0

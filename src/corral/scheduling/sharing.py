@@ -14,7 +14,8 @@
   enough GPUs free up (from running jobs' remaining times, as EASY backfill does), and later
   jobs may start only if they end before it or use GPUs it will not need.
 
-Within a queue, jobs go in order (Kueue's StrictFIFO): a queue whose head cannot start waits.
+Within a queue, jobs go in order (Kueue's StrictFIFO): a queue whose head is over quota
+waits; with backfill, a job that only lacks free GPUs lets the jobs behind it be considered.
 Every pending job gets a reason when the mechanism records them.
 """
 
@@ -40,6 +41,7 @@ class Parts:
     reclaim: bool = False
     priority_preemption: bool = False
     backfill: bool = False
+    backfill_depth: int = 200  # jobs one pass may examine past blocked ones (Slurm's bf_max_job_test)
     half_life_s: float | None = None
 
     def __post_init__(self) -> None:
@@ -160,18 +162,23 @@ class Shared:
             return
         view = self.view
         explain = view.explain
+        # Candidates are queue heads; with backfill, a queue whose candidate cannot be placed
+        # offers its next job (skip[q] jobs are passed over), up to `backfill_depth` in all.
         heap = [(self._queue_key(q, jobs[0][0]), q) for q, jobs in queues.items() if jobs]
         heapq.heapify(heap)
+        skip: dict[int, int] = {}
+        depth = self.parts.backfill_depth
         reservation: tuple[int, float, int] | None = None  # (job, shadow time, extra GPUs)
         preempted: list[int] = []
         blocked_by: int | None = None
         while heap:
             _, q = heapq.heappop(heap)
             jobs = queues[q]
-            job = jobs[0][1]
+            passed = skip.get(q, 0)
+            job = jobs[passed][1]
             if blocked_by is not None:
                 if explain:
-                    yield from self._hold_queue(jobs, f"behind job {blocked_by} in first-come order")
+                    yield from self._hold_queue(jobs, f"behind job {blocked_by} in first-come order", passed)
                 continue
             why = self._admission(job)
             if why is not None and self._may_preempt_for_quota(job):
@@ -182,50 +189,55 @@ class Shared:
                         preempted.append(v)
                         yield Preempt(v, f"quota reclaimed by queue {self.quota.names[q]}", by=job)
                     why = self._admission(job)
-            if why is not None:
+            if why is not None:  # the queue waits for quota (strict order within a queue)
                 if explain:
                     yield Hold(job, why)
-                    yield from self._hold_queue(jobs, f"behind job {job} in its queue", skip=1)
+                    yield from self._hold_queue(jobs, f"behind job {job} in its queue", passed + 1)
                 continue
             gpus = view.gpus[job]
             in_time = True
+            placement = None
             if reservation is not None:
                 r_job, shadow, extra = reservation
                 in_time = view.now_s + view.remaining_s(job) <= shadow
                 if not in_time and gpus > extra:
-                    if explain:
-                        yield Hold(job, f"holding: would delay the reservation of job {r_job}")
-                        yield from self._hold_queue(jobs, f"behind job {job} in its queue", skip=1)
-                    continue
-            placement = view.place(job) if gpus <= view.free_gpus(pool) else None
-            if placement is None and self._may_preempt_for_priority(pool, job):
-                victims = self._priority_victims(pool, job)
-                for v in victims:
-                    self._stopped(v)
-                    preempted.append(v)
-                    yield Preempt(v, f"outranked by job {job} (priority {view.priority[job]})", by=job)
-                if victims:
-                    placement = view.place(job)
-            if placement is None:
-                if explain:
-                    yield Hold(job, self._capacity_reason(pool, job))
-                    yield from self._hold_queue(jobs, f"behind job {job} in its queue", skip=1)
-                if self.parts.backfill:
-                    if reservation is None:
+                    why = f"holding: would delay the reservation of job {r_job}"
+            if why is None:
+                placement = view.place(job) if gpus <= view.free_gpus(pool) else None
+                if placement is None and self._may_preempt_for_priority(pool, job):
+                    victims = self._priority_victims(pool, job)
+                    for v in victims:
+                        self._stopped(v)
+                        preempted.append(v)
+                        yield Preempt(v, f"outranked by job {job} (priority {view.priority[job]})", by=job)
+                    if victims:
+                        placement = view.place(job)
+                if placement is None:
+                    why = self._capacity_reason(pool, job)
+                    if self.parts.backfill and reservation is None:
                         shadow, extra = self._reservation(pool, job)
                         reservation = (job, shadow, extra)
-                        if explain and math.isfinite(shadow):
-                            yield Hold(job, f"reserved: {gpus} GPUs expected free at t={shadow:.0f}s")
-                elif self.parts.order != "fair":
-                    blocked_by = job  # strict order: nobody passes the blocked job
+                        if math.isfinite(shadow):
+                            why = f"reserved: {gpus} GPUs expected free at t={shadow:.0f}s ({why})"
+                    elif not self.parts.backfill and self.parts.order != "fair":
+                        blocked_by = job  # strict order: nobody passes the blocked job
+            if placement is None:
+                if explain:
+                    yield Hold(job, why)  # type: ignore[arg-type]
+                if self.parts.backfill and depth > 0 and passed + 1 < len(jobs):
+                    depth -= 1
+                    skip[q] = passed + 1
+                    heapq.heappush(heap, (self._queue_key(q, jobs[passed + 1][0]), q))
+                elif explain:
+                    yield from self._hold_queue(jobs, f"behind job {job} in its queue", passed + 1)
                 continue
-            jobs.pop(0)
+            del jobs[passed]
             self._started(job)
             yield Start(job, placement)
             if reservation is not None and not in_time:
                 reservation = (reservation[0], reservation[1], reservation[2] - gpus)
-            if jobs:
-                heapq.heappush(heap, (self._queue_key(q, jobs[0][0]), q))
+            if passed < len(jobs):
+                heapq.heappush(heap, (self._queue_key(q, jobs[passed][0]), q))
         for v in preempted:  # preempted jobs wait again, not restarted in the pass that stopped them
             self._enqueue(v)
             if explain:

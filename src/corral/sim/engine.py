@@ -31,7 +31,7 @@ from corral.workload import JobTable
 
 FINISH, WAKE = 0, 1
 NAN = math.nan
-SAMPLE_S = 300.0  # how often (simulated) the fragmentation and busy-GPU series are sampled
+SAMPLE_S = 300.0  # at most how often (simulated) the fragmentation and busy-GPU series are sampled
 
 
 @dataclass
@@ -151,6 +151,7 @@ class Engine:
         progress: Callable[[int, int], None] | None = None,
         record: bool = False,
         explain: bool = False,
+        sample_s: float = SAMPLE_S,
     ) -> None:
         self.fleet = fleet
         self.jobs = jobs
@@ -179,6 +180,7 @@ class Engine:
         self.contenders = [0] * n
         self.live = [dict() for _ in fleet.pools]  # pool -> {queue: live jobs}
         self.pending: list[dict[tuple, int]] = [dict() for _ in fleet.pools]
+        self.sample_s = sample_s
         self.next_sample = [-math.inf] * len(fleet.pools)
         self.series: list[tuple] = []
         self.reasons: dict[int, list[tuple[float, str]]] | None = {} if explain else None
@@ -387,7 +389,7 @@ class Engine:
         """Free GPUs no pending job can use although some pending job fits them by count:
         every such job is blocked by topology, not by capacity. 0 otherwise."""
         free = self.state.pool_free[pool]
-        sizes = sorted(k for k in self.pending[pool] if k[0] <= free)
+        sizes = sorted((k for k in self.pending[pool] if k[0] <= free), key=lambda k: (k[0], k[1] or 0))
         if not sizes:
             return 0
         for gpus, level in sizes:
@@ -399,7 +401,7 @@ class Engine:
         free = self.state.pool_free[pool]
         busy = self.fleet.pool_gpus[pool] - free
         self.series.append((now, pool, busy, free, self.fragmented_gpus(pool)))
-        self.next_sample[pool] = now + SAMPLE_S
+        self.next_sample[pool] = now + self.sample_s
 
     def _hold(self, job: int, now: float, reason: str) -> None:
         if self.reasons is None:

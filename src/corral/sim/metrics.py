@@ -36,9 +36,82 @@ def summary(result: SimResult) -> dict[str, Any]:
         "makespan_s": makespan,
         "gpu_utilization": busy / (result.fleet.total_gpus * makespan) if makespan > 0 else 0.0,
         "preemptions": int(result.preemptions.sum()),
+        "lost_gpu_hours": float((jobs.gpus * result.lost_s).sum() / 3600),
+        "restart_gpu_hours": float((jobs.gpus * result.restart_s).sum() / 3600),
+        "fragmented_gpus": fragmented_fraction(result) * result.fleet.total_gpus,
+        **fairness(result),
         "events": result.events,
         "wall_s": result.wall_s,
     }
+
+
+def finish_time_fairness(result: SimResult) -> np.ndarray:
+    """Themis' rho per job: its completion time shared over its completion time alone on
+    a 1/N share of its pool, N being the queues with live jobs in the pool when it arrived.
+    A job whose gang fits in its share would take its run time there; a larger one would
+    be slowed in proportion. rho > 1: the sharing cost the job more than its share owed it."""
+    jobs = result.jobs
+    pool_gpus = np.asarray(result.fleet.pool_gpus, dtype=float)[result.pool]
+    share = pool_gpus / np.maximum(result.contenders, 1)
+    alone = jobs.duration_s * np.maximum(1.0, jobs.gpus / share)
+    return (result.end_s - jobs.submit_s) / alone
+
+
+def fairness(result: SimResult) -> dict[str, float]:
+    """Themis' finish-time fairness: mean and worst rho over jobs, and the worst queue's mean."""
+    rho = finish_time_fairness(result)
+    queues = np.asarray(result.jobs.queue)
+    per_queue = [float(rho[queues == q].mean()) for q in np.unique(queues)]
+    return {
+        "avg_rho": float(rho.mean()),
+        "p99_rho": float(np.percentile(rho, 99)),
+        "worst_queue_rho": max(per_queue),
+    }
+
+
+def fragmented_fraction(result: SimResult) -> float:
+    """Time-averaged share of the fleet's GPUs that were free but unusable by the pending
+    jobs (engine.fragmented_gpus), from the sampled series."""
+    series = result.series
+    total = 0.0
+    for pool in np.unique(series[:, 1]):
+        rows = series[series[:, 1] == pool]
+        if rows.shape[0] < 2:
+            continue
+        dt = np.diff(rows[:, 0])
+        span = rows[-1, 0] - rows[0, 0]
+        if span > 0:
+            total += float((rows[:-1, 4] * dt).sum() / span)
+    return total / result.fleet.total_gpus
+
+
+SIZE_CLASSES = ((1, 1), (2, 8), (9, 64), (65, 1024), (1025, 10**9))
+
+
+def by_size(result: SimResult) -> list[dict[str, Any]]:
+    """JCT and wait by gang size: what small experiments and big gangs each see."""
+    jobs = result.jobs
+    jct = result.end_s - jobs.submit_s
+    wait = result.start_s - jobs.submit_s
+    rows = []
+    for lo, hi in SIZE_CLASSES:
+        mask = (jobs.gpus >= lo) & (jobs.gpus <= hi)
+        if not mask.any():
+            continue
+        label = f"{lo}" if lo == hi else (f"{lo}+" if hi >= 10**9 else f"{lo}-{hi}")
+        rows.append(
+            {
+                "gpus": label,
+                "jobs": int(mask.sum()),
+                "avg_jct_s": float(jct[mask].mean()),
+                "p99_jct_s": float(np.percentile(jct[mask], 99)),
+                "avg_first_wait_s": float(wait[mask].mean()),
+                "max_first_wait_s": float(wait[mask].max()),
+                "preemptions": int(result.preemptions[mask].sum()),
+                "lost_gpu_hours": float((jobs.gpus[mask] * result.lost_s[mask]).sum() / 3600),
+            }
+        )
+    return rows
 
 
 def by_queue(result: SimResult) -> list[dict[str, Any]]:
@@ -81,6 +154,8 @@ def write_job_record(result: SimResult, path: Path) -> None:
             "queue": jobs.queue,
             "pool": [result.fleet.pools[p] for p in result.pool.tolist()],
             "preemptions": result.preemptions,
+            "lost_s": result.lost_s,
+            "rho": finish_time_fairness(result),
             "hosts": result.hosts,
         }
     )

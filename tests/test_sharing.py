@@ -1,0 +1,336 @@
+"""Quotas, borrowing, reclaim, priorities, checkpoint-aware preemption and topology: worked
+by hand, then as properties over random quota trees and workloads."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from corral.errors import InputError
+from corral.fleet import Fleet, Segment
+from corral.scheduling.quota import CohortSpec, QueueSpec, QuotaTree
+from corral.scheduling.registry import make_policy
+from corral.sim.engine import Engine
+from corral.sim.metrics import finish_time_fairness, summary
+from corral.workload import JobTable
+
+
+def jobs(rows: list[dict]) -> JobTable:
+    """rows: dicts with submit_s, gpus, duration_s and optionally queue, priority,
+    checkpoint_interval_s, restart_s, topology, preemptible."""
+    n = len(rows)
+
+    def col(name, default, dtype=None):
+        return np.array([r.get(name, default) for r in rows], dtype=dtype)
+
+    return JobTable(
+        job_id=[f"j{i}" for i in range(n)],
+        submit_s=col("submit_s", 0.0, float),
+        gpus=col("gpus", 1, np.int64),
+        duration_s=col("duration_s", 1.0, float),
+        queue=[r.get("queue", "a") for r in rows],
+        user=[""] * n,
+        kind=["experiment"] * n,
+        priority=col("priority", 0, np.int64),
+        preemptible=col("preemptible", True, bool),
+        checkpoint_interval_s=col("checkpoint_interval_s", 0.0, float),
+        restart_s=col("restart_s", 0.0, float),
+        topology=[r.get("topology", "") for r in rows],
+    )
+
+
+def fleet(hosts=1, gpus_per_host=8, hosts_per_rack=None, queues=(), cohorts=(), racks_per_pod=1000):
+    segment = Segment("default", hosts, gpus_per_host, hosts_per_rack or hosts, racks_per_pod)
+    return Fleet("test", [segment], "default", list(queues), list(cohorts))
+
+
+TWO_TEAMS = dict(
+    queues=[QueueSpec("a", 4, cohort="c"), QueueSpec("b", 4, cohort="c")], cohorts=[CohortSpec("c")]
+)
+
+
+def run(the_fleet, table, policy, explain=False):
+    return Engine(the_fleet, table, make_policy(policy), record=True, explain=explain, sample_s=0).run()
+
+
+# --- quota arithmetic -----------------------------------------------------------------
+
+
+def test_flat_cohort_borrowing_limit_and_lending_limit():
+    tree = QuotaTree([QueueSpec("a", 4, cohort="c"), QueueSpec("b", 4, cohort="c")], [CohortSpec("c")])
+    assert tree.fits(0, 8) and not tree.fits(0, 9)  # a may borrow all of b's idle quota
+    tree.add(1, 3)
+    assert tree.fits(0, 5) and not tree.fits(0, 6)
+    assert tree.blocked(0, 6).startswith("over quota: cohort c")
+    limited = QuotaTree(
+        [QueueSpec("a", 4, cohort="c", borrowing_limit_gpus=1), QueueSpec("b", 4, cohort="c")],
+        [CohortSpec("c")],
+    )
+    assert limited.fits(0, 5) and not limited.fits(0, 6)
+    assert "borrowing limit 1" in limited.blocked(0, 6)
+    lending = QuotaTree(
+        [QueueSpec("a", 4, cohort="c"), QueueSpec("b", 4, cohort="c", lending_limit_gpus=1)],
+        [CohortSpec("c")],
+    )
+    assert lending.fits(0, 5) and not lending.fits(0, 6)  # b keeps 3 for itself
+    assert lending.fits(1, 8)  # b itself may still borrow a's idle quota
+    assert lending.ceiling(0) == 5 and lending.ceiling(1) == 8
+
+
+def test_hierarchical_cohorts():
+    # root: research cohort (a: 2, b: 2, lends at most 3 upward) and queue c: 4
+    tree = QuotaTree(
+        [
+            QueueSpec("a", 2, cohort="research"),
+            QueueSpec("b", 2, cohort="research"),
+            QueueSpec("c", 4, cohort="root"),
+        ],
+        [CohortSpec("root"), CohortSpec("research", parent="root", lending_limit_gpus=3)],
+    )
+    assert tree.ceiling(0) == 8  # a may take b's 2 and, through the root, c's 4
+    assert tree.ceiling(2) == 7  # c gets only 3 of research's 4
+    tree.add(2, 4)
+    assert tree.fits(0, 4) and not tree.fits(0, 5)  # with c busy, a has research's 4
+    tree.add(2, -4)
+    assert tree.demand == [0.0] * 5
+
+
+def test_queue_without_cohort_cannot_borrow_and_unlisted_queue_is_unlimited():
+    tree, ids = QuotaTree.for_queues(["solo", "stranger"], {"solo": QueueSpec("solo", 4)}, [])
+    assert not tree.fits(ids[0], 5)
+    assert tree.fits(ids[1], 10**6)
+    borrower_tree, ids = QuotaTree.for_queues(
+        ["x"], {"a": QueueSpec("a", 4, cohort="c")}, [CohortSpec("c")], "c"
+    )
+    assert borrower_tree.ceiling(ids[0]) == 4  # x has no quota of its own but borrows a's
+
+
+def test_bad_quota_trees_are_refused():
+    with pytest.raises(InputError, match="unknown cohort"):
+        QuotaTree([QueueSpec("a", 1, cohort="nope")], [])
+    with pytest.raises(InputError, match="own ancestor"):
+        QuotaTree([], [CohortSpec("x", parent="y"), CohortSpec("y", parent="x")])
+    with pytest.raises(InputError, match="lending limit"):
+        QuotaTree([QueueSpec("a", 1, lending_limit_gpus=2)], [])
+
+
+# --- borrowing, reclaim and victims by hand ----------------------------------------------
+
+
+def test_reclaim_preempts_the_borrower_and_charges_lost_work_and_restart():
+    # b borrows a's half of the host; at t=10 a asks for its 4 GPUs back.
+    table = jobs(
+        [
+            dict(submit_s=0, gpus=8, duration_s=100, queue="b", checkpoint_interval_s=4, restart_s=3),
+            dict(submit_s=10, gpus=4, duration_s=10, queue="a"),
+        ]
+    )
+    r = run(fleet(**TWO_TEAMS), table, "fair")
+    assert r.start_s.tolist() == [0, 10]
+    # b ran 10 s, its last checkpoint was at 8 s: it loses 2 s, restarts at 20, pays 3 s.
+    assert r.lost_s.tolist() == [2.0, 0.0]
+    assert r.restart_s.tolist() == [0.0, 0.0]  # the restart cost is paid, not lost to a stop
+    assert r.end_s.tolist() == [20 + 3 + 92, 20]
+    assert r.preemptions.tolist() == [1, 0]
+    stops = [e for e in r.log if e[1] == "stop"]
+    assert stops == [(10.0, "stop", 0, (1, 2.0))]
+
+
+def test_quota_fifo_does_not_reclaim():
+    table = jobs(
+        [dict(gpus=8, duration_s=100, queue="b"), dict(submit_s=10, gpus=4, duration_s=10, queue="a")]
+    )
+    r = run(fleet(**TWO_TEAMS), table, "quota-fifo")
+    assert r.start_s.tolist() == [0, 100]
+
+
+def test_victim_is_the_job_losing_least_work():
+    # b holds two 4-GPU jobs on a's quota... b's nominal is 4, so one of them borrows.
+    table = jobs(
+        [
+            dict(submit_s=0, gpus=4, duration_s=1000, queue="b", checkpoint_interval_s=100),
+            dict(submit_s=40, gpus=4, duration_s=1000, queue="b", checkpoint_interval_s=100),
+            dict(submit_s=50, gpus=4, duration_s=10, queue="a"),
+        ]
+    )
+    r = run(fleet(**TWO_TEAMS), table, "fair")
+    # At t=50 job 0 would lose 50 s x 4 GPUs, job 1 only 10 s x 4: job 1 goes.
+    assert r.preemptions.tolist() == [0, 1, 0]
+    assert r.lost_s.tolist() == [0.0, 10.0, 0.0]
+    assert r.start_s[2] == 50
+
+
+def test_priority_preempts_lower_never_higher():
+    table = jobs(
+        [
+            dict(submit_s=0, gpus=8, duration_s=100, priority=0),
+            dict(submit_s=10, gpus=8, duration_s=10, priority=5),
+            dict(submit_s=30, gpus=8, duration_s=10, priority=1),
+            dict(submit_s=35, gpus=8, duration_s=10, priority=0),
+        ]
+    )
+    r = run(fleet(), table, "priority")
+    # Job 0 is preempted at 10 (by 5) and at 30 (by 1); job 3 (priority 0) cannot preempt
+    # job 2 and queues behind job 0, which resumes with its work kept (free checkpoints).
+    assert r.start_s.tolist() == [0, 10, 30, 120]
+    assert r.end_s.tolist() == [120, 20, 40, 130]
+    assert r.preemptions.tolist() == [2, 0, 0, 0]
+
+
+def test_not_preemptible_jobs_are_never_victims():
+    table = jobs([dict(gpus=8, duration_s=100, preemptible=False), dict(submit_s=10, gpus=8, priority=5)])
+    r = run(fleet(), table, "priority")
+    assert r.start_s.tolist() == [0, 100]
+
+
+def test_gang_with_rack_topology_waits_for_a_whole_rack_and_fragmentation_is_measured():
+    # 2 racks x 2 hosts x 4 GPUs. A (2 GPUs) lands on host 0; B (6, one rack) fills rack 0;
+    # C (2) lands on host 2. When B ends, 12 GPUs are free but no rack is whole.
+    table = jobs(
+        [
+            dict(submit_s=0, gpus=2, duration_s=1000),
+            dict(submit_s=0, gpus=6, duration_s=1, topology="rack"),
+            dict(submit_s=0, gpus=2, duration_s=2000),
+            dict(submit_s=2, gpus=8, duration_s=10, topology="rack"),
+        ]
+    )
+    r = run(fleet(hosts=4, gpus_per_host=4, hosts_per_rack=2), table, "fifo")
+    assert r.hosts[:3] == ["0", "1;0", "2"]
+    assert r.start_s[3] == 1000  # waits until rack 0 is whole again
+    series = r.series[(r.series[:, 0] >= 2) & (r.series[:, 0] < 1000)]
+    assert series.shape[0] > 0 and (series[:, 4] == 12).all()  # 12 free GPUs, all fragmented
+    assert summary(r)["fragmented_gpus"] > 0
+
+
+def test_backfill_lets_short_jobs_pass_but_never_delays_the_reserved_gang():
+    table = jobs(
+        [
+            dict(submit_s=0, gpus=8, duration_s=100),  # holds host 0
+            dict(submit_s=1, gpus=16, duration_s=10),  # needs both hosts: reserved at t=100
+            dict(submit_s=2, gpus=8, duration_s=50),  # ends by 100: backfills
+            dict(submit_s=3, gpus=8, duration_s=500),  # would delay the gang: waits
+        ]
+    )
+    r = run(fleet(hosts=2), table, "fair")
+    assert r.start_s.tolist() == [0, 100, 2, 110]
+
+
+def test_reasons_explain_a_pending_job():
+    table = jobs(
+        [dict(gpus=8, duration_s=100, queue="b"), dict(submit_s=10, gpus=8, duration_s=10, queue="a")]
+    )
+    r = run(fleet(**TWO_TEAMS), table, "quota-fifo", explain=True)
+    history = [reason for _, reason in r.reasons[1]]
+    assert history[0].startswith("over quota: cohort c")
+    assert history[-2:] == ["running", "finished"]
+
+
+def test_jobs_larger_than_their_quota_ceiling_are_refused():
+    table = jobs([dict(gpus=8, queue="solo")])
+    solo = fleet(queues=[QueueSpec("solo", 4)])
+    with pytest.raises(InputError, match="can never hold more than 4"):
+        run(solo, table, "fair")
+    with pytest.raises(InputError, match="in one rack"):
+        run(fleet(hosts=4, hosts_per_rack=2), jobs([dict(gpus=24, topology="rack")]), "fifo")
+
+
+def test_finish_time_fairness_by_hand():
+    # Two queues share 8 GPUs: each job's fair share is 4; job 0 (8 GPUs) would run at half
+    # speed alone on its share, so its rho is JCT / (2 x duration).
+    table = jobs([dict(gpus=8, duration_s=10, queue="a"), dict(gpus=4, duration_s=10, queue="b")])
+    r = run(fleet(), table, "fifo")
+    assert r.contenders.tolist() == [1, 2]
+    rho = finish_time_fairness(r)
+    assert rho[0] == pytest.approx(10 / 10)  # alone in the pool when it arrived
+    assert rho[1] == pytest.approx(20 / 10)  # waited 10 s behind job 0
+
+
+# --- properties --------------------------------------------------------------------------
+
+
+@st.composite
+def shared_cases(draw):
+    hosts = draw(st.integers(1, 4))
+    per_host = draw(st.sampled_from([2, 4, 8]))
+    total = hosts * per_host
+    nq = draw(st.integers(2, 4))
+    queues = []
+    for i in range(nq):
+        limit = draw(st.one_of(st.none(), st.integers(0, total)))
+        queues.append(QueueSpec(f"q{i}", draw(st.integers(0, total)), cohort="c", borrowing_limit_gpus=limit))
+    the_fleet = fleet(hosts, per_host, draw(st.integers(1, hosts)), queues, [CohortSpec("c")])
+    tree, _ = QuotaTree.for_queues([], the_fleet.queues, the_fleet.cohorts)
+    rows = []
+    for _ in range(draw(st.integers(1, 20))):
+        q = draw(st.integers(0, nq - 1))
+        ceiling = int(min(tree.ceiling(q), total))
+        if ceiling < 1:
+            continue
+        rows.append(
+            dict(
+                submit_s=draw(st.integers(0, 50)),
+                gpus=draw(st.integers(1, ceiling)),
+                duration_s=draw(st.integers(1, 40)),
+                queue=f"q{q}",
+                priority=draw(st.integers(0, 2)),
+                checkpoint_interval_s=draw(st.sampled_from([0, 3, 7, 1e9])),
+                restart_s=draw(st.sampled_from([0, 2])),
+                preemptible=draw(st.booleans()) or True,
+            )
+        )
+    if not rows:
+        rows = [dict(gpus=1, queue="q0")]
+        the_fleet = fleet(hosts, per_host, None, [QueueSpec("q0", total, cohort="c")], [CohortSpec("c")])
+    return the_fleet, jobs(rows)
+
+
+@settings(max_examples=60, deadline=None)
+@given(shared_cases(), st.sampled_from(["quota-fifo", "fair", "fair-decay", "priority"]))
+def test_quota_priority_and_checkpoint_invariants(case, policy):
+    the_fleet, table = case
+    r = run(the_fleet, table, policy)
+    n = len(table)
+    assert not np.isnan(r.end_s).any()
+    specs = the_fleet.queues
+    usage = {q: 0 for q in specs}
+    held: dict[int, tuple] = {}
+    started_at: dict[int, float] = {}
+    stops = [0] * n
+    useful_done = [0.0] * n
+    for t, kind, job, extra in r.log:
+        q = table.queue[job]
+        g = int(table.gpus[job])
+        if kind == "start":
+            assert sum(k for _, k in extra) == g  # whole gang or nothing
+            usage[q] += g
+            spec = specs[q]
+            limit = math.inf if spec.borrowing_limit_gpus is None else spec.borrowing_limit_gpus
+            assert usage[q] <= spec.nominal_gpus + limit  # quota + allowed borrowing
+            assert sum(usage.values()) <= sum(s.nominal_gpus for s in specs.values())  # cohort
+            held[job] = extra
+            started_at[job] = t
+        else:
+            usage[q] -= g
+            overhead = float(table.restart_s[job]) if stops[job] else 0.0
+            useful = max(0.0, t - started_at[job] - overhead)
+            if kind == "stop":
+                by, lost = extra
+                assert table.preemptible[job]
+                assert table.priority[by] >= table.priority[job]  # never for a lower priority
+                if table.queue[by] == q or policy == "quota-fifo":
+                    assert table.priority[by] > table.priority[job]
+                interval = float(table.checkpoint_interval_s[job])
+                expected = 0.0 if interval == 0 else useful - math.floor(useful / interval + 1e-9) * interval
+                assert lost == pytest.approx(expected)  # work since the last checkpoint
+                useful_done[job] += useful - lost
+                stops[job] += 1
+            else:
+                useful_done[job] += useful
+            del held[job]
+    assert useful_done == pytest.approx(table.duration_s.tolist())  # each job did its work once
+    assert not held
+    assert r.lost_s.sum() == pytest.approx(sum(e[3][1] for e in r.log if e[1] == "stop"))
