@@ -3,6 +3,8 @@
     python benchmarks/run.py philly            # full Philly trace, fifo and las, philly fleet
     python benchmarks/run.py synth-24k         # 1,000,000 synthetic jobs, meta-24k, fifo-backfill
     python benchmarks/run.py synth-2024        # 1,000,000 synthetic jobs, meta-2024, fifo-backfill
+    python benchmarks/run.py sharing [load]    # Philly trace on philly-shared, every sharing policy
+    python benchmarks/run.py research-fleet    # the research-fleet scenario, 30 days, 4 policies
 
 Synthetic arrivals are rescaled so the offered load is 0.95 (or the second argument).
 Each prints one JSON line per run: wall time of the simulation itself, events, and the
@@ -62,6 +64,22 @@ def main(which: str) -> None:
         setup = time.perf_counter() - began
         for policy in ("fifo", "las"):
             report("philly", simulate(jobs, "philly", [policy])[0], setup)
+        return
+    if which == "sharing":
+        load = float(sys.argv[2]) if len(sys.argv) > 2 else 1.0
+        with resources.as_file(resources.files("corral.data").joinpath("philly_pollux.csv.gz")) as path:
+            jobs = read_jobs(path)
+        for policy in ("fifo", "quota-fifo", "las", "fair", "fair-decay", "priority"):
+            report(f"sharing@{load}", simulate(jobs, "philly-shared", [policy], load=load)[0], 0.0)
+        return
+    if which == "research-fleet":
+        from corral.scenarios import load_scenario
+
+        began = time.perf_counter()
+        fleet, jobs = load_scenario("research-fleet", 30.0)
+        setup = time.perf_counter() - began
+        for policy in ("fifo", "quota-fifo", "fair", "priority"):
+            report("research-fleet", simulate(jobs, fleet, [policy])[0], setup)
         return
     fleet_name = {"synth-24k": "meta-24k", "synth-2024": "meta-2024"}[which]
     began = time.perf_counter()

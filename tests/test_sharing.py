@@ -334,3 +334,59 @@ def test_quota_priority_and_checkpoint_invariants(case, policy):
     assert useful_done == pytest.approx(table.duration_s.tolist())  # each job did its work once
     assert not held
     assert r.lost_s.sum() == pytest.approx(sum(e[3][1] for e in r.log if e[1] == "stop"))
+
+
+# --- files and the command line ------------------------------------------------------------
+
+
+def test_queues_and_cohorts_from_toml_and_their_errors(tmp_path):
+    from corral.fleet import load_fleet
+
+    good = tmp_path / "lab.toml"
+    good.write_text(
+        'hosts = 4\ndefault_cohort = "c"\n[[cohorts]]\nname = "c"\n'
+        '[[queues]]\nname = "a"\nnominal_gpus = 16\ncohort = "c"\nborrowing_limit_gpus = 8\n'
+    )
+    lab = load_fleet(str(good))
+    assert lab.queues["a"].borrowing_limit_gpus == 8 and lab.default_cohort == "c"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('hosts = 4\n[[queues]]\nname = "a"\nnominal_gpus = -1\n')
+    with pytest.raises(InputError, match="queues\\[0\\].nominal_gpus"):
+        load_fleet(str(bad))
+    bad.write_text('hosts = 4\n[[queues]]\nname = "a"\nnominal_gpus = 1\ncohort = "nope"\n')
+    with pytest.raises(InputError, match="unknown cohort"):
+        load_fleet(str(bad))
+
+
+def test_cli_reasons_explain_and_bad_scenario(tmp_path):
+    import csv
+
+    from typer.testing import CliRunner
+
+    from corral.cli import app
+
+    runner = CliRunner()
+    trace = tmp_path / "jobs.csv"
+    trace.write_text("job_id,submit_s,gpus,duration_s,queue\nx,0,8,100,b\ny,10,8,10,a\n")
+    toml = tmp_path / "f.toml"
+    toml.write_text(
+        'hosts = 1\n[[cohorts]]\nname = "c"\n'
+        '[[queues]]\nname = "a"\nnominal_gpus = 4\ncohort = "c"\n'
+        '[[queues]]\nname = "b"\nnominal_gpus = 4\ncohort = "c"\n'
+    )
+    reasons = tmp_path / "reasons.csv"
+    args = ["simulate", "--workload", str(trace), "--fleet", str(toml), "--policy", "quota-fifo"]
+    result = runner.invoke(app, [*args, "--reasons", str(reasons)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(reasons.open()))
+    assert [r["reason"] for r in rows if r["job_id"] == "y"][0].startswith("over quota")
+    result = runner.invoke(
+        app, ["explain", "y", "--workload", str(trace), "--fleet", str(toml), "--policy", "fair"]
+    )
+    assert result.exit_code == 0 and "over quota" in result.output and "preempted 0 times" in result.output
+    result = runner.invoke(
+        app, ["explain", "zz", "--workload", str(trace), "--fleet", str(toml), "--policy", "fair"]
+    )
+    assert result.exit_code == 2 and "no job 'zz'" in result.output
+    result = runner.invoke(app, ["simulate", "--scenario", "nope"])
+    assert result.exit_code == 2 and "unknown scenario" in result.output

@@ -16,14 +16,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from corral.errors import InputError
-from corral.fleet import load_fleet
+from corral.fleet import Fleet, load_fleet
 from corral.report import tables
+from corral.scenarios import SCENARIOS, load_scenario
 from corral.sim.engine import SimResult
-from corral.sim.metrics import by_queue, summary, write_job_record
+from corral.sim.metrics import by_queue, by_size, summary, write_job_record
 from corral.simulate import simulate as run_simulation
 from corral.synth import synth_jobs
 from corral.traces.stats import trace_stats
-from corral.workload import read_jobs, write_jobs
+from corral.workload import JobTable, read_jobs, write_jobs, write_table
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Simulate and plan a shared GPU fleet.")
 trace_app = typer.Typer(no_args_is_help=True, help="Import and inspect job traces.")
@@ -38,6 +39,7 @@ errors = Console(stderr=True)
 
 DEMO_LOAD = 0.5
 DEMO_POLICIES = ("fifo", "las", "sjf")
+SCENARIO_POLICIES = ("quota-fifo", "fair", "priority")
 
 
 @contextmanager
@@ -72,20 +74,32 @@ def _progress() -> Iterator[Callable[[str], Callable[[int, int], None]]]:
         yield for_policy
 
 
+def _inputs(workload: str | None, fleet: str | None, scenario: str | None, days: float, seed: int):
+    """The fleet and jobs from a scenario, or from --workload and --fleet."""
+    if scenario is not None:
+        if workload is not None or fleet is not None:
+            raise InputError("give either --scenario or --workload and --fleet", field="scenario")
+        return load_scenario(scenario, days, seed)
+    if workload is None or fleet is None:
+        raise InputError("give --workload and --fleet (or --scenario)", field="workload")
+    return load_fleet(fleet), read_jobs(workload)
+
+
 def _run_and_report(
-    workload: str,
-    fleet: str,
+    the_fleet: Fleet,
+    jobs: JobTable,
     policies: list[str],
     load: float | None,
     relax_after_s: float | None,
     out: Path | None,
     queues: bool,
+    sizes: bool = False,
+    reasons: Path | None = None,
 ) -> list[SimResult]:
-    with _input_errors():
-        the_fleet = load_fleet(fleet)
-        jobs = read_jobs(workload)
-        with _progress() as progress:
-            results = run_simulation(jobs, the_fleet, policies, load, relax_after_s, progress)
+    with _input_errors(), _progress() as progress:
+        results = run_simulation(
+            jobs, the_fleet, policies, load, relax_after_s, progress, explain=reasons is not None
+        )
     rows = [summary(r) for r in results]
     load_text = f" at load {load:g}" if load is not None else ""
     console.print(
@@ -93,14 +107,25 @@ def _run_and_report(
             rows, f"{len(jobs):,} jobs on {the_fleet.name} ({the_fleet.total_gpus:,} GPUs){load_text}"
         )
     )
+    if any(r["preemptions"] or r["fragmented_gpus"] for r in rows) or the_fleet.queues:
+        console.print(tables.sharing(rows))
     if queues:
         for r in results:
             console.print(tables.per_queue(r.policy, by_queue(r)))
+    if sizes:
+        for r in results:
+            console.print(tables.by_size(r.policy, by_size(r)))
+    if reasons is not None:
+        _write_reasons(results, reasons)
+        console.print(f"wrote pending reasons to {reasons}")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         for r in results:
             write_job_record(r, out / f"jobs-{r.policy}.csv")
-        metrics = [{**row, "by_queue": by_queue(r)} for row, r in zip(rows, results, strict=True)]
+        metrics = [
+            {**row, "by_queue": by_queue(r), "by_size": by_size(r)}
+            for row, r in zip(rows, results, strict=True)
+        ]
         tmp = out / ".metrics.json.tmp"
         tmp.write_text(json.dumps(metrics, indent=1) + "\n")
         tmp.replace(out / "metrics.json")
@@ -108,20 +133,102 @@ def _run_and_report(
     return results
 
 
+def _write_reasons(results: list[SimResult], path: Path) -> None:
+    """Every change of every job's state, with why it waited: policy, time_s, job_id, queue, reason."""
+    import pyarrow as pa
+
+    cols: dict[str, list] = {"policy": [], "time_s": [], "job_id": [], "queue": [], "reason": []}
+    for r in results:
+        for job, history in sorted((r.reasons or {}).items()):
+            for t, reason in history:
+                cols["policy"].append(r.policy)
+                cols["time_s"].append(t)
+                cols["job_id"].append(r.jobs.job_id[job])
+                cols["queue"].append(r.jobs.queue[job])
+                cols["reason"].append(reason)
+    write_table(pa.table(cols), path)
+
+
 @app.command()
 def simulate(
-    workload: Annotated[str, typer.Option(help="Job table (CSV/Parquet) or a Philly-format trace.")],
-    fleet: Annotated[str, typer.Option(help="Preset (philly, meta-24k, meta-2024), TOML file, or NxG.")],
+    workload: Annotated[
+        str | None, typer.Option(help="Job table (CSV/Parquet) or a Philly-format trace.")
+    ] = None,
+    fleet: Annotated[
+        str | None,
+        typer.Option(help="Preset (philly, philly-shared, meta-24k, meta-2024), TOML file, or NxG."),
+    ] = None,
     policy: Annotated[
-        list[str], typer.Option(help="fifo, fifo-backfill, sjf, srtf, las; repeat to compare.")
-    ],
+        list[str] | None,
+        typer.Option(
+            help="fifo, fifo-backfill, sjf, srtf, las, quota-fifo, fair, fair-decay, priority; "
+            "repeat to compare."
+        ),
+    ] = None,
+    scenario: Annotated[
+        str | None, typer.Option(help=f"A built-in scenario: {', '.join(SCENARIOS)}.")
+    ] = None,
+    days: Annotated[float, typer.Option(help="Days of arrivals a scenario generates.")] = 30.0,
+    seed: Annotated[int, typer.Option(help="Random seed of a scenario.")] = 0,
     load: Annotated[float | None, typer.Option(help="Rescale arrivals to this offered load.")] = None,
     relax_after: Annotated[float | None, typer.Option(help="Seconds after which a gang may spread.")] = None,
     out: Annotated[Path | None, typer.Option(help="Write metrics.json and jobs-<policy>.csv here.")] = None,
     by_queue: Annotated[bool, typer.Option("--by-queue", help="Also print the per-queue breakdown.")] = False,
+    by_size: Annotated[
+        bool, typer.Option("--by-size", help="Also print JCT and waits by gang size.")
+    ] = False,
+    reasons: Annotated[
+        Path | None, typer.Option(help="Write why every pending job waited, over time (CSV/Parquet).")
+    ] = None,
 ) -> None:
     """Replay a workload on a fleet under one or more policies and compare them."""
-    _run_and_report(workload, fleet, policy, load, relax_after, out, by_queue)
+    with _input_errors():
+        the_fleet, jobs = _inputs(workload, fleet, scenario, days, seed)
+        if not policy:
+            if scenario is None:
+                raise InputError("give at least one --policy", field="policy")
+            policy = list(SCENARIO_POLICIES)
+    _run_and_report(
+        the_fleet, jobs, policy, load, relax_after, out, by_queue, by_size or bool(scenario), reasons
+    )
+
+
+@app.command()
+def explain(
+    job: Annotated[str, typer.Argument(help="The job id.")],
+    policy: Annotated[str, typer.Option(help="The policy to replay.")],
+    workload: Annotated[str | None, typer.Option(help="Job table or Philly-format trace.")] = None,
+    fleet: Annotated[str | None, typer.Option(help="Preset, TOML file, or NxG.")] = None,
+    scenario: Annotated[str | None, typer.Option(help="A built-in scenario.")] = None,
+    days: Annotated[float, typer.Option(help="Days of arrivals a scenario generates.")] = 30.0,
+    seed: Annotated[int, typer.Option(help="Random seed of a scenario.")] = 0,
+    load: Annotated[float | None, typer.Option(help="Rescale arrivals to this offered load.")] = None,
+) -> None:
+    """Replay, then print one job's history: why it waited, when it ran, who preempted it."""
+    with _input_errors():
+        the_fleet, jobs = _inputs(workload, fleet, scenario, days, seed)
+        if job not in set(jobs.job_id):
+            raise InputError(f"no job '{job}' in the workload", source=jobs.source, field="job_id")
+        with _progress() as progress:
+            (result,) = run_simulation(jobs, the_fleet, [policy], load, None, progress, explain=True)
+    i = jobs.job_id.index(job)
+    console.print(
+        f"[bold]{job}[/]: {int(jobs.gpus[i])} GPUs, queue {jobs.queue[i]}, priority {int(jobs.priority[i])}, "
+        f"runs {tables.duration(float(jobs.duration_s[i]))}; policy {policy} on {the_fleet.name}"
+    )
+    table = tables.Table(title_justify="left")
+    for name in ("time", "since submit", "state or reason"):
+        table.add_column(name, justify="left" if name == "state or reason" else "right")
+    submit = float(result.jobs.submit_s[i])
+    table.add_row(f"{submit:,.0f}s", "0s", "submitted")
+    for t, reason in (result.reasons or {}).get(i, []):
+        table.add_row(f"{t:,.0f}s", tables.duration(t - submit), reason)
+    console.print(table)
+    console.print(
+        f"waited {tables.duration(float(result.end_s[i] - submit - jobs.duration_s[i]))} in all; "
+        f"preempted {int(result.preemptions[i])} times, "
+        f"losing {tables.duration(float(result.lost_s[i]))} of work"
+    )
 
 
 @app.command()
@@ -134,7 +241,9 @@ def demo(out: Annotated[Path | None, typer.Option(help="Also write the results h
             "as reduced by the Pollux OSDI'21 artifact) on the Philly fleet (one pool per virtual "
             f"cluster), arrivals compressed to offered load {DEMO_LOAD}.\n"
         )
-        results = _run_and_report(str(path), "philly", list(DEMO_POLICIES), DEMO_LOAD, None, out, False)
+        with _input_errors():
+            philly, jobs = load_fleet("philly"), read_jobs(str(path))
+        results = _run_and_report(philly, jobs, list(DEMO_POLICIES), DEMO_LOAD, None, out, False)
     by_name = {r.policy: summary(r) for r in results}
     fifo, las, sjf = by_name["fifo"], by_name["las"], by_name["sjf"]
     console.print(

@@ -26,7 +26,7 @@ PRETRAIN_QUOTA_GPUS = 12_288
 # Research gangs follow Philly's size histogram scaled by this factor: Philly's 2017 jobs were
 # mostly single-GPU; here each of its GPUs becomes a whole 8-GPU H100 host.
 SIZE_FACTOR = 8
-RESEARCH_JOBS_PER_HOUR = 700.0  # with Philly's heavy tail: about 19,000 GPUs busy after a few days
+RESEARCH_JOBS_PER_HOUR = 560.0  # with Philly's heavy tail: about 15,000 GPUs busy after a few days
 # Pre-training gangs: (GPUs, topology, start day, run days).
 GANGS = ((2048, "pod", 0.5, 20.0), (3072, "pod", 4.0, 12.0), (8192, "cluster", 12.0, 9.0))
 EVAL_EVERY_S = 6 * 3600.0

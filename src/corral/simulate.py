@@ -20,8 +20,10 @@ def simulate(
     load: float | None = None,
     relax_after_s: float | None = None,
     progress: Callable[[str], Callable[[int, int], None] | None] | None = None,
+    explain: bool = False,
 ) -> list[SimResult]:
-    """Replay `workload` on `fleet` once per policy; `load` rescales arrivals first."""
+    """Replay `workload` on `fleet` once per policy; `load` rescales arrivals first;
+    `explain` records why each pending job waits, and the event log."""
     jobs = read_jobs(workload) if isinstance(workload, str) else workload
     the_fleet = load_fleet(fleet) if isinstance(fleet, str) else fleet
     if load is not None:
@@ -35,6 +37,8 @@ def simulate(
             policy,
             PlacementConfig(relax_after_s),
             progress=progress(policy.name) if progress else None,
+            record=explain,
+            explain=explain,
         )
         results.append(engine.run())
     return results
