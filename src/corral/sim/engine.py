@@ -85,11 +85,6 @@ class _EngineView:
     def remaining_s(self, job: int) -> float:
         return self._e.remaining[job] - self._e.useful_s(job, self.now_s)
 
-    def lost_if_preempted_s(self, job: int) -> float:
-        e = self._e
-        useful = e.useful_s(job, self.now_s)
-        return useful - e.saved_s(job, useful)
-
     def cheapest_first(self, jobs: list[int]) -> list[int]:
         """Running `jobs` ordered by what preempting each would lose: GPU-seconds since its
         last checkpoint, then the least useful work in its current run, then job number."""
