@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from sortedcontainers import SortedList
 
 from corral.scheduling.policy import Decision, Hold, Preempt, Start, View
-from corral.scheduling.victims import victims_for_placement
+from corral.scheduling.victims import grow_until_placed, victims_for_placement
 
 LN2 = math.log(2.0)
 
@@ -306,27 +306,17 @@ class Shared:
         # Add candidates cheapest first to a hypothetical quota and free-GPU state until the
         # job is both admitted and placeable; borrowers give up jobs only while they borrow.
         demand = list(quota.demand)
-        free = view.free_vector()
-        total = view.free_gpus(pool)
-        chosen: list[int] = []
-        placement = None
-        next_try = gpus
-        for v in view.cheapest_first(candidates):
+
+        def take(v: int) -> bool:
             qv = view.queue[v]
             if qv != q and demand[qv] <= quota.nominal_of(qv):
-                continue
+                return False
             quota.add(qv, -view.gpus[v], demand)
-            for host, k in view.placement_of(v):  # type: ignore[union-attr]
-                free[host] += k
-            chosen.append(v)
-            total += view.gpus[v]
-            if total >= next_try and self._admits(job, demand):
-                placement = view.place_on(job, free)
-                if placement is not None:
-                    break
-                next_try = total + max(view.gpus[v], total // 8)
-        if placement is None and chosen and total >= gpus and self._admits(job, demand):
-            placement = view.place_on(job, free)
+            return True
+
+        chosen, placement = grow_until_placed(
+            view, job, view.cheapest_first(candidates), take, lambda: self._admits(job, demand)
+        )
         if placement is None:
             self.no_quota_victims[job] = self.version[pool]
             return []

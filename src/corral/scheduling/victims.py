@@ -9,44 +9,57 @@ exists on it, and only the candidates on the hosts of that placement are stopped
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
 from corral.scheduling.policy import View
+from corral.sim.allocation import Placement
 
 
 def victims_for_placement(view: View, job: int, candidates: Iterable[int]) -> list[int] | None:
     """The victims among `candidates` (taken in order) whose GPUs, with the free ones, place
     `job`; [] if it fits already; None if even all of them would not do."""
     free = view.free_vector()
-    pool = view.pool[job]
-    gpus = view.gpus[job]
-    total = view.free_gpus(pool)
-    added: list[int] = []
-    placement = view.place_on(job, free) if total >= gpus else None
-    if placement is not None:
+    if view.free_gpus(view.pool[job]) >= view.gpus[job] and view.place_on(job, free) is not None:
         return []
-    next_try = gpus
-    for victim in candidates:
-        if not view.preemptible[victim]:
-            continue
-        _release(free, view.placement_of(victim))
-        added.append(victim)
-        total += view.gpus[victim]
-        if total >= next_try:
-            placement = view.place_on(job, free)
-            if placement is not None:
-                break
-            # Topology, not count, is short: try again after a few more candidates.
-            next_try = total + max(view.gpus[victim], total // 8)
-    else:
-        if added and total >= gpus:
-            placement = view.place_on(job, free)
+    added, placement = grow_until_placed(view, job, candidates, lambda v: bool(view.preemptible[v]))
     if placement is None:
         return None
     hosts = {h for h, _ in placement}
     return [v for v in added if any(h in hosts for h, _ in view.placement_of(v) or ())]
+
+
+def grow_until_placed(
+    view: View,
+    job: int,
+    candidates: Iterable[int],
+    take: Callable[[int], bool],
+    ready: Callable[[], bool] = lambda: True,
+) -> tuple[list[int], Placement | None]:
+    """Free `candidates` in order on a hypothetical free-GPU vector (those `take` accepts)
+    until `job` has a placement there, trying only once `ready()` holds. Returns the
+    candidates freed and the placement, or None if even all of them would not do."""
+    free = view.free_vector()
+    gpus = view.gpus[job]
+    total = view.free_gpus(view.pool[job])
+    added: list[int] = []
+    next_try = gpus
+    for victim in candidates:
+        if not take(victim):
+            continue
+        _release(free, view.placement_of(victim))
+        added.append(victim)
+        total += view.gpus[victim]
+        if total >= next_try and ready():
+            placement = view.place_on(job, free)
+            if placement is not None:
+                return added, placement
+            # Topology, not count, is short: try again after a few more candidates.
+            next_try = total + max(view.gpus[victim], total // 8)
+    if added and total >= gpus and ready():
+        return added, view.place_on(job, free)
+    return added, None
 
 
 def _release(free: np.ndarray, placement: tuple | None) -> None:
