@@ -78,6 +78,9 @@ class Shared:
         self.no_priority_victims: dict[int, int] = {}
         self.decayed = [0.0] * queues
         self.decayed_at = [0.0] * queues
+        # waiting jobs per queue by (GPUs, topology level): their entries in queue order and
+        # their remaining seconds, sorted; what finds the next job that could backfill
+        self.sizes: list[dict[tuple, tuple[SortedList, SortedList]]] = [{} for _ in range(queues)]
 
     def _key(self, job: int) -> tuple:
         view = self.view
@@ -94,7 +97,24 @@ class Shared:
         q = view.queue[job]
         if q not in queues:
             queues[q] = SortedList()
-        queues[q].add((self._key(job), job))
+        entry = (self._key(job), job)
+        queues[q].add(entry)
+        size = (view.gpus[job], view.level[job])
+        sizes = self.sizes[q]
+        if size not in sizes:
+            sizes[size] = (SortedList(), SortedList())
+        sizes[size][0].add(entry)
+        sizes[size][1].add(view.remaining_s(job))
+
+    def _dequeued(self, job: int) -> None:
+        view = self.view
+        sizes = self.sizes[view.queue[job]]
+        size = (view.gpus[job], view.level[job])
+        entries, remaining = sizes[size]
+        entries.remove((self._key(job), job))
+        remaining.remove(view.remaining_s(job))
+        if not entries:
+            del sizes[size]
 
     def finished(self, job: int) -> None:
         self._stopped(job)
@@ -163,22 +183,20 @@ class Shared:
         view = self.view
         explain = view.explain
         # Candidates are queue heads; with backfill, a queue whose candidate cannot be placed
-        # offers its next job (skip[q] jobs are passed over), up to `backfill_depth` in all.
-        heap = [(self._queue_key(q, jobs[0][0]), q) for q, jobs in queues.items() if jobs]
+        # offers its next job that could start (_next_candidate), up to `backfill_depth` in all.
+        heap = [(self._queue_key(q, jobs[0][0]), q, jobs[0]) for q, jobs in queues.items() if jobs]
         heapq.heapify(heap)
-        skip: dict[int, int] = {}
         depth = self.parts.backfill_depth
         reservation: tuple[int, float, int] | None = None  # (job, shadow time, extra GPUs)
         preempted: list[int] = []
         blocked_by: int | None = None
         while heap:
-            _, q = heapq.heappop(heap)
+            _, q, entry = heapq.heappop(heap)
             jobs = queues[q]
-            passed = skip.get(q, 0)
-            job = jobs[passed][1]
+            job = entry[1]
             if blocked_by is not None:
                 if explain:
-                    yield from self._hold_queue(jobs, f"behind job {blocked_by} in first-come order", passed)
+                    yield from self._hold_queue(jobs, f"behind job {blocked_by} in first-come order", entry)
                 continue
             why = self._admission(job)
             if why is not None and self._may_preempt_for_quota(job):
@@ -191,8 +209,7 @@ class Shared:
                     why = self._admission(job)
             if why is not None:  # the queue waits for quota (strict order within a queue)
                 if explain:
-                    yield Hold(job, why)
-                    yield from self._hold_queue(jobs, f"behind job {job} in its queue", passed + 1)
+                    yield from self._hold_queue(jobs, f"behind job {job} in its queue", entry, why)
                 continue
             gpus = view.gpus[job]
             in_time = True
@@ -213,7 +230,7 @@ class Shared:
                     if victims:
                         placement = view.place(job)
                 if placement is None:
-                    why = self._capacity_reason(pool, job)
+                    why = self._capacity_reason(pool, job) if explain else "no placement"
                     if self.parts.backfill and reservation is None:
                         shadow, extra = self._reservation(pool, job)
                         reservation = (job, shadow, extra)
@@ -222,32 +239,77 @@ class Shared:
                     elif not self.parts.backfill and self.parts.order != "fair":
                         blocked_by = job  # strict order: nobody passes the blocked job
             if placement is None:
-                if explain:
-                    yield Hold(job, why)  # type: ignore[arg-type]
-                if self.parts.backfill and depth > 0 and passed + 1 < len(jobs):
+                after = (
+                    self._next_candidate(q, entry, reservation) if self.parts.backfill and depth > 0 else None
+                )
+                if after is not None:
                     depth -= 1
-                    skip[q] = passed + 1
-                    heapq.heappush(heap, (self._queue_key(q, jobs[passed + 1][0]), q))
+                    heapq.heappush(heap, (self._queue_key(q, after[0]), q, after))
+                    if explain:
+                        yield Hold(job, why)  # type: ignore[arg-type]
                 elif explain:
-                    yield from self._hold_queue(jobs, f"behind job {job} in its queue", passed + 1)
+                    yield from self._hold_queue(jobs, f"behind job {job} in its queue", entry, why)
                 continue
-            del jobs[passed]
+            jobs.remove(entry)
+            self._dequeued(job)
             self._started(job)
             yield Start(job, placement)
             if reservation is not None and not in_time:
                 reservation = (reservation[0], reservation[1], reservation[2] - gpus)
-            if passed < len(jobs):
-                heapq.heappush(heap, (self._queue_key(q, jobs[passed][0]), q))
+            at = jobs.bisect_right(entry)
+            if at < len(jobs):
+                heapq.heappush(heap, (self._queue_key(q, jobs[at][0]), q, jobs[at]))
         for v in preempted:  # preempted jobs wait again, not restarted in the pass that stopped them
             self._enqueue(v)
             if explain:
                 yield Hold(v, "preempted, waiting to restart")
 
+    def _next_candidate(self, q: int, entry: tuple, reservation: tuple | None) -> tuple | None:
+        """The next job of queue q after `entry` that backfill should examine: the first in
+        order of a size that could start now (fits the free GPUs and the reservation by count
+        or time, and has not been found unplaceable since GPUs were last released) or could
+        take back quota by preemption; any job where priorities may preempt. Sizes that
+        cannot start are passed over in O(sizes), so a saturated or fragmented pool is not
+        walked job by job."""
+        view, quota = self.view, self.quota
+        pool = view.pool[entry[1]]
+        jobs = self.waiting[pool][q]
+        running = self.running_priorities[pool]
+        if self.parts.priority_preemption and running and min(running) < view.priority[jobs[0][1]]:
+            at = jobs.bisect_right(entry)
+            return jobs[at] if at < len(jobs) else None
+        free = view.free_gpus(pool)
+        _, shadow, extra = reservation if reservation is not None else (-1, math.inf, free)
+        horizon = shadow - view.now_s
+        room = quota.nominal_of(q) - quota.usage(q)
+        lenders: bool | None = None  # whether a queue of q's tree borrows (found when needed)
+        best = None
+        for (gpus, level), (entries, remaining) in self.sizes[q].items():
+            if best is not None and entries[-1] <= best:
+                continue
+            if not (
+                gpus <= free
+                and (gpus <= extra or remaining[0] <= horizon)
+                and gpus < view.unplaceable_from(pool, level)
+            ):
+                if not (self.parts.reclaim and gpus <= room and not quota.fits(q, gpus)):
+                    continue
+                if lenders is None:
+                    lenders = any(
+                        quota.borrowing(qv) and quota.same_tree(q, qv) for qv in range(len(quota.specs))
+                    )
+                if not lenders:
+                    continue
+            at = entries.bisect_right(entry)
+            if at < len(entries) and (best is None or entries[at] < best):
+                best = entries[at]
+        return best
+
     @staticmethod
-    def _hold_queue(jobs: SortedList, reason: str, skip: int = 0) -> Iterator[Hold]:
-        """Reasons for the jobs queued behind a blocked head."""
-        for _, job in jobs.islice(skip):
-            yield Hold(job, reason)
+    def _hold_queue(jobs: SortedList, reason: str, entry: tuple, own: str | None = None) -> Iterator[Hold]:
+        """Reasons for the job of `entry` (`own`; with `reason` if None) and those behind it."""
+        for _, job in jobs.islice(jobs.bisect_left(entry)):
+            yield Hold(job, reason if own is None or job != entry[1] else own)
 
     # --- admission -----------------------------------------------------------------------
 

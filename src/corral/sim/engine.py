@@ -115,6 +115,15 @@ class _EngineView:
     def last_stop_s(self, job: int) -> float:
         return self._e.last_stop[job]
 
+    def unplaceable_from(self, pool: int, level: int | None) -> float:
+        """The fewest GPUs found unplaceable in `pool` at `level` since GPUs were last
+        released there (inf if none, or if waiting jobs may be placed relaxed)."""
+        e = self._e
+        if e.placer.config.relax_after_s is not None:
+            return math.inf
+        floor = e.failed_from.get((pool, level, False))
+        return floor[1] if floor is not None and floor[0] == e.state.release_epoch[pool] else math.inf
+
     def place(self, job: int) -> Placement | None:
         """Where `job` would go now. Failures are remembered until GPUs are next released in
         the pool (allocations only make placing harder), and they are monotone in size: if
