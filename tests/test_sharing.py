@@ -336,6 +336,72 @@ def test_quota_priority_and_checkpoint_invariants(case, policy):
     assert r.lost_s.sum() == pytest.approx(sum(e[3][1] for e in r.log if e[1] == "stop"))
 
 
+@st.composite
+def single_gpu_cases(draw):
+    """One-GPU jobs, so a reclaimed GPU always places the job that reclaimed it."""
+    hosts, per_host = draw(st.integers(1, 3)), draw(st.sampled_from([2, 4]))
+    nq = draw(st.integers(2, 4))
+    queues = [QueueSpec(f"q{i}", draw(st.integers(1, hosts * per_host)), cohort="c") for i in range(nq)]
+    rows = [
+        dict(
+            submit_s=draw(st.integers(0, 30)),
+            duration_s=draw(st.integers(1, 40)),
+            queue=f"q{draw(st.integers(0, nq - 1))}",
+            priority=draw(st.integers(0, 1)),
+            checkpoint_interval_s=draw(st.sampled_from([0, 5])),
+        )
+        for _ in range(draw(st.integers(1, 25)))
+    ]
+    return fleet(hosts, per_host, None, queues, [CohortSpec("c")]), jobs(rows)
+
+
+@settings(max_examples=60, deadline=None)
+@given(single_gpu_cases(), st.sampled_from(["fair", "priority"]))
+def test_borrowed_gpus_are_reclaimed_in_the_pass_the_owner_needs_them(case, policy):
+    """Kueue's reclaim rule: once a pass is over, no queue within its nominal quota has a
+    head job waiting while a queue of its cohort borrows with a job it could reclaim (one
+    of no higher priority)."""
+    the_fleet, table = case
+    r = run(the_fleet, table, policy)
+    nominal = {q: s.nominal_gpus for q, s in the_fleet.queues.items()}
+    running: set[int] = set()
+    done: set[int] = set()
+    log = sorted(r.log, key=lambda e: e[0])
+    instants = sorted(set(table.submit_s.tolist()) | {e[0] for e in log})
+    i = 0
+    for t in instants:
+        while i < len(log) and log[i][0] <= t:
+            _, kind, job, _ = log[i]
+            if kind == "start":
+                running.add(job)
+            else:
+                running.discard(job)
+                if kind == "end":
+                    done.add(job)
+            i += 1
+        usage = {q: 0 for q in nominal}
+        for j in running:
+            usage[table.queue[j]] += 1
+        waiting = [
+            j for j in range(len(table)) if table.submit_s[j] <= t and j not in running and j not in done
+        ]
+        for q in nominal:
+            mine = sorted((table.submit_s[j], j) for j in waiting if table.queue[j] == q)
+            if policy == "priority":
+                mine = sorted((-table.priority[j], s, j) for s, j in mine)
+            if not mine or usage[q] + 1 > nominal[q]:
+                continue
+            head = mine[0][-1]
+            reclaimable = [
+                j
+                for j in running
+                if table.queue[j] != q
+                and usage[table.queue[j]] > nominal[table.queue[j]]
+                and table.priority[j] <= table.priority[head]
+            ]
+            assert not reclaimable, (t, q, head, reclaimable, nominal, the_fleet.total_gpus)
+
+
 # --- files and the command line ------------------------------------------------------------
 
 

@@ -32,6 +32,7 @@ from corral.scheduling.policy import Decision, Hold, Preempt, Start, View
 from corral.scheduling.victims import grow_until_placed, victims_for_placement
 
 LN2 = math.log(2.0)
+MAX_PASSES = 8  # passes at one instant: each preempts only strictly lower priority or borrowers
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,19 @@ class Shared:
     # --- the pass ------------------------------------------------------------------------
 
     def decide(self, pool: int) -> Iterator[Decision]:
+        """Passes until one preempts nothing: a job preempted in a pass waits for the next
+        one, where it may take back its own queue's quota from a borrower at once."""
+        for _ in range(MAX_PASSES):
+            preempted: list[int] = []
+            yield from self._pass(pool, preempted)
+            if not preempted:
+                return
+            for v in preempted:
+                self._enqueue(v)
+                if self.view.explain:
+                    yield Hold(v, "preempted, waiting to restart")
+
+    def _pass(self, pool: int, preempted: list[int]) -> Iterator[Decision]:
         queues = self.waiting[pool]
         if not any(queues.values()):
             return
@@ -188,7 +202,6 @@ class Shared:
         heapq.heapify(heap)
         depth = self.parts.backfill_depth
         reservation: tuple[int, float, int] | None = None  # (job, shadow time, extra GPUs)
-        preempted: list[int] = []
         blocked_by: int | None = None
         while heap:
             _, q, entry = heapq.heappop(heap)
@@ -202,10 +215,9 @@ class Shared:
             if why is not None and self._may_preempt_for_quota(job):
                 victims = self._quota_victims(pool, job)
                 if victims:
-                    for v in victims:
-                        self._stopped(v)
-                        preempted.append(v)
-                        yield Preempt(v, f"quota reclaimed by queue {self.quota.names[q]}", by=job)
+                    yield from self._evict(
+                        victims, f"quota reclaimed by queue {self.quota.names[q]}", job, preempted
+                    )
                     why = self._admission(job)
             if why is not None:  # the queue waits for quota (strict order within a queue)
                 if explain:
@@ -216,17 +228,24 @@ class Shared:
             placement = None
             if reservation is not None:
                 r_job, shadow, extra = reservation
-                in_time = view.now_s + view.remaining_s(job) <= shadow
+                # A job within its nominal quota is not held: those GPUs are its queue's.
+                in_time = view.now_s + view.remaining_s(job) <= shadow or self._within_nominal(job)
                 if not in_time and gpus > extra:
                     why = f"holding: would delay the reservation of job {r_job}"
             if why is None:
                 placement = view.place(job) if gpus <= view.free_gpus(pool) else None
+                if placement is None and self._may_reclaim_gpus(job):
+                    # admitted within its nominal quota, but borrowers hold the GPUs
+                    victims = self._quota_victims(pool, job)
+                    yield from self._evict(
+                        victims, f"quota reclaimed by queue {self.quota.names[q]}", job, preempted
+                    )
+                    if victims:
+                        placement = view.place(job)
                 if placement is None and self._may_preempt_for_priority(pool, job):
                     victims = self._priority_victims(pool, job)
-                    for v in victims:
-                        self._stopped(v)
-                        preempted.append(v)
-                        yield Preempt(v, f"outranked by job {job} (priority {view.priority[job]})", by=job)
+                    why_v = f"outranked by job {job} (priority {view.priority[job]})"
+                    yield from self._evict(victims, why_v, job, preempted)
                     if victims:
                         placement = view.place(job)
                 if placement is None:
@@ -259,10 +278,12 @@ class Shared:
             at = jobs.bisect_right(entry)
             if at < len(jobs):
                 heapq.heappush(heap, (self._queue_key(q, jobs[at][0]), q, jobs[at]))
-        for v in preempted:  # preempted jobs wait again, not restarted in the pass that stopped them
-            self._enqueue(v)
-            if explain:
-                yield Hold(v, "preempted, waiting to restart")
+
+    def _evict(self, victims: list[int], why: str, by: int, preempted: list[int]) -> Iterator[Preempt]:
+        for v in victims:
+            self._stopped(v)
+            preempted.append(v)
+            yield Preempt(v, why, by=by)
 
     def _next_candidate(self, q: int, entry: tuple, reservation: tuple | None) -> tuple | None:
         """The next job of queue q after `entry` that backfill should examine: the first in
@@ -327,6 +348,14 @@ class Shared:
         return (self.parts.reclaim or self.parts.priority_preemption) and self.no_quota_victims.get(
             job
         ) != self.version[self.view.pool[job]]
+
+    def _within_nominal(self, job: int) -> bool:
+        """Whether `job` fits its queue's nominal quota where owners reclaim what they lend."""
+        q, quota = self.view.queue[job], self.quota
+        return self.parts.reclaim and quota.usage(q) + self.view.gpus[job] <= quota.nominal_of(q)
+
+    def _may_reclaim_gpus(self, job: int) -> bool:
+        return self._within_nominal(job) and self._may_preempt_for_quota(job)
 
     def _quota_victims(self, pool: int, job: int) -> list[int]:
         """Running jobs whose quota, once returned, admits `job`: lower-priority jobs of its
