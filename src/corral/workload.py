@@ -27,6 +27,7 @@ OPTIONAL_COLUMNS = {
     "preemptible": "true",
     "checkpoint_interval_s": "0",
     "restart_s": "0",
+    "checkpoint_write_s": "0",
     "topology": "",
 }
 COLUMNS = REQUIRED_COLUMNS + tuple(OPTIONAL_COLUMNS)
@@ -42,8 +43,10 @@ class JobTable:
     """Jobs as columns. `line` is where each job came from in `source`, for error messages.
 
     `checkpoint_interval_s` is how often a job saves its state while running (0: it saves
-    on preemption, so it loses nothing); `restart_s` is what a restart after preemption costs
-    before useful work resumes; `topology` is the domain all its GPUs must share.
+    on preemption, so it loses nothing, but a failure loses its whole run); `restart_s` is
+    what a restart after preemption or failure costs before useful work resumes;
+    `checkpoint_write_s` is how long each checkpoint blocks training; `topology` is the
+    domain all its GPUs must share.
     """
 
     job_id: list[str]
@@ -61,6 +64,7 @@ class JobTable:
     checkpoint_interval_s: np.ndarray = None  # type: ignore[assignment]
     restart_s: np.ndarray = None  # type: ignore[assignment]
     topology: list[str] = None  # type: ignore[assignment]
+    checkpoint_write_s: np.ndarray = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         n = len(self.job_id)
@@ -68,6 +72,8 @@ class JobTable:
             self.checkpoint_interval_s = np.zeros(n)
         if self.restart_s is None:
             self.restart_s = np.zeros(n)
+        if self.checkpoint_write_s is None:
+            self.checkpoint_write_s = np.zeros(n)
         if self.topology is None:
             self.topology = [""] * n
 
@@ -189,6 +195,7 @@ def _from_rows(
     preemptible = np.empty(n, dtype=bool)
     checkpoint = np.empty(n)
     restart = np.empty(n)
+    write = np.empty(n)
     job_id, queue, user, kind, topology = [], [], [], [], []
     seen: dict[str, int] = {}
     extra_names = [c for c in header if c not in COLUMNS]
@@ -240,6 +247,7 @@ def _from_rows(
             get("checkpoint_interval_s") or "0", source, line, "checkpoint_interval_s", 0.0
         )
         restart[i] = _number(get("restart_s") or "0", source, line, "restart_s", minimum=0.0)
+        write[i] = _number(get("checkpoint_write_s") or "0", source, line, "checkpoint_write_s", minimum=0.0)
         topo = get("topology").lower()
         if topo not in TOPOLOGIES:
             raise InputError(
@@ -266,6 +274,7 @@ def _from_rows(
         extra=extra,
         checkpoint_interval_s=checkpoint,
         restart_s=restart,
+        checkpoint_write_s=write,
         topology=topology,
     )
 
@@ -312,6 +321,7 @@ def write_jobs(jobs: JobTable, path: str | Path) -> None:
             "preemptible": jobs.preemptible,
             "checkpoint_interval_s": jobs.checkpoint_interval_s,
             "restart_s": jobs.restart_s,
+            "checkpoint_write_s": jobs.checkpoint_write_s,
             "topology": jobs.topology,
             **jobs.extra,
         }

@@ -26,6 +26,9 @@ class Fifo:
     def finished(self, job: int) -> None:
         pass
 
+    def interrupted(self, job: int) -> None:
+        self.queues[self.view.pool[job]].appendleft(job)  # it came first
+
     def decide(self, pool: int) -> Iterator[Decision]:
         queue = self.queues[pool]
         while queue:
@@ -58,6 +61,7 @@ class FifoBackfill:
         self.arrivals = 0
         self.ends: list[SortedList] = [SortedList() for _ in range(pools)]
         self.expected_end: dict[int, float] = {}
+        self.arrival_of: dict[int, int] = {}
         self.fresh: list[list[tuple[int, int]]] = [[] for _ in range(pools)]
         self.released = [True] * pools
         self.shadow: list[tuple[int, float, int]] = [(-1, math.inf, 0)] * pools
@@ -65,9 +69,14 @@ class FifoBackfill:
     def submitted(self, job: int) -> None:
         pool = self.view.pool[job]
         entry = (self.arrivals, job)
+        self.arrival_of[job] = self.arrivals
         self.arrivals += 1
         self.queues[pool].add(entry)
         self.fresh[pool].append(entry)
+
+    def interrupted(self, job: int) -> None:
+        self.finished(job)
+        self.queues[self.view.pool[job]].add((self.arrival_of[job], job))
 
     def finished(self, job: int) -> None:
         pool = self.view.pool[job]

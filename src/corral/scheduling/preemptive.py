@@ -48,6 +48,10 @@ class PreemptivePriority:
     def finished(self, job: int) -> None:
         self.stopped(job)
 
+    def interrupted(self, job: int) -> None:
+        self.stopped(job)
+        self._wait(job)
+
     # --- what a rank supplies ------------------------------------------------------------
 
     def rank(self, job: int) -> tuple:

@@ -120,6 +120,10 @@ class Shared:
     def finished(self, job: int) -> None:
         self._stopped(job)
 
+    def interrupted(self, job: int) -> None:
+        self._stopped(job)
+        self._enqueue(job)
+
     def _started(self, job: int) -> None:
         view = self.view
         pool = view.pool[job]
@@ -342,6 +346,8 @@ class Shared:
                 f"over quota: queue {self.quota.names[q]} uses {self.quota.usage(q):g} of nominal "
                 f"{self.quota.nominal_of(q):g} GPUs (no borrowing)"
             )
+        if not view.explain:  # the reason is read only when recorded
+            return None if self.quota.fits(q, gpus) else "over quota"
         return self.quota.blocked(q, gpus)
 
     def _may_preempt_for_quota(self, job: int) -> bool:

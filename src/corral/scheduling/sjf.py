@@ -31,6 +31,10 @@ class Sjf:
     def finished(self, job: int) -> None:
         self.released[self.view.pool[job]] = True
 
+    def interrupted(self, job: int) -> None:
+        self.pending[self.view.pool[job]].add((self.view.duration_s[job], job))
+        self.finished(job)
+
     def decide(self, pool: int) -> Iterator[Decision]:
         view = self.view
         pending = self.pending[pool]

@@ -37,6 +37,27 @@ class FleetState:
         # Bumped whenever GPUs are returned to a pool: a placement that failed at epoch e
         # cannot succeed before the epoch moves on.
         self.release_epoch = [0] * len(fleet.pools)
+        self.out = np.zeros(len(self.free), dtype=bool)  # failed, in maintenance, or a spare
+
+    def take_out(self, host: int) -> None:
+        """Withdraw an idle host from scheduling (down, or kept as a spare)."""
+        cap = int(self.fleet.host_gpus[host])
+        if self.out[host] or self.free[host] != cap:
+            raise AllocationError(f"host {host} is busy or already out")
+        pool = int(self.fleet.host_pool[host])
+        self.out[host] = True
+        self._move(pool, host, 0)
+        self.pool_free[pool] -= cap
+
+    def put_back(self, host: int) -> None:
+        if not self.out[host]:
+            raise AllocationError(f"host {host} is not out")
+        pool = int(self.fleet.host_pool[host])
+        cap = int(self.fleet.host_gpus[host])
+        self.out[host] = False
+        self._move(pool, host, cap)
+        self.pool_free[pool] += cap
+        self.release_epoch[pool] += 1
 
     def lowest_host_with(self, pool: int, gpus: int) -> int | None:
         """Best fit: the lowest-numbered host among those with the fewest free GPUs >= gpus."""
@@ -67,7 +88,7 @@ class FleetState:
         cap = self.fleet.host_gpus
         for host, gpus in placement:
             new_free = int(self.free[host]) + gpus
-            if new_free > cap[host]:
+            if new_free > cap[host] or self.out[host]:
                 raise AllocationError(f"host {host} would have {new_free} free GPUs of {cap[host]}")
             self._move(pool, host, new_free)
             self.pool_free[pool] += gpus

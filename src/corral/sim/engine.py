@@ -5,9 +5,12 @@ All events at one instant are applied first (completions, then submissions), the
 they touched gets one scheduling pass.
 
 Preemption follows checkpoints: a job saves its state every `checkpoint_interval_s` of useful
-work (0: on preemption), loses the work since its last checkpoint when stopped, and pays
-`restart_s` before useful work resumes. Quotas are accounted here (the mechanism), and checked
-on every start of a policy that enforces them.
+work (0: on preemption), each save blocking it for `checkpoint_write_s`; it loses the work
+since its last completed checkpoint when stopped, and pays `restart_s` before useful work
+resumes. Failures (reliability/failures.py) stop the jobs on a host without warning, so a job
+that only saves on preemption loses its whole run; planned maintenance lets them save first.
+Quotas are accounted here (the mechanism), and checked on every start of a policy that
+enforces them.
 """
 
 from __future__ import annotations
@@ -23,13 +26,16 @@ import numpy as np
 from corral.errors import InputError
 from corral.fleet import Fleet
 from corral.hardware import gpu as gpu_model
+from corral.reliability.ettr import daly_interval_s, mtbf_s, young_interval_s
+from corral.reliability.failures import FailureModel
 from corral.scheduling.placement import HOST, LEVELS, RACK, PlacementConfig, Placer
 from corral.scheduling.policy import Hold, Policy, Preempt, Start, Wake
 from corral.scheduling.quota import QuotaTree
 from corral.sim.allocation import AllocationError, FleetState, Placement
 from corral.workload import JobTable
 
-FINISH, WAKE = 0, 1
+FINISH, WAKE, FAIL, REPAIR, MAINTAIN = 0, 1, 2, 3, 4
+PLANNED = -1  # the cause index of a planned (maintenance) interruption
 NAN = math.nan
 SAMPLE_S = 300.0  # at most how often (simulated) the fragmentation and busy-GPU series are sampled
 
@@ -52,6 +58,14 @@ class SimResult:
     restart_s: np.ndarray  # time spent restarting after preemption, seconds per job
     contenders: np.ndarray  # queues with live jobs in the job's pool when it arrived
     series: np.ndarray  # samples of (time_s, pool, busy GPUs, free GPUs, fragmented GPUs)
+    interruptions: np.ndarray  # failures and maintenance that stopped each job
+    unexpected: np.ndarray  # of which failures
+    checkpoint_s: np.ndarray  # time each job spent blocked writing checkpoints
+    by_cause: dict[int, dict[str, int]]  # job -> {cause: interruptions}, jobs interrupted only
+    failures: list[tuple[float, int, str, int]]  # (time_s, host, cause, jobs stopped)
+    lost_by_cause: dict[str, float]  # GPU-seconds of work lost per cause ("planned" included)
+    down_gpu_s: float  # GPU-seconds hosts spent failed or in maintenance
+    end_of_run_s: float  # when the last job finished
     reasons: dict[int, list[tuple[float, str]]] | None = field(default=None, repr=False)
     log: list[tuple] | None = field(default=None, repr=False)
 
@@ -92,10 +106,14 @@ class _EngineView:
             return []
         e = self._e
         idx = np.fromiter(jobs, dtype=np.int64, count=len(jobs))
-        useful = np.maximum(0.0, self.now_s - e.np_run_since[idx] - e.np_overhead[idx])
+        elapsed = np.maximum(0.0, self.now_s - e.np_run_since[idx] - e.np_overhead[idx])
         interval = e.np_checkpoint[idx]
-        safe = np.where(interval > 0, interval, 1.0)
-        saved = np.where(interval > 0, np.floor(useful / safe + 1e-9) * safe, useful)
+        cycle = np.where(interval > 0, interval + e.np_write[idx], 1.0)
+        done = np.floor(elapsed / cycle + 1e-9)
+        useful = np.where(
+            interval > 0, done * interval + np.minimum(elapsed - done * cycle, interval), elapsed
+        )
+        saved = np.where(interval > 0, done * interval, useful)
         lost = (useful - saved) * e.np_gpus[idx]
         return idx[np.lexsort((idx, useful, lost))].tolist()
 
@@ -156,6 +174,7 @@ class Engine:
         record: bool = False,
         explain: bool = False,
         sample_s: float = SAMPLE_S,
+        failures: FailureModel | None = None,
     ) -> None:
         self.fleet = fleet
         self.jobs = jobs
@@ -167,6 +186,7 @@ class Engine:
         self.preemptible: list[bool] = jobs.preemptible.tolist()
         self.priority: list[int] = jobs.priority.tolist()
         self.checkpoint_s: list[float] = jobs.checkpoint_interval_s.tolist()
+        self.write_s: list[float] = jobs.checkpoint_write_s.tolist()
         self.restart_cost_s: list[float] = jobs.restart_s.tolist()
         self.state = FleetState(fleet)
         self.placer = Placer(self.state, placement)
@@ -194,6 +214,7 @@ class Engine:
         self.np_run_since = np.full(n, -1.0)
         self.np_overhead = np.zeros(n)
         self.np_checkpoint = jobs.checkpoint_interval_s.astype(float)
+        self.np_write = jobs.checkpoint_write_s.astype(float)
         self.np_gpus = jobs.gpus.astype(float)
         self.last_stop = [NAN] * n
         self.first_start = [NAN] * n
@@ -206,6 +227,21 @@ class Engine:
         self.next_wake = [math.inf] * len(fleet.pools)
         self.progress = progress
         self.log: list[tuple] | None = [] if record else None
+        self.failures = failures
+        self.interruptions = [0] * n
+        self.unexpected = [0] * n
+        self.writing = [0.0] * n
+        self.by_cause: dict[int, dict[str, int]] = {}
+        self.failure_log: list[tuple[float, int, str, int]] = []
+        self.lost_by_cause: dict[str, float] = {}
+        self.on_host: dict[int, set[int]] = {}
+        self.down_since: dict[int, float] = {}
+        self.down_gpu_s = 0.0
+        self.spares: dict[int, list[int]] = {}  # pod -> idle spare hosts
+        self.host_s_seen = 0.0  # host-seconds of exposure and failures seen, for `adaptive`
+        self.failures_seen = 0
+        if failures is not None:
+            self._set_aside_spares()
 
     def _pools_of(self, fleet: Fleet, jobs: JobTable) -> tuple[list[int], list[int | None]]:
         """Each job's pool and required topology level; refuses jobs that can never fit."""
@@ -274,15 +310,39 @@ class Engine:
 
     # --- checkpoint arithmetic -----------------------------------------------------------
 
-    def useful_s(self, job: int, now: float) -> float:
-        """Useful work done in the current run (after the restart cost), 0 when not running."""
+    def run_parts(self, job: int, now: float) -> tuple[float, float, float]:
+        """Of the current run up to `now` (after the restart cost): useful seconds, the
+        useful seconds the last completed checkpoint holds (a job with no interval holds
+        everything, since it saves when stopped gracefully), and seconds spent writing."""
         since = self.run_since[job]
-        return max(0.0, now - since - self.overhead[job]) if since >= 0.0 else 0.0
+        if since < 0.0:
+            return 0.0, 0.0, 0.0
+        elapsed = max(0.0, now - since - self.overhead[job])
+        interval, write = self.checkpoint_s[job], self.write_s[job]
+        if interval <= 0.0:
+            return elapsed, elapsed, 0.0
+        done = math.floor(elapsed / (interval + write) + 1e-9)
+        into = elapsed - done * (interval + write)
+        return (
+            done * interval + min(into, interval),
+            done * interval,
+            done * write + max(0.0, into - interval),
+        )
 
-    def saved_s(self, job: int, useful: float) -> float:
-        """Of `useful` seconds of this run, what the last checkpoint holds."""
-        interval = self.checkpoint_s[job]
-        return useful if interval <= 0.0 else math.floor(useful / interval + 1e-9) * interval
+    def useful_s(self, job: int, now: float) -> float:
+        return self.run_parts(job, now)[0]
+
+    def wall_s(self, job: int, useful: float) -> float:
+        """Running time that `useful` seconds take, with a checkpoint write every interval
+        (none after the last useful second)."""
+        interval, write = self.checkpoint_s[job], self.write_s[job]
+        if interval <= 0.0 or write <= 0.0 or useful <= 0.0:
+            return useful
+        return useful + (math.ceil(useful / interval - 1e-9) - 1) * write
+
+    def _push(self, at_s: float, kind: int, what: int, token: int = 0) -> None:
+        self.seq += 1
+        heapq.heappush(self.heap, (at_s, self.seq, kind, what, token))
 
     def run(self) -> SimResult:
         began = time.perf_counter()
@@ -293,14 +353,21 @@ class Engine:
         policy = self.policy
         view = _EngineView(self)
         policy.bind(view, len(self.fleet.pools))
-        heap: list[tuple] = []
-        seq = 0
+        self.heap: list[tuple] = []
+        heap = self.heap
+        self.seq = 0
         nxt = 0
         events = 0
         done = 0
         report_every = max(1, n // 200)
         token = self.token
-        while nxt < n or heap:
+        if self.failures is not None:
+            self.rng = np.random.default_rng(self.failures.seed)
+            self._next_failure(0.0)
+            self._next_maintenance(0.0)
+        now = 0.0
+        # Failures and repairs go on for ever: the run ends when every job has finished.
+        while nxt < n or (heap and done < n):
             t_submit = submit[order[nxt]] if nxt < n else math.inf
             now = heap[0][0] if heap and heap[0][0] <= t_submit else t_submit
             view.now_s = now
@@ -315,11 +382,14 @@ class Engine:
                     policy.finished(job)
                     touched.add(pool[job])
                     done += 1
-                else:  # WAKE for pool `job`
+                elif kind == WAKE:  # for pool `job`
                     if self.next_wake[job] == now:
                         self.next_wake[job] = math.inf
                         events += 1
                         touched.add(job)
+                else:
+                    events += 1
+                    touched |= self._reliability_event(kind, job, tok, now)
             while nxt < n and submit[order[nxt]] == now:
                 job = order[nxt]
                 nxt += 1
@@ -330,8 +400,7 @@ class Engine:
             for p in sorted(touched):
                 for decision in policy.decide(p):
                     if type(decision) is Start:
-                        seq += 1
-                        self._start(decision.job, decision.placement, now, heap, seq)
+                        self._start(decision.job, decision.placement, now)
                     elif type(decision) is Preempt:
                         self._preempt(decision.job, now, decision.why, decision.by)
                     elif type(decision) is Hold:
@@ -339,8 +408,7 @@ class Engine:
                     elif type(decision) is Wake:
                         if now < decision.at_s < self.next_wake[decision.pool]:
                             self.next_wake[decision.pool] = decision.at_s
-                            seq += 1
-                            heapq.heappush(heap, (decision.at_s, seq, WAKE, decision.pool, 0))
+                            self._push(decision.at_s, WAKE, decision.pool)
                     else:
                         raise TypeError(f"unknown decision {decision!r}")
                 if now >= self.next_sample[p]:
@@ -352,6 +420,8 @@ class Engine:
         unfinished = [i for i in range(n) if math.isnan(self.end[i])]
         if unfinished:
             raise RuntimeError(f"policy {policy.name} left {len(unfinished)} jobs unfinished")
+        for host, since in self.down_since.items():
+            self.down_gpu_s += (now - since) * int(self.fleet.host_gpus[host])
         return SimResult(
             policy=policy.name,
             fleet=self.fleet,
@@ -367,9 +437,159 @@ class Engine:
             restart_s=np.asarray(self.restarting),
             contenders=np.asarray(self.contenders),
             series=np.asarray(self.series, dtype=float).reshape(-1, 5),
+            interruptions=np.asarray(self.interruptions),
+            unexpected=np.asarray(self.unexpected),
+            checkpoint_s=np.asarray(self.writing),
+            by_cause=self.by_cause,
+            failures=self.failure_log,
+            lost_by_cause=self.lost_by_cause,
+            down_gpu_s=self.down_gpu_s,
+            end_of_run_s=now,
             reasons=self.reasons,
             log=self.log,
         )
+
+    # --- failures, repairs and maintenance -----------------------------------------------
+
+    def _set_aside_spares(self) -> None:
+        """Keep the last `spares_per_pod` hosts of each pod out of scheduling as hot spares."""
+        k = self.failures.spares_per_pod  # type: ignore[union-attr]
+        if k == 0:
+            return
+        pods = self.fleet.host_pod
+        for pod in np.unique(pods).tolist():
+            hosts = np.flatnonzero(pods == pod)
+            if len(hosts) <= k:
+                raise InputError(
+                    f"{k} spares per pod leave no host to schedule in pod {pod} of fleet '{self.fleet.name}'",
+                    field="spares_per_pod",
+                )
+            spares = hosts[-k:].tolist()
+            for h in spares:
+                self.state.take_out(h)
+            self.spares[pod] = spares
+        for p in range(len(self.fleet.pools)):
+            if self.state.pool_free[p] <= 0:
+                raise InputError(f"spares leave pool '{self.fleet.pools[p]}' no GPUs", field="spares_per_pod")
+        largest = [self.state.pool_free[p] for p in self.pool]
+        for i, (g, cap) in enumerate(zip(self.gpus, largest, strict=True)):
+            if g > cap:
+                raise InputError(
+                    f"job '{self.jobs.job_id[i]}' asks {g} GPUs but only {cap} are left besides the spares",
+                    source=self.jobs.source,
+                    line=self.jobs.where(i),
+                    field="gpus",
+                )
+
+    def _next_failure(self, now: float) -> None:
+        model = self.failures
+        rate = model.rate_per_host_s * len(self.fleet.host_gpus)  # type: ignore[union-attr]
+        if rate > 0:
+            host = int(self.rng.integers(len(self.fleet.host_gpus)))
+            cause = int(self.rng.choice(len(model.causes), p=model.shares))  # type: ignore[union-attr]
+            self._push(now + float(self.rng.exponential(1.0 / rate)), FAIL, host, cause)
+
+    def _next_maintenance(self, now: float) -> None:
+        model = self.failures
+        if model.maintenance_per_day > 0:  # type: ignore[union-attr]
+            gap = float(self.rng.exponential(86400.0 / model.maintenance_per_day))  # type: ignore[union-attr]
+            first = int(self.rng.integers(len(self.fleet.host_gpus)))
+            self._push(now + gap, MAINTAIN, first)
+
+    def _reliability_event(self, kind: int, host: int, cause: int, now: float) -> set[int]:
+        """Apply a failure, repair or maintenance window; the pools that need a pass."""
+        model = self.failures
+        assert model is not None
+        touched: set[int] = set()
+        if kind == FAIL:
+            self._next_failure(now)
+            self._expose(now)
+            if host in self.down_since:
+                return touched  # a failed host does not fail again (Poisson per host that is up)
+            self.failures_seen += 1
+            name = model.causes[cause].name
+            hit = self._stop_host(host, now, cause, touched)
+            self.failure_log.append((now, host, name, hit))
+            self._down(host, now, float(self.rng.exponential(model.causes[cause].repair_s)))
+        elif kind == MAINTAIN:
+            self._next_maintenance(now)
+            hosts = len(self.fleet.host_gpus)
+            for h in range(host, min(hosts, host + model.maintenance_hosts)):
+                if h not in self.down_since:
+                    self._stop_host(h, now, PLANNED, touched)
+                    self._down(h, now, model.maintenance_s)
+        else:  # REPAIR
+            self.down_gpu_s += (now - self.down_since.pop(host)) * int(self.fleet.host_gpus[host])
+            pod = int(self.fleet.host_pod[host])
+            pool = int(self.fleet.host_pool[host])
+            if pod in self.spares and len(self.spares[pod]) < model.spares_per_pod and not self.pending[pool]:
+                self.spares[pod].append(host)  # refills the pod's spares unless a job waits for hosts
+            else:
+                self.state.put_back(host)
+                touched.add(int(self.fleet.host_pool[host]))
+        return touched
+
+    def _expose(self, now: float) -> None:
+        """Host-seconds of exposure up to now (all hosts; failed ones are few), for `adaptive`."""
+        self.host_s_seen = now * len(self.fleet.host_gpus)
+
+    def _down(self, host: int, now: float, repair_s: float) -> None:
+        pod = int(self.fleet.host_pod[host])
+        if host in self.spares.get(pod, ()):
+            self.spares[pod].remove(host)
+        elif not self.state.out[host]:
+            self.state.take_out(host)
+        self.down_since[host] = now
+        self._push(now + repair_s, REPAIR, host)
+
+    def _stop_host(self, host: int, now: float, cause: int, touched: set[int]) -> int:
+        """Stop every job on `host`; each restarts on a spare of the pod if one is left, or
+        waits to be placed again. Returns how many jobs were stopped."""
+        jobs = sorted(self.on_host.get(host, ()))
+        for job in jobs:
+            self._interrupt(job, now, cause)
+        pod = int(self.fleet.host_pod[host])
+        for job in jobs:
+            placement = self.last_placement[job]
+            spare = self._spare_for(job, pod)
+            if spare is not None and placement is not None:
+                self.state.put_back(spare)
+                moved = tuple((spare if h == host else h, g) for h, g in placement)
+                self._start(job, moved, now)  # the policy still counts it as running
+            else:
+                self.policy.interrupted(job)
+                touched.add(self.pool[job])
+        return len(jobs)
+
+    def _spare_for(self, job: int, pod: int) -> int | None:
+        """A spare of the failed host's pod; for a job with no topology rule, of any pod of
+        its pool when that pod has none left."""
+        if self.spares.get(pod):
+            return self.spares[pod].pop(0)
+        if self.level[job] is None:
+            for hosts in self.spares.values():
+                if hosts and int(self.fleet.host_pool[hosts[0]]) == self.pool[job]:
+                    return hosts.pop(0)
+        return None
+
+    def _interrupt(self, job: int, now: float, cause: int) -> None:
+        """A failure (cause >= 0) loses the work since the last completed checkpoint; planned
+        maintenance lets the job save first."""
+        useful, saved, writing = self.run_parts(job, now)
+        if cause == PLANNED:
+            saved = useful
+            name = "planned"
+        else:
+            saved = saved if self.checkpoint_s[job] > 0.0 else 0.0
+            name = self.failures.causes[cause].name  # type: ignore[union-attr]
+            self.unexpected[job] += 1
+        self.interruptions[job] += 1
+        counts = self.by_cause.setdefault(job, {})
+        counts[name] = counts.get(name, 0) + 1
+        self.lost_by_cause[name] = self.lost_by_cause.get(name, 0.0) + (useful - saved) * self.gpus[job]
+        self._stop(job, now, useful, saved, writing)
+        if self.log is not None:
+            self.log.append((now, "fail", job, (name, useful - saved)))
 
     # --- bookkeeping the policy never sees -----------------------------------------------
 
@@ -414,7 +634,7 @@ class Engine:
         if not history or history[-1][1] != reason:
             history.append((now, reason))
 
-    def _start(self, job: int, placement: Placement, now: float, heap: list, seq: int) -> None:
+    def _start(self, job: int, placement: Placement, now: float) -> None:
         if self.run_since[job] >= 0.0 or not math.isnan(self.end[job]):
             raise AllocationError(f"job {job} started twice")
         if sum(g for _, g in placement) != self.gpus[job]:
@@ -427,48 +647,78 @@ class Engine:
                 raise AllocationError(f"job {job} started {over}")
         self.quota.add(self.queue[job], self.gpus[job])
         self.state.allocate(self.pool[job], placement)
+        for host, _ in placement:
+            self.on_host.setdefault(host, set()).add(job)
         self._pend(job, -1)
-        overhead = self.restart_cost_s[job] if self.preemptions[job] else 0.0
+        again = self.preemptions[job] or self.interruptions[job]
+        overhead = self.restart_cost_s[job] if again else 0.0
         self.overhead[job] = self.np_overhead[job] = overhead
+        if self.failures is not None and self.failures.checkpoint != "fixed" and self.write_s[job] > 0:
+            self.checkpoint_s[job] = self.np_checkpoint[job] = self._interval_s(job, len(placement))
         self.placement[job] = placement
         self.last_placement[job] = placement
         self.run_since[job] = self.np_run_since[job] = now
         if math.isnan(self.first_start[job]):
             self.first_start[job] = now
         self.token[job] += 1
-        end = now + self.overhead[job] + self.remaining[job]
-        heapq.heappush(heap, (end, seq, FINISH, job, self.token[job]))
+        self._push(now + overhead + self.wall_s(job, self.remaining[job]), FINISH, job, self.token[job])
         if self.reasons is not None:
             self._hold(job, now, "running")
         if self.log is not None:
             self.log.append((now, "start", job, placement))
+
+    def _interval_s(self, job: int, hosts: int) -> float:
+        """Young's or Daly's interval for this run, from the configured failure rate or, for
+        `adaptive`, the rate seen so far (one failure at the configured rate as the prior)."""
+        model = self.failures
+        assert model is not None
+        rate = model.rate_per_1000_node_days
+        if model.checkpoint == "adaptive" and rate > 0:
+            prior_s = 1.0 / model.rate_per_host_s
+            rate *= (self.failures_seen + 1) / (self.host_s_seen + prior_s) * prior_s
+        mtbf = mtbf_s(hosts, rate)
+        if math.isinf(mtbf):
+            return self.jobs.checkpoint_interval_s[job] or math.inf
+        rule = young_interval_s if model.checkpoint == "young" else daly_interval_s
+        return rule(self.write_s[job], mtbf)
+
+    def _stop(self, job: int, now: float, useful: float, saved: float, writing: float) -> None:
+        """Release a running job's GPUs and quota, keeping `saved` seconds of its run."""
+        placement = self.placement[job]
+        self.state.release(self.pool[job], placement)  # type: ignore[arg-type]
+        for host, _ in placement:  # type: ignore[union-attr]
+            self.on_host[host].discard(job)
+        self.quota.add(self.queue[job], -self.gpus[job])
+        self.lost[job] += useful - saved
+        self.restarting[job] += min(now - self.run_since[job], self.overhead[job])
+        self.writing[job] += writing
+        self.remaining[job] -= saved
+        self.run_since[job] = self.np_run_since[job] = -1.0
+        self.last_stop[job] = now
+        self.placement[job] = None
+        self.token[job] += 1
+        self._pend(job, +1)
 
     def _preempt(self, job: int, now: float, why: str = "", by: int = -1) -> None:
         if self.run_since[job] < 0.0:
             raise AllocationError(f"job {job} preempted while not running")
         if not self.preemptible[job]:
             raise AllocationError(f"job {job} is not preemptible")
-        self.state.release(self.pool[job], self.placement[job])  # type: ignore[arg-type]
-        self.quota.add(self.queue[job], -self.gpus[job])
-        useful = self.useful_s(job, now)
-        saved = self.saved_s(job, useful)
-        self.lost[job] += useful - saved
-        self.restarting[job] += min(now - self.run_since[job], self.overhead[job])
-        self.remaining[job] -= saved
-        self.run_since[job] = self.np_run_since[job] = -1.0
-        self._pend(job, +1)
-        self.last_stop[job] = now
-        self.placement[job] = None
+        useful, saved, writing = self.run_parts(job, now)
+        self._stop(job, now, useful, saved, writing)
         self.preemptions[job] += 1
-        self.token[job] += 1
         if self.reasons is not None:
             self._hold(job, now, f"preempted: {why}")
         if self.log is not None:
             self.log.append((now, "stop", job, (by, useful - saved)))
 
     def _complete(self, job: int, now: float) -> None:
-        self.state.release(self.pool[job], self.placement[job])  # type: ignore[arg-type]
+        placement = self.placement[job]
+        self.state.release(self.pool[job], placement)  # type: ignore[arg-type]
+        for host, _ in placement:  # type: ignore[union-attr]
+            self.on_host[host].discard(job)
         self.quota.add(self.queue[job], -self.gpus[job])
+        self.writing[job] += self.run_parts(job, now)[2]
         live = self.live[self.pool[job]]
         q = self.queue[job]
         live[q] -= 1
