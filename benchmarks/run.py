@@ -76,7 +76,8 @@ def main(which: str) -> None:
         from corral.scenarios import load_scenario
 
         began = time.perf_counter()
-        fleet, jobs = load_scenario("research-fleet", 30.0)
+        scenario = load_scenario("research-fleet", 30.0)
+        fleet, jobs = scenario.fleet, scenario.jobs
         setup = time.perf_counter() - began
         for policy in ("fifo", "quota-fifo", "fair", "priority"):
             report("research-fleet", simulate(jobs, fleet, [policy])[0], setup)

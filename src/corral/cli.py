@@ -17,10 +17,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from corral.errors import InputError
 from corral.fleet import Fleet, load_fleet
+from corral.reliability.failures import FailureModel
 from corral.report import tables
-from corral.scenarios import SCENARIOS, load_scenario
+from corral.scenarios import SCENARIOS, Scenario, load_scenario
 from corral.sim.engine import SimResult
-from corral.sim.metrics import by_queue, by_size, summary, write_job_record
+from corral.sim.metrics import by_queue, by_size, job_reliability, reliability, summary, write_job_record
 from corral.simulate import simulate as run_simulation
 from corral.synth import synth_jobs
 from corral.traces.stats import trace_stats
@@ -39,7 +40,6 @@ errors = Console(stderr=True)
 
 DEMO_LOAD = 0.5
 DEMO_POLICIES = ("fifo", "las", "sjf")
-SCENARIO_POLICIES = ("quota-fifo", "fair", "priority")
 
 
 @contextmanager
@@ -74,15 +74,17 @@ def _progress() -> Iterator[Callable[[str], Callable[[int, int], None]]]:
         yield for_policy
 
 
-def _inputs(workload: str | None, fleet: str | None, scenario: str | None, days: float, seed: int):
-    """The fleet and jobs from a scenario, or from --workload and --fleet."""
+def _inputs(
+    workload: str | None, fleet: str | None, scenario: str | None, days: float, seed: int
+) -> Scenario:
+    """The fleet and jobs (and failures) from a scenario, or from --workload and --fleet."""
     if scenario is not None:
         if workload is not None or fleet is not None:
             raise InputError("give either --scenario or --workload and --fleet", field="scenario")
         return load_scenario(scenario, days, seed)
     if workload is None or fleet is None:
         raise InputError("give --workload and --fleet (or --scenario)", field="workload")
-    return load_fleet(fleet), read_jobs(workload)
+    return Scenario(load_fleet(fleet), read_jobs(workload))
 
 
 def _run_and_report(
@@ -95,10 +97,11 @@ def _run_and_report(
     queues: bool,
     sizes: bool = False,
     reasons: Path | None = None,
+    failures: FailureModel | None = None,
 ) -> list[SimResult]:
     with _input_errors(), _progress() as progress:
         results = run_simulation(
-            jobs, the_fleet, policies, load, relax_after_s, progress, explain=reasons is not None
+            jobs, the_fleet, policies, load, relax_after_s, progress, reasons is not None, failures
         )
     rows = [summary(r) for r in results]
     load_text = f" at load {load:g}" if load is not None else ""
@@ -115,6 +118,12 @@ def _run_and_report(
     if sizes:
         for r in results:
             console.print(tables.by_size(r.policy, by_size(r)))
+    training = [i for i, kind in enumerate(jobs.kind) if kind == "pretrain"]
+    if failures is not None:
+        for r in results:
+            console.print(
+                tables.reliability(r.policy, reliability(r), [job_reliability(r, i) for i in training])
+            )
     if reasons is not None:
         _write_reasons(results, reasons)
         console.print(f"wrote pending reasons to {reasons}")
@@ -123,7 +132,13 @@ def _run_and_report(
         for r in results:
             write_job_record(r, out / f"jobs-{r.policy}.csv")
         metrics = [
-            {**row, "by_queue": by_queue(r), "by_size": by_size(r)}
+            {
+                **row,
+                "by_queue": by_queue(r),
+                "by_size": by_size(r),
+                **({"reliability": reliability(r)} if failures is not None else {}),
+                "training_jobs": {jobs.job_id[i]: job_reliability(r, i) for i in training},
+            }
             for row, r in zip(rows, results, strict=True)
         ]
         tmp = out / ".metrics.json.tmp"
@@ -183,13 +198,22 @@ def simulate(
 ) -> None:
     """Replay a workload on a fleet under one or more policies and compare them."""
     with _input_errors():
-        the_fleet, jobs = _inputs(workload, fleet, scenario, days, seed)
+        setup = _inputs(workload, fleet, scenario, days, seed)
         if not policy:
             if scenario is None:
                 raise InputError("give at least one --policy", field="policy")
-            policy = list(SCENARIO_POLICIES)
+            policy = list(setup.policies)
     _run_and_report(
-        the_fleet, jobs, policy, load, relax_after, out, by_queue, by_size or bool(scenario), reasons
+        setup.fleet,
+        setup.jobs,
+        policy,
+        load,
+        relax_after,
+        out,
+        by_queue,
+        by_size or (bool(scenario) and setup.failures is None),
+        reasons,
+        setup.failures,
     )
 
 
@@ -206,11 +230,12 @@ def explain(
 ) -> None:
     """Replay, then print one job's history: why it waited, when it ran, who preempted it."""
     with _input_errors():
-        the_fleet, jobs = _inputs(workload, fleet, scenario, days, seed)
+        setup = _inputs(workload, fleet, scenario, days, seed)
+        the_fleet, jobs = setup.fleet, setup.jobs
         if job not in set(jobs.job_id):
             raise InputError(f"no job '{job}' in the workload", source=jobs.source, field="job_id")
         with _progress() as progress:
-            (result,) = run_simulation(jobs, the_fleet, [policy], load, None, progress, explain=True)
+            (result,) = run_simulation(jobs, the_fleet, [policy], load, None, progress, True, setup.failures)
     i = jobs.job_id.index(job)
     console.print(
         f"[bold]{job}[/]: {int(jobs.gpus[i])} GPUs, queue {jobs.queue[i]}, priority {int(jobs.priority[i])}, "

@@ -1,5 +1,8 @@
 """Named scenarios: a fleet with its queues and a workload, built to answer one question.
 
+llama3-405b and 100k (reliability/scenarios.py): what effective training time does one
+synchronous job get under failures, at 16,384 and at 102,400 GPUs?
+
 research-fleet: how does meta-24k (Llama 3's 24,576-GPU cluster) serve ~20 research teams,
 a few production pre-training gangs and evaluation bursts at once? Who waits, how long do
 the gangs wait for a pod, how much work does preemption throw away?
@@ -7,10 +10,15 @@ the gangs wait for a pod, how much work does preemption throw away?
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 
 from corral.errors import InputError
 from corral.fleet import Fleet, Segment
+from corral.reliability.failures import FailureModel
+from corral.reliability.scenarios import TrainingRun, hundred_k_steps, llama3_405b
 from corral.scheduling.quota import CohortSpec, QueueSpec
 from corral.synth import synth_jobs
 from corral.workload import JobTable
@@ -128,11 +136,32 @@ def _row(cols: dict[str, list], *values: object) -> None:
         cols[name].append(value)
 
 
-SCENARIOS = {"research-fleet": (research_fleet_fleet, research_fleet_jobs)}
+@dataclass(frozen=True)
+class Scenario:
+    fleet: Fleet
+    jobs: JobTable
+    failures: FailureModel | None = None
+    policies: tuple[str, ...] = ("quota-fifo", "fair", "priority")
 
 
-def load_scenario(name: str, days: float = 30.0, seed: int = 0) -> tuple[Fleet, JobTable]:
+def _research_fleet(days: float, seed: int) -> Scenario:
+    return Scenario(research_fleet_fleet(), research_fleet_jobs(days, seed))
+
+
+def _training(run: TrainingRun) -> Scenario:
+    return Scenario(run.fleet(), run.jobs(), run.failures(), ("fifo",))
+
+
+SCENARIOS: dict[str, Callable[[float, int], Scenario]] = {
+    "research-fleet": _research_fleet,
+    "llama3-405b": lambda days, seed: _training(llama3_405b(seed)),
+    "100k": lambda days, seed: _training(hundred_k_steps(seed)[0][1]),
+}
+
+
+def load_scenario(name: str, days: float = 30.0, seed: int = 0) -> Scenario:
+    """A named scenario; `days` is how long research-fleet generates arrivals (the training
+    scenarios run their job to the end)."""
     if name not in SCENARIOS:
         raise InputError(f"unknown scenario '{name}'; known: {', '.join(SCENARIOS)}", field="scenario")
-    fleet, jobs = SCENARIOS[name]
-    return fleet(), jobs(days, seed)
+    return SCENARIOS[name](days, seed)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from corral.fleet import Fleet, load_fleet
+from corral.reliability.failures import FailureModel
 from corral.scheduling.placement import PlacementConfig
 from corral.scheduling.policy import Policy
 from corral.scheduling.registry import make_policy
@@ -21,9 +22,11 @@ def simulate(
     relax_after_s: float | None = None,
     progress: Callable[[str], Callable[[int, int], None] | None] | None = None,
     explain: bool = False,
+    failures: FailureModel | None = None,
 ) -> list[SimResult]:
     """Replay `workload` on `fleet` once per policy; `load` rescales arrivals first;
-    `explain` records why each pending job waits, and the event log."""
+    `explain` records why each pending job waits, and the event log; `failures` draws host
+    failures and maintenance (the same draws for every policy)."""
     jobs = read_jobs(workload) if isinstance(workload, str) else workload
     the_fleet = load_fleet(fleet) if isinstance(fleet, str) else fleet
     if load is not None:
@@ -39,6 +42,7 @@ def simulate(
             progress=progress(policy.name) if progress else None,
             record=explain,
             explain=explain,
+            failures=failures,
         )
         results.append(engine.run())
     return results

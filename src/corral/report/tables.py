@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
-__all__ = ["Table", "by_size", "comparison", "duration", "key_values", "per_queue", "sharing"]
+__all__ = ["Table", "by_size", "comparison", "duration", "key_values", "per_queue", "reliability", "sharing"]
 
 
 def duration(seconds: float) -> str:
@@ -131,4 +131,43 @@ def key_values(title: str, rows: list[tuple[str, str]]) -> Table:
     table.add_column("value", justify="right")
     for k, v in rows:
         table.add_row(k, v)
+    return table
+
+
+def reliability(policy: str, fleet: dict[str, Any], jobs: list[dict[str, Any]]) -> Table:
+    """Each training job's effective training time, then the fleet's failure totals."""
+    table = Table(title=f"{policy}: failures and effective training time", title_justify="left")
+    for name in (
+        "job",
+        "GPUs",
+        "days",
+        "ETTR",
+        "unexpected",
+        "planned",
+        "lost GPU-h",
+        "restart",
+        "checkpointing",
+        "interval",
+    ):
+        table.add_column(name, justify="left" if name == "job" else "right")
+    for j in jobs:
+        table.add_row(
+            j["job_id"],
+            f"{j['gpus']:,}",
+            f"{j['elapsed_days']:.1f}",
+            f"{j['ettr']:.3f}",
+            f"{j['unexpected_interruptions']}",
+            f"{j['planned_interruptions']}",
+            f"{j['lost_gpu_hours']:,.0f}",
+            duration(j["restart_hours"] * 3600),
+            duration(j["checkpoint_hours"] * 3600),
+            duration(j["checkpoint_interval_s"]),
+        )
+    lost = fleet["lost_gpu_hours_by_cause"]
+    top = ", ".join(f"{k} {v:,.0f}" for k, v in sorted(lost.items(), key=lambda kv: -kv[1])[:4])
+    table.caption = (
+        f"{fleet['failures']} host failures; goodput {fleet['goodput']:.3f}, availability "
+        f"{fleet['availability']:.4f}; lost GPU-hours by cause: {top or 'none'}"
+    )
+    table.caption_justify = "left"
     return table

@@ -61,6 +61,7 @@ class SimResult:
     interruptions: np.ndarray  # failures and maintenance that stopped each job
     unexpected: np.ndarray  # of which failures
     checkpoint_s: np.ndarray  # time each job spent blocked writing checkpoints
+    interval_s: np.ndarray  # each job's checkpoint interval in its last run
     by_cause: dict[int, dict[str, int]]  # job -> {cause: interruptions}, jobs interrupted only
     failures: list[tuple[float, int, str, int]]  # (time_s, host, cause, jobs stopped)
     lost_by_cause: dict[str, float]  # GPU-seconds of work lost per cause ("planned" included)
@@ -440,6 +441,7 @@ class Engine:
             interruptions=np.asarray(self.interruptions),
             unexpected=np.asarray(self.unexpected),
             checkpoint_s=np.asarray(self.writing),
+            interval_s=np.asarray(self.checkpoint_s),
             by_cause=self.by_cause,
             failures=self.failure_log,
             lost_by_cause=self.lost_by_cause,
@@ -508,16 +510,14 @@ class Engine:
                 return touched  # a failed host does not fail again (Poisson per host that is up)
             self.failures_seen += 1
             name = model.causes[cause].name
-            hit = self._stop_host(host, now, cause, touched)
+            repair_s = float(self.rng.exponential(model.causes[cause].repair_s))
+            hit = self._stop_hosts([host], now, cause, repair_s, touched)
             self.failure_log.append((now, host, name, hit))
-            self._down(host, now, float(self.rng.exponential(model.causes[cause].repair_s)))
         elif kind == MAINTAIN:
             self._next_maintenance(now)
-            hosts = len(self.fleet.host_gpus)
-            for h in range(host, min(hosts, host + model.maintenance_hosts)):
-                if h not in self.down_since:
-                    self._stop_host(h, now, PLANNED, touched)
-                    self._down(h, now, model.maintenance_s)
+            last = min(len(self.fleet.host_gpus), host + model.maintenance_hosts)
+            batch = [h for h in range(host, last) if h not in self.down_since]
+            self._stop_hosts(batch, now, PLANNED, model.maintenance_s, touched)
         else:  # REPAIR
             self.down_gpu_s += (now - self.down_since.pop(host)) * int(self.fleet.host_gpus[host])
             pod = int(self.fleet.host_pod[host])
@@ -542,21 +542,31 @@ class Engine:
         self.down_since[host] = now
         self._push(now + repair_s, REPAIR, host)
 
-    def _stop_host(self, host: int, now: float, cause: int, touched: set[int]) -> int:
-        """Stop every job on `host`; each restarts on a spare of the pod if one is left, or
-        waits to be placed again. Returns how many jobs were stopped."""
-        jobs = sorted(self.on_host.get(host, ()))
+    def _stop_hosts(
+        self, hosts: list[int], now: float, cause: int, repair_s: float, touched: set[int]
+    ) -> int:
+        """Stop every job on `hosts` and take them down until repaired; each job restarts on
+        spares (one per lost host, of the lost host's pod) if enough are left, or waits to be
+        placed again. Returns how many jobs were stopped."""
+        jobs = sorted({j for h in hosts for j in self.on_host.get(h, ())})
         for job in jobs:
             self._interrupt(job, now, cause)
-        pod = int(self.fleet.host_pod[host])
+        for h in hosts:
+            self._down(h, now, repair_s)
+        lost = set(hosts)
         for job in jobs:
             placement = self.last_placement[job]
-            spare = self._spare_for(job, pod)
-            if spare is not None and placement is not None:
-                self.state.put_back(spare)
-                moved = tuple((spare if h == host else h, g) for h, g in placement)
-                self._start(job, moved, now)  # the policy still counts it as running
+            assert placement is not None
+            taken = {h: self._spare_for(job, int(self.fleet.host_pod[h])) for h, _ in placement if h in lost}
+            if all(s is not None for s in taken.values()):
+                for spare in taken.values():
+                    self.state.put_back(spare)  # type: ignore[arg-type]
+                moved = tuple((taken.get(h, h), g) for h, g in placement)
+                self._start(job, moved, now)  # type: ignore[arg-type]  # the policy still counts it as running
             else:
+                for spare in taken.values():  # not enough: give back what was taken
+                    if spare is not None:
+                        self.spares[int(self.fleet.host_pod[spare])].append(spare)
                 self.policy.interrupted(job)
                 touched.add(self.pool[job])
         return len(jobs)

@@ -160,3 +160,46 @@ def write_job_record(result: SimResult, path: Path) -> None:
         }
     )
     write_table(table, path)
+
+
+def reliability(result: SimResult) -> dict[str, Any]:
+    """Fleet-wide failure metrics: goodput (useful GPU-hours over the GPU-hours the fleet
+    had), availability (GPU time not failed or in maintenance), interruptions and the work
+    lost to each cause."""
+    jobs = result.jobs
+    span_s = float(result.end_of_run_s - jobs.submit_s.min()) if len(jobs) else 0.0
+    capacity = result.fleet.total_gpus * span_s
+    useful = float((jobs.gpus * jobs.duration_s).sum())
+    return {
+        "failures": len(result.failures),
+        "interruptions": int(result.interruptions.sum()),
+        "unexpected_interruptions": int(result.unexpected.sum()),
+        "goodput": useful / capacity if capacity > 0 else 0.0,
+        "availability": 1.0 - result.down_gpu_s / capacity if capacity > 0 else 1.0,
+        "checkpoint_gpu_hours": float((jobs.gpus * result.checkpoint_s).sum() / 3600),
+        "lost_gpu_hours_by_cause": {k: v / 3600 for k, v in sorted(result.lost_by_cause.items())},
+    }
+
+
+def job_reliability(result: SimResult, job: int) -> dict[str, Any]:
+    """One job's effective training time: ETTR is useful time over the time from its first
+    start to its end (restarts, lost work, checkpoint writes and waits for hosts count
+    against it)."""
+    jobs = result.jobs
+    elapsed = float(result.end_s[job] - result.start_s[job])
+    gpus = int(jobs.gpus[job])
+    return {
+        "job_id": jobs.job_id[job],
+        "gpus": gpus,
+        "elapsed_days": elapsed / 86400,
+        "useful_days": float(jobs.duration_s[job]) / 86400,
+        "ettr": float(jobs.duration_s[job]) / elapsed if elapsed > 0 else 1.0,
+        "interruptions": int(result.interruptions[job]),
+        "unexpected_interruptions": int(result.unexpected[job]),
+        "planned_interruptions": int(result.interruptions[job] - result.unexpected[job]),
+        "by_cause": dict(sorted(result.by_cause.get(job, {}).items(), key=lambda kv: -kv[1])),
+        "lost_gpu_hours": float(result.lost_s[job]) * gpus / 3600,
+        "restart_hours": float(result.restart_s[job]) / 3600,
+        "checkpoint_hours": float(result.checkpoint_s[job]) / 3600,
+        "checkpoint_interval_s": float(result.interval_s[job]),
+    }
