@@ -6,10 +6,10 @@ about 54 days at the Table 5 failure rate (3.79 per 1000 node-days), one planned
 maintenance window a day, a 5-minute restart, a 15-second blocking checkpoint write, and
 Daly's checkpoint interval.
 
-100k: the same recipe on 102,400 GPUs (12,800 hosts in 32 pods), with a 10-minute recovery
+100k: the same recipe on 131,072 GPUs (16,384 hosts in 32 pods), with a 10-minute recovery
 stall and the checkpoint interval the 16k job used; then the steps that recover effective
-training time: a 3-minute stall, Daly's interval for the larger job, and what spares are
-worth (none at all: a failed host is waited for).
+training time: a 3-minute stall, Daly's interval for the larger job, and what halving the
+spares costs (a job whose pod has no spare left waits for a repair).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ LLAMA3_HOSTS, LLAMA3_PODS = 2048, 8
 LLAMA3_USEFUL_DAYS = 49.5  # about 54 days of wall clock at an ETTR near 0.92
 # The 16k job's Daly interval at the Table 5 rate: the "same recipe" at 100k.
 LLAMA3_INTERVAL_S = daly_interval_s(WRITE_S, mtbf_s(LLAMA3_HOSTS, LLAMA3_RATE))
-BIG_HOSTS, BIG_PODS = 12_800, 32
+BIG_HOSTS, BIG_PODS = 16_384, 32
 BIG_USEFUL_DAYS = 4.0
 
 
@@ -99,19 +99,19 @@ def hundred_k_steps(seed: int = 0) -> list[tuple[str, TrainingRun]]:
     daly = TrainingRun(
         "100k", BIG_HOSTS, BIG_PODS, BIG_USEFUL_DAYS, restart_s=180.0, checkpoint="daly", seed=seed
     )
-    bare = TrainingRun(
+    few = TrainingRun(
         "100k",
         BIG_HOSTS,
         BIG_PODS,
         BIG_USEFUL_DAYS,
         restart_s=180.0,
         checkpoint="daly",
-        spares_per_pod=0,
+        spares_per_pod=4,
         seed=seed,
     )
     return [
         ("10-min recovery, 16k job's checkpoint interval", base),
         ("3-min recovery", fast),
         ("3-min recovery, Daly interval", daly),
-        ("3-min recovery, Daly interval, no spares", bare),
+        ("3-min recovery, Daly interval, 4 spares per pod", few),
     ]

@@ -36,6 +36,7 @@ from corral.workload import JobTable
 
 FINISH, WAKE, FAIL, REPAIR, MAINTAIN = 0, 1, 2, 3, 4
 PLANNED = -1  # the cause index of a planned (maintenance) interruption
+HORIZON_RUNS, HORIZON_SLACK_S = 20, 30 * 86400.0  # with failures: give up after 20x the longest job
 NAN = math.nan
 SAMPLE_S = 300.0  # at most how often (simulated) the fragmentation and busy-GPU series are sampled
 
@@ -367,8 +368,18 @@ class Engine:
             self._next_failure(0.0)
             self._next_maintenance(0.0)
         now = 0.0
-        # Failures and repairs go on for ever: the run ends when every job has finished.
+        # Failures and repairs go on for ever: the run ends when every job has finished, or
+        # fails loudly when failures outpace repairs so that some job can never finish.
+        horizon = math.inf
+        if self.failures is not None and n:
+            horizon = max(submit) + HORIZON_RUNS * max(self.duration_s) + HORIZON_SLACK_S
         while nxt < n or (heap and done < n):
+            if heap and heap[0][0] > horizon and (nxt >= n or submit[order[nxt]] > horizon):
+                raise InputError(
+                    f"{n - done} jobs still unfinished after {horizon / 86400:,.0f} simulated days: failures "
+                    "outpace repairs (too few spare hosts for a job as large as the fleet?)",
+                    field="spares_per_pod",
+                )
             t_submit = submit[order[nxt]] if nxt < n else math.inf
             now = heap[0][0] if heap and heap[0][0] <= t_submit else t_submit
             view.now_s = now
