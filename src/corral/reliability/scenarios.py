@@ -56,6 +56,7 @@ class TrainingRun:
 
     def fleet(self) -> Fleet:
         per_pod = self.hosts // self.pods + self.spares_per_pod
+        per_pod += per_pod % 2  # whole racks of two hosts
         segment = Segment("default", per_pod * self.pods, GPUS_PER_HOST, 2, max(1, per_pod // 2), "h100")
         return Fleet(self.name, [segment], "default")
 
