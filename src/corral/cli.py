@@ -144,11 +144,16 @@ def _run_and_report(
             }
             for row, r in zip(rows, results, strict=True)
         ]
-        tmp = out / ".metrics.json.tmp"
-        tmp.write_text(json.dumps(metrics, indent=1) + "\n")
-        tmp.replace(out / "metrics.json")
+        _write_json(out / "metrics.json", metrics)
         console.print(f"wrote {out}/metrics.json and jobs-<policy>.csv")
     return results
+
+
+def _write_json(path: Path, value: object) -> None:
+    """Write through a temporary file, so a failed run leaves no half-written output."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value, indent=1) + "\n")
+    tmp.replace(path)
 
 
 def _write_reasons(results: list[SimResult], path: Path) -> None:
@@ -460,7 +465,5 @@ def reliability_study(
     console.print(table)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        tmp = out / ".study.json.tmp"
-        tmp.write_text(json.dumps(rows, indent=1) + "\n")
-        tmp.replace(out / "study.json")
+        _write_json(out / "study.json", rows)
         console.print(f"wrote {out}/study.json")

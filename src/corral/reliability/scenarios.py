@@ -14,7 +14,7 @@ spares costs (a job whose pod has no spare left waits for a repair).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -96,20 +96,9 @@ def llama3_405b(seed: int = 0) -> TrainingRun:
 def hundred_k_steps(seed: int = 0) -> list[tuple[str, TrainingRun]]:
     """The 100k baseline, then one change at a time."""
     base = TrainingRun("100k", BIG_HOSTS, BIG_PODS, BIG_USEFUL_DAYS, restart_s=600.0, seed=seed)
-    fast = TrainingRun("100k", BIG_HOSTS, BIG_PODS, BIG_USEFUL_DAYS, restart_s=180.0, seed=seed)
-    daly = TrainingRun(
-        "100k", BIG_HOSTS, BIG_PODS, BIG_USEFUL_DAYS, restart_s=180.0, checkpoint="daly", seed=seed
-    )
-    few = TrainingRun(
-        "100k",
-        BIG_HOSTS,
-        BIG_PODS,
-        BIG_USEFUL_DAYS,
-        restart_s=180.0,
-        checkpoint="daly",
-        spares_per_pod=4,
-        seed=seed,
-    )
+    fast = replace(base, restart_s=180.0)
+    daly = replace(fast, checkpoint="daly")
+    few = replace(daly, spares_per_pod=4)
     return [
         ("10-min recovery, 16k job's checkpoint interval", base),
         ("3-min recovery", fast),

@@ -299,8 +299,7 @@ class Shared:
         view, quota = self.view, self.quota
         pool = view.pool[entry[1]]
         jobs = self.waiting[pool][q]
-        running = self.running_priorities[pool]
-        if self.parts.priority_preemption and running and min(running) < view.priority[jobs[0][1]]:
+        if self._outranks_running(pool, view.priority[jobs[0][1]]):  # the head ranks highest
             at = jobs.bisect_right(entry)
             return jobs[at] if at < len(jobs) else None
         free = view.free_gpus(pool)
@@ -453,13 +452,14 @@ class Shared:
 
     # --- preemption by priority ----------------------------------------------------------
 
+    def _outranks_running(self, pool: int, priority: int) -> bool:
+        """Whether priorities preempt and a job of `priority` outranks some running job."""
+        running = self.running_priorities[pool]
+        return self.parts.priority_preemption and bool(running) and min(running) < priority
+
     def _may_preempt_for_priority(self, pool: int, job: int) -> bool:
-        if not self.parts.priority_preemption:
-            return False
-        prio = self.running_priorities[pool]
         return (
-            bool(prio)
-            and min(prio) < self.view.priority[job]
+            self._outranks_running(pool, self.view.priority[job])
             and self.no_priority_victims.get(job) != self.version[pool]
         )
 

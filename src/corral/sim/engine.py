@@ -705,11 +705,7 @@ class Engine:
 
     def _stop(self, job: int, now: float, useful: float, saved: float, writing: float) -> None:
         """Release a running job's GPUs and quota, keeping `saved` seconds of its run."""
-        placement = self.placement[job]
-        self.state.release(self.pool[job], placement)  # type: ignore[arg-type]
-        for host, _ in placement:  # type: ignore[union-attr]
-            self.on_host[host].discard(job)
-        self.quota.add(self.queue[job], -self.gpus[job])
+        self._release(job)
         self.lost[job] += useful - saved
         self.restarting[job] += min(now - self.run_since[job], self.overhead[job])
         self.writing[job] += writing
@@ -733,12 +729,16 @@ class Engine:
         if self.log is not None:
             self.log.append((now, "stop", job, (by, useful - saved)))
 
-    def _complete(self, job: int, now: float) -> None:
+    def _release(self, job: int) -> None:
+        """Give a running job's GPUs and quota back."""
         placement = self.placement[job]
         self.state.release(self.pool[job], placement)  # type: ignore[arg-type]
         for host, _ in placement:  # type: ignore[union-attr]
             self.on_host[host].discard(job)
         self.quota.add(self.queue[job], -self.gpus[job])
+
+    def _complete(self, job: int, now: float) -> None:
+        self._release(job)
         self.writing[job] += self.run_parts(job, now)[2]
         live = self.live[self.pool[job]]
         q = self.queue[job]
