@@ -1,7 +1,10 @@
 """The GPU catalogue: peak dense FLOPs, memory, bandwidth and power per accelerator.
 
 Numbers are vendor datasheet values (dense, no sparsity) as collected in REFERENCE.md
-section 3. The planner and the fleet both read them from here.
+section 3. NVLink bandwidth is per GPU and per direction (half the datasheet's bidirectional
+figure); scale-out is the usual NIC per GPU of that generation's reference servers (A100 HDR
+200 Gb/s, H100/H200 NDR 400 Gb/s, Blackwell 800 Gb/s), which a planner run can override. The
+planner and the fleet both read them from here.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ class GPU:
     hbm_bytes_per_s: float
     power_w: float
     nvlink_domain_gpus: int
+    nvlink_bytes_per_s: float
+    scale_out_bytes_per_s: float
 
     @property
     def h100_equivalents(self) -> float:
@@ -32,12 +37,12 @@ class GPU:
 TERA = 1e12
 
 GPUS: dict[str, GPU] = {
-    "a100": GPU("a100", 312 * TERA, None, 80, 2.04e12, 400, 8),
-    "h100": GPU("h100", 989 * TERA, 1979 * TERA, 80, 3.35e12, 700, 8),
-    "h200": GPU("h200", 989 * TERA, 1979 * TERA, 141, 4.8e12, 700, 8),
-    "b200": GPU("b200", 2250 * TERA, 4500 * TERA, 180, 8.0e12, 1000, 8),
+    "a100": GPU("a100", 312 * TERA, None, 80, 2.04e12, 400, 8, 300e9, 25e9),
+    "h100": GPU("h100", 989 * TERA, 1979 * TERA, 80, 3.35e12, 700, 8, 450e9, 50e9),
+    "h200": GPU("h200", 989 * TERA, 1979 * TERA, 141, 4.8e12, 700, 8, 450e9, 50e9),
+    "b200": GPU("b200", 2250 * TERA, 4500 * TERA, 180, 8.0e12, 1000, 8, 900e9, 100e9),
     # GB200 NVL72: ~120 kW per 72-GPU rack, quoted per GPU here.
-    "gb200": GPU("gb200", 2500 * TERA, 5000 * TERA, 192, 8.0e12, 120_000 / 72, 72),
+    "gb200": GPU("gb200", 2500 * TERA, 5000 * TERA, 192, 8.0e12, 120_000 / 72, 72, 900e9, 100e9),
 }
 
 

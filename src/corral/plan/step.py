@@ -1,0 +1,254 @@
+"""Time per training step of a layout: compute by op class, TP/CP/EP collectives on the
+critical path, the pipeline bubble and its point-to-point hops, data-parallel reduction left
+after overlap, and the optimizer. The result carries MFU, HFU, memory and whether it fits.
+
+The slowest pipeline rank sets the pace; a step is m micro-batches of it plus (p - 1) / v
+of the bubble (Narayanan et al. 2021, interleaved 1F1B). FSDP/ZeRO traffic overlaps with one
+micro-batch of compute at each end of the step (prefetched gathers, reductions as gradients
+are ready); what does not fit in that window is exposed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from corral.hardware import GPU
+from corral.plan import efficiency as eff
+from corral.plan.flops import recompute_flops_per_token, training_flops_per_token
+from corral.plan.layout import Layout, Shape
+from corral.plan.layout import shape as make_shape
+from corral.plan.memory import GIB, WEIGHT_BYTES, Memory, peak_memory, rank_params
+from corral.plan.model import Transformer
+from corral.plan.network import Network
+
+PRECISIONS = ("bf16", "fp8")
+
+
+@dataclass(frozen=True)
+class StepEstimate:
+    model: str
+    gpu: str
+    gpus: int
+    layout: Layout
+    seq: int
+    batch_tokens: int
+    micro_batches: int
+    virtual_stages: int
+    step_s: float
+    compute_s: float
+    tp_comm_s: float
+    cp_comm_s: float
+    ep_comm_s: float
+    bubble_s: float
+    pp_p2p_s: float
+    dp_exposed_s: float
+    optimizer_s: float
+    model_flops_per_token: float
+    hardware_flops_per_token: float
+    memory: Memory
+    memory_capacity_gib: float
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.batch_tokens / self.step_s
+
+    @property
+    def tflops_per_gpu(self) -> float:
+        return self.model_flops_per_token * self.tokens_per_s / self.gpus / 1e12
+
+    @property
+    def peak_flops(self) -> float:
+        from corral.hardware import gpu
+
+        return gpu(self.gpu).bf16_flops
+
+    @property
+    def mfu(self) -> float:
+        return self.tflops_per_gpu * 1e12 / self.peak_flops
+
+    @property
+    def hfu(self) -> float:
+        return self.hardware_flops_per_token * self.tokens_per_s / self.gpus / self.peak_flops
+
+    @property
+    def memory_gib_per_gpu(self) -> float:
+        return self.memory.total_gib
+
+    @property
+    def fits(self) -> bool:
+        return self.memory_margin_gib >= 0
+
+    @property
+    def memory_margin_gib(self) -> float:
+        return self.memory_capacity_gib - self.memory.total_gib
+
+    def as_dict(self) -> dict[str, object]:
+        out = {k: v for k, v in asdict(self).items() if k not in ("layout", "memory")}
+        out["layout"] = asdict(self.layout) | {"virtual_stages": self.virtual_stages}
+        out["memory"] = asdict(self.memory) | {"total_gib": self.memory.total_gib}
+        for name in ("tokens_per_s", "tflops_per_gpu", "mfu", "hfu", "memory_gib_per_gpu", "fits"):
+            out[name] = getattr(self, name)
+        out["memory_margin_gib"] = self.memory_margin_gib
+        return out
+
+
+@dataclass(frozen=True)
+class _RankTime:
+    compute_s: float
+    tp_s: float
+    cp_s: float
+    ep_s: float
+
+    @property
+    def total_s(self) -> float:
+        return self.compute_s + self.tp_s + self.cp_s + self.ep_s
+
+
+def _rank_time(
+    model: Transformer, shape: Shape, rank: int, gpu: GPU, net: Network, precision: str
+) -> _RankTime:
+    """One micro-batch's forward and backward through one pipeline rank."""
+    lay = shape.layout
+    layers = shape.layers_by_rank[rank]
+    tokens = lay.micro_batch * shape.seq / lay.cp
+    d = model.d_model
+    matmul_peak = (
+        gpu.fp8_flops if precision == "fp8" and gpu.fp8_flops else gpu.bf16_flops
+    ) * eff.MATMUL_EFFICIENCY
+    attention_peak = gpu.bf16_flops * eff.ATTENTION_EFFICIENCY
+    hbm = gpu.hbm_bytes_per_s * eff.HBM_EFFICIENCY
+
+    matmul_fwd = 2 * tokens * (model.attention_params + model.active_mlp_params) / lay.tp
+    context = shape.seq / 2 if model.causal else shape.seq
+    attention_fwd = 4 * tokens * context * model.heads * model.head_dim / lay.tp
+    width = (model.active_experts + model.shared_experts) * model.moe_ffn if model.is_moe else model.ffn
+    rotary = eff.ROTARY_ELEMENTS * (1 + model.kv_heads * model.head_dim / d)
+    elementwise_fwd = (
+        WEIGHT_BYTES
+        * tokens
+        * ((eff.NORM_ELEMENTS + eff.RESIDUAL_ELEMENTS + rotary) * d + (3 if model.swiglu else 2) * width)
+        / lay.tp
+    )
+    matmul_s = 3 * matmul_fwd / matmul_peak
+    attention_s = (1 + eff.ATTENTION_BACKWARD_WORK) * attention_fwd / attention_peak
+    elementwise_s = (1 + eff.BACKWARD_ELEMENTWISE) * elementwise_fwd / hbm
+    forward_passes = 1.0
+    if lay.recompute == "selective":
+        attention_s += attention_fwd / attention_peak
+        elementwise_s += elementwise_fwd / hbm
+    elif lay.recompute == "full":
+        matmul_s += matmul_fwd / matmul_peak
+        attention_s += attention_fwd / attention_peak
+        elementwise_s += elementwise_fwd / hbm
+        forward_passes = 2.0
+
+    activation_bytes = WEIGHT_BYTES * tokens * d
+    tp_s = (4 + 4 * forward_passes) * net.gather_s(activation_bytes, lay.tp, 1) if lay.tp > 1 else 0.0
+    cp_s = 0.0
+    if lay.cp > 1:
+        kv_bytes = (
+            2 * WEIGHT_BYTES * lay.micro_batch * shape.seq * max(1, model.kv_heads // lay.tp) * model.head_dim
+        )
+        cp_s = (1 + forward_passes) * net.gather_s(kv_bytes, lay.cp, lay.tp)
+    ep_s = 0.0
+    if lay.ep > 1:
+        routed = WEIGHT_BYTES * tokens * model.active_experts * d / lay.tp
+        ep_s = (2 + 2 * forward_passes) * net.all_to_all_s(routed, lay.ep, lay.tp)
+
+    compute_s = layers * (matmul_s + attention_s + elementwise_s)
+    if rank == len(shape.layers_by_rank) - 1:
+        head_fwd = 2 * tokens * model.head_params / lay.tp
+        logits_bytes = 4 * tokens * model.vocab / lay.tp
+        compute_s += 3 * head_fwd / matmul_peak + 3 * logits_bytes / hbm
+    return _RankTime(compute_s, layers * tp_s, layers * cp_s, layers * ep_s)
+
+
+def _dp_gather_s(model: Transformer, shape: Shape, net: Network) -> float:
+    """One all-gather (or reduce-scatter) of the largest rank's BF16 weights over the DP x CP
+    group: first across CP (neighbours), then across DP (replicas, outermost)."""
+    lay = shape.layout
+    params = max((rank_params(model, shape, r) for r in range(lay.pp)), key=lambda p: p.total)
+    seconds = 0.0
+    for count, group in ((params.dense, lay.dp), (params.expert, lay.dp // lay.ep)):
+        if count <= 0:
+            continue
+        full = WEIGHT_BYTES * count
+        seconds += net.gather_s(full, lay.cp, lay.tp) + net.gather_s(
+            full / lay.cp, group, lay.tp * lay.cp * lay.pp
+        )
+    return seconds
+
+
+def estimate_step(
+    model: Transformer,
+    gpu: GPU,
+    gpus: int,
+    layout: Layout,
+    seq: int,
+    batch_tokens: float,
+    network: Network | None = None,
+    precision: str = "bf16",
+) -> StepEstimate:
+    """Predict one training step of `model` on `gpus` GPUs cut up as `layout`."""
+    from corral.errors import InputError
+
+    if precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}", field="precision")
+    net = network or Network.for_gpu(gpu)
+    shape = make_shape(model, layout, gpus, seq, batch_tokens)
+    ranks = [_rank_time(model, shape, r, gpu, net, precision) for r in range(layout.pp)]
+    slowest = max(ranks, key=lambda r: r.total_s)
+    stage_s = slowest.total_s
+    p, v, m = layout.pp, shape.virtual_stages, shape.micro_batches
+
+    tokens = layout.micro_batch * seq / layout.cp
+    hop_s = 0.0
+    if p > 1:
+        hop_s = (
+            WEIGHT_BYTES
+            * tokens
+            * model.d_model
+            / layout.tp
+            / net.link_bytes_per_s(2 * layout.tp * layout.cp)
+        )
+    bubble_s = (p - 1) * stage_s / v
+    p2p_s = 2 * (p - 1) * hop_s
+
+    gather_s = _dp_gather_s(model, shape, net) if layout.dp * layout.cp > 1 else 0.0
+    if layout.zero >= 3:
+        dp_exposed_s = m * max(0.0, 3 * gather_s - stage_s)
+    else:
+        dp_exposed_s = max(0.0, gather_s - stage_s / 3) + max(0.0, gather_s - 2 * stage_s / 3)
+
+    params = max((rank_params(model, shape, r) for r in range(p)), key=lambda q: q.total)
+    shard = layout.dp * layout.cp if layout.zero >= 1 else 1
+    optimizer_s = (
+        eff.OPTIMIZER_BYTES_PER_PARAM * params.total / shard / (gpu.hbm_bytes_per_s * eff.HBM_EFFICIENCY)
+    )
+
+    step_s = m * stage_s + bubble_s + p2p_s + dp_exposed_s + optimizer_s
+    model_flops = training_flops_per_token(model, seq)
+    hardware_flops = model_flops + recompute_flops_per_token(model, seq, layout.recompute)
+    return StepEstimate(
+        model=model.name,
+        gpu=gpu.name,
+        gpus=gpus,
+        layout=layout,
+        seq=seq,
+        batch_tokens=shape.batch_tokens,
+        micro_batches=m,
+        virtual_stages=v,
+        step_s=step_s,
+        compute_s=m * slowest.compute_s,
+        tp_comm_s=m * slowest.tp_s,
+        cp_comm_s=m * slowest.cp_s,
+        ep_comm_s=m * slowest.ep_s,
+        bubble_s=bubble_s,
+        pp_p2p_s=p2p_s,
+        dp_exposed_s=dp_exposed_s,
+        optimizer_s=optimizer_s,
+        model_flops_per_token=model_flops,
+        hardware_flops_per_token=hardware_flops,
+        memory=peak_memory(model, shape),
+        memory_capacity_gib=gpu.memory_gib * (1 - eff.MEMORY_HEADROOM) * 2**30 / GIB,
+    )
