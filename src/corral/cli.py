@@ -13,15 +13,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from corral.errors import InputError
 from corral.fleet import Fleet, load_fleet
+from corral.plan.commands import plan_app
 from corral.reliability.ettr import daly_interval_s, expected_ettr, mtbf_s, young_interval_s
 from corral.reliability.failures import LLAMA3_RATE, FailureModel
 from corral.reliability.scenarios import hundred_k_steps
 from corral.report import tables
+from corral.report.terminal import console, errors, input_errors
 from corral.scenarios import SCENARIOS, Scenario, load_scenario
 from corral.sim.engine import SimResult
 from corral.sim.metrics import by_queue, by_size, job_reliability, reliability, summary, write_job_record
@@ -37,21 +38,10 @@ fleet_app = typer.Typer(no_args_is_help=True, help="Inspect fleets.")
 app.add_typer(trace_app, name="trace")
 app.add_typer(workload_app, name="workload")
 app.add_typer(fleet_app, name="fleet")
-# Piped output keeps whole table rows (rich would otherwise assume 80 columns).
-console = Console(width=None if sys.stdout.isatty() else 160)
-errors = Console(stderr=True)
+app.add_typer(plan_app, name="plan")
 
 DEMO_LOAD = 0.5
 DEMO_POLICIES = ("fifo", "las", "sjf")
-
-
-@contextmanager
-def _input_errors() -> Iterator[None]:
-    try:
-        yield
-    except InputError as err:
-        errors.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
 
 
 @contextmanager
@@ -102,7 +92,7 @@ def _run_and_report(
     reasons: Path | None = None,
     failures: FailureModel | None = None,
 ) -> list[SimResult]:
-    with _input_errors(), _progress() as progress:
+    with input_errors(), _progress() as progress:
         results = run_simulation(
             jobs, the_fleet, policies, load, relax_after_s, progress, reasons is not None, failures
         )
@@ -205,7 +195,7 @@ def simulate(
     ] = None,
 ) -> None:
     """Replay a workload on a fleet under one or more policies and compare them."""
-    with _input_errors():
+    with input_errors():
         setup = _inputs(workload, fleet, scenario, days, seed)
         if not policy:
             if scenario is None:
@@ -237,7 +227,7 @@ def explain(
     load: Annotated[float | None, typer.Option(help="Rescale arrivals to this offered load.")] = None,
 ) -> None:
     """Replay, then print one job's history: why it waited, when it ran, who preempted it."""
-    with _input_errors():
+    with input_errors():
         setup = _inputs(workload, fleet, scenario, days, seed)
         the_fleet, jobs = setup.fleet, setup.jobs
         if job not in set(jobs.job_id):
@@ -274,7 +264,7 @@ def demo(out: Annotated[Path | None, typer.Option(help="Also write the results h
             "as reduced by the Pollux OSDI'21 artifact) on the Philly fleet (one pool per virtual "
             f"cluster), arrivals compressed to offered load {DEMO_LOAD}.\n"
         )
-        with _input_errors():
+        with input_errors():
             philly, jobs = load_fleet("philly"), read_jobs(str(path))
         results = _run_and_report(philly, jobs, list(DEMO_POLICIES), DEMO_LOAD, None, out, False)
     by_name = {r.policy: summary(r) for r in results}
@@ -295,7 +285,7 @@ def trace_import(
     out: Annotated[Path, typer.Option(help="Canonical table to write (.csv or .parquet).")],
 ) -> None:
     """Convert a trace into the canonical job table."""
-    with _input_errors():
+    with input_errors():
         jobs = read_jobs(source)
         write_jobs(jobs, out)
     console.print(f"wrote {len(jobs):,} jobs to {out}")
@@ -308,7 +298,7 @@ def trace_stats_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Jobs, GPU-hours, size and duration distribution, arrival rate, offered load."""
-    with _input_errors():
+    with input_errors():
         jobs = read_jobs(source)
         stats = trace_stats(jobs, load_fleet(fleet) if fleet else None)
     if as_json:
@@ -350,7 +340,7 @@ def workload_synth(
     max_gpus: Annotated[int | None, typer.Option(help="Largest job size to draw.")] = None,
 ) -> None:
     """N Philly-like jobs with Poisson arrivals, seeded."""
-    with _input_errors():
+    with input_errors():
         table = synth_jobs(jobs, rate, seed, queues, max_gpus)
         write_jobs(table, out)
     console.print(f"wrote {len(table):,} jobs to {out}")
@@ -359,7 +349,7 @@ def workload_synth(
 @fleet_app.command("show")
 def fleet_show(fleet: Annotated[str, typer.Argument(help="Preset, TOML file, or NxG.")]) -> None:
     """Describe a fleet: hosts, GPUs, pools, topology."""
-    with _input_errors():
+    with input_errors():
         the_fleet = load_fleet(fleet)
     console.print(
         tables.key_values(
@@ -367,14 +357,6 @@ def fleet_show(fleet: Annotated[str, typer.Argument(help="Preset, TOML file, or 
             [(k, f"{v:,}" if isinstance(v, int) else str(v)) for k, v in the_fleet.describe().items()],
         )
     )
-
-
-def main() -> None:
-    sys.exit(app())
-
-
-if __name__ == "__main__":
-    main()
 
 
 reliability_app = typer.Typer(no_args_is_help=True, help="Failures, checkpoints and effective training time.")
@@ -392,7 +374,7 @@ def reliability_ettr(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Expected ETTR from Kokolis et al.'s formula, with Young's and Daly's intervals."""
-    with _input_errors():
+    with input_errors():
         if gpus < 1 or gpus_per_host < 1:
             raise InputError("--gpus and --gpus-per-host must be >= 1", field="gpus")
         for name, value in (("rate", rate), ("restart-s", restart_s), ("write-s", write_s)):
@@ -467,3 +449,11 @@ def reliability_study(
         out.mkdir(parents=True, exist_ok=True)
         _write_json(out / "study.json", rows)
         console.print(f"wrote {out}/study.json")
+
+
+def main() -> None:
+    sys.exit(app())
+
+
+if __name__ == "__main__":
+    main()

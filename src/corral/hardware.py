@@ -10,7 +10,9 @@ planner and the fleet both read them from here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+from corral.config import build, read_mapping
 from corral.errors import InputError
 
 
@@ -52,3 +54,18 @@ def gpu(name: str) -> GPU:
     if key not in GPUS:
         raise InputError(f"unknown GPU '{name}'; known: {', '.join(sorted(GPUS))}", field="gpu")
     return GPUS[key]
+
+
+def load_gpu(spec: str) -> GPU:
+    """A catalogue name, or a TOML/JSON file whose keys are the GPU's fields (a `[gpu]` table
+    or the whole file), for accelerators the catalogue lacks."""
+    path = Path(spec)
+    if spec.strip().lower() in GPUS or not path.exists():
+        return gpu(spec)
+    data = read_mapping(path, "gpu")
+    data.setdefault("name", path.stem)
+    found = build(GPU, data, str(path))
+    for name in ("bf16_flops", "memory_gib", "hbm_bytes_per_s", "power_w", "nvlink_bytes_per_s"):
+        if not isinstance(getattr(found, name), int | float) or not getattr(found, name) > 0:
+            raise InputError(f"{name} must be a number > 0", source=str(path), field=name)
+    return found

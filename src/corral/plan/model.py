@@ -6,11 +6,10 @@ the tests), because every later number (FLOPs, memory, days) is proportional to 
 
 from __future__ import annotations
 
-import json
-import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
+from corral.config import build, read_mapping
 from corral.errors import InputError
 
 
@@ -36,8 +35,9 @@ class Transformer:
 
     def __post_init__(self) -> None:
         for name in ("layers", "d_model", "ffn", "heads", "kv_heads", "vocab", "experts", "active_experts"):
-            if getattr(self, name) < 1:
-                raise InputError(f"{name} must be >= 1", source=self.name, field=name)
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InputError(f"{name} must be a whole number >= 1", source=self.name, field=name)
         if self.d_model % self.heads:
             raise InputError(
                 f"d_model {self.d_model} is not a multiple of heads {self.heads}",
@@ -150,17 +150,6 @@ def load_model(spec: str) -> Transformer:
             f"unknown model '{spec}'; presets: {', '.join(sorted(PRESETS))}, or a TOML/JSON file",
             field="model",
         )
-    try:
-        data = json.loads(path.read_text()) if path.suffix == ".json" else tomllib.loads(path.read_text())
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
-        raise InputError(f"cannot parse: {err}", source=str(path)) from None
-    data = data.get("model", data)
-    known = {f.name for f in fields(Transformer)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise InputError(f"unknown key(s) {', '.join(unknown)}", source=str(path), field=unknown[0])
+    data = read_mapping(path, "model")
     data.setdefault("name", path.stem)
-    try:
-        return Transformer(**data)
-    except TypeError as err:
-        raise InputError(str(err), source=str(path)) from None
+    return build(Transformer, data, str(path))

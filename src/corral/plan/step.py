@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from corral.errors import InputError
 from corral.hardware import GPU
 from corral.plan import efficiency as eff
 from corral.plan.flops import recompute_flops_per_token, training_flops_per_token
@@ -22,6 +23,17 @@ from corral.plan.model import Transformer
 from corral.plan.network import Network
 
 PRECISIONS = ("bf16", "fp8")
+
+
+def peak_flops(gpu: GPU, precision: str) -> float:
+    """Datasheet dense peak of the matmuls' precision."""
+    if precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}", field="precision")
+    if precision == "fp8":
+        if not gpu.fp8_flops:
+            raise InputError(f"{gpu.name} has no FP8 tensor cores", field="precision")
+        return gpu.fp8_flops
+    return gpu.bf16_flops
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,8 @@ class StepEstimate:
     hardware_flops_per_token: float
     memory: Memory
     memory_capacity_gib: float
+    peak_flops: float  # datasheet dense peak of the precision trained in: MFU's denominator
+    power_w: float
 
     @property
     def tokens_per_s(self) -> float:
@@ -55,12 +69,6 @@ class StepEstimate:
     @property
     def tflops_per_gpu(self) -> float:
         return self.model_flops_per_token * self.tokens_per_s / self.gpus / 1e12
-
-    @property
-    def peak_flops(self) -> float:
-        from corral.hardware import gpu
-
-        return gpu(self.gpu).bf16_flops
 
     @property
     def mfu(self) -> float:
@@ -112,9 +120,7 @@ def _rank_time(
     layers = shape.layers_by_rank[rank]
     tokens = lay.micro_batch * shape.seq / lay.cp
     d = model.d_model
-    matmul_peak = (
-        gpu.fp8_flops if precision == "fp8" and gpu.fp8_flops else gpu.bf16_flops
-    ) * eff.MATMUL_EFFICIENCY
+    matmul_peak = peak_flops(gpu, precision) * eff.MATMUL_EFFICIENCY
     attention_peak = gpu.bf16_flops * eff.ATTENTION_EFFICIENCY
     hbm = gpu.hbm_bytes_per_s * eff.HBM_EFFICIENCY
 
@@ -190,10 +196,7 @@ def estimate_step(
     precision: str = "bf16",
 ) -> StepEstimate:
     """Predict one training step of `model` on `gpus` GPUs cut up as `layout`."""
-    from corral.errors import InputError
-
-    if precision not in PRECISIONS:
-        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}", field="precision")
+    peak = peak_flops(gpu, precision)
     net = network or Network.for_gpu(gpu)
     shape = make_shape(model, layout, gpus, seq, batch_tokens)
     ranks = [_rank_time(model, shape, r, gpu, net, precision) for r in range(layout.pp)]
@@ -250,5 +253,7 @@ def estimate_step(
         model_flops_per_token=model_flops,
         hardware_flops_per_token=hardware_flops,
         memory=peak_memory(model, shape),
+        peak_flops=peak,
+        power_w=gpu.power_w,
         memory_capacity_gib=gpu.memory_gib * (1 - eff.MEMORY_HEADROOM) * 2**30 / GIB,
     )
