@@ -5,6 +5,7 @@
     python benchmarks/run.py synth-2024        # 1,000,000 synthetic jobs, meta-2024, fifo-backfill
     python benchmarks/run.py sharing [load]    # Philly trace on philly-shared, every sharing policy
     python benchmarks/run.py research-fleet    # the research-fleet scenario, 30 days, 4 policies
+    python benchmarks/run.py plan              # planner: layout searches and the 405B recipe
 
 Synthetic arrivals are rescaled so the offered load is 0.95 (or the second argument).
 Each prints one JSON line per run: wall time of the simulation itself, events, and the
@@ -56,6 +57,38 @@ def report(name: str, result, setup_s: float) -> None:
     )
 
 
+def plan_bench() -> None:
+    """Wall time of the exhaustive layout search and of one recipe, one JSON line each."""
+    from corral.hardware import gpu
+    from corral.plan.model import PRESETS
+    from corral.plan.recipe import RECIPES, estimate_recipe
+    from corral.plan.search import search
+
+    cases = [
+        ("llama3-8b", 64, 8192, 2**20),
+        ("llama3-70b", 1024, 8192, 4 * 2**20),
+        ("llama3-405b", 16384, 8192, 16 * 2**20),
+        ("llama3-405b", 16384, 131072, 16 * 2**20),
+        ("mixtral-8x7b", 256, 4096, 4 * 2**20),
+    ]
+    for model, gpus, seq, batch in cases:
+        began = time.perf_counter()
+        result = search(PRESETS[model], gpu("h100"), gpus, seq, batch)
+        wall = time.perf_counter() - began
+        row = {"bench": "plan search", "model": model, "gpus": gpus, "seq": seq, "tried": result.tried}
+        row |= {
+            "fit": len(result.ranked),
+            "wall_s": round(wall, 3),
+            "ms_per_layout": round(1e3 * wall / result.tried, 3),
+        }
+        print(json.dumps(row), flush=True)
+    began = time.perf_counter()
+    estimate_recipe(RECIPES["llama3-405b"])
+    wall = time.perf_counter() - began
+    print(json.dumps({"bench": "plan recipe", "recipe": "llama3-405b", "wall_s": round(wall, 4)}))
+    print(json.dumps({"peak_rss_gib": round(peak_rss_gib(), 2), "python": platform.python_version()}))
+
+
 def main(which: str) -> None:
     if which == "philly":
         began = time.perf_counter()
@@ -81,6 +114,9 @@ def main(which: str) -> None:
         setup = time.perf_counter() - began
         for policy in ("fifo", "quota-fifo", "fair", "priority"):
             report("research-fleet", simulate(jobs, fleet, [policy])[0], setup)
+        return
+    if which == "plan":
+        plan_bench()
         return
     fleet_name = {"synth-24k": "meta-24k", "synth-2024": "meta-2024"}[which]
     began = time.perf_counter()

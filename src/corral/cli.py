@@ -17,7 +17,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from corral.errors import InputError
 from corral.fleet import Fleet, load_fleet
+from corral.hardware import gpu
 from corral.plan.commands import plan_app
+from corral.plan.layout import Layout
+from corral.plan.model import PRESETS
+from corral.plan.recipe import RECIPES, estimate_recipe
+from corral.plan.step import estimate_step
 from corral.reliability.ettr import daly_interval_s, expected_ettr, mtbf_s, young_interval_s
 from corral.reliability.failures import LLAMA3_RATE, FailureModel
 from corral.reliability.scenarios import hundred_k_steps
@@ -276,6 +281,15 @@ def demo(out: Annotated[Path | None, typer.Option(help="Also write the results h
         f"({fifo['avg_jct_s'] / las['avg_jct_s']:.1f}x lower) by preempting jobs that have had the "
         f"most GPU time; an oracle shortest-job-first reaches {tables.duration(sjf['avg_jct_s'])}, "
         f"what knowing every duration buys."
+    )
+    step = estimate_step(PRESETS["llama3-405b"], gpu("h100"), 16384, Layout(8, 16, 1, 128), 8192, 16 * 2**20)
+    hours = sum(p.run.gpu_hours for p in estimate_recipe(RECIPES["llama3-405b"]))
+    console.print(
+        f"\n[bold]Planning[/]: Llama 3 405B on 16,384 H100s (TP 8, PP 16, DP 128, 16M-token batches) "
+        f"should run at {step.tflops_per_gpu:.0f} TFLOPs per GPU ({step.mfu:.1%} MFU; Meta measured 400) "
+        f"in {step.memory_gib_per_gpu:.0f} GiB per GPU, and its whole pre-training recipe with "
+        f"failures should take {hours / 1e6:.1f}M GPU-hours (Meta reports 30.84M). "
+        "`corral plan --help` for more."
     )
 
 
