@@ -49,7 +49,46 @@ def main() -> None:
         "duration_quantiles_s": [float(q) for q in np.quantile(durations, np.linspace(0, 1, 201))],
     }
     (OUT / "philly_shape.json").write_text(json.dumps(shape, indent=1) + "\n")
+    serving = {"llm": {k: llm_shape(traces / f"azure_llm_{k}_2023.csv") for k in ("code", "conv")}}
+    serving["dlrm_gpus_hourly"] = dlrm_hourly(traces / "alibaba2025_dlrm.csv")
+    serving["source"] = (
+        "Azure LLM inference traces 2023 (AzurePublicDataset, CC-BY 4.0); "
+        "Alibaba cluster-trace-gpu-v2025 DLRM instances (alibaba/clusterdata)"
+    )
+    (OUT / "serving_shapes.json").write_text(json.dumps(serving, indent=1) + "\n")
     print(f"wrote {OUT}")
+
+
+def llm_shape(path: Path) -> dict:
+    """Requests per 5 minutes over the trace's hour, and mean tokens per request."""
+    from datetime import datetime
+
+    rows = list(csv.DictReader(path.open()))
+    times = [datetime.fromisoformat(r["TIMESTAMP"][:26]) for r in rows]
+    start = min(times)
+    bins = Counter(int((t - start).total_seconds() // 300) for t in times)
+    return {
+        "requests": len(rows),
+        "span_s": (max(times) - start).total_seconds(),
+        "requests_per_5min": [bins.get(i, 0) for i in range(max(bins) + 1)],
+        "mean_context_tokens": float(np.mean([int(r["ContextTokens"]) for r in rows])),
+        "mean_generated_tokens": float(np.mean([int(r["GeneratedTokens"]) for r in rows])),
+    }
+
+
+def dlrm_hourly(path: Path) -> list[int]:
+    """GPUs requested by instances alive at each hour (NaN times: alive from the start or
+    to the end of the window)."""
+    rows = list(csv.DictReader(path.open()))
+
+    def time(value: str, missing: float) -> float:
+        return float(value) if value not in ("", "nan", "NaN") else missing
+
+    gpus = np.array([float(r["gpu_request"]) for r in rows])
+    born = np.array([time(r["creation_time"], -np.inf) for r in rows])
+    gone = np.array([time(r["deletion_time"], np.inf) for r in rows])
+    end = max(np.max(born[np.isfinite(born)]), np.max(gone[np.isfinite(gone)]))
+    return [int(gpus[(born <= t) & (gone > t)].sum()) for t in np.arange(0.0, end, 3600.0)]
 
 
 if __name__ == "__main__":

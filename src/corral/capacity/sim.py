@@ -1,0 +1,356 @@
+"""One fungible fleet stepped through time: services get the replicas a broker asks for,
+an elastic pre-training job and preemptible research take what serving leaves, and GPUs
+lent at night are reclaimed, at a notice, when serving wants them back.
+
+Mechanism only; the broker (capacity/broker.py) is the policy. Time advances in steps of
+`step_s` (5 minutes by default): serving demand changes on that scale, and start-up times
+and notices are charged in whole steps. Order of GPU claims: the research teams' fixed quota,
+then serving (services in the order given), then the elastic job, then best-effort
+(preemptible) research on whatever is left. Reclaim takes from best-effort first, then
+shrinks the elastic job by whole data-parallel replicas: lending prefers what loses least.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from corral.capacity.broker import Broker
+from corral.errors import InputError
+
+HOUR_S = 3600.0
+
+
+@dataclass(frozen=True)
+class Service:
+    """An inference or ranking service: GPUs its demand needs per step, replica size and
+    start-up time (load weights, warm up), a floor of replicas, and its SLO target."""
+
+    name: str
+    demand_gpus: np.ndarray
+    gpus_per_replica: int
+    startup_s: float
+    min_replicas: int = 1
+    slo: float = 0.999
+    history_gpus: np.ndarray | None = None  # demand before the simulation: what forecasts learn from
+
+
+@dataclass(frozen=True)
+class ElasticJob:
+    """A training job that runs on `min_gpus` to `max_gpus` in steps of `step_gpus` (one
+    data-parallel replica). Throughput follows gpus ** `scaling_exponent` (1: linear). Any
+    resize is a checkpoint (when the notice allows the write) and a restart; it grows at most
+    once per `min_hold_s` and leaves `buffer_gpus` to preemptible work, which serving takes
+    back first, so lent capacity does not make it flap."""
+
+    name: str
+    min_gpus: int
+    max_gpus: int
+    step_gpus: int
+    checkpoint_interval_s: float = 1800.0
+    write_s: float = 15.0
+    restart_s: float = 300.0
+    scaling_exponent: float = 1.0
+    min_hold_s: float = 3600.0
+    buffer_gpus: int = 0  # left to preemptible work, so small serving moves do not restart it
+
+    def __post_init__(self) -> None:
+        if not 0 < self.step_gpus <= self.min_gpus <= self.max_gpus:
+            raise InputError("need 0 < step_gpus <= min_gpus <= max_gpus", source=self.name, field="min_gpus")
+        if self.min_gpus % self.step_gpus or self.max_gpus % self.step_gpus:
+            raise InputError("min_gpus and max_gpus must be whole steps", source=self.name, field="step_gpus")
+
+    def fit(self, gpus: int) -> int:
+        """The most this job runs on when `gpus` are open to it: whole replicas, the buffer
+        left, 0 below its minimum."""
+        n = min(self.max_gpus, max(0, gpus - self.buffer_gpus) // self.step_gpus * self.step_gpus)
+        return n if n >= self.min_gpus else 0
+
+    def speed(self, gpus: int) -> float:
+        """Useful GPU-equivalents per GPU-second on `gpus` GPUs, relative to max_gpus."""
+        return (gpus / self.max_gpus) ** (self.scaling_exponent - 1.0) if gpus else 0.0
+
+
+@dataclass(frozen=True)
+class CapacityFleet:
+    gpus: int
+    research_gpus: int  # the research teams' own quota, never lent in this model
+    services: tuple[Service, ...]
+    training: ElasticJob
+    step_s: float = 300.0
+    notice_s: float = 120.0  # how long a borrower has to hand GPUs back
+    best_effort_checkpoint_s: float = 1800.0
+    lend_horizon_s: float = 3 * 3600.0  # training grows only into GPUs serving will not want back sooner
+
+    def __post_init__(self) -> None:
+        steps = {len(s.demand_gpus) for s in self.services}
+        if len(steps) != 1:
+            raise InputError("every service needs a demand for the same steps", field="demand_gpus")
+        if len({0 if s.history_gpus is None else len(s.history_gpus) for s in self.services}) != 1:
+            raise InputError("every service needs a history of the same length", field="history_gpus")
+        floor = sum(s.min_replicas * s.gpus_per_replica for s in self.services)
+        if self.research_gpus + floor + self.training.min_gpus > self.gpus:
+            raise InputError(
+                f"research {self.research_gpus} + serving floor {floor} + training minimum "
+                f"{self.training.min_gpus} GPUs exceed the fleet's {self.gpus}",
+                field="gpus",
+            )
+
+    @property
+    def steps(self) -> int:
+        return len(self.services[0].demand_gpus)
+
+
+@dataclass
+class _Training:
+    """The elastic job's state and its GPU-second ledger: allocated = kept + overhead + lost."""
+
+    job: ElasticJob
+    gpus: int = 0
+    since_checkpoint_s: float = 0.0
+    overhead_left_s: float = 0.0
+    last_resize_s: float = -math.inf
+    allocated: float = 0.0
+    kept: float = 0.0
+    overhead: float = 0.0
+    lost: float = 0.0
+    useful: float = 0.0  # kept GPU-seconds weighted by the scaling curve
+    resizes: int = 0
+
+    def resize(self, gpus: int, now_s: float, graceful: bool) -> None:
+        if gpus == self.gpus:
+            return
+        if self.gpus:
+            if graceful:
+                self.overhead_left_s += self.job.write_s
+            else:
+                lost = self.gpus * self.since_checkpoint_s
+                self.lost += lost
+                self.kept -= lost
+                self.useful -= lost * self.job.speed(self.gpus)
+            self.since_checkpoint_s = 0.0
+        self.resizes += 1
+        self.gpus = gpus
+        self.last_resize_s = now_s
+        if gpus:
+            self.overhead_left_s += self.job.restart_s
+
+    def run(self, step_s: float) -> None:
+        """One step on the current GPUs: pending overhead first, then work with periodic
+        checkpoint writes."""
+        n, job = self.gpus, self.job
+        if not n:
+            return
+        self.allocated += n * step_s
+        budget = step_s
+        while budget > 1e-9:
+            if self.overhead_left_s > 0:
+                spent = min(budget, self.overhead_left_s)
+                self.overhead_left_s -= spent
+                self.overhead += n * spent
+                budget -= spent
+                continue
+            work = min(budget, job.checkpoint_interval_s - self.since_checkpoint_s)
+            self.since_checkpoint_s += work
+            self.kept += n * work
+            self.useful += n * work * job.speed(n)
+            budget -= work
+            if self.since_checkpoint_s >= job.checkpoint_interval_s - 1e-9:
+                self.since_checkpoint_s = 0.0
+                self.overhead_left_s += job.write_s
+
+
+@dataclass
+class CapacityResult:
+    broker: str
+    step_s: float
+    demand: np.ndarray  # services x steps, GPUs
+    capacity: np.ndarray  # GPUs of ready replicas
+    provisioned: np.ndarray  # GPUs held by replicas, ready or starting
+    training_gpus: np.ndarray
+    best_effort_gpus: np.ndarray
+    research_gpus: int
+    fleet_gpus: int
+    service_names: tuple[str, ...]
+    slo_targets: tuple[float, ...]
+    training: _Training
+    dedicated_useful: float
+    replica_starts: int = 0
+    replica_stops: int = 0
+    reclaims: int = 0
+    gpus_reclaimed: int = 0
+    best_effort_lost: float = 0.0
+    lent: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def metrics(self) -> dict[str, object]:
+        step_h = self.step_s / HOUR_S
+        short = np.maximum(self.demand - self.capacity, 0.0)
+        met = self.capacity >= self.demand - 1e-9
+        per_service = {
+            name: {
+                "slo_attainment": float(met[i].mean()),
+                "slo_target": self.slo_targets[i],
+                "unserved_gpu_hours": float(short[i].sum() * step_h),
+                "peak_shortfall_gpus": float(short[i].max()),
+                "served_fraction": float(1 - short[i].sum() / max(self.demand[i].sum(), 1e-12)),
+            }
+            for i, name in enumerate(self.service_names)
+        }
+        served = np.minimum(self.demand, self.capacity).sum(axis=0)
+        busy = served + self.research_gpus + self.training_gpus + self.best_effort_gpus
+        tr = self.training
+        return {
+            "broker": self.broker,
+            "slo_attainment": float(met.all(axis=0).mean()),
+            "unserved_gpu_hours": float(short.sum() * step_h),
+            "peak_shortfall_gpus": float(short.sum(axis=0).max()),
+            "replica_churn": self.replica_starts + self.replica_stops,
+            "services": per_service,
+            "training_goodput_gpu_hours": tr.useful / HOUR_S,
+            "training_allocated_gpu_hours": tr.allocated / HOUR_S,
+            "training_lost_gpu_hours": tr.lost / HOUR_S,
+            "training_overhead_gpu_hours": tr.overhead / HOUR_S,
+            "training_resizes": tr.resizes,
+            "training_slowdown": self.dedicated_useful / tr.useful if tr.useful > 0 else math.inf,
+            "best_effort_goodput_gpu_hours": float(self.best_effort_gpus.sum() * step_h)
+            - self.best_effort_lost / HOUR_S,
+            "gpu_utilization": float(busy.mean() / self.fleet_gpus),
+            "serving_provisioned_gpu_hours": float(self.provisioned.sum() * step_h),
+            "gpu_hours_lent": float(self.lent.sum() * step_h),
+            "reclaims": self.reclaims,
+            "gpus_reclaimed": self.gpus_reclaimed,
+        }
+
+
+def simulate_capacity(fleet: CapacityFleet, broker: Broker) -> CapacityResult:
+    """Step the fleet through its demand under `broker`."""
+    services, step_s, steps = fleet.services, fleet.step_s, fleet.steps
+    demand = np.vstack([s.demand_gpus for s in services]).astype(float)
+    history = services[0].history_gpus
+    past = 0 if history is None else len(history)
+    # What brokers see: the history, then the demand as it happens (index t + past).
+    seen = demand if not past else np.hstack([np.vstack([s.history_gpus for s in services]), demand])
+    horizon = math.ceil(fleet.lend_horizon_s / step_s)
+    per_replica = np.array([s.gpus_per_replica for s in services], dtype=np.int64)
+    floor = np.array([s.min_replicas for s in services], dtype=np.int64)
+    lead = np.array([math.ceil((s.startup_s + fleet.notice_s) / step_s) + 1 for s in services])
+    pool = fleet.gpus - fleet.research_gpus  # what serving, training and best-effort share
+    # The static partition: serving's nominal share, what it lends when it holds less.
+    nominal = int(
+        sum(
+            per_replica[i]
+            * max(floor[i], math.ceil(demand[i].max() * (1 + broker.headroom) / per_replica[i]))
+            for i in range(len(services))
+        )
+    )
+    if nominal + fleet.training.min_gpus > pool:
+        raise InputError(
+            f"serving's peak ({nominal} GPUs) and the training minimum do not fit beside research",
+            field="gpus",
+        )
+    capacity = np.zeros_like(demand)
+    provisioned = np.zeros_like(demand)
+    training_gpus = np.zeros(steps)
+    best_effort = np.zeros(steps)
+    lent = np.zeros(steps)
+    pending: list[list[tuple[int, int]]] = [[] for _ in services]  # (ready step, replicas)
+    ready = np.zeros(len(services), dtype=np.int64)
+    tr = _Training(fleet.training)
+    be = 0
+    result = CapacityResult(
+        broker.kind,
+        step_s,
+        demand,
+        capacity,
+        provisioned,
+        training_gpus,
+        best_effort,
+        fleet.research_gpus,
+        fleet.gpus,
+        tuple(s.name for s in services),
+        tuple(s.slo for s in services),
+        tr,
+        0.0,
+    )
+    job = fleet.training
+    graceful = fleet.notice_s >= job.write_s
+    # A warm start: the first step's replicas are up and the job is running.
+    ready[:] = broker.targets(past, seen, per_replica, floor, lead, step_s)
+    tr.resize(job.fit(pool - int((ready * per_replica).sum())), 0.0, True)
+    be = pool - int((ready * per_replica).sum()) - tr.gpus
+    for t in range(steps):
+        now = t * step_s
+
+        def ceiling(held_gpus: int, t: int = t) -> int:
+            return broker.lendable_ceiling(t + past, seen, per_replica, floor, held_gpus, horizon, step_s)
+
+        target = broker.targets(t + past, seen, per_replica, floor, lead, step_s)
+        held = ready + np.array([sum(n for _, n in p) for p in pending])
+        # Shrink first (pending replicas go before ready ones), then grow.
+        for i in range(len(services)):
+            drop = int(held[i] - target[i])
+            while drop > 0 and pending[i]:
+                at, n = pending[i].pop()
+                take = min(n, drop)
+                if n > take:
+                    pending[i].append((at, n - take))
+                drop -= take
+                result.replica_stops += take
+            if drop > 0:
+                ready[i] -= drop
+                result.replica_stops += drop
+        held = np.minimum(held, target)
+        serving = int((held * per_replica).sum())
+        grow = min(int(((target - held).clip(min=0) * per_replica).sum()), pool - serving)
+        idle = pool - serving - tr.gpus - be
+        reclaimed = grow > idle
+        if reclaimed:  # best-effort first, then whole training replicas
+            from_be = min(be, grow - idle)
+            be -= from_be
+            result.best_effort_lost += from_be * fleet.best_effort_checkpoint_s / 2
+            if grow - idle - from_be > 0:  # shrink once for the whole lending horizon
+                tr.resize(job.fit(pool - ceiling(serving + grow)), now, graceful)
+                be = pool - serving - grow - tr.gpus
+            result.reclaims += 1
+            result.gpus_reclaimed += grow - idle
+        # Start the replicas the GPUs allow, in service order.
+        budget = grow
+        for i in range(len(services)):
+            add = int(min(target[i] - held[i], budget // per_replica[i]))
+            if add <= 0:
+                continue
+            wait = services[i].startup_s + (fleet.notice_s if reclaimed else 0.0)
+            pending[i].append((t + math.ceil(wait / step_s), add))
+            budget -= add * per_replica[i]
+            held[i] += add
+            result.replica_starts += add
+        serving = int((held * per_replica).sum())
+        # Replicas whose start-up is over serve from this step on.
+        for i in range(len(services)):
+            done = sum(n for at, n in pending[i] if at <= t)
+            pending[i] = [(at, n) for at, n in pending[i] if at > t]
+            ready[i] += done
+        # The elastic job grows into what serving left and will not want back within the
+        # lending horizon, at most once per min_hold_s.
+        if job.fit(pool - serving) < tr.gpus:
+            tr.resize(job.fit(pool - ceiling(serving)), now, graceful)
+        elif job.fit(pool - serving) > tr.gpus and now - tr.last_resize_s >= job.min_hold_s:
+            fit = job.fit(pool - ceiling(serving))
+            if fit > tr.gpus:
+                tr.resize(fit, now, True)
+        be = pool - serving - tr.gpus
+        tr.run(step_s)
+        capacity[:, t] = ready * per_replica
+        provisioned[:, t] = held * per_replica
+        training_gpus[t] = tr.gpus
+        best_effort[t] = be
+        lent[t] = max(0, nominal - serving)
+    result.lent = lent
+    dedicated = _Training(job)
+    dedicated.resize(job.max_gpus, 0.0, True)  # the same job alone on max_gpus
+    for _ in range(steps):
+        dedicated.run(step_s)
+    result.dedicated_useful = dedicated.useful
+    return result
