@@ -15,6 +15,8 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from corral.capacity.commands import SCENARIO as FUNGIBLE
+from corral.capacity.commands import simulate_fungible
 from corral.errors import InputError
 from corral.fleet import Fleet, load_fleet
 from corral.hardware import gpu
@@ -184,11 +186,17 @@ def simulate(
         ),
     ] = None,
     scenario: Annotated[
-        str | None, typer.Option(help=f"A built-in scenario: {', '.join(SCENARIOS)}.")
+        str | None, typer.Option(help=f"A built-in scenario: {', '.join([*SCENARIOS, FUNGIBLE])}.")
     ] = None,
-    days: Annotated[float, typer.Option(help="Days of arrivals a scenario generates.")] = 30.0,
+    days: Annotated[
+        float | None, typer.Option(help="Days a scenario runs (research-fleet 30, fungible-fleet 14).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed of a scenario.")] = 0,
     load: Annotated[float | None, typer.Option(help="Rescale arrivals to this offered load.")] = None,
+    broker: Annotated[
+        list[str] | None,
+        typer.Option(help="fungible-fleet: static, reactive, predictive; repeat to compare (default all)."),
+    ] = None,
     relax_after: Annotated[float | None, typer.Option(help="Seconds after which a gang may spread.")] = None,
     out: Annotated[Path | None, typer.Option(help="Write metrics.json and jobs-<policy>.csv here.")] = None,
     by_queue: Annotated[bool, typer.Option("--by-queue", help="Also print the per-queue breakdown.")] = False,
@@ -200,8 +208,13 @@ def simulate(
     ] = None,
 ) -> None:
     """Replay a workload on a fleet under one or more policies and compare them."""
+    if scenario == FUNGIBLE:
+        simulate_fungible(broker, days, seed, out)
+        return
     with input_errors():
-        setup = _inputs(workload, fleet, scenario, days, seed)
+        if broker:
+            raise InputError("--broker applies to --scenario fungible-fleet only", field="broker")
+        setup = _inputs(workload, fleet, scenario, 30.0 if days is None else days, seed)
         if not policy:
             if scenario is None:
                 raise InputError("give at least one --policy", field="policy")

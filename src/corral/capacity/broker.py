@@ -80,7 +80,7 @@ class Broker:
             self._held[s] = need
         elif need < held * (1 - self.band):
             self._below[s] += 1
-            if self._below[s] > self.cooldown_steps:
+            if self._below[s] >= self.cooldown_steps:
                 self._held[s], self._below[s] = need, 0
         else:
             self._below[s] = 0
