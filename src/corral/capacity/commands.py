@@ -64,3 +64,5 @@ def simulate_fungible(brokers: list[str] | None, days: float | None, seed: int, 
         with input_errors():
             written = write_outputs(results, out)
         console.print("wrote " + ", ".join(str(p) for p in written))
+        if len(written) == 1:
+            console.print("(pip install 'corral[plot]' for the plot of GPUs by class)", markup=False)

@@ -53,13 +53,9 @@ def run_brokers(fleet: CapacityFleet, brokers: list[str]) -> list[CapacityResult
 
 
 def write_outputs(results: list[CapacityResult], out: Path) -> list[Path]:
-    """metrics.json (per broker) and a stacked plot of GPUs by class for each broker; each
-    file written whole to a temporary name first."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """metrics.json (per broker) and, with matplotlib installed (the `plot` extra), a
+    stacked plot of GPUs by class for each broker; each file written whole to a temporary
+    name first."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
     metrics = {r.broker: r.metrics() for r in results}
@@ -67,6 +63,13 @@ def write_outputs(results: list[CapacityResult], out: Path) -> list[Path]:
     tmp.write_text(json.dumps(metrics, indent=1) + "\n")
     tmp.replace(out / "metrics.json")
     written.append(out / "metrics.json")
+    try:
+        import matplotlib
+    except ImportError:
+        return written
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(len(results), 1, figsize=(12, 3.2 * len(results)), sharex=True, squeeze=False)
     for ax, r in zip(axes[:, 0], results, strict=True):
         days = [t * r.step_s / 86400 for t in range(r.demand.shape[1])]
