@@ -72,7 +72,7 @@ class StepEstimate:
 
     @property
     def mfu(self) -> float:
-        return self.tflops_per_gpu * 1e12 / self.peak_flops
+        return self.model_flops_per_token * self.tokens_per_s / self.gpus / self.peak_flops
 
     @property
     def hfu(self) -> float:
