@@ -46,6 +46,10 @@ class Broker:
         if not self.headroom >= 0 or not self.band >= 0 or self.cooldown_steps < 0:
             raise InputError("headroom and band must be >= 0, cooldown_steps >= 0", field="broker")
 
+    def reset(self) -> None:
+        """Forget the hysteresis state, before a new simulation."""
+        self._held, self._below = [], []
+
     def targets(
         self,
         t: int,

@@ -241,7 +241,7 @@ def simulate_capacity(fleet: CapacityFleet, broker: Broker) -> CapacityResult:
     nominal = int(
         sum(
             per_replica[i]
-            * max(floor[i], math.ceil(demand[i].max() * (1 + broker.headroom) / per_replica[i]))
+            * max(floor[i], math.ceil(seen[i].max() * (1 + broker.headroom) / per_replica[i]))
             for i in range(len(services))
         )
     )
@@ -258,7 +258,6 @@ def simulate_capacity(fleet: CapacityFleet, broker: Broker) -> CapacityResult:
     pending: list[list[tuple[int, int]]] = [[] for _ in services]  # (ready step, replicas)
     ready = np.zeros(len(services), dtype=np.int64)
     tr = _Training(fleet.training)
-    be = 0
     result = CapacityResult(
         broker.kind,
         step_s,
@@ -276,6 +275,7 @@ def simulate_capacity(fleet: CapacityFleet, broker: Broker) -> CapacityResult:
     )
     job = fleet.training
     graceful = fleet.notice_s >= job.write_s
+    broker.reset()
     # A warm start: the first step's replicas are up and the job is running.
     ready[:] = broker.targets(past, seen, per_replica, floor, lead, step_s)
     tr.resize(job.fit(pool - int((ready * per_replica).sum())), 0.0, True)
