@@ -240,8 +240,7 @@ def simulate_capacity(fleet: CapacityFleet, broker: Broker) -> CapacityResult:
     # The static partition: serving's nominal share, what it lends when it holds less.
     nominal = int(
         sum(
-            per_replica[i]
-            * max(floor[i], math.ceil(seen[i].max() * (1 + broker.headroom) / per_replica[i]))
+            per_replica[i] * max(floor[i], math.ceil(seen[i].max() * (1 + broker.headroom) / per_replica[i]))
             for i in range(len(services))
         )
     )
@@ -278,6 +277,10 @@ def simulate_capacity(fleet: CapacityFleet, broker: Broker) -> CapacityResult:
     broker.reset()
     # A warm start: the first step's replicas are up and the job is running.
     ready[:] = broker.targets(past, seen, per_replica, floor, lead, step_s)
+    for i in reversed(range(len(services))):  # no more than the pool, the floors kept
+        excess = int((ready * per_replica).sum()) - pool
+        if excess > 0:
+            ready[i] -= min(ready[i] - floor[i], math.ceil(excess / per_replica[i]))
     tr.resize(job.fit(pool - int((ready * per_replica).sum())), 0.0, True)
     be = pool - int((ready * per_replica).sum()) - tr.gpus
     for t in range(steps):

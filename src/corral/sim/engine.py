@@ -34,8 +34,9 @@ from corral.scheduling.quota import QuotaTree
 from corral.sim.allocation import AllocationError, FleetState, Placement
 from corral.workload import JobTable
 
-FINISH, WAKE, FAIL, REPAIR, MAINTAIN = 0, 1, 2, 3, 4
+FINISH, WAKE, FAIL, REPAIR, MAINTAIN, LEND = 0, 1, 2, 3, 4, 5
 PLANNED = -1  # the cause index of a planned (maintenance) interruption
+RECLAIM = -2  # hosts taken back for another use (serving): jobs save first, as for maintenance
 HORIZON_RUNS, HORIZON_SLACK_S = 20, 30 * 86400.0  # with failures: give up after 20x the longest job
 NAN = math.nan
 SAMPLE_S = 300.0  # at most how often (simulated) the fragmentation and busy-GPU series are sampled
@@ -68,6 +69,8 @@ class SimResult:
     lost_by_cause: dict[str, float]  # GPU-seconds of work lost per cause ("planned" included)
     down_gpu_s: float  # GPU-seconds hosts spent failed or in maintenance
     end_of_run_s: float  # when the last job finished
+    lent_gpu_s: float = 0.0  # GPU-seconds hosts spent lent out (the `lending` schedule)
+    lend_short_gpu_s: float = 0.0  # GPU-seconds the schedule asked for but no host could be freed
     reasons: dict[int, list[tuple[float, str]]] | None = field(default=None, repr=False)
     log: list[tuple] | None = field(default=None, repr=False)
 
@@ -177,6 +180,7 @@ class Engine:
         explain: bool = False,
         sample_s: float = SAMPLE_S,
         failures: FailureModel | None = None,
+        lending: list[tuple[float, int, int]] | None = None,
     ) -> None:
         self.fleet = fleet
         self.jobs = jobs
@@ -244,6 +248,16 @@ class Engine:
         self.failures_seen = 0
         if failures is not None:
             self._set_aside_spares()
+        # (time_s, pool, hosts to hold out of the pool from then on), for capacity lent to
+        # another use; a reclaim stops the cheapest preemptible jobs, which save first.
+        self.lending = sorted(lending or [])
+        self.lent: dict[int, list[int]] = {}
+        self.lent_since: dict[int, float] = {}
+        self.lend_short: dict[int, tuple[int, float]] = {}  # pool -> (hosts missing, since)
+        self.lent_gpu_s = self.lend_short_gpu_s = 0.0
+        for _, pool_id, hosts in self.lending:
+            if not 0 <= pool_id < len(fleet.pools) or not 0 <= hosts <= len(fleet.pool_hosts[pool_id]):
+                raise InputError(f"cannot lend {hosts} hosts of pool {pool_id}", field="lending")
 
     def _pools_of(self, fleet: Fleet, jobs: JobTable) -> tuple[list[int], list[int | None]]:
         """Each job's pool and required topology level; refuses jobs that can never fit."""
@@ -367,6 +381,8 @@ class Engine:
             self.rng = np.random.default_rng(self.failures.seed)
             self._next_failure(0.0)
             self._next_maintenance(0.0)
+        for i, (at, _, _) in enumerate(self.lending):
+            self._push(at, LEND, i)
         now = 0.0
         # Failures and repairs go on for ever: the run ends when every job has finished, or
         # fails loudly when failures outpace repairs so that some job can never finish.
@@ -399,6 +415,9 @@ class Engine:
                         self.next_wake[job] = math.inf
                         events += 1
                         touched.add(job)
+                elif kind == LEND:
+                    events += 1
+                    touched |= self._lend(job, now)
                 else:
                     events += 1
                     touched |= self._reliability_event(kind, job, tok, now)
@@ -434,6 +453,10 @@ class Engine:
             raise RuntimeError(f"policy {policy.name} left {len(unfinished)} jobs unfinished")
         for host, since in self.down_since.items():
             self.down_gpu_s += (now - since) * int(self.fleet.host_gpus[host])
+        for host, since in self.lent_since.items():
+            self.lent_gpu_s += (now - since) * int(self.fleet.host_gpus[host])
+        for pool_id in list(self.lend_short):
+            self._short(pool_id, 0, now)
         return SimResult(
             policy=policy.name,
             fleet=self.fleet,
@@ -458,6 +481,8 @@ class Engine:
             lost_by_cause=self.lost_by_cause,
             down_gpu_s=self.down_gpu_s,
             end_of_run_s=now,
+            lent_gpu_s=self.lent_gpu_s,
+            lend_short_gpu_s=self.lend_short_gpu_s,
             reasons=self.reasons,
             log=self.log,
         )
@@ -540,6 +565,58 @@ class Engine:
                 touched.add(int(self.fleet.host_pool[host]))
         return touched
 
+    # --- capacity lent to another use ----------------------------------------------------
+
+    def _lend(self, idx: int, now: float) -> set[int]:
+        """Hold `hosts` of the pool out from now: give back the surplus, or take idle hosts
+        and then stop the preemptible jobs that lose least (cheapest first) until enough
+        hosts are idle. Jobs never stopped: the non-preemptible ones."""
+        _, pool, want = self.lending[idx]
+        lent = self.lent.setdefault(pool, [])
+        touched = {pool}
+        while len(lent) > want:
+            host = lent.pop()
+            self.lent_gpu_s += (now - self.lent_since.pop(host)) * int(self.fleet.host_gpus[host])
+            self.state.put_back(host)
+        if len(lent) < want:
+            view = _EngineView(self)
+            view.now_s = now
+            running = [j for h in self.fleet.pool_hosts[pool].tolist() for j in self.on_host.get(h, ())]
+            victims = iter(view.cheapest_first(sorted({j for j in running if self.preemptible[j]})))
+            while len(lent) < want:
+                self._take_idle(pool, want - len(lent), now)
+                if len(lent) >= want:
+                    break
+                victim = next(victims, None)
+                if victim is None:
+                    break
+                self._interrupt(victim, now, RECLAIM)
+                self.policy.interrupted(victim)
+        self._short(pool, want - len(lent), now)
+        return touched
+
+    def _take_idle(self, pool: int, need: int, now: float) -> None:
+        """Lend up to `need` idle hosts of the pool, highest-numbered first (best fit packs
+        jobs onto the lowest)."""
+        state, cap = self.state, self.fleet.host_gpus
+        for host in reversed(self.fleet.pool_hosts[pool].tolist()):
+            if need <= 0:
+                return
+            if not state.out[host] and state.free[host] == cap[host]:
+                state.take_out(host)
+                self.lent[pool].append(host)
+                self.lent_since[host] = now
+                need -= 1
+
+    def _short(self, pool: int, missing: int, now: float) -> None:
+        """Account GPU-seconds the schedule asked for but could not have (non-preemptible
+        jobs held the hosts)."""
+        before, since = self.lend_short.pop(pool, (0, now))
+        gpus = int(self.fleet.host_gpus[self.fleet.pool_hosts[pool][0]])
+        self.lend_short_gpu_s += before * gpus * (now - since)
+        if missing > 0:
+            self.lend_short[pool] = (missing, now)
+
     def _expose(self, now: float) -> None:
         """Host-seconds of exposure up to now (all hosts; failed ones are few), for `adaptive`."""
         self.host_s_seen = now * len(self.fleet.host_gpus)
@@ -597,9 +674,9 @@ class Engine:
         """A failure (cause >= 0) loses the work since the last completed checkpoint; planned
         maintenance lets the job save first."""
         useful, saved, writing = self.run_parts(job, now)
-        if cause == PLANNED:
+        if cause in (PLANNED, RECLAIM):
             saved = useful
-            name = "planned"
+            name = "planned" if cause == PLANNED else "reclaimed"
         else:
             saved = saved if self.checkpoint_s[job] > 0.0 else 0.0
             name = self.failures.causes[cause].name  # type: ignore[union-attr]
