@@ -234,6 +234,8 @@ def test_cli_contract(tmp_path) -> None:
     assert result.exit_code == 2 and "broker" in result.output and not bad.exists()
     result = runner.invoke(app, ["simulate", "--scenario", "research-fleet", "--broker", "static"])
     assert result.exit_code == 2
+    result = runner.invoke(app, [*args[:-2], "--research-policy", "nope", "--out", str(bad)])
+    assert result.exit_code == 2 and "nope" in result.output and not bad.exists()
 
 
 # -- lending a scheduled pool's hosts (the engine) -----------------------------------------
@@ -278,3 +280,22 @@ def test_lending_keeps_every_job_whole_and_loses_no_work(seed, policy, schedule)
     reclaimed = np.array([r.by_cause.get(j, {}).get("reclaimed", 0) for j in range(len(jobs))])
     assert (r.lost_s[(r.preemptions == 0)] == 0).all()
     assert reclaimed.sum() == r.interruptions.sum()
+
+
+def test_research_jobs_live_with_the_brokers_lending() -> None:
+    from corral.capacity.research import replay_research, research_jobs
+    from corral.capacity.scenario import run_brokers
+
+    static, predictive = run_brokers(fungible_fleet(days=2), ["static", "predictive"])
+    jobs = research_jobs(static.research_gpus, 2, 0)
+    _, fixed = replay_research(static, "fair", 0, jobs)
+    sim, moving = replay_research(predictive, "fair", 0, jobs)
+    # a static split lends a constant amount: nothing to take back
+    assert fixed["research_reclaim_stops"] == 0
+    # the predictive broker lends more at night and takes it back by day, stopping jobs
+    assert moving["research_reclaim_stops"] > 0
+    assert moving["research_best_effort_gpu_hours"] > fixed["research_best_effort_gpu_hours"]
+    assert not np.isnan(sim.end_s).any()
+    # a reclaim lets the job save first: jobs stopped only by reclaims lose nothing
+    only_reclaimed = [j for j, c in sim.by_cause.items() if c.get("reclaimed") and sim.preemptions[j] == 0]
+    assert only_reclaimed and all(sim.lost_s[j] == 0.0 for j in only_reclaimed)

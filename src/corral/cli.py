@@ -197,6 +197,10 @@ def simulate(
         list[str] | None,
         typer.Option(help="fungible-fleet: static, reactive, predictive; repeat to compare (default all)."),
     ] = None,
+    research_policy: Annotated[
+        str | None,
+        typer.Option(help="fungible-fleet: also replay the research teams' jobs under this sharing policy."),
+    ] = None,
     relax_after: Annotated[float | None, typer.Option(help="Seconds after which a gang may spread.")] = None,
     out: Annotated[Path | None, typer.Option(help="Write metrics.json and jobs-<policy>.csv here.")] = None,
     by_queue: Annotated[bool, typer.Option("--by-queue", help="Also print the per-queue breakdown.")] = False,
@@ -209,11 +213,13 @@ def simulate(
 ) -> None:
     """Replay a workload on a fleet under one or more policies and compare them."""
     if scenario == FUNGIBLE:
-        simulate_fungible(broker, days, seed, out)
+        simulate_fungible(broker, days, seed, out, research_policy)
         return
     with input_errors():
-        if broker:
-            raise InputError("--broker applies to --scenario fungible-fleet only", field="broker")
+        if broker or research_policy:
+            raise InputError(
+                "--broker and --research-policy apply to --scenario fungible-fleet only", field="broker"
+            )
         setup = _inputs(workload, fleet, scenario, 30.0 if days is None else days, seed)
         if not policy:
             if scenario is None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.progress import Progress
+
 from corral.capacity.broker import BROKERS
+from corral.capacity.research import research_rows
 from corral.capacity.scenario import fungible_fleet, run_brokers, write_outputs
 from corral.report import tables
 from corral.report.terminal import console, input_errors
@@ -14,10 +17,17 @@ SCENARIO = "fungible-fleet"
 DEFAULT_DAYS = 14.0
 
 
-def simulate_fungible(brokers: list[str] | None, days: float | None, seed: int, out: Path | None) -> None:
+def simulate_fungible(
+    brokers: list[str] | None, days: float | None, seed: int, out: Path | None, research: str | None = None
+) -> None:
     with input_errors():
         fleet = fungible_fleet(DEFAULT_DAYS if days is None else days, seed)
         results = run_brokers(fleet, brokers or list(BROKERS))
+        by_broker: dict[str, dict[str, float]] = {}
+        if research is not None:
+            with Progress(*Progress.get_default_columns(), console=console, transient=True) as bar:
+                task = bar.add_task(f"research jobs under {research}, per broker", total=len(results))
+                by_broker = research_rows(results, research, seed, lambda _: bar.advance(task))
     table = tables.Table(
         title=f"{SCENARIO}: {fleet.gpus:,} GPUs over {fleet.steps * fleet.step_s / 86400:.0f} days "
         f"(research keeps {fleet.research_gpus:,})",
@@ -60,9 +70,45 @@ def simulate_fungible(brokers: list[str] | None, days: float | None, seed: int, 
         "slowdown: against the training job alone on its maximum GPUs"
     )
     console.print(table)
+    if by_broker:
+        console.print(_research_table(by_broker))
     if out is not None:
         with input_errors():
-            written = write_outputs(results, out)
+            written = write_outputs(results, out, by_broker)
         console.print("wrote " + ", ".join(str(p) for p in written))
         if len(written) == 1:
             console.print("(pip install 'corral[plot]' for the plot of GPUs by class)", markup=False)
+
+
+def _research_table(rows: dict[str, dict[str, float]]) -> tables.Table:
+    policy = next(iter(rows.values()))["research_policy"]
+    table = tables.Table(
+        title=f"the research teams' jobs under {policy}, on their quota plus what each broker lends",
+        title_justify="left",
+    )
+    for name in (
+        "broker",
+        "jobs",
+        "avg JCT",
+        "p95 JCT",
+        "reclaim stops",
+        "preemptions",
+        "lost GPU-h",
+        "best-effort GPU-h",
+    ):
+        table.add_column(name, justify="left" if name == "broker" else "right")
+    for broker, r in rows.items():
+        table.add_row(
+            broker,
+            f"{r['research_jobs']:,}",
+            tables.duration(r["research_avg_jct_s"]),
+            tables.duration(r["research_p95_jct_s"]),
+            f"{r['research_reclaim_stops']:,}",
+            f"{r['research_preemptions']:,}",
+            f"{r['research_lost_gpu_hours']:,.0f}",
+            f"{r['research_best_effort_gpu_hours']:,.0f}",
+        )
+    table.caption = (
+        "reclaim stops save first (the notice covers the write); lost work is the policy's own preemptions"
+    )
+    return table

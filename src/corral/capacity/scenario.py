@@ -52,13 +52,15 @@ def run_brokers(fleet: CapacityFleet, brokers: list[str]) -> list[CapacityResult
     return [simulate_capacity(fleet, Broker(name)) for name in brokers]
 
 
-def write_outputs(results: list[CapacityResult], out: Path) -> list[Path]:
+def write_outputs(
+    results: list[CapacityResult], out: Path, research: dict[str, dict[str, float]] | None = None
+) -> list[Path]:
     """metrics.json (per broker) and, with matplotlib installed (the `plot` extra), a
     stacked plot of GPUs by class for each broker; each file written whole to a temporary
     name first."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    metrics = {r.broker: r.metrics() for r in results}
+    metrics = {r.broker: r.metrics() | (research or {}).get(r.broker, {}) for r in results}
     tmp = out / "metrics.json.tmp"
     tmp.write_text(json.dumps(metrics, indent=1) + "\n")
     tmp.replace(out / "metrics.json")
