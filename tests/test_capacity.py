@@ -299,3 +299,19 @@ def test_research_jobs_live_with_the_brokers_lending() -> None:
     # a reclaim lets the job save first: jobs stopped only by reclaims lose nothing
     only_reclaimed = [j for j, c in sim.by_cause.items() if c.get("reclaimed") and sim.preemptions[j] == 0]
     assert only_reclaimed and all(sim.lost_s[j] == 0.0 for j in only_reclaimed)
+
+
+def test_scaling_curves_weight_goodput() -> None:
+    power = ElasticJob("t", 8, 32, 8, scaling_exponent=0.9)
+    assert power.speed(32) == 1.0 and power.speed(8) == pytest.approx(4**0.1)
+    measured = ElasticJob("t", 8, 32, 8, scaling_points=((8, 1.2), (32, 1.0)))
+    assert measured.speed(8) == pytest.approx(1.2) and measured.speed(20) == pytest.approx(1.1)
+    with pytest.raises(InputError, match="scaling"):
+        ElasticJob("t", 8, 32, 8, scaling_points=((32, 1.0), (8, 1.2)))
+    # goodput is the kept GPU-seconds weighted by the curve
+    flat = np.full(DAY, 40.0)  # leaves 24 GPUs: the job runs below its maximum
+    for job in (power, measured):
+        fleet = CapacityFleet(64, 0, (Service("svc", flat, 1, 600.0),), job, STEP)
+        r = simulate_capacity(fleet, Broker("static", headroom=0.0))
+        assert (r.training_gpus == 24).all()
+        assert r.training.useful == pytest.approx(r.training.kept * job.speed(24))

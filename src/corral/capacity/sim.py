@@ -53,6 +53,9 @@ class ElasticJob:
     write_s: float = 15.0
     restart_s: float = 300.0
     scaling_exponent: float = 1.0
+    # Or a measured curve: (GPUs, throughput per GPU relative to max_gpus) points, linearly
+    # interpolated; it replaces the exponent when given.
+    scaling_points: tuple[tuple[int, float], ...] = ()
     min_hold_s: float = 3600.0
     buffer_gpus: int = 0  # left to preemptible work, so small serving moves do not restart it
 
@@ -61,6 +64,13 @@ class ElasticJob:
             raise InputError("need 0 < step_gpus <= min_gpus <= max_gpus", source=self.name, field="min_gpus")
         if self.min_gpus % self.step_gpus or self.max_gpus % self.step_gpus:
             raise InputError("min_gpus and max_gpus must be whole steps", source=self.name, field="step_gpus")
+        xs = [g for g, _ in self.scaling_points]
+        if self.scaling_points and (xs != sorted(set(xs)) or any(not e > 0 for _, e in self.scaling_points)):
+            raise InputError(
+                "scaling points need increasing GPU counts and positive throughputs",
+                source=self.name,
+                field="scaling_points",
+            )
 
     def fit(self, gpus: int) -> int:
         """The most this job runs on when `gpus` are open to it: whole replicas, the buffer
@@ -70,7 +80,12 @@ class ElasticJob:
 
     def speed(self, gpus: int) -> float:
         """Useful GPU-equivalents per GPU-second on `gpus` GPUs, relative to max_gpus."""
-        return (gpus / self.max_gpus) ** (self.scaling_exponent - 1.0) if gpus else 0.0
+        if not gpus:
+            return 0.0
+        if self.scaling_points:
+            xs, ys = zip(*self.scaling_points, strict=True)
+            return float(np.interp(gpus, xs, ys))
+        return (gpus / self.max_gpus) ** (self.scaling_exponent - 1.0)
 
 
 @dataclass(frozen=True)
