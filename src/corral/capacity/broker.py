@@ -71,11 +71,13 @@ class Broker:
                 want = float(demand[s, t])
             else:
                 want = max(float(demand[s, t]), self._forecast(demand[s], t, int(lead_steps[s]), step_s))
-            need = max(
-                int(min_replicas[s]), math.ceil(want * (1 + self.headroom) / gpus_per_replica[s] - 1e-9)
-            )
+            need = self.replicas_for(want, int(gpus_per_replica[s]), int(min_replicas[s]))
             out[s] = need if self.kind == "static" else self._hysteresis(s, need)
         return out
+
+    def replicas_for(self, gpus: float, gpus_per_replica: int, min_replicas: int) -> int:
+        """Replicas that serve `gpus` of demand with the headroom, never below the floor."""
+        return max(min_replicas, math.ceil(gpus * (1 + self.headroom) / gpus_per_replica - 1e-9))
 
     def _hysteresis(self, s: int, need: int) -> int:
         held = self._held[s]
@@ -108,9 +110,7 @@ class Broker:
         total = 0
         for s in range(demand.shape[0]):
             want = max(float(demand[s, t]), self._forecast(demand[s], t, horizon_steps, step_s))
-            replicas = max(
-                int(min_replicas[s]), math.ceil(want * (1 + self.headroom) / gpus_per_replica[s] - 1e-9)
-            )
+            replicas = self.replicas_for(want, int(gpus_per_replica[s]), int(min_replicas[s]))
             total += replicas * int(gpus_per_replica[s])
         return max(total, held_gpus)
 

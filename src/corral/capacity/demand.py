@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
 
@@ -103,9 +103,7 @@ def llm_demand(
         raise InputError(f"unknown LLM trace '{kind}'; known: code, conv", field="kind")
     model = replica or ReplicaModel()
     per_request = model.gpu_s_per_request(trace["mean_context_tokens"], trace["mean_generated_tokens"])
-    rate = Diurnal(
-        peak_requests_per_s, shape.peak_to_trough, shape.weekend, shape.trend_per_week, 0.0, shape.peak_hour
-    ).curve(days, step_s)
+    rate = replace(shape, peak_gpus=peak_requests_per_s, noise=0.0).curve(days, step_s)
     counts = np.array(trace["requests_per_5min"][:-1], dtype=float)  # the last bin is partial
     deviation = counts / counts.mean() - 1.0
     trace_rate = trace["requests"] / trace["span_s"]

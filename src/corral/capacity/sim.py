@@ -253,11 +253,9 @@ def simulate_capacity(fleet: CapacityFleet, broker: Broker) -> CapacityResult:
     lead = np.array([math.ceil((s.startup_s + fleet.notice_s) / step_s) + 1 for s in services])
     pool = fleet.gpus - fleet.research_gpus  # what serving, training and best-effort share
     # The static partition: serving's nominal share, what it lends when it holds less.
-    nominal = int(
-        sum(
-            per_replica[i] * max(floor[i], math.ceil(seen[i].max() * (1 + broker.headroom) / per_replica[i]))
-            for i in range(len(services))
-        )
+    nominal = sum(
+        int(per_replica[i]) * broker.replicas_for(float(seen[i].max()), int(per_replica[i]), int(floor[i]))
+        for i in range(len(services))
     )
     if nominal + fleet.training.min_gpus > pool:
         raise InputError(

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from corral.errors import InputError
-from corral.hardware import load_gpu
+from corral.hardware import GPU, load_gpu
 from corral.plan.estimate import Prices, Reliability, RunEstimate, estimate_run, tokens_for_flops
 from corral.plan.layout import Layout
 from corral.plan.model import load_model
@@ -57,13 +57,13 @@ PodGpus = Annotated[int, typer.Option(help="GPUs per full-bisection pod.")]
 Precision = Annotated[str, typer.Option(help="Matmul precision: bf16 or fp8.")]
 
 
-def _network(gpu_spec: str, scale_out_gbps: float | None, oversubscription: float, pod_gpus: int) -> Network:
+def _network(the_gpu: GPU, scale_out_gbps: float | None, oversubscription: float, pod_gpus: int) -> Network:
     if scale_out_gbps is not None and not scale_out_gbps > 0:
         raise InputError("--scale-out-gbps must be > 0", field="scale-out-gbps")
     if not oversubscription >= 1 or pod_gpus < 1:
         raise InputError("--oversubscription must be >= 1 and --pod-gpus >= 1", field="oversubscription")
     return Network.for_gpu(
-        load_gpu(gpu_spec),
+        the_gpu,
         scale_out_bytes_per_s=None if scale_out_gbps is None else scale_out_gbps * 1e9 / 8,
         oversubscription=oversubscription,
         pod_gpus=pod_gpus,
@@ -158,8 +158,8 @@ def plan_train(
     grid_kg_per_kwh: Annotated[float, typer.Option(help="Grid CO2 intensity.")] = Prices.grid_kg_co2_per_kwh,
     pue: Annotated[float, typer.Option(help="Datacenter PUE.")] = Prices.pue,
     scale_out_gbps: ScaleOut = None,
-    oversubscription: Oversub = 7.0,
-    pod_gpus: PodGpus = 3072,
+    oversubscription: Oversub = Network.oversubscription,
+    pod_gpus: PodGpus = Network.pod_gpus,
     as_json: AsJson = False,
 ) -> None:
     """Throughput, MFU, memory and step time of one layout; with --tokens, the whole run."""
@@ -170,7 +170,7 @@ def plan_train(
                 raise InputError(f"TP {tp} x PP {pp} x CP {cp} does not divide {gpus} GPUs", field="dp")
             dp = gpus // (tp * pp * cp)
         layout = Layout(tp, pp, cp, dp, ep, micro_batch, virtual_stages, zero, recompute)
-        net = _network(gpu, scale_out_gbps, oversubscription, pod_gpus)
+        net = _network(the_gpu, scale_out_gbps, oversubscription, pod_gpus)
         batch = parse_count(batch_tokens, "batch-tokens", binary=True)
         est = estimate_step(the_model, the_gpu, gpus, layout, seq, batch, net, precision)
         run = None
@@ -213,14 +213,14 @@ def plan_search(
     precision: Precision = "bf16",
     top: Annotated[int, typer.Option(help="How many layouts to show.")] = 10,
     scale_out_gbps: ScaleOut = None,
-    oversubscription: Oversub = 7.0,
-    pod_gpus: PodGpus = 3072,
+    oversubscription: Oversub = Network.oversubscription,
+    pod_gpus: PodGpus = Network.pod_gpus,
     as_json: AsJson = False,
 ) -> None:
     """Every valid layout that fits, ranked by predicted throughput."""
     with input_errors():
         the_model, the_gpu = load_model(model), load_gpu(gpu)
-        net = _network(gpu, scale_out_gbps, oversubscription, pod_gpus)
+        net = _network(the_gpu, scale_out_gbps, oversubscription, pod_gpus)
         result = search(
             the_model,
             the_gpu,

@@ -7,7 +7,7 @@ of a millisecond, so the search is exhaustive rather than heuristic.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from corral.errors import InputError
 from corral.hardware import GPU
@@ -66,7 +66,7 @@ def search(
     precision: str = "bf16",
 ) -> SearchResult:
     """Estimate every candidate; keep those that fit, best tokens per second first."""
-    fitting: dict[tuple, StepEstimate] = {}
+    fitting: dict[Layout, StepEstimate] = {}
     tried = invalid = too_big = 0
     for layout in candidates(model, gpu, gpus, seq):
         tried += 1
@@ -79,11 +79,6 @@ def search(
             too_big += 1
             continue
         # The auto schedule may pick v = 1 too: keep one estimate per concrete layout.
-        key = (layout.tp, layout.pp, layout.cp, layout.dp, layout.ep, layout.micro_batch) + (
-            est.virtual_stages,
-            layout.zero,
-            layout.recompute,
-        )
-        fitting[key] = est
+        fitting[replace(layout, virtual_stages=est.virtual_stages)] = est
     ranked = sorted(fitting.values(), key=lambda e: (-e.tokens_per_s, e.memory_gib_per_gpu))
     return SearchResult(ranked, tried, invalid, too_big)

@@ -18,7 +18,7 @@ from corral.plan import efficiency as eff
 from corral.plan.flops import recompute_flops_per_token, training_flops_per_token
 from corral.plan.layout import Layout, Shape
 from corral.plan.layout import shape as make_shape
-from corral.plan.memory import GIB, WEIGHT_BYTES, Memory, peak_memory, rank_params
+from corral.plan.memory import GIB, WEIGHT_BYTES, Memory, RankParams, peak_memory, rank_params
 from corral.plan.model import Transformer
 from corral.plan.network import Network
 
@@ -169,11 +169,10 @@ def _rank_time(
     return _RankTime(compute_s, layers * tp_s, layers * cp_s, layers * ep_s)
 
 
-def _dp_gather_s(model: Transformer, shape: Shape, net: Network) -> float:
+def _dp_gather_s(params: RankParams, shape: Shape, net: Network) -> float:
     """One all-gather (or reduce-scatter) of the largest rank's BF16 weights over the DP x CP
     group: first across CP (neighbours), then across DP (replicas, outermost)."""
     lay = shape.layout
-    params = max((rank_params(model, shape, r) for r in range(lay.pp)), key=lambda p: p.total)
     seconds = 0.0
     for count, group in ((params.dense, lay.dp), (params.expert, lay.dp // lay.ep)):
         if count <= 0:
@@ -217,13 +216,13 @@ def estimate_step(
     bubble_s = (p - 1) * stage_s / v
     p2p_s = 2 * (p - 1) * hop_s
 
-    gather_s = _dp_gather_s(model, shape, net) if layout.dp * layout.cp > 1 else 0.0
+    params = max((rank_params(model, shape, r) for r in range(p)), key=lambda q: q.total)
+    gather_s = _dp_gather_s(params, shape, net) if layout.dp * layout.cp > 1 else 0.0
     if layout.zero >= 3:
         dp_exposed_s = m * max(0.0, 3 * gather_s - stage_s)
     else:
         dp_exposed_s = max(0.0, gather_s - stage_s / 3) + max(0.0, gather_s - 2 * stage_s / 3)
 
-    params = max((rank_params(model, shape, r) for r in range(p)), key=lambda q: q.total)
     shard = layout.dp * layout.cp if layout.zero >= 1 else 1
     optimizer_s = (
         eff.OPTIMIZER_BYTES_PER_PARAM * params.total / shard / (gpu.hbm_bytes_per_s * eff.HBM_EFFICIENCY)
