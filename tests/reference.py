@@ -116,3 +116,42 @@ def naive_simulate(fleet: Fleet, jobs: JobTable, policy: str) -> list[float]:
                 if begin(j) and not in_time:
                     extra -= gpus[j]
     return start
+
+
+def naive_preemptive_decide(self, pool: int):
+    """PreemptivePriority.decide as a plain walk over every waiting job in rank order, each
+    tried in turn (no index by size): what the indexed pass must reproduce."""
+    from corral.scheduling.policy import Preempt, Start
+    from corral.scheduling.victims import victims_for_placement
+
+    view = self.view
+    waiting = self.waiting[pool]
+    if not waiting:
+        return
+    self.before_pass(pool)
+    may_preempt = True
+    preempted = []
+    for _, job in list(waiting):
+        free = view.free_gpus(pool)
+        can_preempt = may_preempt = may_preempt and self.outranks_running(pool, job)
+        if free <= 0 and not can_preempt:
+            break
+        placement = view.place(job) if view.gpus[job] <= free else None
+        if placement is None:
+            if not can_preempt:
+                continue
+            chosen = victims_for_placement(view, job, self.victims(pool, job))
+            if not chosen:
+                continue
+            for victim in chosen:
+                self.stopped(victim)
+                yield Preempt(victim, "outranked", by=job)
+            preempted.extend(chosen)
+            placement = view.place(job)
+        self._unwait(job)
+        self.started(job)
+        yield Start(job, placement)
+    for victim in preempted:
+        self._wait(victim)
+    if waiting:
+        yield from self.after_pass(pool)

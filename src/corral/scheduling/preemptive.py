@@ -20,6 +20,7 @@ from sortedcontainers import SortedList
 
 from corral.scheduling.policy import Decision, Preempt, Start, View
 from corral.scheduling.victims import victims_for_placement
+from corral.scheduling.waiting import BySize, startable
 
 
 class PreemptivePriority:
@@ -30,17 +31,23 @@ class PreemptivePriority:
         # waiting jobs per pool in rank order, as (rank, job); ranks change only by rerank()
         self.waiting: list[SortedList] = [SortedList() for _ in range(pools)]
         self.waiting_rank: dict[int, tuple] = {}
+        self.by_size = [BySize() for _ in range(pools)]
 
     def submitted(self, job: int) -> None:
         self._wait(job)
 
     def _wait(self, job: int) -> None:
-        rank = self.rank(job)
-        self.waiting_rank[job] = rank
-        self.waiting[self.view.pool[job]].add((rank, job))
+        view = self.view
+        entry = (self.rank(job), job)
+        self.waiting_rank[job] = entry[0]
+        self.waiting[view.pool[job]].add(entry)
+        self.by_size[view.pool[job]].add((view.gpus[job], view.level[job]), entry)
 
     def _unwait(self, job: int) -> None:
-        self.waiting[self.view.pool[job]].remove((self.waiting_rank.pop(job), job))
+        view = self.view
+        entry = (self.waiting_rank.pop(job), job)
+        self.waiting[view.pool[job]].remove(entry)
+        self.by_size[view.pool[job]].remove((view.gpus[job], view.level[job]), entry)
 
     def is_waiting(self, job: int) -> bool:
         return job in self.waiting_rank
@@ -88,18 +95,17 @@ class PreemptivePriority:
             # Nobody waits: ranks cannot change who runs, so there is nothing to decide.
             return
         self.before_pass(pool)
-        gpus = view.gpus
-        may_preempt = True  # outranks_running only gets falser down the ranks
         preempted: list[int] = []
-        for _, job in list(waiting):
-            free = view.free_gpus(pool)
-            can_preempt = may_preempt = may_preempt and self.outranks_running(pool, job)
-            if free <= 0 and not can_preempt:
-                break  # later jobs rank lower: they can neither fit nor preempt
-            placement = view.place(job) if gpus[job] <= free else None
+        after: tuple | None = None  # the last waiting entry examined, in rank order
+        # Jobs that outrank a running job may preempt: walk them one by one.
+        while True:
+            at = 0 if after is None else waiting.bisect_right(after)
+            if at == len(waiting) or not self.outranks_running(pool, waiting[at][1]):
+                break
+            after = waiting[at]
+            job = after[1]
+            placement = view.place(job) if view.gpus[job] <= view.free_gpus(pool) else None
             if placement is None:
-                if not can_preempt:
-                    continue
                 chosen = victims_for_placement(view, job, self.victims(pool, job))
                 if not chosen:
                     continue
@@ -114,6 +120,18 @@ class PreemptivePriority:
             self._unwait(job)
             self.started(job)
             yield Start(job, placement)
+        # The rest rank lower (outranks_running only gets falser) and can only take free
+        # GPUs: jump to the next job of a size that could start.
+        while view.free_gpus(pool) > 0:
+            after = self.by_size[pool].first_after(after, startable(view, pool))
+            if after is None:
+                break
+            job = after[1]
+            placement = view.place(job)
+            if placement is not None:
+                self._unwait(job)
+                self.started(job)
+                yield Start(job, placement)
         for victim in preempted:
             self._wait(victim)
         if waiting:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from sortedcontainers import SortedList
 
 from corral.scheduling.policy import Decision, Hold, Preempt, Start, View
-from corral.scheduling.victims import grow_until_placed, victims_for_placement
+from corral.scheduling.victims import grow_until_placed, places_with, victims_for_placement
 
 LN2 = math.log(2.0)
 MAX_PASSES = 8  # passes at one instant: each preempts only strictly lower priority or borrowers
@@ -131,7 +131,7 @@ class Shared:
         self.running[pool].add(job)
         self.running_in_queue[view.queue[job]].add(job)
         for prio in (self.running_priorities[pool], self.queue_priorities[view.queue[job]]):
-            prio[view.priority[job]] = prio.get(view.priority[job], 0) + 1
+            _count(prio, view.priority[job], 1)
         end = view.now_s + view.remaining_s(job)
         self.end_of[job] = end
         self.ends[pool].add((end, job))
@@ -144,9 +144,7 @@ class Shared:
         self.running[pool].discard(job)
         self.running_in_queue[view.queue[job]].discard(job)
         for prio in (self.running_priorities[pool], self.queue_priorities[view.queue[job]]):
-            prio[view.priority[job]] -= 1
-            if not prio[view.priority[job]]:
-                del prio[view.priority[job]]
+            _count(prio, view.priority[job], -1)
         self.ends[pool].remove((self.end_of.pop(job), job))
         self.version[pool] += 1
 
@@ -399,24 +397,49 @@ class Shared:
                 pv = view.priority[v]
                 if (pv < prio and by_priority) or (qv != q and reclaim and pv <= prio):
                     candidates.append(v)
-        # Add candidates cheapest first to a hypothetical quota and free-GPU state until the
-        # job is both admitted and placeable; borrowers give up jobs only while they borrow.
+        # Borrowers give up jobs, cheapest first, only while they borrow: what each queue
+        # gives is a prefix of its candidates. If all of them together would not admit and
+        # place the job, no subset would (quota and placement are monotone): give up at once.
+        givers = self._givers(q, view.cheapest_first(candidates))
+        given: dict[int, int] = {}
+        for v in givers:
+            given[view.queue[v]] = given.get(view.queue[v], 0) + view.gpus[v]
+        demand = list(quota.demand)
+        for qv, gpus_given in given.items():
+            quota.add(qv, -gpus_given, demand)
+        if not self._admits(job, demand) or not places_with(view, job, givers):
+            self.no_quota_victims[job] = self.version[pool]
+            return []
+        # Add them in that order to a hypothetical quota and free-GPU state until the job is
+        # both admitted and placeable.
         demand = list(quota.demand)
 
         def take(v: int) -> bool:
-            qv = view.queue[v]
-            if qv != q and demand[qv] <= quota.nominal_of(qv):
-                return False
-            quota.add(qv, -view.gpus[v], demand)
+            quota.add(view.queue[v], -view.gpus[v], demand)
             return True
 
-        chosen, placement = grow_until_placed(
-            view, job, view.cheapest_first(candidates), take, lambda: self._admits(job, demand)
-        )
+        chosen, placement = grow_until_placed(view, job, givers, take, lambda: self._admits(job, demand))
         if placement is None:
-            self.no_quota_victims[job] = self.version[pool]
-            return []
+            raise RuntimeError(f"job {job} unplaceable with victims that place it together")
         return self._prune(job, chosen, {h for h, _ in placement})
+
+    def _givers(self, q: int, candidates: list[int]) -> list[int]:
+        """The `candidates` (cheapest first) that queue q may take: all of its own, and those
+        of another queue while that queue still holds more than its nominal quota."""
+        view, quota = self.view, self.quota
+        over: dict[int, float] = {}
+        givers = []
+        for v in candidates:
+            qv = view.queue[v]
+            if qv != q:
+                left = over.get(qv)
+                if left is None:
+                    left = quota.usage(qv) - quota.nominal_of(qv)
+                if left <= 0:
+                    continue
+                over[qv] = left - view.gpus[v]
+            givers.append(v)
+        return givers
 
     def _reclaimable(self, job: int, sources: list[int]) -> bool:
         """Whether taking everything the source queues could give up would admit `job`: a
@@ -495,3 +518,11 @@ class Shared:
         level = view.level[job]
         where = {None: "placement", 0: "host", 1: "rack", 2: "pod", 3: "cluster"}[level]
         return f"no free {where} block for {gpus} GPUs ({free} free but fragmented)"
+
+
+def _count(counts: dict, key: object, delta: int) -> None:
+    n = counts.get(key, 0) + delta
+    if n:
+        counts[key] = n
+    else:
+        del counts[key]

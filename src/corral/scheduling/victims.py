@@ -62,6 +62,14 @@ def grow_until_placed(
     return added, None
 
 
+def places_with(view: View, job: int, freed: list[int]) -> bool:
+    """Whether `job` has a placement once all of `freed` release their GPUs."""
+    free = view.free_vector()
+    for victim in freed:
+        _release(free, view.placement_of(victim))
+    return view.place_on(job, free) is not None
+
+
 def _release(free: np.ndarray, placement: tuple | None) -> None:
     for host, k in placement or ():
         free[host] += k
