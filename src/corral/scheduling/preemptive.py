@@ -14,6 +14,7 @@ running ones do.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 
 from sortedcontainers import SortedList
@@ -66,7 +67,8 @@ class PreemptivePriority:
         raise NotImplementedError
 
     def victims(self, pool: int, job: int) -> Iterable[int]:
-        """Running jobs ranked below waiting `job`, lowest rank first."""
+        """Running jobs ranked below waiting `job`, lowest rank first: a lower-ranked job's
+        victims are a subset of a higher-ranked one's."""
         raise NotImplementedError
 
     def outranks_running(self, pool: int, job: int) -> bool:
@@ -97,16 +99,23 @@ class PreemptivePriority:
         self.before_pass(pool)
         preempted: list[int] = []
         after: tuple | None = None  # the last waiting entry examined, in rank order
-        # Jobs that outrank a running job may preempt: walk them one by one.
+        # Sizes that could not be placed even by preempting every job ranked below: later
+        # jobs have no more to preempt (victims are nested by rank), so any size at least as
+        # large at that topology level is passed over.
+        hopeless: dict[int | None, int] = {}
+        by_size = self.by_size[pool]
+        # Jobs that outrank a running job may preempt: take them in rank order.
         while True:
-            at = 0 if after is None else waiting.bisect_right(after)
-            if at == len(waiting) or not self.outranks_running(pool, waiting[at][1]):
+            entry = by_size.first_after(after, lambda gpus, level: gpus < hopeless.get(level, math.inf))
+            if entry is None or not self.outranks_running(pool, entry[1]):
                 break
-            after = waiting[at]
-            job = after[1]
+            after = entry
+            job = entry[1]
             placement = view.place(job) if view.gpus[job] <= view.free_gpus(pool) else None
             if placement is None:
                 chosen = victims_for_placement(view, job, self.victims(pool, job))
+                if chosen is None:
+                    hopeless[view.level[job]] = min(view.gpus[job], hopeless.get(view.level[job], math.inf))
                 if not chosen:
                     continue
                 for victim in chosen:

@@ -43,18 +43,26 @@ def grow_until_placed(
     free = view.free_vector()
     gpus = view.gpus[job]
     total = view.free_gpus(view.pool[job])
+    one_host = gpus <= view.max_host_gpus(view.pool[job])
+    # A job on one host is placed once some host has room, and only freed hosts gain it.
+    host_found = one_host and view.place_on(job, free) is not None
     added: list[int] = []
     next_try = gpus
     for victim in candidates:
         if not take(victim):
             continue
-        _release(free, view.placement_of(victim))
+        placement = view.placement_of(victim)
+        _release(free, placement)
         added.append(victim)
         total += view.gpus[victim]
-        if total >= next_try and ready():
-            placement = view.place_on(job, free)
-            if placement is not None:
-                return added, placement
+        if one_host:
+            host_found = host_found or any(free[h] >= gpus for h, _ in placement or ())
+            if host_found and ready():
+                return added, view.place_on(job, free)
+        elif total >= next_try and ready():
+            found = view.place_on(job, free)
+            if found is not None:
+                return added, found
             # Topology, not count, is short: try again after a few more candidates.
             next_try = total + max(view.gpus[victim], total // 8)
     if added and total >= gpus and ready():

@@ -98,6 +98,10 @@ class _EngineView:
     def free_gpus(self, pool: int) -> int:
         return self._e.state.pool_free[pool]
 
+    def max_host_gpus(self, pool: int) -> int:
+        """The most GPUs of one host in `pool`: a job of no more goes on a single host."""
+        return self._e.state.pool_max_host_gpus[pool]
+
     def is_running(self, job: int) -> bool:
         return self._e.run_since[job] >= 0.0
 
