@@ -102,7 +102,7 @@ def main(which: str) -> None:
         load = float(sys.argv[2]) if len(sys.argv) > 2 else 1.0
         with resources.as_file(resources.files("corral.data").joinpath("philly_pollux.csv.gz")) as path:
             jobs = read_jobs(path)
-        for policy in ("fifo", "quota-fifo", "las", "fair", "fair-decay", "priority"):
+        for policy in ("fifo", "quota-fifo", "las", "ftf", "fair", "fair-decay", "priority"):
             report(f"sharing@{load}", simulate(jobs, "philly-shared", [policy], load=load)[0], 0.0)
         return
     if which == "research-fleet":

@@ -130,17 +130,20 @@ def test_non_preemptive_policies_never_preempt_and_jct_is_wait_plus_run():
 
 
 @settings(max_examples=150, deadline=None)
-@given(scenarios(), st.sampled_from(["las", "srtf"]))
+@given(scenarios(), st.sampled_from(["las", "srtf", "ftf"]))
 def test_indexed_preemptive_pass_matches_naive_walk(scenario, policy):
-    """LAS and SRTF jump to the next job of a size that could start; walking every waiting
+    """LAS, SRTF and FTF jump to the next job of a size that could start; walking every waiting
     job instead must give the same schedule, preemptions included."""
+    from corral.scheduling.ftf import FinishTimeFair
     from corral.scheduling.las import Las
     from corral.scheduling.preemptive import Srtf
 
     fleet, jobs = scenario
 
-    def make():  # thresholds low enough that jobs are demoted within these short workloads
-        return Las(thresholds_gpu_s=(20.0, 60.0), promote_knob=2.0) if policy == "las" else Srtf()
+    def make():  # thresholds and leases short enough to act within these short workloads
+        if policy == "las":
+            return Las(thresholds_gpu_s=(20.0, 60.0), promote_knob=2.0)
+        return FinishTimeFair(lease_s=5.0) if policy == "ftf" else Srtf()
 
     naive = make()
     naive.decide = naive_preemptive_decide.__get__(naive)

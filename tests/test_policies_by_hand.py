@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from corral.scheduling.fifo import Fifo, FifoBackfill
+from corral.scheduling.ftf import FinishTimeFair
 from corral.scheduling.las import Las
 from corral.scheduling.preemptive import Srtf
 from corral.scheduling.sjf import Sjf
@@ -99,6 +100,42 @@ def test_las_starvation_rule_promotes_a_waiting_job():
     on = run(Las(thresholds_gpu_s=(2.0,), promote_knob=1), fleet, rows)
     assert on.end_s.tolist() == [18, 110]
     assert on.preemptions.tolist() == [4, 4]
+
+
+def test_ftf_serves_the_worst_finish_time_fairness_once_a_lease_is_over():
+    fleet = flat_fleet(1, 4)
+    # A (queue a) alone: 1/1 share, alone 10,000 s; it starts at 0 with rho 1.0 if it runs
+    # through. B (queue b) arrives at 100: two queues, a 2-GPU share, so its 4-GPU gang
+    # would take 1,200 s alone. Ranked at the next round (t=600): rho (600-100+600)/1200 =
+    # 0.92, not 1.25 x A's: B waits. At the round at 600, A's lease is over and B's rho if it
+    # starts at the next round is (1200-100+600)/1200 = 1.42 > 1.25 x 1.0: B takes the GPUs.
+    rows = [(0, 4, 10_000, "a"), (100, 4, 600, "b")]
+    r = run(FinishTimeFair(), fleet, rows)
+    assert r.start_s.tolist() == [0, 600]
+    assert r.end_s.tolist() == [10_600, 1_200]
+    assert r.preemptions.tolist() == [1, 0]
+    # Under LAS, A (4 GPU-h in Q0) runs through and B waits: B's rho (10,600-100)/1,200 = 8.75.
+    las = run(Las(), fleet, rows)
+    assert las.end_s.tolist() == [10_000, 10_600]
+
+
+def test_ftf_margin_keeps_jobs_of_like_rho_from_trading_gpus():
+    fleet = flat_fleet(1, 4)
+    # B alone would take 6,000 s; ranked at round t for the next one, its rho is
+    # (t + 600 - 100 + 3000) / 6000. With margin 1.25 it first beats A's 1.0 by that much at
+    # the round at t=4,200 (1.283; 1.183 at 3,600) and runs through.
+    rows = [(0, 4, 10_000, "a"), (100, 4, 3_000, "b")]
+    r = run(FinishTimeFair(), fleet, rows)
+    assert r.start_s.tolist() == [0, 4_200]
+    assert r.end_s.tolist() == [13_000, 7_200]
+    assert r.preemptions.tolist() == [1, 0]
+    # With margin 1, B starts at 3,000 (1.083) with a run rho of 0.983; at 3,600 waiting A's
+    # rho (4,200 + 7,000) / 10,000 = 1.12 beats it, and the two trade the GPUs every lease
+    # (each waiting one's rho at the next round beats the runner's) until B ends at 8,400.
+    even = run(FinishTimeFair(margin=1.0), fleet, rows)
+    assert even.start_s.tolist() == [0, 3_000]
+    assert even.end_s.tolist() == [13_000, 8_400]
+    assert even.preemptions.tolist() == [5, 4]
 
 
 def test_non_preemptible_jobs_are_never_victims():

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from corral.errors import InputError
 from corral.scheduling.fifo import Fifo, FifoBackfill
+from corral.scheduling.ftf import FinishTimeFair
 from corral.scheduling.las import Las
 from corral.scheduling.policy import Policy
 from corral.scheduling.preemptive import Srtf
@@ -20,6 +21,7 @@ POLICIES: dict[str, Callable[[], Policy]] = {
     "sjf": Sjf,
     "srtf": Srtf,
     "las": Las,
+    "ftf": FinishTimeFair,
     "quota-fifo": lambda: Shared("quota-fifo", Parts("fifo")),
     "fair": lambda: Shared("fair", Parts("fair", reclaim=True, backfill=True)),
     "fair-decay": lambda: Shared(

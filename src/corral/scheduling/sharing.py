@@ -71,6 +71,9 @@ class Shared:
         # running jobs per priority, per pool and per queue: who could be a victim at all
         self.running_priorities: list[dict[int, int]] = [{} for _ in range(pools)]
         self.queue_priorities: list[dict[int, int]] = [{} for _ in range(queues)]
+        self.lowest_running = [math.inf] * queues  # per queue: the lowest priority running
+        # the queues of each queue's cohort tree: whom it may reclaim from
+        self.tree_of = [[qv for qv in range(queues) if self.quota.same_tree(q, qv)] for q in range(queues)]
         self.ends: list[SortedList] = [SortedList() for _ in range(pools)]
         self.end_of: dict[int, float] = {}
         self.version = [0] * pools
@@ -132,6 +135,7 @@ class Shared:
         self.running_in_queue[view.queue[job]].add(job)
         for prio in (self.running_priorities[pool], self.queue_priorities[view.queue[job]]):
             _count(prio, view.priority[job], 1)
+        self._lowest(view.queue[job])
         end = view.now_s + view.remaining_s(job)
         self.end_of[job] = end
         self.ends[pool].add((end, job))
@@ -145,8 +149,13 @@ class Shared:
         self.running_in_queue[view.queue[job]].discard(job)
         for prio in (self.running_priorities[pool], self.queue_priorities[view.queue[job]]):
             _count(prio, view.priority[job], -1)
+        self._lowest(view.queue[job])
         self.ends[pool].remove((self.end_of.pop(job), job))
         self.version[pool] += 1
+
+    def _lowest(self, q: int) -> None:
+        running = self.queue_priorities[q]
+        self.lowest_running[q] = min(running) if running else math.inf
 
     # --- fair share ----------------------------------------------------------------------
 
@@ -317,9 +326,7 @@ class Shared:
                 if not (self.parts.reclaim and gpus <= room and not quota.fits(q, gpus)):
                     continue
                 if lenders is None:
-                    lenders = any(
-                        quota.borrowing(qv) and quota.same_tree(q, qv) for qv in range(len(quota.specs))
-                    )
+                    lenders = any(quota.borrowing(qv) for qv in self.tree_of[q])
                 if not lenders:
                     continue
             at = entries.bisect_right(entry)
@@ -370,18 +377,12 @@ class Shared:
         within_nominal = quota.usage(q) + gpus <= quota.nominal_of(q)
         reclaim = self.parts.reclaim and within_nominal
         by_priority = self.parts.priority_preemption
-        lowest = self.queue_priorities
-        sources = [q] if by_priority and lowest[q] and min(lowest[q]) < prio else []
+        lowest = self.lowest_running
+        sources = [q] if by_priority and lowest[q] < prio else []
         if reclaim or by_priority:
             bound = prio if reclaim else prio - 1
             sources += [
-                qv
-                for qv in range(len(quota.specs))
-                if qv != q
-                and lowest[qv]
-                and min(lowest[qv]) <= bound
-                and quota.borrowing(qv)
-                and quota.same_tree(q, qv)
+                qv for qv in self.tree_of[q] if lowest[qv] <= bound and qv != q and quota.borrowing(qv)
             ]
         if not sources:
             self.no_quota_victims[job] = self.version[pool]

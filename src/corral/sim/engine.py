@@ -142,6 +142,10 @@ class _EngineView:
     def last_stop_s(self, job: int) -> float:
         return self._e.last_stop[job]
 
+    def contenders(self, job: int) -> int:
+        """Queues with live jobs in the job's pool when it arrived (Themis' N)."""
+        return self._e.contenders[job]
+
     def unplaceable_from(self, pool: int, level: int | None) -> float:
         """The fewest GPUs found unplaceable in `pool` at `level` since GPUs were last
         released there (inf if none, or if waiting jobs may be placed relaxed)."""

@@ -58,13 +58,15 @@ def finish_time_fairness(result: SimResult) -> np.ndarray:
 
 
 def fairness(result: SimResult) -> dict[str, float]:
-    """Themis' finish-time fairness: mean and worst rho over jobs, and the worst queue's mean."""
+    """Themis' finish-time fairness: mean, 99th percentile and worst rho over jobs (Themis
+    judges by the worst), and the worst queue's mean."""
     rho = finish_time_fairness(result)
     queues = np.asarray(result.jobs.queue)
     per_queue = [float(rho[queues == q].mean()) for q in np.unique(queues)]
     return {
         "avg_rho": float(rho.mean()),
         "p99_rho": float(np.percentile(rho, 99)),
+        "max_rho": float(rho.max()),
         "worst_queue_rho": max(per_queue),
     }
 
