@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 from sortedcontainers import SortedList
 
 from corral.scheduling.policy import Decision, View, Wake
@@ -24,6 +25,16 @@ from corral.scheduling.preemptive import PreemptivePriority
 
 LEASE_S = 600.0  # Themis' simulations use 10-minute leases
 MARGIN = 1.25  # a waiting job preempts only a job whose rho is this many times better
+
+
+Num = float | np.ndarray
+
+
+def alone_s(duration_s: Num, gpus: Num, pool_gpus: Num, contenders: Num) -> Num:
+    """Themis' time alone: a job's run time on a 1/N share of its pool, N the queues with
+    live jobs there when it arrived; a gang larger than the share runs proportionally slower."""
+    share = pool_gpus / np.maximum(contenders, 1)
+    return duration_s * np.maximum(1.0, gpus / share)
 
 
 class FinishTimeFair(PreemptivePriority):
@@ -48,8 +59,10 @@ class FinishTimeFair(PreemptivePriority):
 
     def submitted(self, job: int) -> None:
         view = self.view
-        share = view.pool_gpus(view.pool[job]) / max(view.contenders(job), 1)
-        self.alone_s[job] = view.duration_s[job] * max(1.0, view.gpus[job] / share)
+        pool_gpus = view.pool_gpus(view.pool[job])
+        self.alone_s[job] = float(
+            alone_s(view.duration_s[job], view.gpus[job], pool_gpus, view.contenders(job))
+        )
         super().submitted(job)
 
     def finished(self, job: int) -> None:
@@ -89,7 +102,7 @@ class FinishTimeFair(PreemptivePriority):
                 yield victim
 
     def outranks_running(self, pool: int, job: int) -> bool:
-        return next(iter(self.victims(pool, job)), None) is not None
+        return next(self.victims(pool, job), None) is not None
 
     def before_pass(self, pool: int) -> None:
         """At each round, re-rank the waiting jobs by their rho now."""

@@ -132,7 +132,7 @@ class PreemptivePriority:
         # The rest rank lower (outranks_running only gets falser) and can only take free
         # GPUs: jump to the next job of a size that could start.
         while view.free_gpus(pool) > 0:
-            after = self.by_size[pool].first_after(after, startable(view, pool))
+            after = by_size.first_after(after, startable(view, pool))
             if after is None:
                 break
             job = after[1]

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from corral.scheduling.ftf import alone_s
 from corral.sim.engine import SimResult
 from corral.workload import write_table
 
@@ -46,14 +47,11 @@ def summary(result: SimResult) -> dict[str, Any]:
 
 
 def finish_time_fairness(result: SimResult) -> np.ndarray:
-    """Themis' rho per job: its completion time shared over its completion time alone on
-    a 1/N share of its pool, N being the queues with live jobs in the pool when it arrived.
-    A job whose gang fits in its share would take its run time there; a larger one would
-    be slowed in proportion. rho > 1: the sharing cost the job more than its share owed it."""
+    """Themis' rho per job: its completion time shared over its time alone on a 1/N share of
+    its pool (ftf.alone_s). rho > 1: the sharing cost the job more than its share owed it."""
     jobs = result.jobs
     pool_gpus = np.asarray(result.fleet.pool_gpus, dtype=float)[result.pool]
-    share = pool_gpus / np.maximum(result.contenders, 1)
-    alone = jobs.duration_s * np.maximum(1.0, jobs.gpus / share)
+    alone = alone_s(jobs.duration_s, jobs.gpus, pool_gpus, result.contenders)
     return (result.end_s - jobs.submit_s) / alone
 
 
