@@ -152,3 +152,30 @@ def test_indexed_preemptive_pass_matches_naive_walk(scenario, policy):
     assert fast.start_s.tolist() == slow.start_s.tolist()
     assert fast.end_s.tolist() == slow.end_s.tolist()
     assert fast.preemptions.tolist() == slow.preemptions.tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 50), st.sampled_from([1, 2, 4, 8]), st.sampled_from([None, 1])), max_size=30
+    ),
+    st.one_of(st.none(), st.integers(-1, 51)),
+    st.frozensets(st.tuples(st.sampled_from([1, 2, 4, 8]), st.sampled_from([None, 1]))),
+)
+def test_by_size_finds_the_first_allowed_entry_after(jobs, after, allowed):
+    """Against a plain scan in order: the least entry after `after` whose size is allowed,
+    however the groups were filled and emptied."""
+    from corral.scheduling.waiting import BySize
+
+    index = BySize()
+    entries = {}
+    for i, (key, gpus, level) in enumerate(jobs):
+        entries[(key, i)] = (gpus, level)
+        index.add((gpus, level), (key, i))
+    for entry in list(entries)[::3]:  # empty some groups, keep their insertion order
+        index.remove(entries.pop(entry), entry)
+    start = None if after is None else (after, len(jobs))
+    expected = min(
+        (e for e, size in entries.items() if size in allowed and (start is None or e > start)), default=None
+    )
+    assert index.first_after(start, lambda gpus, level: (gpus, level) in allowed) == expected

@@ -30,6 +30,7 @@ from sortedcontainers import SortedList
 
 from corral.scheduling.policy import Decision, Hold, Preempt, Start, View
 from corral.scheduling.victims import grow_until_placed, places_with, victims_for_placement
+from corral.scheduling.waiting import BySize, Size
 
 LN2 = math.log(2.0)
 MAX_PASSES = 8  # passes at one instant: each preempts only strictly lower priority or borrowers
@@ -82,9 +83,10 @@ class Shared:
         self.no_priority_victims: dict[int, int] = {}
         self.decayed = [0.0] * queues
         self.decayed_at = [0.0] * queues
-        # waiting jobs per queue by (GPUs, topology level): their entries in queue order and
-        # their remaining seconds, sorted; what finds the next job that could backfill
-        self.sizes: list[dict[tuple, tuple[SortedList, SortedList]]] = [{} for _ in range(queues)]
+        # waiting jobs per queue by (GPUs, topology level), and their remaining seconds
+        # sorted per size: what finds the next job that could backfill
+        self.by_size = [BySize() for _ in range(queues)]
+        self.remaining: list[dict[Size, SortedList]] = [{} for _ in range(queues)]
 
     def _key(self, job: int) -> tuple:
         view = self.view
@@ -104,21 +106,20 @@ class Shared:
         entry = (self._key(job), job)
         queues[q].add(entry)
         size = (view.gpus[job], view.level[job])
-        sizes = self.sizes[q]
-        if size not in sizes:
-            sizes[size] = (SortedList(), SortedList())
-        sizes[size][0].add(entry)
-        sizes[size][1].add(view.remaining_s(job))
+        self.by_size[q].add(size, entry)
+        remaining = self.remaining[q]
+        if size not in remaining:
+            remaining[size] = SortedList()
+        remaining[size].add(view.remaining_s(job))
 
     def _dequeued(self, job: int) -> None:
         view = self.view
-        sizes = self.sizes[view.queue[job]]
-        size = (view.gpus[job], view.level[job])
-        entries, remaining = sizes[size]
-        entries.remove((self._key(job), job))
-        remaining.remove(view.remaining_s(job))
-        if not entries:
-            del sizes[size]
+        q, size = view.queue[job], (view.gpus[job], view.level[job])
+        self.by_size[q].remove(size, (self._key(job), job))
+        remaining = self.remaining[q]
+        remaining[size].remove(view.remaining_s(job))
+        if not remaining[size]:
+            del remaining[size]
 
     def finished(self, job: int) -> None:
         self._stopped(job)
@@ -313,26 +314,24 @@ class Shared:
         _, shadow, extra = reservation if reservation is not None else (-1, math.inf, free)
         horizon = shadow - view.now_s
         room = quota.nominal_of(q) - quota.usage(q)
+        remaining = self.remaining[q]
         lenders: bool | None = None  # whether a queue of q's tree borrows (found when needed)
-        best = None
-        for (gpus, level), (entries, remaining) in self.sizes[q].items():
-            if best is not None and entries[-1] <= best:
-                continue
-            if not (
+
+        def could_start(gpus: int, level: int | None) -> bool:
+            nonlocal lenders
+            if (
                 gpus <= free
-                and (gpus <= extra or remaining[0] <= horizon)
+                and (gpus <= extra or remaining[(gpus, level)][0] <= horizon)
                 and gpus < view.unplaceable_from(pool, level)
             ):
-                if not (self.parts.reclaim and gpus <= room and not quota.fits(q, gpus)):
-                    continue
-                if lenders is None:
-                    lenders = any(quota.borrowing(qv) for qv in self.tree_of[q])
-                if not lenders:
-                    continue
-            at = entries.bisect_right(entry)
-            if at < len(entries) and (best is None or entries[at] < best):
-                best = entries[at]
-        return best
+                return True
+            if not (self.parts.reclaim and gpus <= room and not quota.fits(q, gpus)):
+                return False
+            if lenders is None:
+                lenders = any(quota.borrowing(qv) for qv in self.tree_of[q])
+            return lenders
+
+        return self.by_size[q].first_after(entry, could_start)
 
     @staticmethod
     def _hold_queue(jobs: SortedList, reason: str, entry: tuple, own: str | None = None) -> Iterator[Hold]:

@@ -35,10 +35,12 @@ class BySize:
             del self.groups[size]
 
     def first_after(self, entry: tuple | None, allowed: Callable[[int, int | None], bool]) -> tuple | None:
-        """The first entry after `entry` (None: from the start) whose size is `allowed`."""
+        """The first entry after `entry` (None: from the start) whose size is `allowed`.
+        Groups with nothing after `entry`, or nothing before the best so far, are passed
+        over before `allowed` is asked."""
         best = None
         for (gpus, level), group in self.groups.items():
-            if best is not None and group[0] >= best:
+            if (entry is not None and group[-1] <= entry) or (best is not None and group[0] >= best):
                 continue
             if not allowed(gpus, level):
                 continue
