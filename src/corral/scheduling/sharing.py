@@ -75,16 +75,23 @@ class Shared:
         self.lowest_running = [math.inf] * queues  # per queue: the lowest priority running
         # the queues of each queue's cohort tree: whom it may reclaim from
         self.tree_of = [[qv for qv in range(queues) if self.quota.same_tree(q, qv)] for q in range(queues)]
-        self.ends: list[SortedList] = [SortedList() for _ in range(pools)]
-        self.end_of: dict[int, float] = {}
         self.version = [0] * pools
+        # Without backfill a pass looks only at queue heads, and what it decides depends only
+        # on them, on who runs (quota) and on free GPUs: a pool whose last pass settled in a
+        # state where none of these has changed since would decide nothing again.
+        self.moves = 0  # starts and stops in every pool (quota is shared between pools)
+        self.settled: list[tuple | None] = [None] * pools
+        self.new_head = [False] * pools
         # job -> pool version at which no victims could be found (retry once it changes)
         self.no_quota_victims: dict[int, int] = {}
         self.no_priority_victims: dict[int, int] = {}
         self.decayed = [0.0] * queues
         self.decayed_at = [0.0] * queues
-        # waiting jobs per queue by (GPUs, topology level), and their remaining seconds
-        # sorted per size: what finds the next job that could backfill
+        # Kept only with backfill: running jobs' ends (for reservations), and waiting jobs per
+        # queue by (GPUs, topology level) with their remaining seconds sorted per size (what
+        # finds the next job that could backfill).
+        self.ends: list[SortedList] = [SortedList() for _ in range(pools)]
+        self.end_of: dict[int, float] = {}
         self.by_size = [BySize() for _ in range(queues)]
         self.remaining: list[dict[Size, SortedList]] = [{} for _ in range(queues)]
 
@@ -105,6 +112,10 @@ class Shared:
             queues[q] = SortedList()
         entry = (self._key(job), job)
         queues[q].add(entry)
+        if not self.parts.backfill:
+            if queues[q][0] == entry:
+                self.new_head[view.pool[job]] = True
+            return
         size = (view.gpus[job], view.level[job])
         self.by_size[q].add(size, entry)
         remaining = self.remaining[q]
@@ -113,6 +124,8 @@ class Shared:
         remaining[size].add(view.remaining_s(job))
 
     def _dequeued(self, job: int) -> None:
+        if not self.parts.backfill:
+            return
         view = self.view
         q, size = view.queue[job], (view.gpus[job], view.level[job])
         self.by_size[q].remove(size, (self._key(job), job))
@@ -137,10 +150,12 @@ class Shared:
         for prio in (self.running_priorities[pool], self.queue_priorities[view.queue[job]]):
             _count(prio, view.priority[job], 1)
         self._lowest(view.queue[job])
-        end = view.now_s + view.remaining_s(job)
-        self.end_of[job] = end
-        self.ends[pool].add((end, job))
+        if self.parts.backfill:
+            end = view.now_s + view.remaining_s(job)
+            self.end_of[job] = end
+            self.ends[pool].add((end, job))
         self.version[pool] += 1
+        self.moves += 1
 
     def _stopped(self, job: int) -> None:
         view = self.view
@@ -151,8 +166,10 @@ class Shared:
         for prio in (self.running_priorities[pool], self.queue_priorities[view.queue[job]]):
             _count(prio, view.priority[job], -1)
         self._lowest(view.queue[job])
-        self.ends[pool].remove((self.end_of.pop(job), job))
+        if self.parts.backfill:
+            self.ends[pool].remove((self.end_of.pop(job), job))
         self.version[pool] += 1
+        self.moves += 1
 
     def _lowest(self, q: int) -> None:
         running = self.queue_priorities[q]
@@ -192,15 +209,29 @@ class Shared:
     def decide(self, pool: int) -> Iterator[Decision]:
         """Passes until one preempts nothing: a job preempted in a pass waits for the next
         one, where it may take back its own queue's quota from a borrower at once."""
+        state = self._settles(pool)
+        if state is not None and state == self.settled[pool] and not self.new_head[pool]:
+            return
         for _ in range(MAX_PASSES):
             preempted: list[int] = []
             yield from self._pass(pool, preempted)
             if not preempted:
+                self.settled[pool] = self._settles(pool)
+                self.new_head[pool] = False
                 return
             for v in preempted:
                 self._enqueue(v)
                 if self.view.explain:
                     yield Hold(v, "preempted, waiting to restart")
+
+    def _settles(self, pool: int) -> tuple | None:
+        """What a pass without backfill depends on besides queue heads; None where it also
+        depends on time (backfill reservations, decaying usage, relaxed placement) or must
+        give reasons."""
+        epoch = self.view.release_epoch(pool)
+        if self.parts.backfill or self.parts.half_life_s is not None or self.view.explain or epoch is None:
+            return None
+        return (self.moves, epoch)
 
     def _pass(self, pool: int, preempted: list[int]) -> Iterator[Decision]:
         queues = self.waiting[pool]

@@ -155,6 +155,13 @@ class _EngineView:
         floor = e.failed_from.get((pool, level, False))
         return floor[1] if floor is not None and floor[0] == e.state.release_epoch[pool] else math.inf
 
+    def release_epoch(self, pool: int) -> int | None:
+        """A count that moves whenever GPUs return to `pool` (a job stops, a host comes
+        back): a placement that failed cannot succeed before it moves. None when waiting
+        jobs may be placed relaxed, which also changes with time alone."""
+        e = self._e
+        return None if e.placer.config.relax_after_s is not None else e.state.release_epoch[pool]
+
     def place(self, job: int) -> Placement | None:
         """Where `job` would go now. Failures are remembered until GPUs are next released in
         the pool (allocations only make placing harder), and they are monotone in size: if
