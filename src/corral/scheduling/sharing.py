@@ -385,9 +385,13 @@ class Shared:
         return self.quota.blocked(q, gpus)
 
     def _may_preempt_for_quota(self, job: int) -> bool:
-        return (self.parts.reclaim or self.parts.priority_preemption) and self.no_quota_victims.get(
-            job
-        ) != self.version[self.view.pool[job]]
+        """Whether a search for quota victims could find any: `job` reclaims within its
+        nominal quota, or outranks some job running in its pool; and none was found for it
+        since the pool last changed."""
+        pool = self.view.pool[job]
+        return (
+            self._within_nominal(job) or self._outranks_running(pool, self.view.priority[job])
+        ) and self.no_quota_victims.get(job) != self.version[pool]
 
     def _within_nominal(self, job: int) -> bool:
         """Whether `job` fits its queue's nominal quota where owners reclaim what they lend."""
@@ -395,7 +399,9 @@ class Shared:
         return self.parts.reclaim and quota.usage(q) + self.view.gpus[job] <= quota.nominal_of(q)
 
     def _may_reclaim_gpus(self, job: int) -> bool:
-        return self._within_nominal(job) and self._may_preempt_for_quota(job)
+        return (
+            self._within_nominal(job) and self.no_quota_victims.get(job) != self.version[self.view.pool[job]]
+        )
 
     def _quota_victims(self, pool: int, job: int) -> list[int]:
         """Running jobs whose quota, once returned, admits `job`: lower-priority jobs of its
