@@ -141,6 +141,38 @@ def test_reclaim_preempts_the_borrower_and_charges_lost_work_and_restart():
     assert stops == [(10.0, "stop", 0, (1, 2.0))]
 
 
+def test_fair_share_is_decided_from_the_top_of_the_cohort_tree_down():
+    """Kueue's fair sharing story 3 (KEP-1714): a 300-GPU cohort CS lends to cohorts C1 (1A,
+    1B, 1C, 1C three times as important) and C2 (2A), all four with long backlogs. C1 and C2
+    weigh the same, so each gets 150 GPUs; within C1, 30, 30 and 90. Compared queue by queue
+    (flat) 2A would get only 60."""
+    lab = fleet(
+        75,
+        4,
+        queues=[
+            QueueSpec("cs", 300, cohort="cs"),
+            QueueSpec("1a", 0, cohort="c1"),
+            QueueSpec("1b", 0, cohort="c1"),
+            QueueSpec("1c", 0, weight=3, cohort="c1"),
+            QueueSpec("2a", 0, cohort="c2"),
+        ],
+        cohorts=[
+            CohortSpec("org"),
+            CohortSpec("cs", parent="org"),
+            CohortSpec("c1", parent="org"),
+            CohortSpec("c2", parent="org"),
+        ],
+    )
+    table = jobs(
+        [dict(gpus=1, duration_s=100, queue=q) for q in ("1a", "1b", "1c", "2a") for _ in range(300)]
+    )
+    r = run(lab, table, "fair")
+    held = {q: 0 for q in ("1a", "1b", "1c", "2a")}
+    for job in np.flatnonzero(r.start_s == 0):
+        held[table.queue[job]] += 1
+    assert held == {"1a": 30, "1b": 30, "1c": 90, "2a": 150}
+
+
 def test_quota_fifo_does_not_reclaim():
     table = jobs(
         [dict(gpus=8, duration_s=100, queue="b"), dict(submit_s=10, gpus=4, duration_s=10, queue="a")]
@@ -259,11 +291,17 @@ def shared_cases(draw):
     per_host = draw(st.sampled_from([2, 4, 8]))
     total = hosts * per_host
     nq = draw(st.integers(2, 4))
+    # queues sit in the root cohort c or in one of two weighted sub-cohorts
+    cohorts = [CohortSpec("c")]
+    cohorts += [CohortSpec(f"s{i}", parent="c", weight=draw(st.sampled_from([1, 3]))) for i in range(2)]
     queues = []
     for i in range(nq):
         limit = draw(st.one_of(st.none(), st.integers(0, total)))
-        queues.append(QueueSpec(f"q{i}", draw(st.integers(0, total)), cohort="c", borrowing_limit_gpus=limit))
-    the_fleet = fleet(hosts, per_host, draw(st.integers(1, hosts)), queues, [CohortSpec("c")])
+        cohort = draw(st.sampled_from(["c", "s0", "s1"]))
+        weight = draw(st.sampled_from([1, 2]))
+        nominal = draw(st.integers(0, total))
+        queues.append(QueueSpec(f"q{i}", nominal, weight, cohort=cohort, borrowing_limit_gpus=limit))
+    the_fleet = fleet(hosts, per_host, draw(st.integers(1, hosts)), queues, cohorts)
     tree, _ = QuotaTree.for_queues([], the_fleet.queues, the_fleet.cohorts)
     rows = []
     for _ in range(draw(st.integers(1, 20))):
@@ -431,11 +469,12 @@ def test_queues_and_cohorts_from_toml_and_their_errors(tmp_path):
 
     good = tmp_path / "lab.toml"
     good.write_text(
-        'hosts = 4\ndefault_cohort = "c"\n[[cohorts]]\nname = "c"\n'
+        'hosts = 4\ndefault_cohort = "c"\n[[cohorts]]\nname = "c"\nweight = 2\n'
         '[[queues]]\nname = "a"\nnominal_gpus = 16\ncohort = "c"\nborrowing_limit_gpus = 8\n'
     )
     lab = load_fleet(str(good))
     assert lab.queues["a"].borrowing_limit_gpus == 8 and lab.default_cohort == "c"
+    assert lab.cohorts[0].weight == 2
     bad = tmp_path / "bad.toml"
     bad.write_text('hosts = 4\n[[queues]]\nname = "a"\nnominal_gpus = -1\n')
     with pytest.raises(InputError, match="queues\\[0\\].nominal_gpus"):

@@ -40,9 +40,12 @@ class QueueSpec:
 
 @dataclass(frozen=True)
 class CohortSpec:
+    """A cohort; `weight` is its fair share against its sibling queues and cohorts."""
+
     name: str
     parent: str | None = None
     nominal_gpus: float = 0.0
+    weight: float = 1.0
     borrowing_limit_gpus: float | None = None
     lending_limit_gpus: float | None = None
 
@@ -107,7 +110,7 @@ class QuotaTree:
                 )
             self.lend[i] = cap if limit is None else float(limit)
         self.demand = [0.0] * n
-        self.weight = [q.weight for q in self.specs]
+        self.weight = [spec.weight for spec in [*self.specs, *cohorts]]  # per node, queues first
         self.root = [self._root(i) for i in range(nq)]
 
     @classmethod
@@ -163,6 +166,13 @@ class QuotaTree:
 
     def borrowing(self, queue: int) -> bool:
         return self.demand[queue] > self.capacity[queue]
+
+    def path(self, node: int) -> list[int]:
+        """The nodes from `node`'s root down to `node`."""
+        nodes = [node]
+        while self.parent[nodes[-1]] >= 0:
+            nodes.append(self.parent[nodes[-1]])
+        return nodes[::-1]
 
     def same_tree(self, a: int, b: int) -> bool:
         return self.root[a] == self.root[b]

@@ -5,7 +5,8 @@
   by preempting jobs of queues that borrow;
 - ordering: which queue's head job goes next: first come first served, weighted max-min fair
   share (the queue with the least GPUs per unit of weight, optionally counting decayed past
-  usage as Slurm's fair-share factor does), or priority class then arrival;
+  usage as Slurm's fair-share factor does; decided from the top of the cohort tree down, as
+  Slurm's fair tree does), or priority class then arrival;
 - placement and preemption: a job whose GPUs are not free may preempt running jobs of
   strictly lower priority; victims are picked to lose the least work (GPUs x time since their
   last checkpoint), only where freeing them yields a placement, and a job is always stopped
@@ -85,8 +86,17 @@ class Shared:
         # job -> pool version at which no victims could be found (retry once it changes)
         self.no_quota_victims: dict[int, int] = {}
         self.no_priority_victims: dict[int, int] = {}
-        self.decayed = [0.0] * queues
-        self.decayed_at = [0.0] * queues
+        # Fair share is decided root to leaves (Slurm's fair tree, Kueue's hierarchical
+        # cohorts): siblings compare GPUs held under them per unit of weight. A forest of one
+        # tree leaves its root out, since every queue shares it.
+        nodes = len(self.quota.names)
+        self.held = [0.0] * nodes  # GPUs of running jobs under each queue and cohort
+        self.decayed = [0.0] * nodes
+        self.decayed_at = [0.0] * nodes
+        self.path_of = [self.quota.path(q) for q in range(queues)]
+        if len({path[0] for path in self.path_of}) == 1 and queues > 1:
+            self.path_of = [path[1:] for path in self.path_of]
+        self.nested = any(len(path) > 1 for path in self.path_of)
         # Kept only with backfill: running jobs' ends (for reservations), and waiting jobs per
         # queue by (GPUs, topology level) with their remaining seconds sorted per size (what
         # finds the next job that could backfill).
@@ -144,7 +154,7 @@ class Shared:
     def _started(self, job: int) -> None:
         view = self.view
         pool = view.pool[job]
-        self._decay(view.queue[job])
+        self._hold(view.queue[job], view.gpus[job])
         self.running[pool].add(job)
         self.running_in_queue[view.queue[job]].add(job)
         for prio in (self.running_priorities[pool], self.queue_priorities[view.queue[job]]):
@@ -160,7 +170,7 @@ class Shared:
     def _stopped(self, job: int) -> None:
         view = self.view
         pool = view.pool[job]
-        self._decay(view.queue[job])
+        self._hold(view.queue[job], -view.gpus[job])
         self.running[pool].discard(job)
         self.running_in_queue[view.queue[job]].discard(job)
         for prio in (self.running_priorities[pool], self.queue_priorities[view.queue[job]]):
@@ -177,32 +187,46 @@ class Shared:
 
     # --- fair share ----------------------------------------------------------------------
 
-    def _decay(self, q: int) -> None:
-        """Bring queue q's decayed usage (GPU-seconds, half-life h) up to now."""
+    def _hold(self, q: int, gpus: int) -> None:
+        for node in self.path_of[q]:
+            self._decay(node)
+            self.held[node] += gpus
+
+    def _decay(self, node: int) -> None:
+        """Bring a node's decayed usage (GPU-seconds, half-life h) up to now."""
         h = self.parts.half_life_s
         if h is None:
             return
         now = self.view.now_s
-        dt = now - self.decayed_at[q]
+        dt = now - self.decayed_at[node]
         if dt > 0:
             keep = 2.0 ** (-dt / h)
-            self.decayed[q] = self.decayed[q] * keep + self.quota.usage(q) * (h / LN2) * (1.0 - keep)
-            self.decayed_at[q] = now
+            self.decayed[node] = self.decayed[node] * keep + self.held[node] * (h / LN2) * (1.0 - keep)
+            self.decayed_at[node] = now
 
-    def share(self, q: int) -> float:
-        """GPUs per unit of weight: current allocation, plus the decayed average of past
-        allocation when a half-life is set."""
-        used = self.quota.usage(q)
+    def share(self, node: int) -> float:
+        """GPUs per unit of weight held under a queue or cohort: current allocation, plus
+        the decayed average of past allocation when a half-life is set."""
+        used = self.held[node]
         h = self.parts.half_life_s
         if h is not None:
-            self._decay(q)
-            used += self.decayed[q] * LN2 / h
-        return used / max(self.quota.weight[q], 1e-12)
+            self._decay(node)
+            used += self.decayed[node] * LN2 / h
+        return used / max(self.quota.weight[node], 1e-12)
 
     def _queue_key(self, q: int, head: tuple) -> tuple:
-        if self.parts.order == "fair":
+        """Fair order compares shares from the top of the tree down, so a queue goes first
+        when its branch holds least at the first level where branches differ (cohorts of
+        equal share by number, queues of equal share by their heads)."""
+        if self.parts.order != "fair":
+            return head
+        path = self.path_of[q]
+        if len(path) == 1:
             return (self.share(q), *head)
-        return head
+        key: list = []
+        for node in path[:-1]:
+            key += (self.share(node), node)
+        return (*key, self.share(q), *head)
 
     # --- the pass ------------------------------------------------------------------------
 
@@ -241,13 +265,23 @@ class Shared:
         explain = view.explain
         # Candidates are queue heads; with backfill, a queue whose candidate cannot be placed
         # offers its next job that could start (_next_candidate), up to `backfill_depth` in all.
-        heap = [(self._queue_key(q, jobs[0][0]), q, jobs[0]) for q, jobs in queues.items() if jobs]
+        # (key, queue, entry, starts and stops when the key was made)
+        heap = [
+            (self._queue_key(q, jobs[0][0]), q, jobs[0], self.moves) for q, jobs in queues.items() if jobs
+        ]
         heapq.heapify(heap)
         depth = self.parts.backfill_depth
         reservation: tuple[int, float, int] | None = None  # (job, shadow time, extra GPUs)
         blocked_by: int | None = None
         while heap:
-            _, q, entry = heapq.heappop(heap)
+            key, q, entry, made = heapq.heappop(heap)
+            if self.nested and made != self.moves:
+                # A start raises the shares of its cohorts, and so the keys of its siblings
+                # waiting in the heap: take a head only once its key is up to date.
+                key = self._queue_key(q, entry[0])
+                if heap and key > heap[0][0]:
+                    heapq.heappush(heap, (key, q, entry, self.moves))
+                    continue
             jobs = queues[q]
             job = entry[1]
             if blocked_by is not None:
@@ -306,7 +340,7 @@ class Shared:
                 )
                 if after is not None:
                     depth -= 1
-                    heapq.heappush(heap, (self._queue_key(q, after[0]), q, after))
+                    heapq.heappush(heap, (self._queue_key(q, after[0]), q, after, self.moves))
                     if explain:
                         yield Hold(job, why)  # type: ignore[arg-type]
                 elif explain:
@@ -320,7 +354,7 @@ class Shared:
                 reservation = (reservation[0], reservation[1], reservation[2] - gpus)
             at = jobs.bisect_right(entry)
             if at < len(jobs):
-                heapq.heappush(heap, (self._queue_key(q, jobs[at][0]), q, jobs[at]))
+                heapq.heappush(heap, (self._queue_key(q, jobs[at][0]), q, jobs[at], self.moves))
 
     def _evict(self, victims: list[int], why: str, by: int, preempted: list[int]) -> Iterator[Preempt]:
         for v in victims:
