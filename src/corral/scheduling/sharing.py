@@ -97,6 +97,8 @@ class Shared:
         if len({path[0] for path in self.path_of}) == 1 and queues > 1:
             self.path_of = [path[1:] for path in self.path_of]
         self.nested = any(len(path) > 1 for path in self.path_of)
+        self.cohort_shares: dict[int, float] = {}
+        self.cohort_shares_at: tuple = ()
         # Kept only with backfill: running jobs' ends (for reservations), and waiting jobs per
         # queue by (GPUs, topology level) with their remaining seconds sorted per size (what
         # finds the next job that could backfill).
@@ -223,9 +225,16 @@ class Shared:
         path = self.path_of[q]
         if len(path) == 1:
             return (self.share(q), *head)
+        # Siblings of a pass share their cohorts' shares until the next start or stop.
+        stamp = (self.moves, self.view.now_s)
+        if stamp != self.cohort_shares_at:
+            self.cohort_shares_at, self.cohort_shares = stamp, {}
         key: list = []
         for node in path[:-1]:
-            key += (self.share(node), node)
+            share = self.cohort_shares.get(node)
+            if share is None:
+                share = self.cohort_shares[node] = self.share(node)
+            key += (share, node)
         return (*key, self.share(q), *head)
 
     # --- the pass ------------------------------------------------------------------------
