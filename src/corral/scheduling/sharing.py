@@ -97,8 +97,6 @@ class Shared:
         if len({path[0] for path in self.path_of}) == 1 and queues > 1:
             self.path_of = [path[1:] for path in self.path_of]
         self.nested = any(len(path) > 1 for path in self.path_of)
-        self.cohort_shares: dict[int, float] = {}
-        self.cohort_shares_at: tuple = ()
         # Kept only with backfill: running jobs' ends (for reservations), and waiting jobs per
         # queue by (GPUs, topology level) with their remaining seconds sorted per size (what
         # finds the next job that could backfill).
@@ -225,16 +223,9 @@ class Shared:
         path = self.path_of[q]
         if len(path) == 1:
             return (self.share(q), *head)
-        # Siblings of a pass share their cohorts' shares until the next start or stop.
-        stamp = (self.moves, self.view.now_s)
-        if stamp != self.cohort_shares_at:
-            self.cohort_shares_at, self.cohort_shares = stamp, {}
         key: list = []
         for node in path[:-1]:
-            share = self.cohort_shares.get(node)
-            if share is None:
-                share = self.cohort_shares[node] = self.share(node)
-            key += (share, node)
+            key += (self.share(node), node)
         return (*key, self.share(q), *head)
 
     # --- the pass ------------------------------------------------------------------------
@@ -434,7 +425,11 @@ class Shared:
         pool = self.view.pool[job]
         return (
             self._within_nominal(job) or self._outranks_running(pool, self.view.priority[job])
-        ) and self.no_quota_victims.get(job) != self.version[pool]
+        ) and self._unsearched(job)
+
+    def _unsearched(self, job: int) -> bool:
+        """Whether no quota victims were found wanting for `job` since its pool last changed."""
+        return self.no_quota_victims.get(job) != self.version[self.view.pool[job]]
 
     def _within_nominal(self, job: int) -> bool:
         """Whether `job` fits its queue's nominal quota where owners reclaim what they lend."""
@@ -442,9 +437,7 @@ class Shared:
         return self.parts.reclaim and quota.usage(q) + self.view.gpus[job] <= quota.nominal_of(q)
 
     def _may_reclaim_gpus(self, job: int) -> bool:
-        return (
-            self._within_nominal(job) and self.no_quota_victims.get(job) != self.version[self.view.pool[job]]
-        )
+        return self._within_nominal(job) and self._unsearched(job)
 
     def _quota_victims(self, pool: int, job: int) -> list[int]:
         """Running jobs whose quota, once returned, admits `job`: lower-priority jobs of its

@@ -149,11 +149,9 @@ class _EngineView:
     def unplaceable_from(self, pool: int, level: int | None) -> float:
         """The fewest GPUs found unplaceable in `pool` at `level` since GPUs were last
         released there (inf if none, or if waiting jobs may be placed relaxed)."""
-        e = self._e
-        if e.placer.config.relax_after_s is not None:
-            return math.inf
-        floor = e.failed_from.get((pool, level, False))
-        return floor[1] if floor is not None and floor[0] == e.state.release_epoch[pool] else math.inf
+        epoch = self.release_epoch(pool)
+        floor = self._e.failed_from.get((pool, level, False))
+        return floor[1] if epoch is not None and floor is not None and floor[0] == epoch else math.inf
 
     def release_epoch(self, pool: int) -> int | None:
         """A count that moves whenever GPUs return to `pool` (a job stops, a host comes
