@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from corral.errors import InputError
 from corral.fleet import Fleet, Segment
+from corral.scheduling.policy import Hold
 from corral.scheduling.quota import CohortSpec, QueueSpec, QuotaTree
 from corral.scheduling.registry import make_policy
 from corral.scheduling.sharing import Parts, Shared
@@ -252,6 +253,52 @@ def test_backfill_lets_short_jobs_pass_but_never_delays_the_reserved_gang():
     assert r.start_s.tolist() == [0, 100, 2, 110]
 
 
+# 40 GPUs. Cohort c lends a's 8 and d's 24 GPUs of quota; b owns none. Cohort e, apart,
+# lets x (16) borrow y's 24.
+RESERVED_QUOTA = dict(
+    hosts=5,
+    queues=[
+        QueueSpec("a", 8, cohort="c"),
+        QueueSpec("b", 0, cohort="c"),
+        QueueSpec("d", 24, cohort="c"),
+        QueueSpec("x", 16, cohort="e"),
+        QueueSpec("y", 24, cohort="e"),
+    ],
+    cohorts=[CohortSpec("c"), CohortSpec("e")],
+)
+
+
+def test_the_reserved_job_keeps_its_quota_from_borrowers():
+    table = jobs(
+        [
+            dict(submit_s=0, gpus=16, duration_s=100, queue="x"),
+            dict(submit_s=1, gpus=32, duration_s=10, queue="a"),  # admitted, 24 free: reserved at 100
+            dict(submit_s=2, gpus=8, duration_s=50, queue="b"),  # ends by 100, but borrows its quota
+            dict(submit_s=3, gpus=16, duration_s=1000, queue="x"),  # borrows, would delay it: waits
+        ]
+    )
+    r = run(fleet(**RESERVED_QUOTA), table, "fair", explain=True)
+    # Had job 2 borrowed at t=2, job 1 would be over quota at t=3, lose its reservation and
+    # wait for job 3 until t=1003.
+    assert r.start_s.tolist() == [0, 100, 110, 110]
+    assert "would take the quota reserved for job 1" in r.reasons[2][0][1]
+
+
+def test_a_reservation_lapses_in_the_pass_where_an_owner_takes_its_quota_back():
+    table = jobs(
+        [
+            dict(submit_s=0, gpus=16, duration_s=100, queue="x"),
+            dict(submit_s=1, gpus=32, duration_s=10, queue="a"),  # reserved at 100
+            dict(submit_s=2, gpus=8, duration_s=500, queue="d"),  # within d's quota: not held
+            dict(submit_s=2, gpus=16, duration_s=1000, queue="x"),  # held for job 1, then not
+        ]
+    )
+    r = run(fleet(**RESERVED_QUOTA), table, "fair")
+    # Job 2 leaves job 1 over quota until t=502, so its reservation lapses at once and job 3
+    # starts in the same instant, not at the next event (t=100).
+    assert r.start_s.tolist() == [0, 1002, 2, 2]
+
+
 def test_reasons_explain_a_pending_job():
     table = jobs(
         [dict(gpus=8, duration_s=100, queue="b"), dict(submit_s=10, gpus=8, duration_s=10, queue="a")]
@@ -459,6 +506,32 @@ def test_settled_pools_are_skipped_only_where_a_pass_would_decide_nothing(case, 
         for explain in (False, True)
     ]
     assert logs[0] == logs[1]
+
+
+class _PassedTwice(Shared):
+    """Runs one more pass after each decision and records whether it decided anything."""
+
+    def decide(self, pool):
+        yield from super().decide(pool)
+        preempted: list[int] = []
+        again = [d for d in self._pass(pool, preempted) if not isinstance(d, Hold)]
+        self.unsettled.append(again)
+        yield from again
+        for v in preempted:
+            self._enqueue(v)
+
+
+@settings(max_examples=300, deadline=None)
+@given(shared_cases(), st.sampled_from(["fifo", "priority"]))
+def test_a_backfill_pass_is_a_fixed_point(case, order):
+    """Backfill decides a pool once per instant: a second pass at the same instant starts
+    nothing. Left out: fair order (starts change the shares it orders by) and preemption
+    (a job backfilled in a pass may become a victim in the next)."""
+    the_fleet, table = case
+    policy = _PassedTwice("x", Parts(order, backfill=True))
+    policy.unsettled = []
+    Engine(the_fleet, table, policy, sample_s=0).run()
+    assert not any(policy.unsettled)
 
 
 # --- files and the command line ------------------------------------------------------------

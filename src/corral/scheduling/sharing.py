@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 
 from sortedcontainers import SortedList
 
 from corral.scheduling.policy import Decision, Hold, Preempt, Start, View
+from corral.scheduling.reservation import Reservation
 from corral.scheduling.victims import grow_until_placed, places_with, victims_for_placement
 from corral.scheduling.waiting import BySize, Size
 
@@ -231,15 +232,18 @@ class Shared:
     # --- the pass ------------------------------------------------------------------------
 
     def decide(self, pool: int) -> Iterator[Decision]:
-        """Passes until one preempts nothing: a job preempted in a pass waits for the next
-        one, where it may take back its own queue's quota from a borrower at once."""
+        """Passes until one preempts nothing and leaves its reservation as it found it: a
+        job preempted in a pass waits for the next one, where it may take back its own queue's
+        quota from a borrower at once; and where jobs within their nominal quota (never held)
+        took the reserved job's quota or GPUs, the next pass reserves afresh, for it at a later
+        time or for another job."""
         state = self._settles(pool)
         if state is not None and state == self.settled[pool] and not self.new_head[pool]:
             return
         for _ in range(MAX_PASSES):
             preempted: list[int] = []
-            yield from self._pass(pool, preempted)
-            if not preempted:
+            stale = yield from self._pass(pool, preempted)
+            if not preempted and not stale:
                 self.settled[pool] = self._settles(pool)
                 self.new_head[pool] = False
                 return
@@ -257,10 +261,11 @@ class Shared:
             return None
         return (self.moves, epoch)
 
-    def _pass(self, pool: int, preempted: list[int]) -> Iterator[Decision]:
+    def _pass(self, pool: int, preempted: list[int]) -> Generator[Decision, None, bool]:
+        """One pass over the pool's queues; whether its reservation went stale."""
         queues = self.waiting[pool]
         if not any(queues.values()):
-            return
+            return False
         view = self.view
         explain = view.explain
         # Candidates are queue heads; with backfill, a queue whose candidate cannot be placed
@@ -271,7 +276,7 @@ class Shared:
         ]
         heapq.heapify(heap)
         depth = self.parts.backfill_depth
-        reservation: tuple[int, float, int] | None = None  # (job, shadow time, extra GPUs)
+        reservation: Reservation | None = None
         blocked_by: int | None = None
         while heap:
             key, q, entry, made = heapq.heappop(heap)
@@ -293,7 +298,11 @@ class Shared:
                 victims = self._quota_victims(pool, job)
                 if victims:
                     yield from self._evict(
-                        victims, f"quota reclaimed by queue {self.quota.names[q]}", job, preempted
+                        victims,
+                        f"quota reclaimed by queue {self.quota.names[q]}",
+                        job,
+                        preempted,
+                        reservation,
                     )
                     why = self._admission(job)
             if why is not None:  # the queue waits for quota (strict order within a queue)
@@ -301,35 +310,35 @@ class Shared:
                     yield from self._hold_queue(jobs, f"behind job {job} in its queue", entry, why)
                 continue
             gpus = view.gpus[job]
-            in_time = True
             placement = None
-            if reservation is not None:
-                r_job, shadow, extra = reservation
-                # A job within its nominal quota is not held: those GPUs are its queue's.
-                in_time = view.now_s + view.remaining_s(job) <= shadow or self._within_nominal(job)
-                if not in_time and gpus > extra:
-                    why = f"holding: would delay the reservation of job {r_job}"
+            # A job within a guaranteed nominal quota is not held: those GPUs are its queue's.
+            if reservation is not None and not self._exempt(job, reservation):
+                why = reservation.holds(job)
             if why is None:
                 placement = view.place(job) if gpus <= view.free_gpus(pool) else None
                 if placement is None and self._may_reclaim_gpus(job):
                     # admitted within its nominal quota, but borrowers hold the GPUs
                     victims = self._quota_victims(pool, job)
                     yield from self._evict(
-                        victims, f"quota reclaimed by queue {self.quota.names[q]}", job, preempted
+                        victims,
+                        f"quota reclaimed by queue {self.quota.names[q]}",
+                        job,
+                        preempted,
+                        reservation,
                     )
                     if victims:
                         placement = view.place(job)
                 if placement is None and self._may_preempt_for_priority(pool, job):
                     victims = self._priority_victims(pool, job)
                     why_v = f"outranked by job {job} (priority {view.priority[job]})"
-                    yield from self._evict(victims, why_v, job, preempted)
+                    yield from self._evict(victims, why_v, job, preempted, reservation)
                     if victims:
                         placement = view.place(job)
                 if placement is None:
                     why = self._capacity_reason(pool, job) if explain else "no placement"
                     if self.parts.backfill and reservation is None:
-                        shadow, extra = self._reservation(pool, job)
-                        reservation = (job, shadow, extra)
+                        reservation = Reservation(view, self.quota, job, self.ends[pool])
+                        shadow = reservation.shadow_s
                         if math.isfinite(shadow):
                             why = f"reserved: {gpus} GPUs expected free at t={shadow:.0f}s ({why})"
                     elif not self.parts.backfill and self.parts.order != "fair":
@@ -350,51 +359,61 @@ class Shared:
             self._dequeued(job)
             self._started(job)
             yield Start(job, placement)
-            if reservation is not None and not in_time:
-                reservation = (reservation[0], reservation[1], reservation[2] - gpus)
+            if reservation is not None:
+                reservation.started(job)
             at = jobs.bisect_right(entry)
             if at < len(jobs):
                 heapq.heappush(heap, (self._queue_key(q, jobs[at][0]), q, jobs[at], self.moves))
+        return reservation is not None and reservation.stale()
 
-    def _evict(self, victims: list[int], why: str, by: int, preempted: list[int]) -> Iterator[Preempt]:
+    def _evict(
+        self, victims: list[int], why: str, by: int, preempted: list[int], reservation: Reservation | None
+    ) -> Iterator[Preempt]:
         for v in victims:
             self._stopped(v)
+            if reservation is not None:
+                reservation.stopped(v)
             preempted.append(v)
             yield Preempt(v, why, by=by)
 
-    def _next_candidate(self, q: int, entry: tuple, reservation: tuple | None) -> tuple | None:
+    def _next_candidate(self, q: int, entry: tuple, reservation: Reservation | None) -> tuple | None:
         """The next job of queue q after `entry` that backfill should examine: the first in
-        order of a size that could start now (fits the free GPUs and the reservation by count
-        or time, and has not been found unplaceable since GPUs were last released) or could
-        take back quota by preemption; any job where priorities may preempt. Sizes that
-        cannot start are passed over in O(sizes), so a saturated or fragmented pool is not
-        walked job by job."""
-        view, quota = self.view, self.quota
+        order that is over quota (it stops the queue, strict order, unless it reclaims) or of
+        a size that could start now (fits the free GPUs; is within its nominal quota or leaves
+        the reserved job its GPUs, by count or time, and its quota; and has not been found
+        unplaceable since GPUs were last released); any job where priorities may preempt.
+        Sizes that cannot start are passed over in O(sizes), so a saturated or fragmented
+        pool is not walked job by job."""
+        view = self.view
         pool = view.pool[entry[1]]
         jobs = self.waiting[pool][q]
         if self._outranks_running(pool, view.priority[jobs[0][1]]):  # the head ranks highest
             at = jobs.bisect_right(entry)
             return jobs[at] if at < len(jobs) else None
         free = view.free_gpus(pool)
-        _, shadow, extra = reservation if reservation is not None else (-1, math.inf, free)
+        shadow, extra = (
+            (math.inf, free) if reservation is None else (reservation.shadow_s, reservation.extra_gpus)
+        )
         horizon = shadow - view.now_s
-        room = quota.nominal_of(q) - quota.usage(q)
+        # what q may still start within its nominal quota, past any reservation of another queue
+        room = self.quota.nominal_of(q) - self.quota.usage(q) if self._guaranteed(q, reservation) else -1.0
         remaining = self.remaining[q]
-        lenders: bool | None = None  # whether a queue of q's tree borrows (found when needed)
 
         def could_start(gpus: int, level: int | None) -> bool:
-            nonlocal lenders
-            if (
-                gpus <= free
-                and (gpus <= extra or remaining[(gpus, level)][0] <= horizon)
-                and gpus < view.unplaceable_from(pool, level)
-            ):
+            if not self._fits_quota(q, gpus):
                 return True
-            if not (self.parts.reclaim and gpus <= room and not quota.fits(q, gpus)):
-                return False
-            if lenders is None:
-                lenders = any(quota.borrowing(qv) for qv in self.tree_of[q])
-            return lenders
+            return (
+                gpus <= free
+                and gpus < view.unplaceable_from(pool, level)
+                and (
+                    gpus <= room
+                    or reservation is None
+                    or (
+                        (gpus <= extra or remaining[(gpus, level)][0] <= horizon)
+                        and reservation.leaves_quota(q, gpus)
+                    )
+                )
+            )
 
         return self.by_size[q].first_after(entry, could_start)
 
@@ -406,17 +425,23 @@ class Shared:
 
     # --- admission -----------------------------------------------------------------------
 
+    def _fits_quota(self, q: int, gpus: int) -> bool:
+        quota = self.quota
+        if not self.parts.borrowing and quota.usage(q) + gpus > quota.nominal_of(q):
+            return False
+        return quota.fits(q, gpus)
+
     def _admission(self, job: int) -> str | None:
-        view = self.view
+        view, quota = self.view, self.quota
         q, gpus = view.queue[job], view.gpus[job]
-        if not self.parts.borrowing and self.quota.usage(q) + gpus > self.quota.nominal_of(q):
-            return (
-                f"over quota: queue {self.quota.names[q]} uses {self.quota.usage(q):g} of nominal "
-                f"{self.quota.nominal_of(q):g} GPUs (no borrowing)"
-            )
         if not view.explain:  # the reason is read only when recorded
-            return None if self.quota.fits(q, gpus) else "over quota"
-        return self.quota.blocked(q, gpus)
+            return None if self._fits_quota(q, gpus) else "over quota"
+        if not self.parts.borrowing and quota.usage(q) + gpus > quota.nominal_of(q):
+            return (
+                f"over quota: queue {quota.names[q]} uses {quota.usage(q):g} of nominal "
+                f"{quota.nominal_of(q):g} GPUs (no borrowing)"
+            )
+        return quota.blocked(q, gpus)
 
     def _may_preempt_for_quota(self, job: int) -> bool:
         """Whether a search for quota victims could find any: `job` reclaims within its
@@ -435,6 +460,19 @@ class Shared:
         """Whether `job` fits its queue's nominal quota where owners reclaim what they lend."""
         q, quota = self.view.queue[job], self.quota
         return self.parts.reclaim and quota.usage(q) + self.view.gpus[job] <= quota.nominal_of(q)
+
+    def _guaranteed(self, q: int, reservation: Reservation | None) -> bool:
+        """Whether queue q's nominal quota is a guarantee a reservation does not override: a
+        finite quota, which owners reclaim, in a queue other than the reserved job's."""
+        return (
+            self.parts.reclaim
+            and math.isfinite(self.quota.nominal_of(q))
+            and (reservation is None or q != self.view.queue[reservation.job])
+        )
+
+    def _exempt(self, job: int, reservation: Reservation) -> bool:
+        """Whether `job` starts whatever the reservation: within its queue's guaranteed quota."""
+        return self._guaranteed(self.view.queue[job], reservation) and self._within_nominal(job)
 
     def _may_reclaim_gpus(self, job: int) -> bool:
         return self._within_nominal(job) and self._unsearched(job)
@@ -571,17 +609,6 @@ class Shared:
         return victims
 
     # --- backfill and reasons ------------------------------------------------------------
-
-    def _reservation(self, pool: int, job: int) -> tuple[float, int]:
-        """Shadow time (when enough running jobs will have ended) and the extra GPUs then."""
-        view = self.view
-        need = view.gpus[job]
-        avail = view.free_gpus(pool)
-        for end, running in self.ends[pool]:
-            avail += view.gpus[running]
-            if avail >= need:
-                return end, avail - need
-        return math.inf, 0
 
     def _capacity_reason(self, pool: int, job: int) -> str:
         view = self.view
