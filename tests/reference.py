@@ -100,11 +100,13 @@ def naive_simulate(fleet: Fleet, jobs: JobTable, policy: str) -> list[float]:
                 continue
             head = pending[0]
             pool_free = sum(free[h] for h in range(fleet.hosts) if fleet.host_pool[h] == p)
-            avail, shadow, extra = pool_free, math.inf, 0
-            for j in sorted((j for j in placed if pool[j] == p), key=lambda j: (end[j], j)):
-                avail += gpus[j]
+            # shadow: the first end by which enough GPUs are free; extra: what is free then,
+            # counting every job that ends by that instant
+            shadow, extra = math.inf, 0
+            for t in sorted(end[j] for j in placed if pool[j] == p):
+                avail = pool_free + sum(gpus[j] for j in placed if pool[j] == p and end[j] <= t)
                 if avail >= gpus[head]:
-                    shadow, extra = end[j], avail - gpus[head]
+                    shadow, extra = t, avail - gpus[head]
                     break
             for j in pending[1:]:
                 pool_free = sum(free[h] for h in range(fleet.hosts) if fleet.host_pool[h] == p)

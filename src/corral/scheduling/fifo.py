@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from sortedcontainers import SortedList
 
 from corral.scheduling.policy import Decision, Start, View
+from corral.scheduling.reservation import shadow_time
 
 
 class Fifo:
@@ -92,13 +93,7 @@ class FifoBackfill:
 
     def _reservation(self, pool: int, head: int) -> tuple[float, int]:
         """Shadow time and extra GPUs for the head job, from running jobs' expected ends."""
-        need = self.view.gpus[head]
-        avail = self.view.free_gpus(pool)
-        for end, job in self.ends[pool]:
-            avail += self.view.gpus[job]
-            if avail >= need:
-                return end, avail - need
-        return math.inf, 0
+        return shadow_time(self.view, self.view.gpus[head], self.view.free_gpus(pool), self.ends[pool])
 
     def decide(self, pool: int) -> Iterator[Decision]:
         view = self.view

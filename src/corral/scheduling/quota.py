@@ -186,6 +186,20 @@ class QuotaTree:
     def fits(self, queue: int, gpus: float, demand: list[float] | None = None) -> bool:
         return self._breaks(queue, gpus, self.demand if demand is None else demand) < 0
 
+    def headroom(self, queue: int, demand: list[float] | None = None) -> float:
+        """The most GPUs `queue` could be admitted now: `fits(queue, g)` is `g <= headroom`
+        (within 1e-6), so a pass tests many sizes with one walk of the tree."""
+        d = self.demand if demand is None else demand
+        path = self.path(queue)
+        room = INF
+        for node in path:  # root first: what each node may take, given its parent's room
+            up = self.parent[node]
+            limit = self.capacity[node] + (self.borrow[node] if up >= 0 else 0.0)
+            keep = self.capacity[node] - self.lend[node]
+            # up to keep - d comes from the node's own quota; the rest is drawn from the parent
+            room = min(limit - d[node], max(0.0, keep - d[node]) + max(room, 0.0))
+        return room
+
     def _breaks(self, queue: int, gpus: float, d: list[float]) -> int:
         """The first node on the path to the root whose limit `gpus` more would break, or -1."""
         node, delta = queue, float(gpus)

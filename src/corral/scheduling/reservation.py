@@ -25,13 +25,9 @@ class Reservation:
         """Reserve for `job` from the running jobs' `ends`, sorted by time: the shadow time
         is infinite where no end frees enough GPUs."""
         self.view, self.quota, self.job = view, quota, job
-        need, avail = view.gpus[job], view.free_gpus(view.pool[job])
-        self.shadow_s, self.extra_gpus = math.inf, 0
-        for end_s, running in ends:
-            avail += view.gpus[running]
-            if avail >= need:
-                self.shadow_s, self.extra_gpus = end_s, avail - need
-                break
+        self.shadow_s, self.extra_gpus = shadow_time(
+            view, view.gpus[job], view.free_gpus(view.pool[job]), ends
+        )
         # quota demand with the reserved job admitted, kept up to date from first use
         self.beside: list[float] | None = None
 
@@ -48,10 +44,17 @@ class Reservation:
 
     def leaves_quota(self, queue: int, gpus: int) -> bool:
         """Whether `gpus` more for `queue` fit the quota beside the reserved job's."""
+        return self.quota.fits(queue, gpus, self._beside())
+
+    def quota_headroom(self, queue: int) -> float:
+        """The most GPUs `queue` may start and leave the reserved job its quota."""
+        return self.quota.headroom(queue, self._beside())
+
+    def _beside(self) -> list[float]:
         if self.beside is None:
             self.beside = list(self.quota.demand)
             self.quota.add(self.view.queue[self.job], self.view.gpus[self.job], self.beside)
-        return self.quota.fits(queue, gpus, self.beside)
+        return self.beside
 
     def stale(self) -> bool:
         """Whether jobs started beside it took what the reserved job needs: its quota now, or
@@ -71,3 +74,18 @@ class Reservation:
         """Account for `job` preempted during the pass."""
         if self.beside is not None:
             self.quota.add(self.view.queue[job], -self.view.gpus[job], self.beside)
+
+
+def shadow_time(view: View, need: int, free: int, ends: Iterable[tuple[float, int]]) -> tuple[float, int]:
+    """EASY backfill's shadow time for a job of `need` GPUs, from the running jobs' `ends`
+    (sorted), and the extra GPUs then: all the jobs that end at that instant count, so the
+    answer does not depend on how ties are ordered. Infinite, 0 where no end frees enough."""
+    avail = free
+    shadow = math.inf
+    for end, job in ends:
+        if end > shadow:
+            break
+        avail += view.gpus[job]
+        if avail >= need:
+            shadow = end
+    return (shadow, avail - need) if math.isfinite(shadow) else (math.inf, 0)

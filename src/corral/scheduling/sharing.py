@@ -11,9 +11,10 @@
   strictly lower priority; victims are picked to lose the least work (GPUs x time since their
   last checkpoint), only where freeing them yields a placement, and a job is always stopped
   whole;
-- backfill: the first job in order that cannot be placed gets a reservation at the time
-  enough GPUs free up (from running jobs' remaining times, as EASY backfill does), and later
-  jobs may start only if they end before it or use GPUs it will not need.
+- backfill: the first job in order that is admitted but cannot be placed gets a reservation
+  at the time enough GPUs free up (from running jobs' remaining times, as EASY backfill does),
+  and later jobs may start only if they end before it or use GPUs it will not need, and leave
+  it its quota (reservation.py).
 
 Within a queue, jobs go in order (Kueue's StrictFIFO): a queue whose head is over quota
 waits; with backfill, a job that only lacks free GPUs lets the jobs behind it be considered.
@@ -36,6 +37,7 @@ from corral.scheduling.waiting import BySize, Size
 
 LN2 = math.log(2.0)
 MAX_PASSES = 8  # passes at one instant: each preempts only strictly lower priority or borrowers
+QUOTA_EPS = 1e-6  # GPU counts are whole: a headroom this close to the next count admits it
 
 
 @dataclass(frozen=True)
@@ -399,8 +401,11 @@ class Shared:
         room = self.quota.nominal_of(q) - self.quota.usage(q) if self._guaranteed(q, reservation) else -1.0
         remaining = self.remaining[q]
 
+        admits = self._headroom(q) + QUOTA_EPS  # fits its quota now: gpus <= admits
+        beside = math.inf if reservation is None else reservation.quota_headroom(q) + QUOTA_EPS
+
         def could_start(gpus: int, level: int | None) -> bool:
-            if not self._fits_quota(q, gpus):
+            if gpus > admits:
                 return True
             return (
                 gpus <= free
@@ -408,10 +413,7 @@ class Shared:
                 and (
                     gpus <= room
                     or reservation is None
-                    or (
-                        (gpus <= extra or remaining[(gpus, level)][0] <= horizon)
-                        and reservation.leaves_quota(q, gpus)
-                    )
+                    or ((gpus <= extra or remaining[(gpus, level)][0] <= horizon) and gpus <= beside)
                 )
             )
 
@@ -430,6 +432,12 @@ class Shared:
         if not self.parts.borrowing and quota.usage(q) + gpus > quota.nominal_of(q):
             return False
         return quota.fits(q, gpus)
+
+    def _headroom(self, q: int) -> float:
+        """The most GPUs queue q may be admitted now (`_fits_quota` for every size at once)."""
+        quota = self.quota
+        room = quota.headroom(q)
+        return room if self.parts.borrowing else min(room, quota.nominal_of(q) - quota.usage(q))
 
     def _admission(self, job: int) -> str | None:
         view, quota = self.view, self.quota
