@@ -101,6 +101,38 @@ def test_hierarchical_cohorts():
     assert tree.demand == [0.0] * 5
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_headroom_is_the_largest_admission_that_fits(data):
+    """QuotaTree.headroom answers fits() for every size at once, lending limits included."""
+    draw = data.draw
+    sub = CohortSpec(
+        "s",
+        parent="c",
+        nominal_gpus=draw(st.integers(0, 3)),
+        borrowing_limit_gpus=draw(st.sampled_from([None, 0, 3])),
+    )
+    queues = []
+    for i in range(draw(st.integers(1, 4))):
+        nominal = draw(st.integers(0, 8))
+        queues.append(
+            QueueSpec(
+                f"q{i}",
+                nominal,
+                cohort=draw(st.sampled_from(["c", "s"])),
+                borrowing_limit_gpus=draw(st.sampled_from([None, 0, 2, 5])),
+                lending_limit_gpus=draw(st.sampled_from([None, min(nominal, 2)])),
+            )
+        )
+    tree = QuotaTree([*queues, QueueSpec("solo", 5)], [CohortSpec("c"), sub])
+    for q, gpus in draw(st.lists(st.tuples(st.integers(0, len(queues)), st.integers(1, 6)), max_size=8)):
+        if tree.fits(q, gpus):
+            tree.add(q, gpus)
+    for q in range(len(queues) + 1):
+        room = tree.headroom(q)
+        assert [tree.fits(q, g) for g in range(1, 30)] == [g <= room + 1e-6 for g in range(1, 30)]
+
+
 def test_queue_without_cohort_cannot_borrow_and_unlisted_queue_is_unlimited():
     tree, ids = QuotaTree.for_queues(["solo", "stranger"], {"solo": QueueSpec("solo", 4)}, [])
     assert not tree.fits(ids[0], 5)
