@@ -112,6 +112,7 @@ class QuotaTree:
         self.demand = [0.0] * n
         self.weight = [spec.weight for spec in [*self.specs, *cohorts]]  # per node, queues first
         self.root = [self._root(i) for i in range(nq)]
+        self.paths = [self.path(q) for q in range(nq)]  # root first, per queue
 
     @classmethod
     def for_queues(
@@ -190,14 +191,13 @@ class QuotaTree:
         """The most GPUs `queue` could be admitted now: `fits(queue, g)` is `g <= headroom`
         (within 1e-6), so a pass tests many sizes with one walk of the tree."""
         d = self.demand if demand is None else demand
-        path = self.path(queue)
+        capacity, lend, parent, borrow = self.capacity, self.lend, self.parent, self.borrow
         room = INF
-        for node in path:  # root first: what each node may take, given its parent's room
-            up = self.parent[node]
-            limit = self.capacity[node] + (self.borrow[node] if up >= 0 else 0.0)
-            keep = self.capacity[node] - self.lend[node]
-            # up to keep - d comes from the node's own quota; the rest is drawn from the parent
-            room = min(limit - d[node], max(0.0, keep - d[node]) + max(room, 0.0))
+        for node in self.paths[queue]:  # root first: what each node may take, given its parent's room
+            cap, used = capacity[node], d[node]
+            limit = cap + borrow[node] if parent[node] >= 0 else cap
+            # up to keep - used comes from the node's own quota; the rest is drawn from the parent
+            room = min(limit - used, max(0.0, cap - lend[node] - used) + max(room, 0.0))
         return room
 
     def _breaks(self, queue: int, gpus: float, d: list[float]) -> int:

@@ -402,20 +402,21 @@ class Shared:
         remaining = self.remaining[q]
 
         admits = self._headroom(q) + QUOTA_EPS  # fits its quota now: gpus <= admits
-        beside = math.inf if reservation is None else reservation.quota_headroom(q) + QUOTA_EPS
+        beside: float | None = None  # what q may start beside the reservation (found when needed)
 
         def could_start(gpus: int, level: int | None) -> bool:
+            nonlocal beside
             if gpus > admits:
                 return True
-            return (
-                gpus <= free
-                and gpus < view.unplaceable_from(pool, level)
-                and (
-                    gpus <= room
-                    or reservation is None
-                    or ((gpus <= extra or remaining[(gpus, level)][0] <= horizon) and gpus <= beside)
-                )
-            )
+            if not (gpus <= free and gpus < view.unplaceable_from(pool, level)):
+                return False
+            if gpus <= room or reservation is None:
+                return True
+            if gpus > extra and remaining[(gpus, level)][0] > horizon:
+                return False
+            if beside is None:
+                beside = reservation.quota_headroom(q) + QUOTA_EPS
+            return gpus <= beside
 
         return self.by_size[q].first_after(entry, could_start)
 
