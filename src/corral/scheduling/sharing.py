@@ -96,7 +96,7 @@ class Shared:
         self.held = [0.0] * nodes  # GPUs of running jobs under each queue and cohort
         self.decayed = [0.0] * nodes
         self.decayed_at = [0.0] * nodes
-        self.path_of = [self.quota.path(q) for q in range(queues)]
+        self.path_of = list(self.quota.paths)
         if len({path[0] for path in self.path_of}) == 1 and queues > 1:
             self.path_of = [path[1:] for path in self.path_of]
         self.nested = any(len(path) > 1 for path in self.path_of)
