@@ -51,6 +51,13 @@ def naive_place(fleet: Fleet, free: list[int], pool: int, gpus: int):
     return None
 
 
+def _minus(free: list[int], placement) -> list[int]:
+    out = list(free)
+    for h, g in placement:
+        out[h] -= g
+    return out
+
+
 def naive_simulate(fleet: Fleet, jobs: JobTable, policy: str) -> list[float]:
     """First start time of each job."""
     n = len(jobs)
@@ -99,24 +106,43 @@ def naive_simulate(fleet: Fleet, jobs: JobTable, policy: str) -> list[float]:
             if policy != "fifo-backfill" or not pending:
                 continue
             head = pending[0]
-            pool_free = sum(free[h] for h in range(fleet.hosts) if fleet.host_pool[h] == p)
-            # shadow: the first end by which enough GPUs are free; extra: what is free then,
-            # counting every job that ends by that instant
-            shadow, extra = math.inf, 0
-            for t in sorted(end[j] for j in placed if pool[j] == p):
-                avail = pool_free + sum(gpus[j] for j in placed if pool[j] == p and end[j] <= t)
-                if avail >= gpus[head]:
-                    shadow, extra = t, avail - gpus[head]
+            # shadow: the first end instant (every job ending then counts) at which the head
+            # could be placed on the GPUs free then; spot: where it would go
+            shadow, at, spot = math.inf, None, None
+            for t in sorted({end[j] for j in placed if pool[j] == p}):
+                then = list(free)
+                for j in placed:
+                    if pool[j] == p and end[j] <= t:
+                        for h, g in placed[j]:
+                            then[h] += g
+                where = naive_place(fleet, then, p, gpus[head])
+                if where is not None:
+                    shadow, at, spot = t, then, where
                     break
             for j in pending[1:]:
-                pool_free = sum(free[h] for h in range(fleet.hosts) if fleet.host_pool[h] == p)
-                if gpus[j] > pool_free:
+                where = naive_place(fleet, free, p, gpus[j])
+                if where is None:
                     continue
-                in_time = now + dur[j] <= shadow
-                if not in_time and gpus[j] > extra:
-                    continue
-                if begin(j) and not in_time:
-                    extra -= gpus[j]
+                if now + dur[j] > shadow:
+                    # it holds its GPUs past the shadow time: the head must keep its spot
+                    # then, else this job goes off the GPUs of the spot, else the head must
+                    # fit elsewhere then, else this job waits
+                    taken = dict(where)
+                    if any(at[h] - taken.get(h, 0) < g for h, g in spot):
+                        off = list(free)
+                        for h, g in spot:
+                            off[h] = min(off[h], at[h] - g)
+                        other = naive_place(fleet, off, p, gpus[j])
+                        if other is not None:
+                            where = other
+                        elif naive_place(fleet, _minus(at, where), p, gpus[head]) is None:
+                            continue
+                    at = _minus(at, where)
+                    spot = naive_place(fleet, at, p, gpus[head])
+                for h, g in where:
+                    free[h] -= g
+                start[j], end[j] = now, now + dur[j]
+                placed[j] = where
     return start
 
 

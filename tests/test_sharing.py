@@ -285,6 +285,36 @@ def test_backfill_lets_short_jobs_pass_but_never_delays_the_reserved_gang():
     assert r.start_s.tolist() == [0, 100, 2, 110]
 
 
+# 4 hosts of 4 GPUs (2 racks of 2). Four 3-GPU jobs leave 1 GPU free on every host, ending
+# at 100, 200, 300 and 400 (hosts 0-3 with `ends`); at t=1 a gang of 8 GPUs (two whole
+# hosts) arrives, then a 1-GPU job lasting 1000 s every 10 s.
+STREAM = [dict(submit_s=2 + 10 * k, gpus=1, duration_s=1000) for k in range(200)]
+
+
+@pytest.mark.parametrize("policy", ["fifo-backfill", "fair", "priority"])
+@pytest.mark.parametrize(
+    ("topology", "ends", "gang_start", "later_start", "later_hosts"),
+    [
+        # two whole hosts anywhere: hosts 0 and 1 at t=200, so the stream goes to hosts 2
+        # and 3 (best fit would put the first on host 0), then waits for the gang to end
+        ("", (100, 200, 300, 400), 200, 250, ["0", "0"]),
+        # one whole rack: rack 0 at t=300; host 2 frees at 200 and takes the stream at once
+        ("rack", (100, 300, 200, 400), 300, 200, ["2", "2"]),
+    ],
+)
+def test_backfill_reserves_where_a_gang_can_be_placed_not_just_gpus(
+    policy, topology, ends, gang_start, later_start, later_hosts
+):
+    rows = [dict(submit_s=0, gpus=3, duration_s=d) for d in ends]
+    rows += [dict(submit_s=1, gpus=8, duration_s=50, topology=topology), *STREAM]
+    r = run(fleet(hosts=4, gpus_per_host=4, hosts_per_rack=2), jobs(rows), policy)
+    # Counting GPUs alone, the reservation let the stream take the hosts the gang needed,
+    # one GPU at a time, and the gang waited until t=20,300 (20,400 for the rack).
+    assert r.start_s[4] == gang_start and r.hosts[4] == "0;1"
+    assert r.start_s[5:7].tolist() == [2, 12] and r.hosts[5:7] == ["2", "3"]
+    assert r.start_s[7] == later_start and r.hosts[7:9] == later_hosts
+
+
 # 40 GPUs. Cohort c lends a's 8 and d's 24 GPUs of quota; b owns none. Cohort e, apart,
 # lets x (16) borrow y's 24.
 RESERVED_QUOTA = dict(

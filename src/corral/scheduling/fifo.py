@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Iterator
 
 from sortedcontainers import SortedList
 
 from corral.scheduling.policy import Decision, Start, View
-from corral.scheduling.reservation import shadow_time
+from corral.scheduling.reservation import Reservation, shadow_placement
 
 
 class Fifo:
@@ -41,11 +40,10 @@ class Fifo:
 
 class FifoBackfill:
     """EASY backfill (Lifka 1995; Slurm's sched/backfill): the blocked head job gets a
-    reservation at the earliest time enough GPUs free up (the shadow time, from `duration_s`
-    as the runtime estimate); a later job may start now only if it ends by the shadow time
-    or uses only GPUs the head will not need then (the extra GPUs).
+    reservation at the earliest time it could be placed (the shadow time, from the remaining
+    `duration_s` as the runtime estimate); a later job may start now only if it ends by the
+    shadow time or leaves the head a placement then (reservation.py).
 
-    The reservation counts GPUs in the pool; placement is checked when a job starts.
     `depth` bounds how many queued jobs one pass examines (Slurm's bf_max_job_test);
     None examines them all.
     """
@@ -65,7 +63,8 @@ class FifoBackfill:
         self.arrival_of: dict[int, int] = {}
         self.fresh: list[list[tuple[int, int]]] = [[] for _ in range(pools)]
         self.released = [True] * pools
-        self.shadow: list[tuple[int, float, int]] = [(-1, math.inf, 0)] * pools
+        # the head's reservation, kept while no GPUs are released in the pool
+        self.reservation: list[Reservation | None] = [None] * pools
 
     def submitted(self, job: int) -> None:
         pool = self.view.pool[job]
@@ -86,14 +85,10 @@ class FifoBackfill:
 
     def _start(self, job: int, placement: tuple) -> Start:
         view = self.view
-        end = view.now_s + view.duration_s[job]
+        end = view.now_s + view.remaining_s(job)
         self.expected_end[job] = end
         self.ends[view.pool[job]].add((end, job))
         return Start(job, placement)
-
-    def _reservation(self, pool: int, head: int) -> tuple[float, int]:
-        """Shadow time and extra GPUs for the head job, from running jobs' expected ends."""
-        return shadow_time(self.view, self.view.gpus[head], self.view.free_gpus(pool), self.ends[pool])
 
     def decide(self, pool: int) -> Iterator[Decision]:
         view = self.view
@@ -112,39 +107,41 @@ class FifoBackfill:
         head_entry = queue[0]
         head = head_entry[1]
         free = view.free_gpus(pool)
-        cached_head, shadow, extra = self.shadow[pool]
-        incremental = not self.released[pool] and cached_head == head and self.depth is None
+        reservation = self.reservation[pool]
+        incremental = (
+            not self.released[pool]
+            and reservation is not None
+            and reservation.job == head
+            and self.depth is None
+        )
         self.released[pool] = False
-        if not incremental:
-            shadow, extra = self._reservation(pool, head)
         if incremental:
             # Arrivals since the last pass; some may have started as the head since.
             candidates = (entry for entry in fresh if entry != head_entry and entry in queue)
         else:
+            ends = self.ends[pool]
+            reservation = Reservation(view, head, lambda: shadow_placement(view, head, ends))
             stop = None if self.depth is None else self.depth + 1
             candidates = queue.islice(1, stop)
-        now = view.now_s
+        assert reservation is not None
         gpus = view.gpus
-        duration = view.duration_s
         started = []
         for entry in candidates:
             if free <= 0:
                 break
             job = entry[1]
             g = gpus[job]
-            if g > free:
-                continue
-            in_time = now + duration[job] <= shadow
-            if not in_time and g > extra:
+            if g > free or reservation.holds(job) is not None:
                 continue
             placement = view.place(job)
+            if placement is not None:
+                placement = reservation.admit(job, placement)
             if placement is None:
                 continue
             started.append(entry)
             yield self._start(job, placement)
+            reservation.started(job, placement)
             free -= g
-            if not in_time:
-                extra -= g
         for entry in started:
             queue.remove(entry)
-        self.shadow[pool] = (head, shadow, extra)
+        self.reservation[pool] = reservation

@@ -68,6 +68,9 @@ class View(Protocol):
     level: list[int | None]
     quota: QuotaTree
     explain: bool
+    host_gpus: np.ndarray  # per host of the fleet: how many GPUs it has
+
+    def pool_hosts(self, pool: int) -> np.ndarray: ...
 
     def pool_gpus(self, pool: int) -> int: ...
     def free_gpus(self, pool: int) -> int: ...

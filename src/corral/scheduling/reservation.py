@@ -1,91 +1,213 @@
-"""EASY backfill's reservation in a shared fleet, over GPUs and quota.
+"""EASY backfill's reservation, aware of placement and, in a shared fleet, of quota.
 
-The first job in order that is admitted but cannot be placed gets a shadow time: the
-earliest end of a running job by which enough GPUs are free. Later jobs may start if they
-end by then or use only GPUs it will not need (the extra ones), as in EASY backfill; and,
-since quota is shared, only if they leave it its quota. The reserved job holds its quota the
-way an admitted Kueue workload does, even before it runs: a borrower that took it, however
-short, would leave the reserved job over quota at the next pass, which would drop the
-reservation and let long jobs take its GPUs.
+The first job in order that cannot start gets a shadow time: the earliest end of running
+jobs by which it could be placed, on the GPUs free now plus those released by then, under
+the same placement rules (a gang of whole hosts inside one rack or pod, a small job on one
+host). Counting GPUs alone is not enough: a gang that needs whole hosts can find enough free
+GPUs at its shadow time, all on hosts that small backfilled jobs keep partly busy, and wait
+behind a stream of them for ever.
+
+A later job may start if it ends by the shadow time, or if the reserved job can still be
+placed at the shadow time beside it: where its usual placement would take GPUs the reserved
+job needs then, it is placed off them if it can be (Slurm's backfill keeps the nodes it
+reserves the same way), or else where it would usually go if the reserved job could then
+go elsewhere.
+In a shared fleet it must also leave the reserved job its quota: the reserved job holds its
+quota the way an admitted Kueue workload does, even before it runs, since a borrower that
+took it, however short, would leave the reserved job over quota at the next pass, which would
+drop the reservation and let long jobs take its GPUs.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+
+import numpy as np
 
 from corral.scheduling.policy import View
 from corral.scheduling.quota import QuotaTree
+from corral.sim.allocation import Placement
 
 
 class Reservation:
-    """One pool's reservation for `job` during a pass."""
+    """One pool's reservation for `job` during a pass (or, without releases, across passes).
+    Until a job is checked against it, jobs start beside it freely (those within a guaranteed
+    quota): the shadow time is then found on the GPUs as they are."""
 
-    def __init__(self, view: View, quota: QuotaTree, job: int, ends: Iterable[tuple[float, int]]) -> None:
-        """Reserve for `job` from the running jobs' `ends`, sorted by time: the shadow time
-        is infinite where no end frees enough GPUs."""
-        self.view, self.quota, self.job = view, quota, job
-        self.shadow_s, self.extra_gpus = shadow_time(
-            view, view.gpus[job], view.free_gpus(view.pool[job]), ends
-        )
+    def __init__(
+        self, view: View, job: int, find: Callable[[], Shadow], quota: QuotaTree | None = None
+    ) -> None:
+        """Reserve for `job` with the shadow time `find` gives (`shadow_placement`), asked only
+        once a job must be checked against it, on the GPUs as they are then."""
+        self.view, self.job, self.quota, self.find = view, job, quota, find
+        self.found: Shadow | None = None
+        self.shadow_s = math.inf
+        self.extra_gpus = 0  # GPUs free at the shadow time beyond its need
+        self.at_shadow = np.zeros(0, dtype=np.int64)  # per host, GPUs free at the shadow time
+        self.spot: dict[int, int] | None = None  # host -> GPUs it would take then; None: no time
+        self.lost = False  # jobs exempt from holding took what it needs at the shadow time
+        # sizes (GPUs, level) `admit` refused, with the count of starts and stops then: a job
+        # of that size is refused again until GPUs change hands
+        self.moves = 0
+        self.refused: dict[tuple[int, int | None], int] = {}
         # quota demand with the reserved job admitted, kept up to date from first use
         self.beside: list[float] | None = None
 
+    def known(self) -> Reservation:
+        """The reservation with its shadow time found (once)."""
+        if self.found is None:
+            self.found = self.find()
+            self.shadow_s, avail, at, spot = self.found
+            self.extra_gpus = avail - self.view.gpus[self.job]
+            self.at_shadow = at.copy()
+            self.spot = dict(spot) if spot is not None else None
+        return self
+
     def ends_by_shadow(self, job: int) -> bool:
-        return self.view.now_s + self.view.remaining_s(job) <= self.shadow_s
+        return self.view.now_s + self.view.remaining_s(job) <= self.known().shadow_s
 
     def holds(self, job: int) -> str | None:
-        """Why starting `job` now would delay the reserved job; None if it would not."""
-        if not self.ends_by_shadow(job) and self.view.gpus[job] > self.extra_gpus:
-            return f"holding: would delay the reservation of job {self.job}"
-        if self.leaves_quota(self.view.queue[job], self.view.gpus[job]):
+        """Why starting `job` now would delay the reserved job, as far as GPU counts and quota
+        tell (where it goes is checked by `admit`); None if they do not hold it."""
+        view = self.view
+        if not self.ends_by_shadow(job) and (
+            view.gpus[job] > self.extra_gpus or self.refuses(view.gpus[job], view.level[job])
+        ):
+            return self.delays()
+        if self.quota is None or self.leaves_quota(view.queue[job], view.gpus[job]):
             return None
         return f"holding: would take the quota reserved for job {self.job}"
 
+    def delays(self) -> str:
+        return f"holding: would delay the reservation of job {self.job}"
+
+    def refuses(self, gpus: int, level: int | None) -> bool:
+        """Whether `admit` refused a job of this size since GPUs last changed hands."""
+        return self.refused.get((gpus, level)) == self.moves
+
+    def admit(self, job: int, placement: Placement) -> Placement | None:
+        """Where `job` may start now beside the reservation: its usual `placement` if it ends
+        by the shadow time or leaves the reserved job where it would go then; else a placement
+        off the GPUs the reserved job would take then; else its usual placement if the reserved
+        job could still be placed elsewhere then. None if none of these."""
+        if self.ends_by_shadow(job) or self.spot is None:
+            return placement
+        view, at, spot = self.view, self.at_shadow, self.spot
+        if all(at[h] - g >= spot.get(h, 0) for h, g in placement):
+            return placement
+        free = view.free_vector()
+        for h, g in spot.items():
+            free[h] = min(free[h], at[h] - g)
+        off = view.place_on(job, free)
+        if off is not None:
+            return off
+        trial = at.copy()
+        for h, g in placement:
+            trial[h] -= g
+        if view.place_on(self.job, trial) is not None:
+            return placement
+        self.refused[view.gpus[job], view.level[job]] = self.moves
+        return None
+
     def leaves_quota(self, queue: int, gpus: int) -> bool:
         """Whether `gpus` more for `queue` fit the quota beside the reserved job's."""
+        assert self.quota is not None
         return self.quota.fits(queue, gpus, self._beside())
 
     def quota_headroom(self, queue: int) -> float:
         """The most GPUs `queue` may start and leave the reserved job its quota."""
+        assert self.quota is not None
         return self.quota.headroom(queue, self._beside())
 
     def _beside(self) -> list[float]:
         if self.beside is None:
+            assert self.quota is not None
             self.beside = list(self.quota.demand)
             self.quota.add(self.view.queue[self.job], self.view.gpus[self.job], self.beside)
         return self.beside
 
     def stale(self) -> bool:
         """Whether jobs started beside it took what the reserved job needs: its quota now, or
-        more GPUs at the shadow time than it leaves over."""
+        the GPUs that would place it at the shadow time."""
         view = self.view
-        return self.extra_gpus < 0 or not self.quota.fits(view.queue[self.job], view.gpus[self.job])
+        if self.found is not None and (self.lost or self.extra_gpus < 0):
+            return True
+        return self.quota is not None and not self.quota.fits(view.queue[self.job], view.gpus[self.job])
 
-    def started(self, job: int) -> None:
-        """Account for `job` started beside the reservation."""
+    def started(self, job: int, placement: Placement) -> None:
+        """Account for `job` started beside the reservation at `placement`."""
         view = self.view
-        if not self.ends_by_shadow(job):
+        self.moves += 1
+        if self.found is not None and self.spot is not None and not self.ends_by_shadow(job):
             self.extra_gpus -= view.gpus[job]
+            for h, g in placement:
+                self.at_shadow[h] -= g
+            self._replace()
         if self.beside is not None:
-            self.quota.add(view.queue[job], view.gpus[job], self.beside)
+            self.quota.add(view.queue[job], view.gpus[job], self.beside)  # type: ignore[union-attr]
 
     def stopped(self, job: int) -> None:
-        """Account for `job` preempted during the pass."""
+        """Account for `job` preempted during the pass (before its GPUs are released)."""
+        view = self.view
+        self.moves += 1
+        if self.found is not None and self.spot is not None and not self.ends_by_shadow(job):
+            self.extra_gpus += view.gpus[job]
+            for h, g in view.placement_of(job) or ():
+                self.at_shadow[h] += g
+            self._replace()
         if self.beside is not None:
-            self.quota.add(self.view.queue[job], -self.view.gpus[job], self.beside)
+            self.quota.add(view.queue[job], -view.gpus[job], self.beside)  # type: ignore[union-attr]
+
+    def _replace(self) -> None:
+        """Where the reserved job would go at the shadow time, after GPUs changed hands."""
+        spot = self.view.place_on(self.job, self.at_shadow)
+        self.spot = dict(spot) if spot is not None else {}
+        self.lost = spot is None
 
 
-def shadow_time(view: View, need: int, free: int, ends: Iterable[tuple[float, int]]) -> tuple[float, int]:
-    """EASY backfill's shadow time for a job of `need` GPUs, from the running jobs' `ends`
-    (sorted), and the extra GPUs then: all the jobs that end at that instant count, so the
-    answer does not depend on how ties are ordered. Infinite, 0 where no end frees enough."""
-    avail = free
-    shadow = math.inf
-    for end, job in ends:
-        if end > shadow:
-            break
-        avail += view.gpus[job]
-        if avail >= need:
-            shadow = end
-    return (shadow, avail - need) if math.isfinite(shadow) else (math.inf, 0)
+Shadow = tuple[float, int, np.ndarray, "Placement | None"]
+
+
+def shadow_placement(view: View, job: int, ends: Iterable[tuple[float, int]]) -> Shadow:
+    """EASY's shadow time for `job`, placement-aware: the first instant among the running
+    jobs' `ends` (sorted) at which `job` can be placed on the GPUs free then, counting every
+    job that ends at that instant. Returns it, the pool's free GPUs then, the per-host free
+    vector then and the placement; (inf, free now, free now, None) where no instant does.
+
+    Placement is tried only where it could have become possible: once there are enough GPUs
+    (and, for a gang of whole hosts, enough whole hosts), and then only once some host has
+    gained enough free GPUs for the job (or for the remainder the gang puts on a partly
+    busy host) since the last try."""
+    pool, need = view.pool[job], view.gpus[job]
+    host_gpus = view.max_host_gpus(pool)
+    gpus, placement_of, caps = view.gpus, view.placement_of, view.host_gpus
+    avail = view.free_gpus(pool)
+    free = view.free_vector()
+    enough, whole_needed, whole = need, 0, 0
+    if need > host_gpus:
+        hosts = view.pool_hosts(pool)
+        enough, whole_needed = need % host_gpus or host_gpus, need // host_gpus
+        whole = int(np.count_nonzero(free[hosts] == caps[hosts]))
+    tried = promising = False
+    at = -math.inf
+    for end, running in ends:
+        if (promising or not tried) and avail >= need and whole >= whole_needed and -math.inf < at < end:
+            spot = view.place_on(job, free)
+            if spot is not None:
+                return at, avail, free, spot
+            tried, promising = True, False
+        at = end
+        avail += gpus[running]
+        for h, g in placement_of(running) or ():
+            left = free[h] + g
+            free[h] = left
+            if left >= enough:
+                promising = True
+                if whole_needed and left == caps[h]:
+                    whole += 1
+    if (promising or not tried) and avail >= need and whole >= whole_needed and math.isfinite(at):
+        spot = view.place_on(job, free)
+        if spot is not None:
+            return at, avail, free, spot
+    return math.inf, view.free_gpus(pool), view.free_vector(), None

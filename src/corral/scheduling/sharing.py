@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from sortedcontainers import SortedList
 
 from corral.scheduling.policy import Decision, Hold, Preempt, Start, View
-from corral.scheduling.reservation import Reservation
+from corral.scheduling.reservation import Reservation, Shadow, shadow_placement
 from corral.scheduling.victims import grow_until_placed, places_with, victims_for_placement
 from corral.scheduling.waiting import BySize, Size
 
@@ -106,6 +106,7 @@ class Shared:
         self.ends: list[SortedList] = [SortedList() for _ in range(pools)]
         self.end_of: dict[int, float] = {}
         self.by_size = [BySize() for _ in range(queues)]
+        self.shadows: list[tuple | None] = [None] * pools  # the last shadow time found, and for what
         self.remaining: list[dict[Size, SortedList]] = [{} for _ in range(queues)]
 
     def _key(self, job: int) -> tuple:
@@ -314,11 +315,16 @@ class Shared:
             gpus = view.gpus[job]
             placement = None
             # A job within a guaranteed nominal quota is not held: those GPUs are its queue's.
-            if reservation is not None and not self._exempt(job, reservation):
-                why = reservation.holds(job)
+            held = reservation is not None and not self._exempt(job, reservation)
+            if held:
+                why = reservation.holds(job)  # type: ignore[union-attr]
             if why is None:
                 placement = view.place(job) if gpus <= view.free_gpus(pool) else None
-                if placement is None and self._may_reclaim_gpus(job):
+                if placement is not None and held:
+                    placement = reservation.admit(job, placement)  # type: ignore[union-attr]
+                    if placement is None:
+                        why = reservation.delays()  # type: ignore[union-attr]
+                if why is None and placement is None and self._may_reclaim_gpus(job):
                     # admitted within its nominal quota, but borrowers hold the GPUs
                     victims = self._quota_victims(pool, job)
                     yield from self._evict(
@@ -330,19 +336,18 @@ class Shared:
                     )
                     if victims:
                         placement = view.place(job)
-                if placement is None and self._may_preempt_for_priority(pool, job):
+                if why is None and placement is None and self._may_preempt_for_priority(pool, job):
                     victims = self._priority_victims(pool, job)
                     why_v = f"outranked by job {job} (priority {view.priority[job]})"
                     yield from self._evict(victims, why_v, job, preempted, reservation)
                     if victims:
                         placement = view.place(job)
-                if placement is None:
+                if why is None and placement is None:
                     why = self._capacity_reason(pool, job) if explain else "no placement"
                     if self.parts.backfill and reservation is None:
-                        reservation = Reservation(view, self.quota, job, self.ends[pool])
-                        shadow = reservation.shadow_s
-                        if math.isfinite(shadow):
-                            why = f"reserved: {gpus} GPUs expected free at t={shadow:.0f}s ({why})"
+                        reservation = self._reserve(pool, job)
+                        if explain and math.isfinite(shadow := reservation.find()[0]):
+                            why = f"reserved: {gpus} GPUs expected placeable at t={shadow:.0f}s ({why})"
                     elif not self.parts.backfill and self.parts.order != "fair":
                         blocked_by = job  # strict order: nobody passes the blocked job
             if placement is None:
@@ -362,11 +367,27 @@ class Shared:
             self._started(job)
             yield Start(job, placement)
             if reservation is not None:
-                reservation.started(job)
+                reservation.started(job, placement)
             at = jobs.bisect_right(entry)
             if at < len(jobs):
                 heapq.heappush(heap, (self._queue_key(q, jobs[at][0]), q, jobs[at], self.moves))
         return reservation is not None and reservation.stale()
+
+    def _reserve(self, pool: int, job: int) -> Reservation:
+        """A reservation for `job`: its shadow time is found when first asked, or taken from
+        an earlier pass if no GPUs changed hands in the pool since (only arrivals came)."""
+        view = self.view
+
+        def find() -> Shadow:
+            state = (job, self.moves, view.release_epoch(pool), view.free_gpus(pool))
+            cached = self.shadows[pool]
+            if cached is not None and cached[0] == state:
+                return cached[1]
+            found = shadow_placement(view, job, self.ends[pool])
+            self.shadows[pool] = (state, found)
+            return found
+
+        return Reservation(view, job, find, self.quota)
 
     def _evict(
         self, victims: list[int], why: str, by: int, preempted: list[int], reservation: Reservation | None
@@ -393,10 +414,6 @@ class Shared:
             at = jobs.bisect_right(entry)
             return jobs[at] if at < len(jobs) else None
         free = view.free_gpus(pool)
-        shadow, extra = (
-            (math.inf, free) if reservation is None else (reservation.shadow_s, reservation.extra_gpus)
-        )
-        horizon = shadow - view.now_s
         # what q may still start within its nominal quota, past any reservation of another queue
         room = self.quota.nominal_of(q) - self.quota.usage(q) if self._guaranteed(q, reservation) else -1.0
         remaining = self.remaining[q]
@@ -412,7 +429,9 @@ class Shared:
                 return False
             if gpus <= room or reservation is None:
                 return True
-            if gpus > extra and remaining[(gpus, level)][0] > horizon:
+            known = reservation.known()
+            lasts = remaining[(gpus, level)][0] > known.shadow_s - view.now_s  # even its shortest
+            if lasts and (gpus > known.extra_gpus or known.refuses(gpus, level)):
                 return False
             if beside is None:
                 beside = reservation.quota_headroom(q) + QUOTA_EPS

@@ -91,6 +91,10 @@ class _EngineView:
         self.level = engine.level
         self.quota = engine.quota
         self.explain = engine.reasons is not None
+        self.host_gpus = engine.fleet.host_gpus
+
+    def pool_hosts(self, pool: int) -> np.ndarray:
+        return self._e.fleet.pool_hosts[pool]
 
     def pool_gpus(self, pool: int) -> int:
         return self._e.fleet.pool_gpus[pool]
