@@ -169,6 +169,65 @@ class Reservation:
 Shadow = tuple[float, int, np.ndarray, "Placement | None"]
 
 
+class ShadowCache:
+    """A pool's last shadow time, carried across passes while it cannot have moved: jobs
+    that started since and end by it leave the GPUs free then as they were (and only make
+    earlier instants worse); those that outlast it take their GPUs from then, so the job is
+    placed again there; completions change nothing from now on, as the GPUs they return were
+    counted from their expected end. A preemption, or GPUs gained or lost otherwise (a
+    repaired or lent host), means a new search."""
+
+    def __init__(self, view: View, pool: int, end_of: dict[int, float]) -> None:
+        self.view, self.pool, self.end_of = view, pool, end_of
+        self.job = -1
+        self.found: Shadow | None = None
+        self.epoch: int | None = None  # release epoch expected now
+        self.free = 0  # free GPUs expected now
+        self.starts: list[int] = []
+
+    def started(self, job: int) -> None:
+        if self.found is not None:
+            self.starts.append(job)
+            self.free -= self.view.gpus[job]
+
+    def stopped(self, job: int, completed: bool) -> None:
+        if self.found is not None and completed and self.epoch is not None:
+            self.epoch += 1
+            self.free += self.view.gpus[job]
+        else:
+            self.found = None
+
+    def find(self, job: int, ends: Iterable[tuple[float, int]]) -> Shadow:
+        view, pool = self.view, self.pool
+        epoch, found = view.release_epoch(pool), self.found
+        if (
+            found is not None
+            and self.job == job
+            and epoch is not None
+            and epoch == self.epoch
+            and view.free_gpus(pool) == self.free
+            and found[0] > view.now_s
+        ):
+            shadow, avail, at, spot = found
+            # (a start that has completed since ended by now, before the shadow time)
+            outlast = [s for s in self.starts if self.end_of.get(s, -math.inf) > shadow]
+            if outlast:
+                at = at.copy()
+                for s in outlast:
+                    avail -= view.gpus[s]
+                    for h, g in view.placement_of(s) or ():
+                        at[h] -= g
+                spot = view.place_on(job, at)
+            if spot is not None:
+                return self._keep(job, (shadow, avail, at, spot))
+        return self._keep(job, shadow_placement(view, job, ends))
+
+    def _keep(self, job: int, found: Shadow) -> Shadow:
+        self.job, self.found, self.starts = job, found, []
+        self.epoch, self.free = self.view.release_epoch(self.pool), self.view.free_gpus(self.pool)
+        return found
+
+
 def shadow_placement(view: View, job: int, ends: Iterable[tuple[float, int]]) -> Shadow:
     """EASY's shadow time for `job`, placement-aware: the first instant among the running
     jobs' `ends` (sorted) at which `job` can be placed on the GPUs free then, counting every

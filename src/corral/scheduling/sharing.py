@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from sortedcontainers import SortedList
 
 from corral.scheduling.policy import Decision, Hold, Preempt, Start, View
-from corral.scheduling.reservation import Reservation, Shadow, shadow_placement
+from corral.scheduling.reservation import Reservation, ShadowCache
 from corral.scheduling.victims import grow_until_placed, places_with, victims_for_placement
 from corral.scheduling.waiting import BySize, Size
 
@@ -106,7 +106,7 @@ class Shared:
         self.ends: list[SortedList] = [SortedList() for _ in range(pools)]
         self.end_of: dict[int, float] = {}
         self.by_size = [BySize() for _ in range(queues)]
-        self.shadows: list[tuple | None] = [None] * pools  # the last shadow time found, and for what
+        self.shadows = [ShadowCache(view, pool, self.end_of) for pool in range(pools)]
         self.remaining: list[dict[Size, SortedList]] = [{} for _ in range(queues)]
 
     def _key(self, job: int) -> tuple:
@@ -149,7 +149,7 @@ class Shared:
             del remaining[size]
 
     def finished(self, job: int) -> None:
-        self._stopped(job)
+        self._stopped(job, completed=True)
 
     def interrupted(self, job: int) -> None:
         self._stopped(job)
@@ -168,10 +168,11 @@ class Shared:
             end = view.now_s + view.remaining_s(job)
             self.end_of[job] = end
             self.ends[pool].add((end, job))
+            self.shadows[pool].started(job)
         self.version[pool] += 1
         self.moves += 1
 
-    def _stopped(self, job: int) -> None:
+    def _stopped(self, job: int, completed: bool = False) -> None:
         view = self.view
         pool = view.pool[job]
         self._hold(view.queue[job], -view.gpus[job])
@@ -182,6 +183,7 @@ class Shared:
         self._lowest(view.queue[job])
         if self.parts.backfill:
             self.ends[pool].remove((self.end_of.pop(job), job))
+            self.shadows[pool].stopped(job, completed)
         self.version[pool] += 1
         self.moves += 1
 
@@ -374,20 +376,9 @@ class Shared:
         return reservation is not None and reservation.stale()
 
     def _reserve(self, pool: int, job: int) -> Reservation:
-        """A reservation for `job`: its shadow time is found when first asked, or taken from
-        an earlier pass if no GPUs changed hands in the pool since (only arrivals came)."""
-        view = self.view
-
-        def find() -> Shadow:
-            state = (job, self.moves, view.release_epoch(pool), view.free_gpus(pool))
-            cached = self.shadows[pool]
-            if cached is not None and cached[0] == state:
-                return cached[1]
-            found = shadow_placement(view, job, self.ends[pool])
-            self.shadows[pool] = (state, found)
-            return found
-
-        return Reservation(view, job, find, self.quota)
+        """A reservation for `job`, its shadow time found when first asked."""
+        shadows = self.shadows[pool]
+        return Reservation(self.view, job, lambda: shadows.find(job, self.ends[pool]), self.quota)
 
     def _evict(
         self, victims: list[int], why: str, by: int, preempted: list[int], reservation: Reservation | None
