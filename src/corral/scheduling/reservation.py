@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from itertools import chain
 
 import numpy as np
 
@@ -131,33 +132,30 @@ class Reservation:
         """Whether jobs started beside it took what the reserved job needs: its quota now, or
         the GPUs that would place it at the shadow time."""
         view = self.view
-        if self.found is not None and (self.lost or self.extra_gpus < 0):
+        if self.lost:  # (fewer GPUs than it needs then leave no placement either)
             return True
         return self.quota is not None and not self.quota.fits(view.queue[self.job], view.gpus[self.job])
 
     def started(self, job: int, placement: Placement) -> None:
         """Account for `job` started beside the reservation at `placement`."""
-        view = self.view
-        self.moves += 1
-        if self.found is not None and self.spot is not None and not self.ends_by_shadow(job):
-            self.extra_gpus -= view.gpus[job]
-            for h, g in placement:
-                self.at_shadow[h] -= g
-            self._replace()
-        if self.beside is not None:
-            self.quota.add(view.queue[job], view.gpus[job], self.beside)  # type: ignore[union-attr]
+        self._moved(job, placement, 1)
 
     def stopped(self, job: int) -> None:
         """Account for `job` preempted during the pass (before its GPUs are released)."""
+        self._moved(job, self.view.placement_of(job) or (), -1)
+
+    def _moved(self, job: int, placement: Placement, sign: int) -> None:
+        """`job` took (sign 1) or gave back (-1) the GPUs of `placement` and its quota: what
+        it holds past the shadow time is taken from, or returned to, what is free then."""
         view = self.view
         self.moves += 1
         if self.found is not None and self.spot is not None and not self.ends_by_shadow(job):
-            self.extra_gpus += view.gpus[job]
-            for h, g in view.placement_of(job) or ():
-                self.at_shadow[h] += g
+            self.extra_gpus -= sign * view.gpus[job]
+            for h, g in placement:
+                self.at_shadow[h] -= sign * g
             self._replace()
         if self.beside is not None:
-            self.quota.add(view.queue[job], -view.gpus[job], self.beside)  # type: ignore[union-attr]
+            self.quota.add(view.queue[job], sign * view.gpus[job], self.beside)  # type: ignore[union-attr]
 
     def _replace(self) -> None:
         """Where the reserved job would go at the shadow time, after GPUs changed hands."""
@@ -250,12 +248,14 @@ def shadow_placement(view: View, job: int, ends: Iterable[tuple[float, int]]) ->
         whole = int(np.count_nonzero(free[hosts] == caps[hosts]))
     tried = promising = False
     at = -math.inf
-    for end, running in ends:
+    for end, running in chain(ends, ((math.inf, None),)):  # the last try after the last end
         if (promising or not tried) and avail >= need and whole >= whole_needed and -math.inf < at < end:
             spot = view.place_on(job, free)
             if spot is not None:
                 return at, avail, free, spot
             tried, promising = True, False
+        if running is None:
+            break
         at = end
         avail += gpus[running]
         for h, g in placement_of(running) or ():
@@ -265,8 +265,4 @@ def shadow_placement(view: View, job: int, ends: Iterable[tuple[float, int]]) ->
                 promising = True
                 if whole_needed and left == caps[h]:
                     whole += 1
-    if (promising or not tried) and avail >= need and whole >= whole_needed and math.isfinite(at):
-        spot = view.place_on(job, free)
-        if spot is not None:
-            return at, avail, free, spot
     return math.inf, view.free_gpus(pool), view.free_vector(), None

@@ -12,9 +12,9 @@
   last checkpoint), only where freeing them yields a placement, and a job is always stopped
   whole;
 - backfill: the first job in order that is admitted but cannot be placed gets a reservation
-  at the time enough GPUs free up (from running jobs' remaining times, as EASY backfill does),
-  and later jobs may start only if they end before it or use GPUs it will not need, and leave
-  it its quota (reservation.py).
+  at the first time it could be placed (from running jobs' remaining times, as EASY backfill
+  does), and later jobs may start only if they end before it or leave it a placement then,
+  and leave it its quota (reservation.py).
 
 Within a queue, jobs go in order (Kueue's StrictFIFO): a queue whose head is over quota
 waits; with backfill, a job that only lacks free GPUs lets the jobs behind it be considered.
