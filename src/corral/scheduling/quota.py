@@ -110,6 +110,8 @@ class QuotaTree:
                 )
             self.lend[i] = cap if limit is None else float(limit)
         self.demand = [0.0] * n
+        self.changes = 0  # admissions and releases applied to `demand`
+        self._room: list[tuple[int, float]] = [(-1, 0.0)] * nq  # per queue: (changes, headroom)
         self.weight = [spec.weight for spec in [*self.specs, *cohorts]]  # per node, queues first
         self.root = [self._root(i) for i in range(nq)]
         self.paths = [self.path(q) for q in range(nq)]  # root first, per queue
@@ -190,6 +192,10 @@ class QuotaTree:
     def headroom(self, queue: int, demand: list[float] | None = None) -> float:
         """The most GPUs `queue` could be admitted now: `fits(queue, g)` is `g <= headroom`
         (within 1e-6), so a pass tests many sizes with one walk of the tree."""
+        if demand is None:
+            changes, room = self._room[queue]
+            if changes == self.changes:  # a pass asks again and again between starts and stops
+                return room
         d = self.demand if demand is None else demand
         capacity, lend, parent, borrow = self.capacity, self.lend, self.parent, self.borrow
         room = INF
@@ -198,6 +204,8 @@ class QuotaTree:
             limit = cap + borrow[node] if parent[node] >= 0 else cap
             # up to keep - used comes from the node's own quota; the rest is drawn from the parent
             room = min(limit - used, max(0.0, cap - lend[node] - used) + max(room, 0.0))
+        if demand is None:
+            self._room[queue] = (self.changes, room)
         return room
 
     def _breaks(self, queue: int, gpus: float, d: list[float]) -> int:
@@ -244,6 +252,8 @@ class QuotaTree:
     def add(self, queue: int, gpus: float, demand: list[float] | None = None) -> None:
         """Apply an admission (positive `gpus`) or a release (negative) along the path."""
         d = self.demand if demand is None else demand
+        if demand is None:
+            self.changes += 1
         node, delta = queue, float(gpus)
         capacity, lend, parent = self.capacity, self.lend, self.parent
         while node >= 0 and delta != 0:

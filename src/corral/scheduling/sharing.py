@@ -24,10 +24,12 @@ Every pending job gets a reason when the mechanism records them.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 from sortedcontainers import SortedList
 
 from corral.scheduling.policy import Decision, Hold, Preempt, Start, View
@@ -78,6 +80,12 @@ class Shared:
         self.queue_priorities: list[dict[int, int]] = [{} for _ in range(queues)]
         self.lowest_running = [math.inf] * queues  # per queue: the lowest priority running
         # the queues of each queue's cohort tree: whom it may reclaim from
+        # static job attributes as arrays, for whole-set arithmetic over victim candidates
+        self.np_pool = np.asarray(view.pool, dtype=np.int64)
+        self.np_queue = np.asarray(view.queue, dtype=np.int64)
+        self.np_priority = np.asarray(view.priority, dtype=np.int64)
+        self.np_preemptible = np.asarray(view.preemptible, dtype=bool)
+        self.np_gpus = np.asarray(view.gpus, dtype=float)
         self.tree_of = [[qv for qv in range(queues) if self.quota.same_tree(q, qv)] for q in range(queues)]
         self.version = [0] * pools
         # Without backfill a pass looks only at queue heads, and what it decides depends only
@@ -439,10 +447,7 @@ class Shared:
     # --- admission -----------------------------------------------------------------------
 
     def _fits_quota(self, q: int, gpus: int) -> bool:
-        quota = self.quota
-        if not self.parts.borrowing and quota.usage(q) + gpus > quota.nominal_of(q):
-            return False
-        return quota.fits(q, gpus)
+        return gpus <= self._headroom(q) + QUOTA_EPS
 
     def _headroom(self, q: int) -> float:
         """The most GPUs queue q may be admitted now (`_fits_quota` for every size at once)."""
@@ -519,24 +524,16 @@ class Shared:
         if not self._reclaimable(job, sources):
             self.no_quota_victims[job] = self.version[pool]
             return []
-        candidates = []
-        for qv in sources:
-            for v in self.running_in_queue[qv]:
-                if view.pool[v] != pool or not view.preemptible[v]:
-                    continue
-                pv = view.priority[v]
-                if (pv < prio and by_priority) or (qv != q and reclaim and pv <= prio):
-                    candidates.append(v)
         # Borrowers give up jobs, cheapest first, only while they borrow: what each queue
         # gives is a prefix of its candidates. If all of them together would not admit and
         # place the job, no subset would (quota and placement are monotone): give up at once.
-        givers = self._givers(q, view.cheapest_first(candidates))
-        given: dict[int, int] = {}
-        for v in givers:
-            given[view.queue[v]] = given.get(view.queue[v], 0) + view.gpus[v]
+        givers = self._givers(q, view.cheapest_first(self._candidates(pool, job, sources, reclaim)))
+        given = np.bincount(
+            self.np_queue[givers], weights=self.np_gpus[givers], minlength=len(self.lowest_running)
+        )
         demand = list(quota.demand)
-        for qv, gpus_given in given.items():
-            quota.add(qv, -gpus_given, demand)
+        for qv in np.flatnonzero(given).tolist():
+            quota.add(qv, -float(given[qv]), demand)
         if not self._admits(job, demand) or not places_with(view, job, givers):
             self.no_quota_victims[job] = self.version[pool]
             return []
@@ -548,28 +545,46 @@ class Shared:
             quota.add(view.queue[v], -view.gpus[v], demand)
             return True
 
-        chosen, placement = grow_until_placed(view, job, givers, take, lambda: self._admits(job, demand))
+        chosen, placement = grow_until_placed(
+            view, job, givers.tolist(), take, lambda: self._admits(job, demand)
+        )
         if placement is None:
             raise RuntimeError(f"job {job} unplaceable with victims that place it together")
         return self._prune(job, chosen, {h for h, _ in placement})
 
-    def _givers(self, q: int, candidates: list[int]) -> list[int]:
+    def _candidates(self, pool: int, job: int, sources: list[int], reclaim: bool) -> np.ndarray:
+        """The running jobs of the `sources` queues that `job` may preempt: preemptible, in
+        its pool, of lower priority where priorities preempt, and of equal or lower priority
+        in another queue where it reclaims."""
+        running = itertools.chain.from_iterable(self.running_in_queue[qv] for qv in sources)
+        idx = np.fromiter(running, dtype=np.int64)
+        prio, queue = self.np_priority[idx], self.np_queue[idx]
+        own = self.view.priority[job]
+        may = np.zeros(len(idx), dtype=bool)
+        if self.parts.priority_preemption:
+            may |= prio < own
+        if reclaim:
+            may |= (queue != self.view.queue[job]) & (prio <= own)
+        return idx[may & self.np_preemptible[idx] & (self.np_pool[idx] == pool)]
+
+    def _givers(self, q: int, candidates: np.ndarray) -> np.ndarray:
         """The `candidates` (cheapest first) that queue q may take: all of its own, and those
-        of another queue while that queue still holds more than its nominal quota."""
-        view, quota = self.view, self.quota
-        over: dict[int, float] = {}
-        givers = []
-        for v in candidates:
-            qv = view.queue[v]
-            if qv != q:
-                left = over.get(qv)
-                if left is None:
-                    left = quota.usage(qv) - quota.nominal_of(qv)
-                if left <= 0:
-                    continue
-                over[qv] = left - view.gpus[v]
-            givers.append(v)
-        return givers
+        of another queue while that queue still holds more than its nominal quota (while the
+        GPUs of its cheaper candidates add up to less than what it borrows)."""
+        quota = self.quota
+        queues = self.np_queue[candidates]
+        by_queue = np.argsort(queues, kind="stable")  # each queue's candidates, cheapest first
+        grouped = queues[by_queue]
+        gpus = self.np_gpus[candidates][by_queue]
+        before = np.cumsum(gpus) - gpus
+        before -= before[np.searchsorted(grouped, grouped)]  # GPUs of the cheaper ones in its queue
+        borrowed = np.asarray(quota.demand[: len(self.lowest_running)]) - np.asarray(
+            quota.capacity[: len(self.lowest_running)]
+        )
+        borrowed[q] = math.inf
+        keep = np.empty(len(candidates), dtype=bool)
+        keep[by_queue] = before < borrowed[grouped]
+        return candidates[keep]
 
     def _reclaimable(self, job: int, sources: list[int]) -> bool:
         """Whether taking everything the source queues could give up would admit `job`: a
@@ -620,7 +635,7 @@ class Shared:
         """The cheapest lower-priority jobs whose GPUs, with the free ones, place `job`."""
         view = self.view
         prio = view.priority[job]
-        candidates = view.cheapest_first([v for v in self.running[pool] if view.priority[v] < prio])
+        candidates = view.cheapest_first([v for v in self.running[pool] if view.priority[v] < prio]).tolist()
         victims = victims_for_placement(view, job, candidates)
         if not victims:
             self.no_priority_victims[job] = self.version[pool]

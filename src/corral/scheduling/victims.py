@@ -9,7 +9,7 @@ exists on it, and only the candidates on the hosts of that placement are stopped
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -70,12 +70,9 @@ def grow_until_placed(
     return added, None
 
 
-def places_with(view: View, job: int, freed: list[int]) -> bool:
+def places_with(view: View, job: int, freed: Sequence[int] | np.ndarray) -> bool:
     """Whether `job` has a placement once all of `freed` release their GPUs."""
-    free = view.free_vector()
-    for victim in freed:
-        _release(free, view.placement_of(victim))
-    return view.place_on(job, free) is not None
+    return view.place_on(job, view.free_with(freed)) is not None
 
 
 def _release(free: np.ndarray, placement: tuple | None) -> None:

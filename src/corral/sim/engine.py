@@ -18,7 +18,7 @@ from __future__ import annotations
 import heapq
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -112,13 +112,13 @@ class _EngineView:
     def remaining_s(self, job: int) -> float:
         return self._e.remaining[job] - self._e.useful_s(job, self.now_s)
 
-    def cheapest_first(self, jobs: list[int]) -> list[int]:
+    def cheapest_first(self, jobs: Sequence[int] | np.ndarray) -> np.ndarray:
         """Running `jobs` ordered by what preempting each would lose: GPU-seconds since its
         last checkpoint, then the least useful work in its current run, then job number."""
-        if not jobs:
-            return []
         e = self._e
-        idx = np.fromiter(jobs, dtype=np.int64, count=len(jobs))
+        idx = np.asarray(jobs, dtype=np.int64)
+        if not len(idx):
+            return idx
         elapsed = np.maximum(0.0, self.now_s - e.np_run_since[idx] - e.np_overhead[idx])
         interval = e.np_checkpoint[idx]
         cycle = np.where(interval > 0, interval + e.np_write[idx], 1.0)
@@ -128,13 +128,27 @@ class _EngineView:
         )
         saved = np.where(interval > 0, done * interval, useful)
         lost = (useful - saved) * e.np_gpus[idx]
-        return idx[np.lexsort((idx, useful, lost))].tolist()
+        return idx[np.lexsort((idx, useful, lost))]
 
     def placement_of(self, job: int) -> Placement | None:
         return self._e.placement[job]
 
     def free_vector(self) -> np.ndarray:
         return self._e.state.free.copy()
+
+    def free_with(self, jobs: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The free-GPU vector once the running `jobs` released theirs (jobs on one host,
+        the common case, added at once)."""
+        e = self._e
+        free = e.state.free.copy()
+        idx = np.asarray(jobs, dtype=np.int64)
+        hosts = e.np_host[idx]
+        one = hosts >= 0
+        np.add.at(free, hosts[one], e.np_gpus[idx[one]].astype(np.int64))
+        for job in idx[~one].tolist():
+            for host, gpus in e.placement[job]:  # type: ignore[union-attr]
+                free[host] += gpus
+        return free
 
     def place_on(self, job: int, free: np.ndarray) -> Placement | None:
         e = self._e
@@ -239,6 +253,7 @@ class Engine:
         self.np_checkpoint = jobs.checkpoint_interval_s.astype(float)
         self.np_write = jobs.checkpoint_write_s.astype(float)
         self.np_gpus = jobs.gpus.astype(float)
+        self.np_host = np.full(n, -1, dtype=np.int64)  # the host of a job running on one host, else -1
         self.last_stop = [NAN] * n
         self.first_start = [NAN] * n
         self.end = [NAN] * n
@@ -599,7 +614,7 @@ class Engine:
             view = _EngineView(self)
             view.now_s = now
             running = [j for h in self.fleet.pool_hosts[pool].tolist() for j in self.on_host.get(h, ())]
-            victims = iter(view.cheapest_first(sorted({j for j in running if self.preemptible[j]})))
+            victims = iter(view.cheapest_first(sorted({j for j in running if self.preemptible[j]})).tolist())
             while len(lent) < want:
                 self._take_idle(pool, want - len(lent), now)
                 if len(lent) >= want:
@@ -771,6 +786,7 @@ class Engine:
         if self.failures is not None and self.failures.checkpoint != "fixed" and self.write_s[job] > 0:
             self.checkpoint_s[job] = self.np_checkpoint[job] = self._interval_s(job, len(placement))
         self.placement[job] = placement
+        self.np_host[job] = placement[0][0] if len(placement) == 1 else -1
         self.last_placement[job] = placement
         self.run_since[job] = self.np_run_since[job] = now
         if math.isnan(self.first_start[job]):
@@ -807,6 +823,7 @@ class Engine:
         self.run_since[job] = self.np_run_since[job] = -1.0
         self.last_stop[job] = now
         self.placement[job] = None
+        self.np_host[job] = -1
         self.token[job] += 1
         self._pend(job, +1)
 
@@ -842,6 +859,7 @@ class Engine:
         self.remaining[job] = 0.0
         self.run_since[job] = self.np_run_since[job] = -1.0
         self.placement[job] = None
+        self.np_host[job] = -1
         self.end[job] = now
         if self.reasons is not None:
             self._hold(job, now, "finished")
