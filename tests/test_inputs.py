@@ -88,6 +88,22 @@ def test_unknown_fleet_preset_and_bad_toml(tmp_path):
     assert err.value.line == 2
 
 
+def test_pool_of_mixed_host_sizes_is_refused(tmp_path):
+    """Gangs larger than a host take whole hosts of the pool's size: a pool of 4- and 8-GPU
+    hosts once placed a 16-GPU gang as 8 GPUs on each of two 4-GPU hosts and crashed."""
+    mixed = tmp_path / "fleet.toml"
+    pool = '[[pools]]\nname = "a"\nhosts = 2\ngpus_per_host = {}\n'
+    mixed.write_text('name = "x"\n' + pool.format(4) + pool.format(8))
+    with pytest.raises(InputError, match="pool 'a' mixes hosts of 4 and 8 GPUs") as err:
+        load_fleet(str(mixed))
+    assert err.value.field == "gpus_per_host"
+    result, out = _simulate(tmp_path, table(tmp_path, "j,0,16,10,a\n"), fleet=str(mixed))
+    assert result.exit_code == 2 and "mixes hosts" in result.output and not out.exists()
+    split = tmp_path / "split.toml"
+    split.write_text('name = "x"\n' + pool.format(4) + pool.replace('"a"', '"b"').format(8))
+    assert load_fleet(str(split)).pool_gpus == [8, 16]
+
+
 def _simulate(tmp_path, workload, fleet="2x4", policy="fifo"):
     out = tmp_path / "out"
     result = runner.invoke(

@@ -97,6 +97,14 @@ class Fleet:
         self.host_gpu_type = np.concatenate(columns["gpu_type"])
         self.pool_hosts = [np.flatnonzero(self.host_pool == p) for p in range(len(self.pools))]
         self.pool_gpus = [int(self.host_gpus[h].sum()) for h in self.pool_hosts]
+        for name, hosts in zip(self.pools, self.pool_hosts, strict=True):
+            sizes = np.unique(self.host_gpus[hosts]).tolist()
+            if len(sizes) > 1:  # a gang larger than a host is placed on whole hosts of one size
+                raise InputError(
+                    f"pool '{name}' mixes hosts of {' and '.join(map(str, sizes))} GPUs; a pool's hosts "
+                    "must have the same number of GPUs (give each size a pool of its own)",
+                    field="gpus_per_host",
+                )
         if default_pool is not None and default_pool not in self.pools:
             raise InputError(
                 f"default_pool '{default_pool}' is not a pool of this fleet", field="default_pool"
