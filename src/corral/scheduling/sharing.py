@@ -73,9 +73,11 @@ class Shared:
         self.quota = view.quota
         queues = len(self.quota.specs)
         self.waiting: list[dict[int, SortedList]] = [{} for _ in range(pools)]
+        self.waiting_jobs = [0] * pools
+        # Kept only where the policy preempts: running jobs per queue (and per pool where
+        # priorities preempt), and how many run at each priority: who could be a victim at all
         self.running: list[set[int]] = [set() for _ in range(pools)]
         self.running_in_queue: list[set[int]] = [set() for _ in range(queues)]
-        # running jobs per priority, per pool and per queue: who could be a victim at all
         self.running_priorities: list[dict[int, int]] = [{} for _ in range(pools)]
         self.queue_priorities: list[dict[int, int]] = [{} for _ in range(queues)]
         self.lowest_running = [math.inf] * queues  # per queue: the lowest priority running
@@ -93,6 +95,7 @@ class Shared:
         # state where none of these has changed since would decide nothing again.
         self.moves = 0  # starts and stops in every pool (quota is shared between pools)
         self.settled: list[tuple | None] = [None] * pools
+        self.settles_at_all = not (self.parts.backfill or self.parts.half_life_s is not None or view.explain)
         self.new_head = [False] * pools
         # job -> pool version at which no victims could be found (retry once it changes)
         self.no_quota_victims: dict[int, int] = {}
@@ -112,10 +115,12 @@ class Shared:
         # queue by (GPUs, topology level) with their remaining seconds sorted per size (what
         # finds the next job that could backfill).
         self.ends: list[SortedList] = [SortedList() for _ in range(pools)]
+        self.new_ends: list[dict[int, float]] = [{} for _ in range(pools)]  # not yet in `ends`
         self.end_of: dict[int, float] = {}
         self.by_size = [BySize() for _ in range(queues)]
         self.shadows = [ShadowCache(view, pool, self.end_of) for pool in range(pools)]
         self.remaining: list[dict[Size, SortedList]] = [{} for _ in range(queues)]
+        self.unindexed: list[dict[int, tuple]] = [{} for _ in range(queues)]  # job -> entry
 
     def _key(self, job: int) -> tuple:
         view = self.view
@@ -134,22 +139,34 @@ class Shared:
             queues[q] = SortedList()
         entry = (self._key(job), job)
         queues[q].add(entry)
+        self.waiting_jobs[view.pool[job]] += 1
         if not self.parts.backfill:
             if queues[q][0] == entry:
                 self.new_head[view.pool[job]] = True
             return
-        size = (view.gpus[job], view.level[job])
-        self.by_size[q].add(size, entry)
-        remaining = self.remaining[q]
-        if size not in remaining:
-            remaining[size] = SortedList()
-        remaining[size].add(view.remaining_s(job))
+        self.unindexed[q][job] = entry
+
+    def _index(self, q: int) -> None:
+        """Add queue q's jobs waiting since its last walk to the size indexes. Done when a
+        walk needs them, so a job that starts on arrival (most, in an uncrowded pool) is
+        never indexed."""
+        view = self.view
+        by_size, remaining = self.by_size[q], self.remaining[q]
+        for job, entry in self.unindexed[q].items():
+            size = (view.gpus[job], view.level[job])
+            by_size.add(size, entry)
+            if size not in remaining:
+                remaining[size] = SortedList()
+            remaining[size].add(view.remaining_s(job))
+        self.unindexed[q].clear()
 
     def _dequeued(self, job: int) -> None:
         if not self.parts.backfill:
             return
         view = self.view
         q, size = view.queue[job], (view.gpus[job], view.level[job])
+        if self.unindexed[q].pop(job, None) is not None:
+            return
         self.by_size[q].remove(size, (self._key(job), job))
         remaining = self.remaining[q]
         remaining[size].remove(view.remaining_s(job))
@@ -164,47 +181,44 @@ class Shared:
         self._enqueue(job)
 
     def _started(self, job: int) -> None:
-        view = self.view
-        pool = view.pool[job]
-        self._hold(view.queue[job], view.gpus[job])
-        self.running[pool].add(job)
-        self.running_in_queue[view.queue[job]].add(job)
-        for prio in (self.running_priorities[pool], self.queue_priorities[view.queue[job]]):
-            _count(prio, view.priority[job], 1)
-        self._lowest(view.queue[job])
+        self._running(job, 1)
         if self.parts.backfill:
-            end = view.now_s + view.remaining_s(job)
+            pool = self.view.pool[job]
+            end = self.view.now_s + self.view.remaining_s(job)
             self.end_of[job] = end
-            self.ends[pool].add((end, job))
+            self.new_ends[pool][job] = end
             self.shadows[pool].started(job)
-        self.version[pool] += 1
-        self.moves += 1
 
     def _stopped(self, job: int, completed: bool = False) -> None:
-        view = self.view
-        pool = view.pool[job]
-        self._hold(view.queue[job], -view.gpus[job])
-        self.running[pool].discard(job)
-        self.running_in_queue[view.queue[job]].discard(job)
-        for prio in (self.running_priorities[pool], self.queue_priorities[view.queue[job]]):
-            _count(prio, view.priority[job], -1)
-        self._lowest(view.queue[job])
+        self._running(job, -1)
         if self.parts.backfill:
-            self.ends[pool].remove((self.end_of.pop(job), job))
+            pool = self.view.pool[job]
+            end = self.end_of.pop(job)
+            if self.new_ends[pool].pop(job, None) is None:
+                self.ends[pool].remove((end, job))
             self.shadows[pool].stopped(job, completed)
+
+    def _running(self, job: int, sign: int) -> None:
+        """Account for `job` starting (sign 1) or stopping (-1): the GPUs held under its
+        queue and cohorts and, where the policy preempts, who runs at which priority."""
+        view = self.view
+        pool, q, prio = view.pool[job], view.queue[job], view.priority[job]
+        gpus = sign * view.gpus[job]
+        for node in self.path_of[q]:
+            if self.parts.half_life_s is not None:
+                self._decay(node)
+            self.held[node] += gpus
+        if self.parts.reclaim or self.parts.priority_preemption:
+            _member(self.running_in_queue[q], job, sign)
+            _count(self.queue_priorities[q], prio, sign)
+            self.lowest_running[q] = min(self.queue_priorities[q], default=math.inf)
+        if self.parts.priority_preemption:
+            _member(self.running[pool], job, sign)
+            _count(self.running_priorities[pool], prio, sign)
         self.version[pool] += 1
         self.moves += 1
 
-    def _lowest(self, q: int) -> None:
-        running = self.queue_priorities[q]
-        self.lowest_running[q] = min(running) if running else math.inf
-
     # --- fair share ----------------------------------------------------------------------
-
-    def _hold(self, q: int, gpus: int) -> None:
-        for node in self.path_of[q]:
-            self._decay(node)
-            self.held[node] += gpus
 
     def _decay(self, node: int) -> None:
         """Bring a node's decayed usage (GPU-seconds, half-life h) up to now."""
@@ -250,15 +264,17 @@ class Shared:
         quota from a borrower at once; and where jobs within their nominal quota (never held)
         took the reserved job's quota or GPUs, the next pass reserves afresh, for it at a later
         time or for another job."""
-        state = self._settles(pool)
-        if state is not None and state == self.settled[pool] and not self.new_head[pool]:
-            return
+        if self.settles_at_all:
+            state = self._settles(pool)
+            if state is not None and state == self.settled[pool] and not self.new_head[pool]:
+                return
         for _ in range(MAX_PASSES):
             preempted: list[int] = []
             stale = yield from self._pass(pool, preempted)
             if not preempted and not stale:
-                self.settled[pool] = self._settles(pool)
-                self.new_head[pool] = False
+                if self.settles_at_all:
+                    self.settled[pool] = self._settles(pool)
+                    self.new_head[pool] = False
                 return
             for v in preempted:
                 self._enqueue(v)
@@ -267,26 +283,22 @@ class Shared:
 
     def _settles(self, pool: int) -> tuple | None:
         """What a pass without backfill depends on besides queue heads; None where it also
-        depends on time (backfill reservations, decaying usage, relaxed placement) or must
-        give reasons."""
+        depends on time (relaxed placement). Not asked where passes depend on time anyway
+        (backfill reservations, decaying usage) or must give reasons (`settles_at_all`)."""
         epoch = self.view.release_epoch(pool)
-        if self.parts.backfill or self.parts.half_life_s is not None or self.view.explain or epoch is None:
-            return None
-        return (self.moves, epoch)
+        return None if epoch is None else (self.moves, epoch)
 
     def _pass(self, pool: int, preempted: list[int]) -> Generator[Decision, None, bool]:
         """One pass over the pool's queues; whether its reservation went stale."""
-        queues = self.waiting[pool]
-        if not any(queues.values()):
+        if not self.waiting_jobs[pool]:
             return False
+        queues = self.waiting[pool]
         view = self.view
         explain = view.explain
         # Candidates are queue heads; with backfill, a queue whose candidate cannot be placed
         # offers its next job that could start (_next_candidate), up to `backfill_depth` in all.
         # (key, queue, entry, starts and stops when the key was made)
-        heap = [
-            (self._queue_key(q, jobs[0][0]), q, jobs[0], self.moves) for q, jobs in queues.items() if jobs
-        ]
+        heap = [(self._queue_key(q, jobs[0][0]), q, jobs[0], self.moves) for q, jobs in queues.items()]
         heapq.heapify(heap)
         depth = self.parts.backfill_depth
         reservation: Reservation | None = None
@@ -373,6 +385,9 @@ class Shared:
                     yield from self._hold_queue(jobs, f"behind job {job} in its queue", entry, why)
                 continue
             jobs.remove(entry)
+            if not jobs:  # a pass builds its heap from the queues that have waiting jobs
+                del queues[q]
+            self.waiting_jobs[pool] -= 1
             self._dequeued(job)
             self._started(job)
             yield Start(job, placement)
@@ -386,7 +401,16 @@ class Shared:
     def _reserve(self, pool: int, job: int) -> Reservation:
         """A reservation for `job`, its shadow time found when first asked."""
         shadows = self.shadows[pool]
-        return Reservation(self.view, job, lambda: shadows.find(job, self.ends[pool]), self.quota)
+        return Reservation(self.view, job, lambda: shadows.find(job, self._ends(pool)), self.quota)
+
+    def _ends(self, pool: int) -> SortedList:
+        """The running jobs' expected ends in order, sorted in when first needed: a job that
+        ends before any reservation looks is never sorted in."""
+        new = self.new_ends[pool]
+        if new:
+            self.ends[pool].update((end, job) for job, end in new.items())
+            new.clear()
+        return self.ends[pool]
 
     def _evict(
         self, victims: list[int], why: str, by: int, preempted: list[int], reservation: Reservation | None
@@ -415,6 +439,8 @@ class Shared:
         free = view.free_gpus(pool)
         # what q may still start within its nominal quota, past any reservation of another queue
         room = self.quota.nominal_of(q) - self.quota.usage(q) if self._guaranteed(q, reservation) else -1.0
+        if self.unindexed[q]:
+            self._index(q)
         remaining = self.remaining[q]
 
         admits = self._headroom(q) + QUOTA_EPS  # fits its quota now: gpus <= admits
@@ -652,6 +678,13 @@ class Shared:
         level = view.level[job]
         where = {None: "placement", 0: "host", 1: "rack", 2: "pod", 3: "cluster"}[level]
         return f"no free {where} block for {gpus} GPUs ({free} free but fragmented)"
+
+
+def _member(members: set[int], job: int, sign: int) -> None:
+    if sign > 0:
+        members.add(job)
+    else:
+        members.discard(job)
 
 
 def _count(counts: dict, key: object, delta: int) -> None:
