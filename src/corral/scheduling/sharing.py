@@ -72,7 +72,10 @@ class Shared:
         self.view = view
         self.quota = view.quota
         queues = len(self.quota.specs)
+        # per pool, the queues with waiting jobs (a pass builds its heap from them); per
+        # queue, its waiting jobs in order
         self.waiting: list[dict[int, SortedList]] = [{} for _ in range(pools)]
+        self.queue_jobs = [SortedList() for _ in range(queues)]
         self.waiting_jobs = [0] * pools
         # Kept only where the policy preempts: running jobs per queue (and per pool where
         # priorities preempt), and how many run at each priority: who could be a victim at all
@@ -135,10 +138,11 @@ class Shared:
         view = self.view
         queues = self.waiting[view.pool[job]]
         q = view.queue[job]
-        if q not in queues:
-            queues[q] = SortedList()
+        jobs = self.queue_jobs[q]
+        if not jobs:
+            queues[q] = jobs
         entry = (self._key(job), job)
-        queues[q].add(entry)
+        jobs.add(entry)
         self.waiting_jobs[view.pool[job]] += 1
         if not self.parts.backfill:
             if queues[q][0] == entry:
@@ -210,8 +214,8 @@ class Shared:
             self.held[node] += gpus
         if self.parts.reclaim or self.parts.priority_preemption:
             _member(self.running_in_queue[q], job, sign)
-            _count(self.queue_priorities[q], prio, sign)
-            self.lowest_running[q] = min(self.queue_priorities[q], default=math.inf)
+            if _count(self.queue_priorities[q], prio, sign) == (1 if sign > 0 else 0):
+                self.lowest_running[q] = min(self.queue_priorities[q], default=math.inf)
         if self.parts.priority_preemption:
             _member(self.running[pool], job, sign)
             _count(self.running_priorities[pool], prio, sign)
@@ -298,7 +302,10 @@ class Shared:
         # Candidates are queue heads; with backfill, a queue whose candidate cannot be placed
         # offers its next job that could start (_next_candidate), up to `backfill_depth` in all.
         # (key, queue, entry, starts and stops when the key was made)
-        heap = [(self._queue_key(q, jobs[0][0]), q, jobs[0], self.moves) for q, jobs in queues.items()]
+        if len(queues) == 1:  # a heap of one queue's jobs needs no order between queues
+            heap = [((), q, jobs[0], self.moves) for q, jobs in queues.items()]
+        else:
+            heap = [(self._queue_key(q, jobs[0][0]), q, jobs[0], self.moves) for q, jobs in queues.items()]
         heapq.heapify(heap)
         depth = self.parts.backfill_depth
         reservation: Reservation | None = None
@@ -385,7 +392,7 @@ class Shared:
                     yield from self._hold_queue(jobs, f"behind job {job} in its queue", entry, why)
                 continue
             jobs.remove(entry)
-            if not jobs:  # a pass builds its heap from the queues that have waiting jobs
+            if not jobs:
                 del queues[q]
             self.waiting_jobs[pool] -= 1
             self._dequeued(job)
@@ -472,26 +479,28 @@ class Shared:
 
     # --- admission -----------------------------------------------------------------------
 
-    def _fits_quota(self, q: int, gpus: int) -> bool:
-        return gpus <= self._headroom(q) + QUOTA_EPS
-
     def _headroom(self, q: int) -> float:
-        """The most GPUs queue q may be admitted now (`_fits_quota` for every size at once)."""
+        """The most GPUs queue q may be admitted now: its quota and what it may borrow, or
+        without borrowing its nominal quota. The one admission test (`_admission`)."""
         quota = self.quota
         room = quota.headroom(q)
         return room if self.parts.borrowing else min(room, quota.nominal_of(q) - quota.usage(q))
 
     def _admission(self, job: int) -> str | None:
+        """None if `job` fits its queue's quota now, else why not (in words only where
+        reasons are recorded)."""
         view, quota = self.view, self.quota
         q, gpus = view.queue[job], view.gpus[job]
-        if not view.explain:  # the reason is read only when recorded
-            return None if self._fits_quota(q, gpus) else "over quota"
+        if gpus <= self._headroom(q) + QUOTA_EPS:
+            return None
+        if not view.explain:
+            return "over quota"
         if not self.parts.borrowing and quota.usage(q) + gpus > quota.nominal_of(q):
             return (
                 f"over quota: queue {quota.names[q]} uses {quota.usage(q):g} of nominal "
                 f"{quota.nominal_of(q):g} GPUs (no borrowing)"
             )
-        return quota.blocked(q, gpus)
+        return quota.blocked(q, gpus) or "over quota"
 
     def _may_preempt_for_quota(self, job: int) -> bool:
         """Whether a search for quota victims could find any: `job` reclaims within its
@@ -687,9 +696,11 @@ def _member(members: set[int], job: int, sign: int) -> None:
         members.discard(job)
 
 
-def _count(counts: dict, key: object, delta: int) -> None:
+def _count(counts: dict, key: object, delta: int) -> int:
+    """Add `delta` to the count of `key` (dropped at zero); the count after."""
     n = counts.get(key, 0) + delta
     if n:
         counts[key] = n
     else:
         del counts[key]
+    return n

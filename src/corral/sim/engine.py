@@ -110,7 +110,8 @@ class _EngineView:
         return self._e.run_since[job] >= 0.0
 
     def remaining_s(self, job: int) -> float:
-        return self._e.remaining[job] - self._e.useful_s(job, self.now_s)
+        e = self._e
+        return e.remaining[job] if e.run_since[job] < 0.0 else e.remaining[job] - e.useful_s(job, self.now_s)
 
     def cheapest_first(self, jobs: Sequence[int] | np.ndarray) -> np.ndarray:
         """Running `jobs` ordered by what preempting each would lose: GPU-seconds since its
