@@ -105,7 +105,7 @@ class PreemptivePriority:
         hopeless: dict[int | None, int] = {}
         by_size = self.by_size[pool]
         # Jobs that outrank a running job may preempt: take them in rank order.
-        while True:
+        while waiting:
             entry = by_size.first_after(after, lambda gpus, level: gpus < hopeless.get(level, math.inf))
             if entry is None or not self.outranks_running(pool, entry[1]):
                 break
@@ -131,7 +131,7 @@ class PreemptivePriority:
             yield Start(job, placement)
         # The rest rank lower (outranks_running only gets falser) and can only take free
         # GPUs: jump to the next job of a size that could start.
-        while view.free_gpus(pool) > 0:
+        while waiting and view.free_gpus(pool) > 0:
             after = by_size.first_after(after, startable(view, pool))
             if after is None:
                 break

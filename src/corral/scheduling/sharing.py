@@ -205,18 +205,18 @@ class Shared:
     def _running(self, job: int, sign: int) -> None:
         """Account for `job` starting (sign 1) or stopping (-1): the GPUs held under its
         queue and cohorts and, where the policy preempts, who runs at which priority."""
-        view = self.view
+        view, parts = self.view, self.parts
         pool, q, prio = view.pool[job], view.queue[job], view.priority[job]
         gpus = sign * view.gpus[job]
         for node in self.path_of[q]:
-            if self.parts.half_life_s is not None:
+            if parts.half_life_s is not None:
                 self._decay(node)
             self.held[node] += gpus
-        if self.parts.reclaim or self.parts.priority_preemption:
+        if parts.reclaim or parts.priority_preemption:
             _member(self.running_in_queue[q], job, sign)
             if _count(self.queue_priorities[q], prio, sign) == (1 if sign > 0 else 0):
                 self.lowest_running[q] = min(self.queue_priorities[q], default=math.inf)
-        if self.parts.priority_preemption:
+        if parts.priority_preemption:
             _member(self.running[pool], job, sign)
             _count(self.running_priorities[pool], prio, sign)
         self.version[pool] += 1
@@ -268,6 +268,8 @@ class Shared:
         quota from a borrower at once; and where jobs within their nominal quota (never held)
         took the reserved job's quota or GPUs, the next pass reserves afresh, for it at a later
         time or for another job."""
+        if not self.waiting_jobs[pool]:
+            return
         if self.settles_at_all:
             state = self._settles(pool)
             if state is not None and state == self.settled[pool] and not self.new_head[pool]:
@@ -319,7 +321,7 @@ class Shared:
                 if heap and key > heap[0][0]:
                     heapq.heappush(heap, (key, q, entry, self.moves))
                     continue
-            jobs = queues[q]
+            jobs = self.queue_jobs[q]
             job = entry[1]
             if blocked_by is not None:
                 if explain:
@@ -400,9 +402,10 @@ class Shared:
             yield Start(job, placement)
             if reservation is not None:
                 reservation.started(job, placement)
-            at = jobs.bisect_right(entry)
-            if at < len(jobs):
-                heapq.heappush(heap, (self._queue_key(q, jobs[at][0]), q, jobs[at], self.moves))
+            if jobs:
+                at = jobs.bisect_right(entry)
+                if at < len(jobs):
+                    heapq.heappush(heap, (self._queue_key(q, jobs[at][0]), q, jobs[at], self.moves))
         return reservation is not None and reservation.stale()
 
     def _reserve(self, pool: int, job: int) -> Reservation:
