@@ -203,7 +203,9 @@ class QuotaTree:
             cap, used = capacity[node], d[node]
             limit = cap + borrow[node] if parent[node] >= 0 else cap
             # up to keep - used comes from the node's own quota; the rest is drawn from the parent
-            room = min(limit - used, max(0.0, cap - lend[node] - used) + max(room, 0.0))
+            own = cap - lend[node] - used
+            drawn = (own if own > 0.0 else 0.0) + (room if room > 0.0 else 0.0)
+            room = limit - used if limit - used < drawn else drawn
         if demand is None:
             self._room[queue] = (self.changes, room)
         return room

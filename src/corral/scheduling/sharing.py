@@ -214,8 +214,9 @@ class Shared:
             self.held[node] += gpus
         if parts.reclaim or parts.priority_preemption:
             _member(self.running_in_queue[q], job, sign)
-            if _count(self.queue_priorities[q], prio, sign) == (1 if sign > 0 else 0):
-                self.lowest_running[q] = min(self.queue_priorities[q], default=math.inf)
+            counts = self.queue_priorities[q]
+            if _count(counts, prio, sign) == (sign > 0):  # a priority came (count 1) or went (0)
+                self.lowest_running[q] = min(counts, default=math.inf)
         if parts.priority_preemption:
             _member(self.running[pool], job, sign)
             _count(self.running_priorities[pool], prio, sign)
@@ -305,10 +306,11 @@ class Shared:
         # offers its next job that could start (_next_candidate), up to `backfill_depth` in all.
         # (key, queue, entry, starts and stops when the key was made)
         if len(queues) == 1:  # a heap of one queue's jobs needs no order between queues
-            heap = [((), q, jobs[0], self.moves) for q, jobs in queues.items()]
+            ((q, jobs),) = queues.items()
+            heap = [((), q, jobs[0], self.moves)]
         else:
             heap = [(self._queue_key(q, jobs[0][0]), q, jobs[0], self.moves) for q, jobs in queues.items()]
-        heapq.heapify(heap)
+            heapq.heapify(heap)
         depth = self.parts.backfill_depth
         reservation: Reservation | None = None
         blocked_by: int | None = None
