@@ -90,8 +90,7 @@ class Las(PreemptivePriority):
             heapq.heappush(self.promotions[pool], (at, job, view.now_s))
 
     def outranks_running(self, pool: int, job: int) -> bool:
-        running = self.running[pool]
-        return any(running[q] for q in range(self.queue[job] + 1, len(running)))
+        return any(self.running[pool][self.queue[job] + 1 :])  # a later queue has a running job
 
     def victims(self, pool: int, job: int) -> Iterator[int]:
         running = self.running[pool]

@@ -32,7 +32,10 @@ class PreemptivePriority:
         # waiting jobs per pool in rank order, as (rank, job); ranks change only by rerank()
         self.waiting: list[SortedList] = [SortedList() for _ in range(pools)]
         self.waiting_rank: dict[int, tuple] = {}
+        # the same jobs by size, sorted in only when a pass filters by size: a job that
+        # starts on arrival is never indexed
         self.by_size = [BySize() for _ in range(pools)]
+        self.unindexed: list[dict[int, tuple]] = [{} for _ in range(pools)]  # job -> entry
 
     def submitted(self, job: int) -> None:
         self._wait(job)
@@ -42,13 +45,23 @@ class PreemptivePriority:
         entry = (self.rank(job), job)
         self.waiting_rank[job] = entry[0]
         self.waiting[view.pool[job]].add(entry)
-        self.by_size[view.pool[job]].add((view.gpus[job], view.level[job]), entry)
+        self.unindexed[view.pool[job]][job] = entry
 
     def _unwait(self, job: int) -> None:
         view = self.view
+        pool = view.pool[job]
         entry = (self.waiting_rank.pop(job), job)
-        self.waiting[view.pool[job]].remove(entry)
-        self.by_size[view.pool[job]].remove((view.gpus[job], view.level[job]), entry)
+        self.waiting[pool].remove(entry)
+        if self.unindexed[pool].pop(job, None) is None:
+            self.by_size[pool].remove((view.gpus[job], view.level[job]), entry)
+
+    def _sizes(self, pool: int) -> BySize:
+        """The pool's waiting jobs by size, with those waiting since last asked sorted in."""
+        view, by_size = self.view, self.by_size[pool]
+        for job, entry in self.unindexed[pool].items():
+            by_size.add((view.gpus[job], view.level[job]), entry)
+        self.unindexed[pool].clear()
+        return by_size
 
     def is_waiting(self, job: int) -> bool:
         return job in self.waiting_rank
@@ -103,10 +116,15 @@ class PreemptivePriority:
         # jobs have no more to preempt (victims are nested by rank), so any size at least as
         # large at that topology level is passed over.
         hopeless: dict[int | None, int] = {}
-        by_size = self.by_size[pool]
         # Jobs that outrank a running job may preempt: take them in rank order.
         while waiting:
-            entry = by_size.first_after(after, lambda gpus, level: gpus < hopeless.get(level, math.inf))
+            if hopeless:
+                entry = self._sizes(pool).first_after(
+                    after, lambda gpus, level: gpus < hopeless.get(level, math.inf)
+                )
+            else:  # (the next waiting job, with no size to pass over)
+                at = 0 if after is None else waiting.bisect_right(after)
+                entry = waiting[at] if at < len(waiting) else None
             if entry is None or not self.outranks_running(pool, entry[1]):
                 break
             after = entry
@@ -132,7 +150,7 @@ class PreemptivePriority:
         # The rest rank lower (outranks_running only gets falser) and can only take free
         # GPUs: jump to the next job of a size that could start.
         while waiting and view.free_gpus(pool) > 0:
-            after = by_size.first_after(after, startable(view, pool))
+            after = self._sizes(pool).first_after(after, startable(view, pool))
             if after is None:
                 break
             job = after[1]
