@@ -33,8 +33,9 @@ Num = float | np.ndarray
 def alone_s(duration_s: Num, gpus: Num, pool_gpus: Num, contenders: Num) -> Num:
     """Themis' time alone: a job's run time on a 1/N share of its pool, N the queues with
     live jobs there when it arrived; a gang larger than the share runs proportionally slower."""
-    share = pool_gpus / np.maximum(contenders, 1)
-    return duration_s * np.maximum(1.0, gpus / share)
+    top = np.maximum if isinstance(duration_s, np.ndarray) else max  # (one job: plain floats)
+    share = pool_gpus / top(contenders, 1)
+    return duration_s * top(1.0, gpus / share)
 
 
 class FinishTimeFair(PreemptivePriority):
@@ -102,6 +103,9 @@ class FinishTimeFair(PreemptivePriority):
                 yield victim
 
     def outranks_running(self, pool: int, job: int) -> bool:
+        running = self.running[pool]
+        if not running or running[-1][0][0] <= self.waiting_rank[job][0] / self.margin:
+            return False  # (no running job has a rho `margin` times better: the common case)
         return next(self.victims(pool, job), None) is not None
 
     def before_pass(self, pool: int) -> None:
