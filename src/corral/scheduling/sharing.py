@@ -77,20 +77,23 @@ class Shared:
         self.waiting: list[dict[int, SortedList]] = [{} for _ in range(pools)]
         self.queue_jobs = [SortedList() for _ in range(queues)]
         self.waiting_jobs = [0] * pools
-        # Kept only where the policy preempts: running jobs per queue (and per pool where
-        # priorities preempt), and how many run at each priority: who could be a victim at all
-        self.running: list[set[int]] = [set() for _ in range(pools)]
+        # Kept only where the policy preempts: running jobs per queue, how many run at each
+        # priority, and the lowest priority running per queue and per pool: who could be a
+        # victim at all
         self.running_in_queue: list[set[int]] = [set() for _ in range(queues)]
-        self.running_priorities: list[dict[int, int]] = [{} for _ in range(pools)]
         self.queue_priorities: list[dict[int, int]] = [{} for _ in range(queues)]
-        self.lowest_running = [math.inf] * queues  # per queue: the lowest priority running
-        # the queues of each queue's cohort tree: whom it may reclaim from
+        self.lowest_running = [math.inf] * queues
+        self.lowest_in_pool = [math.inf] * pools
+        self.pool_queues: list[list[int]] = [[] for _ in range(pools)]
+        for pool, q in sorted(set(zip(view.pool, view.queue, strict=True))):
+            self.pool_queues[pool].append(q)
         # static job attributes as arrays, for whole-set arithmetic over victim candidates
         self.np_pool = np.asarray(view.pool, dtype=np.int64)
         self.np_queue = np.asarray(view.queue, dtype=np.int64)
         self.np_priority = np.asarray(view.priority, dtype=np.int64)
         self.np_preemptible = np.asarray(view.preemptible, dtype=bool)
         self.np_gpus = np.asarray(view.gpus, dtype=float)
+        # the queues of each queue's cohort tree: whom it may reclaim from
         self.tree_of = [[qv for qv in range(queues) if self.quota.same_tree(q, qv)] for q in range(queues)]
         self.version = [0] * pools
         # Without backfill a pass looks only at queue heads, and what it decides depends only
@@ -217,9 +220,7 @@ class Shared:
             counts = self.queue_priorities[q]
             if _count(counts, prio, sign) == (sign > 0):  # a priority came (count 1) or went (0)
                 self.lowest_running[q] = min(counts, default=math.inf)
-        if parts.priority_preemption:
-            _member(self.running[pool], job, sign)
-            _count(self.running_priorities[pool], prio, sign)
+                self.lowest_in_pool[pool] = min(self.lowest_running[qv] for qv in self.pool_queues[pool])
         self.version[pool] += 1
         self.moves += 1
 
@@ -662,8 +663,7 @@ class Shared:
 
     def _outranks_running(self, pool: int, priority: int) -> bool:
         """Whether priorities preempt and a job of `priority` outranks some running job."""
-        running = self.running_priorities[pool]
-        return self.parts.priority_preemption and bool(running) and min(running) < priority
+        return self.parts.priority_preemption and self.lowest_in_pool[pool] < priority
 
     def _may_preempt_for_priority(self, pool: int, job: int) -> bool:
         return (
@@ -675,7 +675,8 @@ class Shared:
         """The cheapest lower-priority jobs whose GPUs, with the free ones, place `job`."""
         view = self.view
         prio = view.priority[job]
-        candidates = view.cheapest_first([v for v in self.running[pool] if view.priority[v] < prio]).tolist()
+        running = itertools.chain.from_iterable(self.running_in_queue[q] for q in self.pool_queues[pool])
+        candidates = view.cheapest_first([v for v in running if view.priority[v] < prio]).tolist()
         victims = victims_for_placement(view, job, candidates)
         if not victims:
             self.no_priority_victims[job] = self.version[pool]
