@@ -40,6 +40,7 @@ from corral.scheduling.waiting import BySize, Size
 LN2 = math.log(2.0)
 MAX_PASSES = 8  # passes at one instant: each preempts only strictly lower priority or borrowers
 QUOTA_EPS = 1e-6  # GPU counts are whole: a headroom this close to the next count admits it
+NOTHING: Iterator[Decision] = iter(())  # (an exhausted iterator stays exhausted)
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,8 @@ class Shared:
         # state where none of these has changed since would decide nothing again.
         self.moves = 0  # starts and stops in every pool (quota is shared between pools)
         self.settled: list[tuple | None] = [None] * pools
+        self.decays = self.parts.half_life_s is not None
+        self.preempts = self.parts.reclaim or self.parts.priority_preemption
         self.settles_at_all = not (self.parts.backfill or self.parts.half_life_s is not None or view.explain)
         self.new_head = [False] * pools
         # job -> pool version at which no victims could be found (retry once it changes)
@@ -208,16 +211,19 @@ class Shared:
     def _running(self, job: int, sign: int) -> None:
         """Account for `job` starting (sign 1) or stopping (-1): the GPUs held under its
         queue and cohorts and, where the policy preempts, who runs at which priority."""
-        view, parts = self.view, self.parts
-        pool, q, prio = view.pool[job], view.queue[job], view.priority[job]
+        view, held = self.view, self.held
+        pool, q = view.pool[job], view.queue[job]
         gpus = sign * view.gpus[job]
         for node in self.path_of[q]:
-            if parts.half_life_s is not None:
+            if self.decays:
                 self._decay(node)
-            self.held[node] += gpus
-        if parts.reclaim or parts.priority_preemption:
-            _member(self.running_in_queue[q], job, sign)
-            counts = self.queue_priorities[q]
+            held[node] += gpus
+        if self.preempts:
+            running, counts, prio = self.running_in_queue[q], self.queue_priorities[q], view.priority[job]
+            if sign > 0:
+                running.add(job)
+            else:
+                running.discard(job)
             if _count(counts, prio, sign) == (sign > 0):  # a priority came (count 1) or went (0)
                 self.lowest_running[q] = min(counts, default=math.inf)
                 self.lowest_in_pool[pool] = min(self.lowest_running[qv] for qv in self.pool_queues[pool])
@@ -265,17 +271,20 @@ class Shared:
     # --- the pass ------------------------------------------------------------------------
 
     def decide(self, pool: int) -> Iterator[Decision]:
+        if not self.waiting_jobs[pool]:
+            return NOTHING  # (most calls where jobs start on arrival: no generator to make)
+        if self.settles_at_all:
+            state = self._settles(pool)
+            if state is not None and state == self.settled[pool] and not self.new_head[pool]:
+                return NOTHING
+        return self._passes(pool)
+
+    def _passes(self, pool: int) -> Iterator[Decision]:
         """Passes until one preempts nothing and leaves its reservation as it found it: a
         job preempted in a pass waits for the next one, where it may take back its own queue's
         quota from a borrower at once; and where jobs within their nominal quota (never held)
         took the reserved job's quota or GPUs, the next pass reserves afresh, for it at a later
         time or for another job."""
-        if not self.waiting_jobs[pool]:
-            return
-        if self.settles_at_all:
-            state = self._settles(pool)
-            if state is not None and state == self.settled[pool] and not self.new_head[pool]:
-                return
         for _ in range(MAX_PASSES):
             preempted: list[int] = []
             stale = yield from self._pass(pool, preempted)
@@ -693,13 +702,6 @@ class Shared:
         level = view.level[job]
         where = {None: "placement", 0: "host", 1: "rack", 2: "pod", 3: "cluster"}[level]
         return f"no free {where} block for {gpus} GPUs ({free} free but fragmented)"
-
-
-def _member(members: set[int], job: int, sign: int) -> None:
-    if sign > 0:
-        members.add(job)
-    else:
-        members.discard(job)
 
 
 def _count(counts: dict, key: object, delta: int) -> int:
