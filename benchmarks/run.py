@@ -4,6 +4,7 @@
     python benchmarks/run.py synth-24k         # 1,000,000 synthetic jobs, meta-24k, fifo-backfill
     python benchmarks/run.py synth-2024        # 1,000,000 synthetic jobs, meta-2024, fifo-backfill
     python benchmarks/run.py sharing [load]    # Philly trace on philly-shared, every sharing policy
+    python benchmarks/run.py sharing trace [n] # the same at the trace's own load, best of n, x fifo
     python benchmarks/run.py research-fleet    # the research-fleet scenario, 30 days, 4 policies
     python benchmarks/run.py plan              # planner: layout searches and the 405B recipe
 
@@ -26,8 +27,6 @@ from corral.sim.metrics import summary
 from corral.simulate import simulate
 from corral.synth import synth_jobs
 from corral.workload import read_jobs
-
-SYNTH_LOAD = float(sys.argv[2]) if len(sys.argv) > 2 else 0.95
 
 
 def peak_rss_gib() -> float:
@@ -55,6 +54,22 @@ def report(name: str, result, setup_s: float) -> None:
         ),
         flush=True,
     )
+
+
+SHARING = ("fifo", "quota-fifo", "las", "ftf", "fair", "fair-decay", "priority")
+
+
+def sharing_at_trace_load(jobs, repeats: int) -> None:
+    """Each policy on the Philly trace as recorded (the load `philly` runs fifo at), the
+    fastest of `repeats` runs taken in turn, and its ratio to fifo's: one JSON line each."""
+    best = dict.fromkeys(SHARING, float("inf"))
+    for _ in range(repeats):
+        for policy in SHARING:
+            best[policy] = min(best[policy], simulate(jobs, "philly-shared", [policy])[0].wall_s)
+    for policy in SHARING:
+        row = {"bench": "sharing@trace", "policy": policy, "runs": repeats}
+        row |= {"sim_wall_s": round(best[policy], 2), "x_fifo": round(best[policy] / best["fifo"], 2)}
+        print(json.dumps(row | {"python": platform.python_version()}), flush=True)
 
 
 def plan_bench() -> None:
@@ -99,10 +114,13 @@ def main(which: str) -> None:
             report("philly", simulate(jobs, "philly", [policy])[0], setup)
         return
     if which == "sharing":
-        load = float(sys.argv[2]) if len(sys.argv) > 2 else 1.0
         with resources.as_file(resources.files("corral.data").joinpath("philly_pollux.csv.gz")) as path:
             jobs = read_jobs(path)
-        for policy in ("fifo", "quota-fifo", "las", "ftf", "fair", "fair-decay", "priority"):
+        if len(sys.argv) > 2 and sys.argv[2] == "trace":
+            sharing_at_trace_load(jobs, int(sys.argv[3]) if len(sys.argv) > 3 else 5)
+            return
+        load = float(sys.argv[2]) if len(sys.argv) > 2 else 1.0
+        for policy in SHARING:
             report(f"sharing@{load}", simulate(jobs, "philly-shared", [policy], load=load)[0], 0.0)
         return
     if which == "research-fleet":
@@ -121,7 +139,8 @@ def main(which: str) -> None:
     fleet_name = {"synth-24k": "meta-24k", "synth-2024": "meta-2024"}[which]
     began = time.perf_counter()
     fleet = load_fleet(fleet_name)
-    jobs = synth_jobs(1_000_000, 1000.0, seed=1).with_load(SYNTH_LOAD, fleet.total_gpus)
+    load = float(sys.argv[2]) if len(sys.argv) > 2 else 0.95
+    jobs = synth_jobs(1_000_000, 1000.0, seed=1).with_load(load, fleet.total_gpus)
     setup = time.perf_counter() - began
     report(which, simulate(jobs, fleet, ["fifo-backfill"])[0], setup)
 

@@ -224,7 +224,12 @@ class Shared:
                 running.add(job)
             else:
                 running.discard(job)
-            if _count(counts, prio, sign) == (sign > 0):  # a priority came (count 1) or went (0)
+            n = counts.get(prio, 0) + sign
+            if n:
+                counts[prio] = n
+            else:
+                del counts[prio]
+            if n == (sign > 0):  # a priority came (count 1) or went (0)
                 self.lowest_running[q] = min(counts, default=math.inf)
                 self.lowest_in_pool[pool] = min(self.lowest_running[qv] for qv in self.pool_queues[pool])
         self.version[pool] += 1
@@ -702,13 +707,3 @@ class Shared:
         level = view.level[job]
         where = {None: "placement", 0: "host", 1: "rack", 2: "pod", 3: "cluster"}[level]
         return f"no free {where} block for {gpus} GPUs ({free} free but fragmented)"
-
-
-def _count(counts: dict, key: object, delta: int) -> int:
-    """Add `delta` to the count of `key` (dropped at zero); the count after."""
-    n = counts.get(key, 0) + delta
-    if n:
-        counts[key] = n
-    else:
-        del counts[key]
-    return n
