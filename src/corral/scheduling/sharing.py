@@ -103,6 +103,7 @@ class Shared:
         self.moves = 0  # starts and stops in every pool (quota is shared between pools)
         self.settled: list[tuple | None] = [None] * pools
         self.decays = self.parts.half_life_s is not None
+        self.half_life_s = self.parts.half_life_s or 0.0  # (read only where it decays)
         self.preempts = self.parts.reclaim or self.parts.priority_preemption
         self.settles_at_all = not (self.parts.backfill or self.parts.half_life_s is not None or view.explain)
         self.new_head = [False] * pools
@@ -238,13 +239,12 @@ class Shared:
     # --- fair share ----------------------------------------------------------------------
 
     def _decay(self, node: int) -> None:
-        """Bring a node's decayed usage (GPU-seconds, half-life h) up to now."""
-        h = self.parts.half_life_s
-        if h is None:
-            return
+        """Bring a node's decayed usage (GPU-seconds, half-life h) up to now (where a
+        half-life is set)."""
         now = self.view.now_s
         dt = now - self.decayed_at[node]
         if dt > 0:
+            h = self.half_life_s
             keep = 2.0 ** (-dt / h)
             self.decayed[node] = self.decayed[node] * keep + self.held[node] * (h / LN2) * (1.0 - keep)
             self.decayed_at[node] = now
