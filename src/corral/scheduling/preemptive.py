@@ -15,7 +15,7 @@ running ones do.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from sortedcontainers import SortedList
 
@@ -54,6 +54,18 @@ class PreemptivePriority:
         self.waiting[pool].remove(entry)
         if self.unindexed[pool].pop(job, None) is None:
             self.by_size[pool].remove((view.gpus[job], view.level[job]), entry)
+
+    def _next(self, pool: int, after: tuple | None, fits: Callable[[int, int | None], bool]) -> tuple | None:
+        """The first waiting entry after `after` (None: from the first) whose size `fits`:
+        the next in rank order where it fits, the common case, else found by size."""
+        waiting, view = self.waiting[pool], self.view
+        at = 0 if after is None else waiting.bisect_right(after)
+        if at == len(waiting):
+            return None
+        entry = waiting[at]
+        if fits(view.gpus[entry[1]], view.level[entry[1]]):
+            return entry
+        return self._sizes(pool).first_after(entry, fits)
 
     def _sizes(self, pool: int) -> BySize:
         """The pool's waiting jobs by size, with those waiting since last asked sorted in."""
@@ -118,13 +130,7 @@ class PreemptivePriority:
         hopeless: dict[int | None, int] = {}
         # Jobs that outrank a running job may preempt: take them in rank order.
         while waiting:
-            if hopeless:
-                entry = self._sizes(pool).first_after(
-                    after, lambda gpus, level: gpus < hopeless.get(level, math.inf)
-                )
-            else:  # (the next waiting job, with no size to pass over)
-                at = 0 if after is None else waiting.bisect_right(after)
-                entry = waiting[at] if at < len(waiting) else None
+            entry = self._next(pool, after, lambda gpus, level: gpus < hopeless.get(level, math.inf))
             if entry is None or not self.outranks_running(pool, entry[1]):
                 break
             after = entry
@@ -150,7 +156,7 @@ class PreemptivePriority:
         # The rest rank lower (outranks_running only gets falser) and can only take free
         # GPUs: jump to the next job of a size that could start.
         while waiting and view.free_gpus(pool) > 0:
-            after = self._sizes(pool).first_after(after, startable(view, pool))
+            after = self._next(pool, after, startable(view, pool))
             if after is None:
                 break
             job = after[1]
