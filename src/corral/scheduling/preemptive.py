@@ -130,7 +130,11 @@ class PreemptivePriority:
         hopeless: dict[int | None, int] = {}
         # Jobs that outrank a running job may preempt: take them in rank order.
         while waiting:
-            entry = self._next(pool, after, lambda gpus, level: gpus < hopeless.get(level, math.inf))
+            if hopeless:
+                entry = self._next(pool, after, lambda gpus, level: gpus < hopeless.get(level, math.inf))
+            else:  # (no size to pass over: the next in rank order)
+                at = 0 if after is None else waiting.bisect_right(after)
+                entry = waiting[at] if at < len(waiting) else None
             if entry is None or not self.outranks_running(pool, entry[1]):
                 break
             after = entry
