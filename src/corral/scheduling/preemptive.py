@@ -51,7 +51,11 @@ class PreemptivePriority:
         view = self.view
         pool = view.pool[job]
         entry = (self.waiting_rank.pop(job), job)
-        self.waiting[pool].remove(entry)
+        waiting = self.waiting[pool]
+        if len(waiting) == 1:  # (cheaper than a removal that empties it)
+            waiting.clear()
+        else:
+            waiting.remove(entry)
         if self.unindexed[pool].pop(job, None) is None:
             self.by_size[pool].remove((view.gpus[job], view.level[job]), entry)
 

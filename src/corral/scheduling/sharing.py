@@ -410,9 +410,11 @@ class Shared:
                 elif explain:
                     yield from self._hold_queue(jobs, f"behind job {job} in its queue", entry, why)
                 continue
-            jobs.remove(entry)
-            if not jobs:
+            if len(jobs) == 1:  # (the common case, and cheaper than a removal that empties it)
+                jobs.clear()
                 del queues[q]
+            else:
+                jobs.remove(entry)
             self.waiting_jobs[pool] -= 1
             self._dequeued(job)
             self._started(job)
