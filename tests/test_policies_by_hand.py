@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
+import pytest
 
 from corral.scheduling.fifo import Fifo, FifoBackfill
 from corral.scheduling.ftf import FinishTimeFair
 from corral.scheduling.las import Las
 from corral.scheduling.preemptive import Srtf
+from corral.scheduling.registry import make_policy
 from corral.scheduling.sjf import Sjf
 from corral.sim.engine import Engine
 from tests.conftest import flat_fleet, make_jobs
@@ -51,6 +55,22 @@ def test_backfill_uses_extra_gpus_beyond_the_reservation():
     r = run(FifoBackfill(), fleet, [(0, 8, 10), (1, 8, 5), (2, 4, 100)])
     # B needs 8: at t=10 12 are free, extra 4 -> C starts at 2 on host 2; B then gets hosts 0-1.
     assert r.start_s.tolist() == [0, 10, 2]
+
+
+@pytest.mark.parametrize("policy", ["fifo-backfill", "fair"])
+def test_backfill_counts_checkpoint_writes_in_when_a_running_job_ends(two_hosts_of_four, policy):
+    # A has 100 s of work on host 0 and blocks 5 s to write a checkpoint every 30 s: it ends
+    # at 115, not 100. Head B needs both hosts, so it is reserved for t=115; C (110 s) ends
+    # at 112 on host 1 and backfills at once. Reserving for t=100 kept C waiting until B was
+    # done (start 120).
+    jobs = replace(
+        make_jobs([(0, 4, 100), (1, 8, 5), (2, 4, 110)]),
+        checkpoint_interval_s=np.array([30.0, 0.0, 0.0]),
+        checkpoint_write_s=np.array([5.0, 0.0, 0.0]),
+    )
+    r = Engine(two_hosts_of_four, jobs, make_policy(policy), record=True).run()
+    assert r.end_s.tolist() == [115, 120, 112]
+    assert r.start_s.tolist() == [0, 115, 2]
 
 
 def test_sjf_starts_the_shortest_that_fits(two_hosts_of_four):

@@ -41,8 +41,9 @@ class Fifo:
 class FifoBackfill:
     """EASY backfill (Lifka 1995; Slurm's sched/backfill): the blocked head job gets a
     reservation at the earliest time it could be placed (the shadow time, from the remaining
-    `duration_s` as the runtime estimate); a later job may start now only if it ends by the
-    shadow time or leaves the head a placement then (reservation.py).
+    `duration_s` as the runtime estimate, with checkpoint writes and any restart cost); a
+    later job may start now only if it ends by the shadow time or leaves the head a placement
+    then (reservation.py).
 
     `depth` bounds how many queued jobs one pass examines (Slurm's bf_max_job_test);
     None examines them all.
@@ -85,7 +86,7 @@ class FifoBackfill:
 
     def _start(self, job: int, placement: tuple) -> Start:
         view = self.view
-        end = view.now_s + view.remaining_s(job)
+        end = view.now_s + view.run_s(job)
         self.expected_end[job] = end
         self.ends[view.pool[job]].add((end, job))
         return Start(job, placement)

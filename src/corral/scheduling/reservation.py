@@ -66,7 +66,7 @@ class Reservation:
         return self
 
     def ends_by_shadow(self, job: int) -> bool:
-        return self.view.now_s + self.view.remaining_s(job) <= self.known().shadow_s
+        return self.view.now_s + self.view.run_s(job) <= self.known().shadow_s
 
     def holds(self, job: int) -> str | None:
         """Why starting `job` now would delay the reserved job, as far as GPU counts and quota

@@ -12,9 +12,10 @@
   last checkpoint), only where freeing them yields a placement, and a job is always stopped
   whole;
 - backfill: the first job in order that is admitted but cannot be placed gets a reservation
-  at the first time it could be placed (from running jobs' remaining times, as EASY backfill
-  does), and later jobs may start only if they end before it or leave it a placement then,
-  and leave it its quota (reservation.py).
+  at the first time it could be placed (from running jobs' expected ends, as EASY backfill
+  does: remaining work plus checkpoint writes and any restart cost), and later jobs may
+  start only if they end before it or leave it a placement then, and leave it its quota
+  (reservation.py).
 
 Within a queue, jobs go in order (Kueue's StrictFIFO): a queue whose head is over quota
 waits; with backfill, a job that only lacks free GPUs lets the jobs behind it be considered.
@@ -122,14 +123,14 @@ class Shared:
             self.path_of = [path[1:] for path in self.path_of]
         self.nested = any(len(path) > 1 for path in self.path_of)
         # Kept only with backfill: running jobs' ends (for reservations), and waiting jobs per
-        # queue by (GPUs, topology level) with their remaining seconds sorted per size (what
+        # queue by (GPUs, topology level) with how long each would run sorted per size (what
         # finds the next job that could backfill).
         self.ends: list[SortedList] = [SortedList() for _ in range(pools)]
         self.new_ends: list[dict[int, float]] = [{} for _ in range(pools)]  # not yet in `ends`
         self.end_of: dict[int, float] = {}
         self.by_size = [BySize() for _ in range(queues)]
         self.shadows = [ShadowCache(view, pool, self.end_of) for pool in range(pools)]
-        self.remaining: list[dict[Size, SortedList]] = [{} for _ in range(queues)]
+        self.run_times: list[dict[Size, SortedList]] = [{} for _ in range(queues)]
         self.unindexed: list[dict[int, tuple]] = [{} for _ in range(queues)]  # job -> entry
 
     def _key(self, job: int) -> tuple:
@@ -162,13 +163,13 @@ class Shared:
         walk needs them, so a job that starts on arrival (most, in an uncrowded pool) is
         never indexed."""
         view = self.view
-        by_size, remaining = self.by_size[q], self.remaining[q]
+        by_size, run_times = self.by_size[q], self.run_times[q]
         for job, entry in self.unindexed[q].items():
             size = (view.gpus[job], view.level[job])
             by_size.add(size, entry)
-            if size not in remaining:
-                remaining[size] = SortedList()
-            remaining[size].add(view.remaining_s(job))
+            if size not in run_times:
+                run_times[size] = SortedList()
+            run_times[size].add(view.run_s(job))
         self.unindexed[q].clear()
 
     def _dequeued(self, job: int) -> None:
@@ -179,10 +180,10 @@ class Shared:
         if self.unindexed[q].pop(job, None) is not None:
             return
         self.by_size[q].remove(size, (self._key(job), job))
-        remaining = self.remaining[q]
-        remaining[size].remove(view.remaining_s(job))
-        if not remaining[size]:
-            del remaining[size]
+        run_times = self.run_times[q]
+        run_times[size].remove(view.run_s(job))
+        if not run_times[size]:
+            del run_times[size]
 
     def finished(self, job: int) -> None:
         self._stopped(job, completed=True)
@@ -195,7 +196,7 @@ class Shared:
         self._running(job, 1)
         if self.parts.backfill:
             pool = self.view.pool[job]
-            end = self.view.now_s + self.view.remaining_s(job)
+            end = self.view.now_s + self.view.run_s(job)
             self.end_of[job] = end
             self.new_ends[pool][job] = end
             self.shadows[pool].started(job)
@@ -470,7 +471,7 @@ class Shared:
         room = self.quota.nominal_of(q) - self.quota.usage(q) if self._guaranteed(q, reservation) else -1.0
         if self.unindexed[q]:
             self._index(q)
-        remaining = self.remaining[q]
+        run_times = self.run_times[q]
 
         admits = self._headroom(q) + QUOTA_EPS  # fits its quota now: gpus <= admits
         beside: float | None = None  # what q may start beside the reservation (found when needed)
@@ -484,7 +485,7 @@ class Shared:
             if gpus <= room or reservation is None:
                 return True
             known = reservation.known()
-            lasts = remaining[(gpus, level)][0] > known.shadow_s - view.now_s  # even its shortest
+            lasts = run_times[(gpus, level)][0] > known.shadow_s - view.now_s  # even its shortest
             if lasts and (gpus > known.extra_gpus or known.refuses(gpus, level)):
                 return False
             if beside is None:

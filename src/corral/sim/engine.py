@@ -113,6 +113,13 @@ class _EngineView:
         e = self._e
         return e.remaining[job] if e.run_since[job] < 0.0 else e.remaining[job] - e.useful_s(job, self.now_s)
 
+    def run_s(self, job: int) -> float:
+        """How long waiting `job` would run if started now: its remaining work, the checkpoint
+        writes on the way and, if it ran before, its restart cost (what the engine charges)."""
+        e = self._e
+        again = e.preemptions[job] or e.interruptions[job]
+        return (e.restart_cost_s[job] if again else 0.0) + e.wall_s(job, e.remaining[job])
+
     def cheapest_first(self, jobs: Sequence[int] | np.ndarray) -> np.ndarray:
         """Running `jobs` ordered by what preempting each would lose: GPU-seconds since its
         last checkpoint, then the least useful work in its current run, then job number."""
