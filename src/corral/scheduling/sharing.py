@@ -86,12 +86,12 @@ class Shared:
         self.queue_priorities: list[dict[int, int]] = [{} for _ in range(queues)]
         self.lowest_running = [math.inf] * queues
         self.lowest_in_pool = [math.inf] * pools
-        self.pool_queues: list[list[int]] = [[] for _ in range(pools)]
-        for pool, q in sorted(set(zip(view.pool, view.queue, strict=True))):
-            self.pool_queues[pool].append(q)
         # static job attributes as arrays, for whole-set arithmetic over victim candidates
         self.np_pool = np.asarray(view.pool, dtype=np.int64)
         self.np_queue = np.asarray(view.queue, dtype=np.int64)
+        self.pool_queues: list[list[int]] = [[] for _ in range(pools)]
+        for pair in np.unique(self.np_pool * queues + self.np_queue).tolist():
+            self.pool_queues[pair // queues].append(pair % queues)
         self.np_priority = np.asarray(view.priority, dtype=np.int64)
         self.np_preemptible = np.asarray(view.preemptible, dtype=bool)
         self.np_gpus = np.asarray(view.gpus, dtype=float)
