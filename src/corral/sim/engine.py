@@ -780,7 +780,7 @@ class Engine:
         if now < self.submit_s[job]:
             raise AllocationError(f"job {job} started before it was submitted")
         if self.enforce_quota and self.gpus[job] > self.quota.headroom(self.queue[job]) + 1e-6:
-            over = self.quota.blocked(self.queue[job], self.gpus[job])  # (headroom is what the policy read)
+            over = self.quota.blocked(self.queue[job], self.gpus[job])  # (the exact walk, to word it)
             if over is not None:
                 raise AllocationError(f"job {job} started {over}")
         self.quota.add(self.queue[job], self.gpus[job])
