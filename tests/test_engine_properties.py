@@ -164,16 +164,22 @@ def test_indexed_preemptive_pass_matches_naive_walk(scenario, policy):
 )
 def test_by_size_finds_the_first_allowed_entry_after(jobs, after, allowed):
     """Against a plain scan in order: the least entry after `after` whose size is allowed,
-    however the groups were filled and emptied."""
+    however the groups were filled and emptied, and whether an entry removed had been
+    sorted in or was still pending."""
+    from types import SimpleNamespace
+
     from corral.scheduling.waiting import BySize
 
-    index = BySize()
+    index = BySize(SimpleNamespace(gpus=[g for _, g, _ in jobs], level=[lv for _, _, lv in jobs]))
     entries = {}
     for i, (key, gpus, level) in enumerate(jobs):
         entries[(key, i)] = (gpus, level)
-        index.add((gpus, level), (key, i))
+        index.add((key, i))
+        if i % 4 == 3:
+            index.sort_in()  # (the rest stay pending)
     for entry in list(entries)[::3]:  # empty some groups, keep their insertion order
-        index.remove(entries.pop(entry), entry)
+        entries.pop(entry)
+        index.remove(entry)
     start = None if after is None else (after, len(jobs))
     expected = min(
         (e for e, size in entries.items() if size in allowed and (start is None or e > start)), default=None

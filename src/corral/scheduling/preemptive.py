@@ -32,10 +32,7 @@ class PreemptivePriority:
         # waiting jobs per pool in rank order, as (rank, job); ranks change only by rerank()
         self.waiting: list[SortedList] = [SortedList() for _ in range(pools)]
         self.waiting_rank: dict[int, tuple] = {}
-        # the same jobs by size, sorted in only when a pass filters by size: a job that
-        # starts on arrival is never indexed
-        self.by_size = [BySize() for _ in range(pools)]
-        self.unindexed: list[dict[int, tuple]] = [{} for _ in range(pools)]  # job -> entry
+        self.by_size = [BySize(view) for _ in range(pools)]  # the same jobs by size
 
     def submitted(self, job: int) -> None:
         self._wait(job)
@@ -45,7 +42,7 @@ class PreemptivePriority:
         entry = (self.rank(job), job)
         self.waiting_rank[job] = entry[0]
         self.waiting[view.pool[job]].add(entry)
-        self.unindexed[view.pool[job]][job] = entry
+        self.by_size[view.pool[job]].add(entry)
 
     def _unwait(self, job: int) -> None:
         view = self.view
@@ -56,28 +53,22 @@ class PreemptivePriority:
             waiting.clear()
         else:
             waiting.remove(entry)
-        if self.unindexed[pool].pop(job, None) is None:
-            self.by_size[pool].remove((view.gpus[job], view.level[job]), entry)
+        self.by_size[pool].remove(entry)
 
-    def _next(self, pool: int, after: tuple | None, fits: Callable[[int, int | None], bool]) -> tuple | None:
-        """The first waiting entry after `after` (None: from the first) whose size `fits`:
-        the next in rank order where it fits, the common case, else found by size."""
+    def _next(
+        self, pool: int, after: tuple | None, fits: Callable[[int, int | None], bool] | None
+    ) -> tuple | None:
+        """The first waiting entry after `after` (None: from the first) whose size `fits`
+        (None: any size): the next in rank order where it fits, the common case, else found
+        by size, so the size index is read only past a job that does not fit."""
         waiting, view = self.waiting[pool], self.view
         at = 0 if after is None else waiting.bisect_right(after)
         if at == len(waiting):
             return None
         entry = waiting[at]
-        if fits(view.gpus[entry[1]], view.level[entry[1]]):
+        if fits is None or fits(view.gpus[entry[1]], view.level[entry[1]]):
             return entry
-        return self._sizes(pool).first_after(entry, fits)
-
-    def _sizes(self, pool: int) -> BySize:
-        """The pool's waiting jobs by size, with those waiting since last asked sorted in."""
-        view, by_size = self.view, self.by_size[pool]
-        for job, entry in self.unindexed[pool].items():
-            by_size.add((view.gpus[job], view.level[job]), entry)
-        self.unindexed[pool].clear()
-        return by_size
+        return self.by_size[pool].first_after(entry, fits)
 
     def is_waiting(self, job: int) -> bool:
         return job in self.waiting_rank
@@ -134,11 +125,8 @@ class PreemptivePriority:
         hopeless: dict[int | None, int] = {}
         # Jobs that outrank a running job may preempt: take them in rank order.
         while waiting:
-            if hopeless:
-                entry = self._next(pool, after, lambda gpus, level: gpus < hopeless.get(level, math.inf))
-            else:  # (no size to pass over: the next in rank order)
-                at = 0 if after is None else waiting.bisect_right(after)
-                entry = waiting[at] if at < len(waiting) else None
+            fits = (lambda gpus, level: gpus < hopeless.get(level, math.inf)) if hopeless else None
+            entry = self._next(pool, after, fits)
             if entry is None or not self.outranks_running(pool, entry[1]):
                 break
             after = entry

@@ -128,10 +128,9 @@ class Shared:
         self.ends: list[SortedList] = [SortedList() for _ in range(pools)]
         self.new_ends: list[dict[int, float]] = [{} for _ in range(pools)]  # not yet in `ends`
         self.end_of: dict[int, float] = {}
-        self.by_size = [BySize() for _ in range(queues)]
+        self.by_size = [BySize(view) for _ in range(queues)]
         self.shadows = [ShadowCache(view, pool, self.end_of) for pool in range(pools)]
         self.run_times: list[dict[Size, SortedList]] = [{} for _ in range(queues)]
-        self.unindexed: list[dict[int, tuple]] = [{} for _ in range(queues)]  # job -> entry
 
     def _key(self, job: int) -> tuple:
         view = self.view
@@ -156,31 +155,27 @@ class Shared:
             if queues[q][0] == entry:
                 self.new_head[view.pool[job]] = True
             return
-        self.unindexed[q][job] = entry
+        self.by_size[q].add(entry)
 
     def _index(self, q: int) -> None:
-        """Add queue q's jobs waiting since its last walk to the size indexes. Done when a
-        walk needs them, so a job that starts on arrival (most, in an uncrowded pool) is
-        never indexed."""
-        view = self.view
-        by_size, run_times = self.by_size[q], self.run_times[q]
-        for job, entry in self.unindexed[q].items():
+        """Sort queue q's jobs waiting since its last walk into its size index, and their run
+        times beside it: done when a walk needs them, so a job that starts on arrival (most,
+        in an uncrowded pool) is never indexed (waiting.BySize)."""
+        view, run_times = self.view, self.run_times[q]
+        for _, job in self.by_size[q].sort_in():
             size = (view.gpus[job], view.level[job])
-            by_size.add(size, entry)
             if size not in run_times:
                 run_times[size] = SortedList()
             run_times[size].add(view.run_s(job))
-        self.unindexed[q].clear()
 
-    def _dequeued(self, job: int) -> None:
+    def _dequeued(self, entry: tuple) -> None:
         if not self.parts.backfill:
             return
-        view = self.view
-        q, size = view.queue[job], (view.gpus[job], view.level[job])
-        if self.unindexed[q].pop(job, None) is not None:
-            return
-        self.by_size[q].remove(size, (self._key(job), job))
-        run_times = self.run_times[q]
+        view, job = self.view, entry[1]
+        q = view.queue[job]
+        if not self.by_size[q].remove(entry):
+            return  # (never sorted in)
+        size, run_times = (view.gpus[job], view.level[job]), self.run_times[q]
         run_times[size].remove(view.run_s(job))
         if not run_times[size]:
             del run_times[size]
@@ -417,7 +412,7 @@ class Shared:
             else:
                 jobs.remove(entry)
             self.waiting_jobs[pool] -= 1
-            self._dequeued(job)
+            self._dequeued(entry)
             self._started(job)
             yield Start(job, placement)
             if reservation is not None:
@@ -469,7 +464,7 @@ class Shared:
         free = view.free_gpus(pool)
         # what q may still start within its nominal quota, past any reservation of another queue
         room = self.quota.nominal_of(q) - self.quota.usage(q) if self._guaranteed(q, reservation) else -1.0
-        if self.unindexed[q]:
+        if self.by_size[q].pending:
             self._index(q)
         run_times = self.run_times[q]
 

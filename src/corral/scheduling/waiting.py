@@ -19,25 +19,51 @@ Size = tuple[int, "int | None"]
 
 
 class BySize:
-    def __init__(self) -> None:
+    """Entries are (key, job) pairs, grouped by the job's size. They are sorted into their
+    groups only when the index is first read after they came: an entry removed before that
+    (a job that starts on arrival) costs a dict entry, not two sorted insertions and
+    removals, and its size is never looked up."""
+
+    def __init__(self, view: View) -> None:
+        self.view = view
         self.groups: dict[Size, SortedList] = {}
+        self.pending: dict[int, tuple] = {}  # job -> entry, not yet in `groups`
 
-    def add(self, size: Size, entry: tuple) -> None:
-        group = self.groups.get(size)
-        if group is None:
-            group = self.groups[size] = SortedList()
-        group.add(entry)
+    def _size(self, job: int) -> Size:
+        return (self.view.gpus[job], self.view.level[job])
 
-    def remove(self, size: Size, entry: tuple) -> None:
+    def add(self, entry: tuple) -> None:
+        self.pending[entry[1]] = entry
+
+    def remove(self, entry: tuple) -> bool:
+        """Drop `entry`; whether it had been sorted in."""
+        if self.pending.pop(entry[1], None) is not None:
+            return False
+        size = self._size(entry[1])
         group = self.groups[size]
         group.remove(entry)
         if not group:
             del self.groups[size]
+        return True
+
+    def sort_in(self) -> list[tuple]:
+        """Sort the pending entries into their groups; the entries sorted in."""
+        added = list(self.pending.values())
+        for entry in added:
+            size = self._size(entry[1])
+            group = self.groups.get(size)
+            if group is None:
+                group = self.groups[size] = SortedList()
+            group.add(entry)
+        self.pending.clear()
+        return added
 
     def first_after(self, entry: tuple | None, allowed: Callable[[int, int | None], bool]) -> tuple | None:
         """The first entry after `entry` (None: from the start) whose size is `allowed`.
         Groups with nothing after `entry`, or nothing before the best so far, are passed
         over before `allowed` is asked."""
+        if self.pending:
+            self.sort_in()
         best = None
         for (gpus, level), group in self.groups.items():
             if (entry is not None and group[-1] <= entry) or (best is not None and group[0] >= best):
