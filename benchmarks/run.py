@@ -26,7 +26,7 @@ from corral.fleet import load_fleet
 from corral.sim.metrics import summary
 from corral.simulate import simulate
 from corral.synth import synth_jobs
-from corral.workload import read_jobs
+from corral.traces import read_jobs
 
 
 def peak_rss_gib() -> float:

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from corral.fleet import load_fleet  # noqa: E402
 from corral.sim.metrics import summary  # noqa: E402
 from corral.simulate import simulate  # noqa: E402
-from corral.workload import read_jobs  # noqa: E402
+from corral.traces import read_jobs  # noqa: E402
 
 LOADS = (0.6, 0.8, 1.0)
 POLICIES = ("fifo", "quota-fifo", "las", "ftf", "fair", "priority")

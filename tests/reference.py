@@ -2,7 +2,7 @@
 recomputed from scratch, placement by brute force over hosts. Slow and obviously right.
 
 It implements fifo, fifo-backfill (unbounded depth) and sjf with the same placement rules
-as corral.scheduling.placement (strict consolidation).
+as corral.state.placement (strict consolidation).
 """
 
 from __future__ import annotations
@@ -151,6 +151,7 @@ def naive_preemptive_decide(self, pool: int):
     tried in turn (no index by size): what the indexed pass must reproduce."""
     from corral.scheduling.policy import Preempt, Start
     from corral.scheduling.victims import victims_for_placement
+    from corral.state.reasons import Reason
 
     view = self.view
     waiting = self.waiting[pool]
@@ -173,12 +174,12 @@ def naive_preemptive_decide(self, pool: int):
                 continue
             for victim in chosen:
                 self.stopped(victim)
-                yield Preempt(victim, "outranked", by=job)
+                yield Preempt(victim, Reason("preempted", "outranked"), by=job)
             preempted.extend(chosen)
             placement = view.place(job)
         self._unwait(job)
-        self.started(job)
         yield Start(job, placement)
+        self.started(job)
     for victim in preempted:
         self._wait(victim)
     if waiting:

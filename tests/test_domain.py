@@ -6,7 +6,7 @@ import pytest
 
 from corral.fleet import load_fleet
 from corral.hardware import GPUS
-from corral.workload import read_jobs
+from corral.traces import read_jobs
 from tests.conftest import make_jobs
 
 

@@ -67,7 +67,7 @@ def test_engine_matches_naive_reference(scenario, policy):
 @settings(max_examples=150, deadline=None)
 @given(scenarios(), st.sampled_from(sorted(POLICIES)), st.sampled_from([None, 0.0, 5.0]))
 def test_invariants_hold_for_every_policy(scenario, policy, relax_after_s):
-    from corral.scheduling.placement import PlacementConfig
+    from corral.state.placement import PlacementConfig
 
     fleet, jobs = scenario
     result = Engine(fleet, jobs, make_policy(policy), PlacementConfig(relax_after_s), record=True).run()

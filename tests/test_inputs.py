@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from corral.cli import app
 from corral.errors import InputError
 from corral.fleet import load_fleet
-from corral.workload import read_jobs
+from corral.traces import read_jobs
 
 HEADER = "job_id,submit_s,gpus,duration_s,queue\n"
 runner = CliRunner()

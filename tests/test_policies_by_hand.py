@@ -170,8 +170,8 @@ def test_gang_waits_for_a_consolidated_block_unless_relaxed():
     # 4 hosts of 4 in racks of 2. One GPU busy on hosts 0 and 2 leaves 2 whole hosts, but in
     # different racks: an 8-GPU gang wants one rack, falls back to the pool level and takes
     # hosts 1 and 3 (the domain here is the whole pool).
-    from corral.scheduling.placement import Placer
-    from corral.sim.allocation import FleetState
+    from corral.state.allocation import FleetState
+    from corral.state.placement import Placer
 
     fleet = flat_fleet(4, 4, hosts_per_rack=2)
     state = FleetState(fleet)
@@ -186,8 +186,8 @@ def test_gang_waits_for_a_consolidated_block_unless_relaxed():
 
 
 def test_gang_prefers_the_smallest_domain():
-    from corral.scheduling.placement import Placer
-    from corral.sim.allocation import FleetState
+    from corral.state.allocation import FleetState
+    from corral.state.placement import Placer
 
     fleet = flat_fleet(4, 4, hosts_per_rack=2)
     state = FleetState(fleet)

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from corral.errors import InputError
 from corral.fleet import Fleet, Segment
+from corral.quota import CohortSpec, QueueSpec, QuotaTree
 from corral.scheduling.policy import Hold
-from corral.scheduling.quota import CohortSpec, QueueSpec, QuotaTree
 from corral.scheduling.registry import make_policy
 from corral.scheduling.sharing import Parts, Shared
 from corral.sim.engine import Engine
@@ -343,7 +343,10 @@ def test_the_reserved_job_keeps_its_quota_from_borrowers():
     # Had job 2 borrowed at t=2, job 1 would be over quota at t=3, lose its reservation and
     # wait for job 3 until t=1003.
     assert r.start_s.tolist() == [0, 100, 110, 110]
-    assert "would take the quota reserved for job 1" in r.reasons[2][0][1]
+    reason = r.reasons[2][0][1]
+    assert (reason.kind, reason.jobs) == ("holding", (1,))
+    # people read the job's id, never its row number
+    assert "would take the quota reserved for job j1" in r.reason_text(reason)
 
 
 def test_a_reservation_lapses_in_the_pass_where_an_owner_takes_its_quota_back():
@@ -366,8 +369,9 @@ def test_reasons_explain_a_pending_job():
         [dict(gpus=8, duration_s=100, queue="b"), dict(submit_s=10, gpus=8, duration_s=10, queue="a")]
     )
     r = run(fleet(**TWO_TEAMS), table, "quota-fifo", explain=True)
-    history = [reason for _, reason in r.reasons[1]]
+    history = [r.reason_text(reason) for _, reason in r.reasons[1]]
     assert history[0].startswith("over quota: cohort c")
+    assert r.reasons[1][0][1].kind == "over_quota"
     assert history[-2:] == ["running", "finished"]
 
 

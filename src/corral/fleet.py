@@ -18,7 +18,7 @@ import numpy as np
 
 from corral.errors import InputError
 from corral.hardware import GPUS, gpu
-from corral.scheduling.quota import CohortSpec, QueueSpec
+from corral.quota import CohortSpec, QueueSpec
 
 DEFAULT_POOL = "default"
 

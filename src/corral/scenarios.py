@@ -17,9 +17,9 @@ import numpy as np
 
 from corral.errors import InputError
 from corral.fleet import Fleet, Segment
+from corral.quota import CohortSpec, QueueSpec
 from corral.reliability.failures import FailureModel
 from corral.reliability.scenarios import TrainingRun, hundred_k_steps, llama3_405b
-from corral.scheduling.quota import CohortSpec, QueueSpec
 from corral.synth import synth_jobs
 from corral.workload import JobTable
 

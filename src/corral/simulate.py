@@ -7,11 +7,12 @@ from collections.abc import Callable, Sequence
 
 from corral.fleet import Fleet, load_fleet
 from corral.reliability.failures import FailureModel
-from corral.scheduling.placement import PlacementConfig
 from corral.scheduling.policy import Policy
 from corral.scheduling.registry import make_policy
 from corral.sim.engine import Engine, SimResult
-from corral.workload import JobTable, read_jobs
+from corral.state.placement import PlacementConfig
+from corral.traces import read_jobs
+from corral.workload import JobTable
 
 
 def simulate(

@@ -124,8 +124,9 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def read_jobs(path: str | Path) -> JobTable:
-    """Read a canonical job table (CSV or Parquet), or a Philly-format trace."""
+def read_canonical(path: str | Path) -> JobTable:
+    """Read a canonical job table (CSV or Parquet). `corral.traces.read_jobs` also takes the
+    public trace formats."""
     path = Path(path)
     if not path.exists():
         raise InputError("workload file not found", source=str(path))
@@ -143,16 +144,12 @@ def read_jobs(path: str | Path) -> JobTable:
             for i in range(table.num_rows)
         ]
         return _from_rows(rows, header, str(path), first_line=1)
-    from corral.traces import philly
-
     with open_text(path) as handle:
         reader = csv.reader(handle)
         try:
             header = next(reader)
         except StopIteration:
             raise InputError("empty file: no header", source=str(path), line=1) from None
-        if philly.is_philly_header(header):
-            return philly.read_philly(path)
         rows, lines = [], []
         for record in reader:
             if not record:

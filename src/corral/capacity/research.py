@@ -14,7 +14,7 @@ import numpy as np
 
 from corral.capacity.sim import CapacityResult
 from corral.fleet import Fleet, Segment
-from corral.scheduling.quota import CohortSpec, QueueSpec
+from corral.quota import CohortSpec, QueueSpec
 from corral.scheduling.registry import make_policy
 from corral.sim.engine import Engine, SimResult
 from corral.sim.metrics import summary

@@ -23,11 +23,27 @@ class Fifo:
     def submitted(self, job: int) -> None:
         self.queues[self.view.pool[job]].append(job)
 
+    def adopt(self, job: int) -> None:
+        pass
+
     def finished(self, job: int) -> None:
         pass
 
     def interrupted(self, job: int) -> None:
         self.queues[self.view.pool[job]].appendleft(job)  # it came first
+
+    def withdrawn(self, job: int) -> None:
+        queue = self.queues[self.view.pool[job]]
+        if job in queue:
+            queue.remove(job)
+
+    def export(self) -> dict:
+        """The queue order: an interrupted job goes back to the front, ahead of earlier
+        arrivals, so the order is not the arrival order."""
+        return {"queues": [list(queue) for queue in self.queues]}
+
+    def restore(self, data: dict) -> None:
+        self.queues = [deque(queue) for queue in data["queues"]]
 
     def decide(self, pool: int) -> Iterator[Decision]:
         queue = self.queues[pool]
@@ -64,16 +80,24 @@ class FifoBackfill:
         self.arrival_of: dict[int, int] = {}
         self.fresh: list[list[tuple[int, int]]] = [[] for _ in range(pools)]
         self.released = [True] * pools
+        self.generation: list[int | None] = [None] * pools  # the pool's, at the last pass
         # the head's reservation, kept while no GPUs are released in the pool
         self.reservation: list[Reservation | None] = [None] * pools
 
     def submitted(self, job: int) -> None:
         pool = self.view.pool[job]
-        entry = (self.arrivals, job)
-        self.arrival_of[job] = self.arrivals
-        self.arrivals += 1
+        entry = (self._arrive(job), job)
         self.queues[pool].add(entry)
         self.fresh[pool].append(entry)
+
+    def _arrive(self, job: int) -> int:
+        self.arrival_of[job] = self.arrivals
+        self.arrivals += 1
+        return self.arrival_of[job]
+
+    def adopt(self, job: int) -> None:
+        self._arrive(job)
+        self._started(job)
 
     def interrupted(self, job: int) -> None:
         self.finished(job)
@@ -84,25 +108,41 @@ class FifoBackfill:
         self.ends[pool].remove((self.expected_end.pop(job), job))
         self.released[pool] = True
 
-    def _start(self, job: int, placement: tuple) -> Start:
-        view = self.view
-        end = view.now_s + view.run_s(job)
+    def withdrawn(self, job: int) -> None:
+        if job in self.expected_end:
+            self.finished(job)
+        else:
+            pool = self.view.pool[job]
+            self.queues[pool].discard((self.arrival_of[job], job))
+            self.released[pool] = True
+        del self.arrival_of[job]
+
+    def export(self) -> None:
+        """Nothing: arrival order is submission order, and expected ends are the cluster's."""
+
+    def restore(self, data: None) -> None:
+        pass
+
+    def _started(self, job: int) -> None:
+        """Index `job`, just started, by its expected end."""
+        end = self.view.expected_end_s(job)
         self.expected_end[job] = end
-        self.ends[view.pool[job]].add((end, job))
-        return Start(job, placement)
+        self.ends[self.view.pool[job]].add((end, job))
 
     def decide(self, pool: int) -> Iterator[Decision]:
         view = self.view
         queue = self.queues[pool]
         fresh = self.fresh[pool]
         self.fresh[pool] = []
+        generation = view.generation(pool)  # (starts never move it)
         while queue:
             head = queue[0][1]
             placement = view.place(head)
             if placement is None:
                 break
             queue.pop(0)
-            yield self._start(head, placement)
+            yield Start(head, placement)
+            self._started(head)
         if not queue:
             return
         head_entry = queue[0]
@@ -111,11 +151,14 @@ class FifoBackfill:
         reservation = self.reservation[pool]
         incremental = (
             not self.released[pool]
+            and generation is not None
+            and generation == self.generation[pool]
             and reservation is not None
             and reservation.job == head
             and self.depth is None
         )
         self.released[pool] = False
+        self.generation[pool] = generation
         if incremental:
             # Arrivals since the last pass; some may have started as the head since.
             candidates = (entry for entry in fresh if entry != head_entry and entry in queue)
@@ -140,7 +183,8 @@ class FifoBackfill:
             if placement is None:
                 continue
             started.append(entry)
-            yield self._start(job, placement)
+            yield Start(job, placement)
+            self._started(job)
             reservation.started(job, placement)
             free -= g
         for entry in started:

@@ -40,6 +40,7 @@ def alone_s(duration_s: Num, gpus: Num, pool_gpus: Num, contenders: Num) -> Num:
 
 class FinishTimeFair(PreemptivePriority):
     name = "ftf"
+    needs_durations = True
 
     def __init__(self, lease_s: float = LEASE_S, margin: float = MARGIN) -> None:
         if not lease_s > 0:
@@ -59,31 +60,53 @@ class FinishTimeFair(PreemptivePriority):
         self.next_round_s = [0.0] * pools
 
     def submitted(self, job: int) -> None:
+        self._alone(job)
+        super().submitted(job)
+
+    def _alone(self, job: int) -> None:
         view = self.view
         pool_gpus = view.pool_gpus(view.pool[job])
         self.alone_s[job] = float(
             alone_s(view.duration_s[job], view.gpus[job], pool_gpus, view.contenders(job))
         )
-        super().submitted(job)
 
-    def finished(self, job: int) -> None:
-        super().finished(job)
+    def adopt(self, job: int) -> None:
+        self._alone(job)
+        super().adopt(job)
+
+    def forget(self, job: int) -> None:
         del self.alone_s[job]
+
+    def export_rank(self) -> dict:
+        """Each running job's rank and lease, and each pool's next round."""
+        return {
+            "running": [[j, list(rank), self.lease_end_s[j]] for j, rank in self.run_rank.items()],
+            "next_round_s": list(self.next_round_s),
+        }
+
+    def restore_rank(self, data: dict) -> None:
+        for job, rank, lease_end in data["running"]:
+            self.stopped(job)
+            rank = tuple(rank)
+            self.run_rank[job] = rank
+            self.running[self.view.pool[job]].add((rank, job))
+            self.lease_end_s[job] = lease_end
+        self.next_round_s = list(data["next_round_s"])
 
     def rank(self, job: int) -> tuple:
         """A waiting job's rho if it starts at the next round, worst first."""
-        return self._rank(job, self.next_round_s[self.view.pool[job]])
+        return self._rank(job, self.next_round_s[self.view.pool[job]], self.view.remaining_s(job))
 
-    def _rank(self, job: int, start_s: float) -> tuple:
-        view = self.view
-        rho = (start_s - view.submit_s[job] + view.remaining_s(job)) / self.alone_s[job]
+    def _rank(self, job: int, start_s: float, remaining_s: float) -> tuple:
+        rho = (start_s - self.view.submit_s[job] + remaining_s) / self.alone_s[job]
         return (-rho, job)
 
     def started(self, job: int) -> None:
-        rank = self._rank(job, self.view.now_s)
+        since, left = self.view.run_start(job)
+        rank = self._rank(job, since, left)
         self.run_rank[job] = rank
         self.running[self.view.pool[job]].add((rank, job))
-        self.lease_end_s[job] = self.view.now_s + self.lease_s
+        self.lease_end_s[job] = since + self.lease_s
 
     def stopped(self, job: int) -> None:
         rank = self.run_rank.pop(job, None)

@@ -52,14 +52,47 @@ class Las(PreemptivePriority):
         self.promotions: list[list[tuple[float, int, float]]] = [[] for _ in range(pools)]
 
     def submitted(self, job: int) -> None:
+        self._enter(job)
+        super().submitted(job)
+
+    def adopt(self, job: int) -> None:
+        self._enter(job)
+        super().adopt(job)
+
+    def _enter(self, job: int) -> None:
+        """A job new to the policy starts in the first queue, as of its arrival."""
         self.queue[job] = 0
         self.entered_s[job] = self.view.submit_s[job]
         self.run_offset_s[job] = 0.0
-        super().submitted(job)
 
     def finished(self, job: int) -> None:
         self._unindex(job)
+        self.forget(job)
+
+    def forget(self, job: int) -> None:
         del self.queue[job], self.entered_s[job], self.run_offset_s[job]
+
+    def export_rank(self) -> dict:
+        """Attained-service queues and when each job entered its queue, the executed time
+        counted before its last promotion, the start of each running segment, and the
+        pending demotions and promotions."""
+        return {
+            "queue": [[j, q, self.entered_s[j], self.run_offset_s[j]] for j, q in self.queue.items()],
+            "segment_s": [[j, t] for j, t in self.segment_s.items()],
+            "demotions": [[list(e) for e in heap] for heap in self.demotions],
+            "promotions": [[list(e) for e in heap] for heap in self.promotions],
+        }
+
+    def restore_rank(self, data: dict) -> None:
+        for job, q, entered, offset in data["queue"]:
+            if job in self.segment_s:
+                self._unindex(job)
+            self.queue[job], self.entered_s[job], self.run_offset_s[job] = q, entered, offset
+        for job, segment in data["segment_s"]:
+            self.running[self.view.pool[job]][self.queue[job]].add((self.entered_s[job], job))
+            self.segment_s[job] = segment
+        self.demotions = [[tuple(e) for e in heap] for heap in data["demotions"]]
+        self.promotions = [[tuple(e) for e in heap] for heap in data["promotions"]]
 
     def rank(self, job: int) -> tuple:
         return (self.queue[job], self.entered_s[job], job)
@@ -71,10 +104,12 @@ class Las(PreemptivePriority):
         view = self.view
         pool, q = view.pool[job], self.queue[job]
         self.running[pool][q].add((self.entered_s[job], job))
-        self.segment_s[job] = view.now_s
+        since, left = view.run_start(job)
+        self.segment_s[job] = since
         if q < len(self.thresholds):
-            at = view.now_s + self.thresholds[q] / view.gpus[job] - self._executed(job)
-            heapq.heappush(self.demotions[pool], (at, job, view.now_s))
+            executed = view.duration_s[job] - left - self.run_offset_s[job]
+            at = since + self.thresholds[q] / view.gpus[job] - executed
+            heapq.heappush(self.demotions[pool], (at, job, since))
 
     def _unindex(self, job: int) -> None:
         self.running[self.view.pool[job]][self.queue[job]].remove((self.entered_s[job], job))

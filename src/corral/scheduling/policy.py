@@ -1,22 +1,38 @@
-"""The contract between a scheduling policy and the mechanism that runs it.
+"""The contract between a scheduling policy and the mechanism that runs it (version 2).
 
-A policy decides; it never mutates the fleet, never reads a clock, never sleeps. It is told
-what happened (`submitted`, `finished`), keeps its own ordering indexes, and on `decide`
-yields decisions over a read-only `View`. The mechanism (the simulator's event loop now, the
-live control plane's reconciler later) applies each decision as it is yielded, so the view a
-policy reads always reflects the decisions it has already made in this pass.
+A policy decides; it never mutates the cluster, never reads a clock, never sleeps. It is told
+what happened, keeps its own ordering indexes, and on `decide` yields decisions over a
+read-only `View` (state/view.py). The mechanism (the simulator's event loop, or a live
+reconciler) applies each decision as it is yielded, so the view a policy reads always
+reflects the decisions it has already made in this pass.
+
+What a policy is told:
+
+    bind(view, pools)   once, before anything else; jobs, queues and hosts may be added later
+    submitted(job)      a job arrived (or, after a restart, waits)
+    adopt(job)          a job already running handed to a fresh policy (after a restart)
+    finished(job)       a running job completed
+    interrupted(job)    a running job lost its GPUs to a failure, a drain or a lost host; it
+                        keeps its last checkpoint and waits to be placed again
+    withdrawn(job)      a waiting job was cancelled, or a running one killed (its GPUs are free)
+    decide(pool)        what to do now in `pool`
+
+and what it gives back: `export()` is the state it cannot derive from the cluster state
+(attained service, decayed usage, leases...) as plain data; `restore(data)`, called after
+`bind` and the `submitted`/`adopt` calls that rebuild it, puts that state back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from corral.scheduling.quota import QuotaTree
-from corral.sim.allocation import Placement
+from corral.quota import QuotaTree
+from corral.state.allocation import Placement
+from corral.state.reasons import Reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +47,7 @@ class Preempt:
     room for (-1: none in particular)."""
 
     job: int
-    why: str
+    why: Reason
     by: int = -1
 
 
@@ -40,7 +56,7 @@ class Hold:
     """`job` stays pending for `reason` (read only when the mechanism records reasons)."""
 
     job: int
-    reason: str
+    reason: Reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +71,13 @@ Decision = Start | Preempt | Wake | Hold
 
 
 class View(Protocol):
-    """What a policy may read. Job attributes are lists indexed by job number."""
+    """What a policy may read. Job attributes are lists indexed by job number, growing as
+    jobs are registered. `estimate_s` is what the user says a job needs (its duration in a
+    simulation); `duration_s` is the truth, read only by policies marked `needs_durations`."""
 
     now_s: float
     gpus: list[int]
+    estimate_s: list[float]
     duration_s: list[float]
     submit_s: list[float]
     preemptible: list[bool]
@@ -68,39 +87,43 @@ class View(Protocol):
     level: list[int | None]
     quota: QuotaTree
     explain: bool
-    host_gpus: np.ndarray  # per host of the fleet: how many GPUs it has
 
+    @property
+    def host_gpus(self) -> np.ndarray: ...
     def pool_hosts(self, pool: int) -> np.ndarray: ...
-
     def pool_gpus(self, pool: int) -> int: ...
     def free_gpus(self, pool: int) -> int: ...
     def max_host_gpus(self, pool: int) -> int: ...
     def is_running(self, job: int) -> bool: ...
     def remaining_s(self, job: int) -> float: ...
     def run_s(self, job: int) -> float: ...
+    def expected_end_s(self, job: int) -> float: ...
+    def run_start(self, job: int) -> tuple[float, float]: ...
     def executed_s(self, job: int) -> float: ...
     def last_stop_s(self, job: int) -> float: ...
     def contenders(self, job: int) -> int: ...
     def place(self, job: int) -> Placement | None: ...
+    def place_on(self, job: int, free: np.ndarray) -> Placement | None: ...
+    def generation(self, pool: int) -> int | None: ...
     def unplaceable_from(self, pool: int, level: int | None) -> float: ...
-    def release_epoch(self, pool: int) -> int | None: ...
     def cheapest_first(self, jobs: Sequence[int] | np.ndarray) -> np.ndarray: ...
     def placement_of(self, job: int) -> Placement | None: ...
     def free_vector(self) -> np.ndarray: ...
     def free_with(self, jobs: Sequence[int] | np.ndarray) -> np.ndarray: ...
-    def place_on(self, job: int, free: np.ndarray) -> Placement | None: ...
 
 
 class Policy(Protocol):
-    """`enforces_quota`: the mechanism checks every Start against the queue quotas."""
+    """`enforces_quota`: the mechanism checks every Start against the queue quotas.
+    `needs_durations`: it reads true durations (an oracle; simulation only)."""
 
     name: str
 
     def bind(self, view: View, pools: int) -> None: ...
     def submitted(self, job: int) -> None: ...
+    def adopt(self, job: int) -> None: ...
     def finished(self, job: int) -> None: ...
-    def interrupted(self, job: int) -> None:
-        """`job` was stopped by a failure or maintenance (the mechanism has released its GPUs
-        and kept its last checkpoint); it waits to be placed again."""
-
+    def interrupted(self, job: int) -> None: ...
+    def withdrawn(self, job: int) -> None: ...
     def decide(self, pool: int) -> Iterator[Decision]: ...
+    def export(self) -> Any: ...
+    def restore(self, data: Any) -> None: ...

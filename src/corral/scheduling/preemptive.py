@@ -22,6 +22,7 @@ from sortedcontainers import SortedList
 from corral.scheduling.policy import Decision, Preempt, Start, View
 from corral.scheduling.victims import victims_for_placement
 from corral.scheduling.waiting import BySize, startable
+from corral.state.reasons import Reason
 
 
 class PreemptivePriority:
@@ -37,9 +38,40 @@ class PreemptivePriority:
     def submitted(self, job: int) -> None:
         self._wait(job)
 
-    def _wait(self, job: int) -> None:
+    def adopt(self, job: int) -> None:
+        self.started(job)
+
+    def withdrawn(self, job: int) -> None:
+        if self.is_waiting(job):
+            self._unwait(job)
+            self.forget(job)
+        else:
+            self.finished(job)
+
+    def forget(self, job: int) -> None:
+        """Drop what is kept of `job`, which has left the cluster."""
+
+    def export(self) -> dict:
+        """Each waiting job's rank as it was made (a rank can depend on when it was made),
+        with what the rank keeps besides."""
+        waiting = [[job, list(rank)] for job, rank in self.waiting_rank.items()]
+        return {"waiting": waiting, **self.export_rank()}
+
+    def restore(self, data: dict) -> None:
+        self.restore_rank(data)
+        for job, rank in data["waiting"]:
+            self._unwait(job)
+            self._wait(job, tuple(rank))
+
+    def export_rank(self) -> dict:
+        return {}
+
+    def restore_rank(self, data: dict) -> None:
+        """Put back what `export_rank` gave (running indexes included)."""
+
+    def _wait(self, job: int, rank: tuple | None = None) -> None:
         view = self.view
-        entry = (self.rank(job), job)
+        entry = (self.rank(job) if rank is None else rank, job)
         self.waiting_rank[job] = entry[0]
         self.waiting[view.pool[job]].add(entry)
         self.by_size[view.pool[job]].add(entry)
@@ -75,6 +107,7 @@ class PreemptivePriority:
 
     def finished(self, job: int) -> None:
         self.stopped(job)
+        self.forget(job)
 
     def interrupted(self, job: int) -> None:
         self.stopped(job)
@@ -97,7 +130,8 @@ class PreemptivePriority:
         raise NotImplementedError
 
     def started(self, job: int) -> None:
-        """Index `job` as running (called as its Start is yielded)."""
+        """Index `job` as running (called as its Start is yielded, or when it is adopted:
+        what it reads of the run is from `view.run_start`)."""
 
     def stopped(self, job: int) -> None:
         """Drop `job` from the running index (preempted or finished)."""
@@ -140,15 +174,16 @@ class PreemptivePriority:
                     continue
                 for victim in chosen:
                     self.stopped(victim)
-                    yield Preempt(victim, f"outranked by job {job}", by=job)
+                    why = Reason("preempted", "preempted: outranked by job {job0}", (job,))
+                    yield Preempt(victim, why, by=job)
                 # Victims re-wait after this pass's candidates, so they are not restarted now.
                 preempted.extend(chosen)
                 placement = view.place(job)
                 if placement is None:
                     raise RuntimeError(f"job {job} still unplaceable after its victims were preempted")
             self._unwait(job)
-            self.started(job)
             yield Start(job, placement)
+            self.started(job)
         # The rest rank lower (outranks_running only gets falser) and can only take free
         # GPUs: jump to the next job of a size that could start.
         while waiting and view.free_gpus(pool) > 0:
@@ -159,8 +194,8 @@ class PreemptivePriority:
             placement = view.place(job)
             if placement is not None:
                 self._unwait(job)
-                self.started(job)
                 yield Start(job, placement)
+                self.started(job)
         for victim in preempted:
             self._wait(victim)
         if waiting:
@@ -171,6 +206,7 @@ class Srtf(PreemptivePriority):
     """Oracle shortest-remaining-time-first: SJF that preempts for a shorter newcomer."""
 
     name = "srtf"
+    needs_durations = True
 
     def bind(self, view: View, pools: int) -> None:
         super().bind(view, pools)
@@ -181,7 +217,8 @@ class Srtf(PreemptivePriority):
         return (self.view.remaining_s(job), job)
 
     def started(self, job: int) -> None:
-        end = self.view.now_s + self.view.remaining_s(job)
+        since, left = self.view.run_start(job)
+        end = since + left
         self.end_of[job] = end
         self.ends[self.view.pool[job]].add((end, job))
 

@@ -26,9 +26,10 @@ from itertools import chain
 
 import numpy as np
 
+from corral.quota import QuotaTree
 from corral.scheduling.policy import View
-from corral.scheduling.quota import QuotaTree
-from corral.sim.allocation import Placement
+from corral.state.allocation import Placement
+from corral.state.reasons import Reason
 
 
 class Reservation:
@@ -68,7 +69,7 @@ class Reservation:
     def ends_by_shadow(self, job: int) -> bool:
         return self.view.now_s + self.view.run_s(job) <= self.known().shadow_s
 
-    def holds(self, job: int) -> str | None:
+    def holds(self, job: int) -> Reason | None:
         """Why starting `job` now would delay the reserved job, as far as GPU counts and quota
         tell (where it goes is checked by `admit`); None if they do not hold it."""
         view = self.view
@@ -78,10 +79,10 @@ class Reservation:
             return self.delays()
         if self.quota is None or self.leaves_quota(view.queue[job], view.gpus[job]):
             return None
-        return f"holding: would take the quota reserved for job {self.job}"
+        return Reason("holding", "holding: would take the quota reserved for job {job0}", (self.job,))
 
-    def delays(self) -> str:
-        return f"holding: would delay the reservation of job {self.job}"
+    def delays(self) -> Reason:
+        return Reason("holding", "holding: would delay the reservation of job {job0}", (self.job,))
 
     def refuses(self, gpus: int, level: int | None) -> bool:
         """Whether `admit` refused a job of this size since GPUs last changed hands."""
@@ -197,7 +198,7 @@ class ShadowCache:
 
     def find(self, job: int, ends: Iterable[tuple[float, int]]) -> Shadow:
         view, pool = self.view, self.pool
-        epoch, found = view.release_epoch(pool), self.found
+        epoch, found = view.generation(pool), self.found
         if (
             found is not None
             and self.job == job
@@ -222,7 +223,7 @@ class ShadowCache:
 
     def _keep(self, job: int, found: Shadow) -> Shadow:
         self.job, self.found, self.starts = job, found, []
-        self.epoch, self.free = self.view.release_epoch(self.pool), self.view.free_gpus(self.pool)
+        self.epoch, self.free = self.view.generation(self.pool), self.view.free_gpus(self.pool)
         return found
 
 

@@ -37,11 +37,15 @@ from corral.scheduling.policy import Decision, Hold, Preempt, Start, View
 from corral.scheduling.reservation import Reservation, ShadowCache
 from corral.scheduling.victims import grow_until_placed, places_with, victims_for_placement
 from corral.scheduling.waiting import BySize, Size
+from corral.state.reasons import Reason
 
 LN2 = math.log(2.0)
 MAX_PASSES = 8  # passes at one instant: each preempts only strictly lower priority or borrowers
 QUOTA_EPS = 1e-6  # GPU counts are whole: a headroom this close to the next count admits it
 NOTHING: Iterator[Decision] = iter(())  # (an exhausted iterator stays exhausted)
+WAITING_TO_RESTART = Reason("preempted", "preempted, waiting to restart")
+NO_PLACEMENT = Reason("waiting_gpus", "no placement")
+OVER_QUOTA = Reason("over_quota", "over quota")
 
 
 @dataclass(frozen=True)
@@ -73,30 +77,41 @@ class Shared:
     def bind(self, view: View, pools: int) -> None:
         self.view = view
         self.quota = view.quota
-        queues = len(self.quota.specs)
-        # per pool, the queues with waiting jobs (a pass builds its heap from them); per
-        # queue, its waiting jobs in order
+        # per pool, the queues with waiting jobs (a pass builds its heap from them), and how
+        # many jobs wait
         self.waiting: list[dict[int, SortedList]] = [{} for _ in range(pools)]
-        self.queue_jobs = [SortedList() for _ in range(queues)]
         self.waiting_jobs = [0] * pools
-        # Kept only where the policy preempts: running jobs per queue, how many run at each
-        # priority, and the lowest priority running per queue and per pool: who could be a
-        # victim at all
-        self.running_in_queue: list[set[int]] = [set() for _ in range(queues)]
-        self.queue_priorities: list[dict[int, int]] = [{} for _ in range(queues)]
-        self.lowest_running = [math.inf] * queues
+        # Per queue (per node of the quota tree, grown as queues are added):
+        # - its waiting jobs in order;
+        # - kept only where the policy preempts: its running jobs, how many run at each
+        #   priority, and the lowest priority running (who could be a victim at all);
+        # - the GPUs held under each queue and cohort, and their decayed past usage: fair
+        #   share is decided root to leaves (Slurm's fair tree, Kueue's hierarchical
+        #   cohorts), siblings comparing GPUs held under them per unit of weight; a forest
+        #   of one tree leaves its root out, since every queue shares it;
+        # - kept only with backfill: waiting jobs by (GPUs, topology level), with how long
+        #   each would run sorted per size (what finds the next job that could backfill).
+        self.queue_jobs: list[SortedList] = []
+        self.running_in_queue: list[set[int]] = []
+        self.queue_priorities: list[dict[int, int]] = []
+        self.lowest_running: list[float] = []
+        self.held: list[float] = []
+        self.decayed: list[float] = []
+        self.decayed_at: list[float] = []
+        self.by_size: list[BySize] = []
+        self.run_times: list[dict[Size, SortedList]] = []
+        self._know_queues(len(self.quota.names))
         self.lowest_in_pool = [math.inf] * pools
-        # static job attributes as arrays, for whole-set arithmetic over victim candidates
-        self.np_pool = np.asarray(view.pool, dtype=np.int64)
-        self.np_queue = np.asarray(view.queue, dtype=np.int64)
+        # static job attributes as arrays, for whole-set arithmetic over victim candidates;
+        # jobs registered after bind are added as they arrive
+        self.known_jobs = 0
+        self.np_pool = np.zeros(0, dtype=np.int64)
+        self.np_queue = np.zeros(0, dtype=np.int64)
+        self.np_priority = np.zeros(0, dtype=np.int64)
+        self.np_preemptible = np.zeros(0, dtype=bool)
+        self.np_gpus = np.zeros(0, dtype=float)
         self.pool_queues: list[list[int]] = [[] for _ in range(pools)]
-        for pair in np.unique(self.np_pool * queues + self.np_queue).tolist():
-            self.pool_queues[pair // queues].append(pair % queues)
-        self.np_priority = np.asarray(view.priority, dtype=np.int64)
-        self.np_preemptible = np.asarray(view.preemptible, dtype=bool)
-        self.np_gpus = np.asarray(view.gpus, dtype=float)
-        # the queues of each queue's cohort tree: whom it may reclaim from
-        self.tree_of = [[qv for qv in range(queues) if self.quota.same_tree(q, qv)] for q in range(queues)]
+        self._know_jobs()
         self.version = [0] * pools
         # Without backfill a pass looks only at queue heads, and what it decides depends only
         # on them, on who runs (quota) and on free GPUs: a pool whose last pass settled in a
@@ -111,26 +126,56 @@ class Shared:
         # job -> pool version at which no victims could be found (retry once it changes)
         self.no_quota_victims: dict[int, int] = {}
         self.no_priority_victims: dict[int, int] = {}
-        # Fair share is decided root to leaves (Slurm's fair tree, Kueue's hierarchical
-        # cohorts): siblings compare GPUs held under them per unit of weight. A forest of one
-        # tree leaves its root out, since every queue shares it.
-        nodes = len(self.quota.names)
-        self.held = [0.0] * nodes  # GPUs of running jobs under each queue and cohort
-        self.decayed = [0.0] * nodes
-        self.decayed_at = [0.0] * nodes
-        self.path_of = list(self.quota.paths)
-        if len({path[0] for path in self.path_of}) == 1 and queues > 1:
-            self.path_of = [path[1:] for path in self.path_of]
-        self.nested = any(len(path) > 1 for path in self.path_of)
-        # Kept only with backfill: running jobs' ends (for reservations), and waiting jobs per
-        # queue by (GPUs, topology level) with how long each would run sorted per size (what
-        # finds the next job that could backfill).
+        # Kept only with backfill: running jobs' ends (for reservations).
         self.ends: list[SortedList] = [SortedList() for _ in range(pools)]
         self.new_ends: list[dict[int, float]] = [{} for _ in range(pools)]  # not yet in `ends`
         self.end_of: dict[int, float] = {}
-        self.by_size = [BySize(view) for _ in range(queues)]
         self.shadows = [ShadowCache(view, pool, self.end_of) for pool in range(pools)]
-        self.run_times: list[dict[Size, SortedList]] = [{} for _ in range(queues)]
+
+    def _know_jobs(self) -> None:
+        """Take on the jobs and queues registered since the last call."""
+        view, first = self.view, self.known_jobs
+        n = len(view.gpus)
+        if n == first:
+            return
+        nodes = len(self.quota.names)
+        if nodes > len(self.queue_jobs):
+            self._know_queues(nodes)
+        def grow(have: np.ndarray, column: list, dtype: type) -> np.ndarray:
+            return np.concatenate([have, np.asarray(column[first:n], dtype=dtype)])
+
+        self.np_pool = grow(self.np_pool, view.pool, np.int64)
+        self.np_queue = grow(self.np_queue, view.queue, np.int64)
+        self.np_priority = grow(self.np_priority, view.priority, np.int64)
+        self.np_preemptible = grow(self.np_preemptible, view.preemptible, bool)
+        self.np_gpus = grow(self.np_gpus, view.gpus, float)
+        pairs = np.unique(self.np_pool[first:n] * nodes + self.np_queue[first:n]).tolist()
+        for pool, q in (divmod(pair, nodes) for pair in pairs):
+            if q not in self.pool_queues[pool]:
+                self.pool_queues[pool].append(q)
+                self.pool_queues[pool].sort()
+        self.known_jobs = n
+
+    def _know_queues(self, nodes: int) -> None:
+        """Per-queue state for every node of the quota tree (queues added since bind too)."""
+        view = self.view
+        for _ in range(len(self.queue_jobs), nodes):
+            self.queue_jobs.append(SortedList())
+            self.running_in_queue.append(set())
+            self.queue_priorities.append({})
+            self.lowest_running.append(math.inf)
+            self.by_size.append(BySize(view))
+            self.run_times.append({})
+            self.held.append(0.0)
+            self.decayed.append(0.0)
+            self.decayed_at.append(0.0)
+        # the queues of each queue's cohort tree: whom it may reclaim from
+        self.tree_of = [[qv for qv in range(nodes) if self.quota.same_tree(q, qv)] for q in range(nodes)]
+        self.path_of = list(self.quota.paths)
+        roots = [self.quota.paths[q][0] for q in range(nodes) if self.quota.is_queue[q]]
+        if len(set(roots)) == 1 and len(roots) > 1:
+            self.path_of = [path[1:] for path in self.path_of]
+        self.nested = any(len(path) > 1 for path in self.path_of)
 
     def _key(self, job: int) -> tuple:
         view = self.view
@@ -139,7 +184,39 @@ class Shared:
         return (view.submit_s[job], job)
 
     def submitted(self, job: int) -> None:
+        if job >= self.known_jobs:
+            self._know_jobs()
         self._enqueue(job)
+
+    def adopt(self, job: int) -> None:
+        if job >= self.known_jobs:
+            self._know_jobs()
+        self._started(job)
+
+    def withdrawn(self, job: int) -> None:
+        view = self.view
+        pool, q = view.pool[job], view.queue[job]
+        entry = (self._key(job), job)
+        jobs = self.queue_jobs[q]
+        if entry not in jobs:  # it was running
+            self._stopped(job)
+            return
+        jobs.remove(entry)
+        if not jobs:
+            del self.waiting[pool][q]
+        self.waiting_jobs[pool] -= 1
+        self._dequeued(entry)
+        self.settled[pool] = None
+        self.new_head[pool] = True
+
+    def export(self) -> dict:
+        """Decayed past usage per queue and cohort (where usage decays): the rest is the
+        cluster's."""
+        return {"decayed": list(self.decayed), "decayed_at": list(self.decayed_at)}
+
+    def restore(self, data: dict) -> None:
+        self.decayed[: len(data["decayed"])] = data["decayed"]
+        self.decayed_at[: len(data["decayed_at"])] = data["decayed_at"]
 
     def _enqueue(self, job: int) -> None:
         view = self.view
@@ -188,10 +265,11 @@ class Shared:
         self._enqueue(job)
 
     def _started(self, job: int) -> None:
+        """Account for `job`, just started (or adopted)."""
         self._running(job, 1)
         if self.parts.backfill:
             pool = self.view.pool[job]
-            end = self.view.now_s + self.view.run_s(job)
+            end = self.view.expected_end_s(job)
             self.end_of[job] = end
             self.new_ends[pool][job] = end
             self.shadows[pool].started(job)
@@ -297,13 +375,13 @@ class Shared:
             for v in preempted:
                 self._enqueue(v)
                 if self.view.explain:
-                    yield Hold(v, "preempted, waiting to restart")
+                    yield Hold(v, WAITING_TO_RESTART)
 
     def _settles(self, pool: int) -> tuple | None:
         """What a pass without backfill depends on besides queue heads; None where it also
         depends on time (relaxed placement). Not asked where passes depend on time anyway
         (backfill reservations, decaying usage) or must give reasons (`settles_at_all`)."""
-        epoch = self.view.release_epoch(pool)
+        epoch = self.view.generation(pool)
         return None if epoch is None else (self.moves, epoch)
 
     def _pass(self, pool: int, preempted: list[int]) -> Generator[Decision, None, bool]:
@@ -338,23 +416,19 @@ class Shared:
             job = entry[1]
             if blocked_by is not None:
                 if explain:
-                    yield from self._hold_queue(jobs, f"behind job {blocked_by} in first-come order", entry)
+                    yield from self._hold_queue(
+                        jobs, Reason("behind", "behind job {job0} in first-come order", (blocked_by,)), entry
+                    )
                 continue
             why = self._admission(job)
             if why is not None and self._may_preempt_for_quota(job):
                 victims = self._quota_victims(pool, job)
                 if victims:
-                    yield from self._evict(
-                        victims,
-                        f"quota reclaimed by queue {self.quota.names[q]}",
-                        job,
-                        preempted,
-                        reservation,
-                    )
+                    yield from self._evict(victims, self._reclaimed(q, job), job, preempted, reservation)
                     why = self._admission(job)
             if why is not None:  # the queue waits for quota (strict order within a queue)
                 if explain:
-                    yield from self._hold_queue(jobs, f"behind job {job} in its queue", entry, why)
+                    yield from self._hold_queue(jobs, self._behind(job), entry, why)
                 continue
             gpus = view.gpus[job]
             placement = None
@@ -371,27 +445,30 @@ class Shared:
                 if why is None and placement is None and self._may_reclaim_gpus(job):
                     # admitted within its nominal quota, but borrowers hold the GPUs
                     victims = self._quota_victims(pool, job)
-                    yield from self._evict(
-                        victims,
-                        f"quota reclaimed by queue {self.quota.names[q]}",
-                        job,
-                        preempted,
-                        reservation,
-                    )
+                    yield from self._evict(victims, self._reclaimed(q, job), job, preempted, reservation)
                     if victims:
                         placement = view.place(job)
                 if why is None and placement is None and self._may_preempt_for_priority(pool, job):
                     victims = self._priority_victims(pool, job)
-                    why_v = f"outranked by job {job} (priority {view.priority[job]})"
+                    why_v = Reason(
+                        "preempted",
+                        f"preempted: outranked by job {{job0}} (priority {view.priority[job]})",
+                        (job,),
+                    )
                     yield from self._evict(victims, why_v, job, preempted, reservation)
                     if victims:
                         placement = view.place(job)
                 if why is None and placement is None:
-                    why = self._capacity_reason(pool, job) if explain else "no placement"
+                    why = self._capacity_reason(pool, job) if explain else NO_PLACEMENT
                     if self.parts.backfill and reservation is None:
                         reservation = self._reserve(pool, job)
                         if explain and math.isfinite(shadow := reservation.find()[0]):
-                            why = f"reserved: {gpus} GPUs expected placeable at t={shadow:.0f}s ({why})"
+                            why = Reason(
+                                "reserved",
+                                f"reserved: {gpus} GPUs expected placeable at t={shadow:.0f}s ({why.text})",
+                                why.jobs,
+                                why.queues,
+                            )
                     elif not self.parts.backfill and self.parts.order != "fair":
                         blocked_by = job  # strict order: nobody passes the blocked job
             if placement is None:
@@ -404,7 +481,7 @@ class Shared:
                     if explain:
                         yield Hold(job, why)  # type: ignore[arg-type]
                 elif explain:
-                    yield from self._hold_queue(jobs, f"behind job {job} in its queue", entry, why)
+                    yield from self._hold_queue(jobs, self._behind(job), entry, why)
                 continue
             if len(jobs) == 1:  # (the common case, and cheaper than a removal that empties it)
                 jobs.clear()
@@ -413,8 +490,8 @@ class Shared:
                 jobs.remove(entry)
             self.waiting_jobs[pool] -= 1
             self._dequeued(entry)
-            self._started(job)
             yield Start(job, placement)
+            self._started(job)
             if reservation is not None:
                 reservation.started(job, placement)
             if jobs:
@@ -438,7 +515,7 @@ class Shared:
         return self.ends[pool]
 
     def _evict(
-        self, victims: list[int], why: str, by: int, preempted: list[int], reservation: Reservation | None
+        self, victims: list[int], why: Reason, by: int, preempted: list[int], reservation: Reservation | None
     ) -> Iterator[Preempt]:
         for v in victims:
             self._stopped(v)
@@ -490,7 +567,9 @@ class Shared:
         return self.by_size[q].first_after(entry, could_start)
 
     @staticmethod
-    def _hold_queue(jobs: SortedList, reason: str, entry: tuple, own: str | None = None) -> Iterator[Hold]:
+    def _hold_queue(
+        jobs: SortedList, reason: Reason, entry: tuple, own: Reason | None = None
+    ) -> Iterator[Hold]:
         """Reasons for the job of `entry` (`own`; with `reason` if None) and those behind it."""
         for _, job in jobs.islice(jobs.bisect_left(entry)):
             yield Hold(job, reason if own is None or job != entry[1] else own)
@@ -504,7 +583,7 @@ class Shared:
         room = quota.headroom(q)
         return room if self.parts.borrowing else min(room, quota.nominal_of(q) - quota.usage(q))
 
-    def _admission(self, job: int) -> str | None:
+    def _admission(self, job: int) -> Reason | None:
         """None if `job` fits its queue's quota now, else why not (in words only where
         reasons are recorded)."""
         view, quota = self.view, self.quota
@@ -512,13 +591,23 @@ class Shared:
         if gpus <= self._headroom(q) + QUOTA_EPS:
             return None
         if not view.explain:
-            return "over quota"
+            return OVER_QUOTA
         if not self.parts.borrowing and quota.usage(q) + gpus > quota.nominal_of(q):
-            return (
+            text = (
                 f"over quota: queue {quota.names[q]} uses {quota.usage(q):g} of nominal "
                 f"{quota.nominal_of(q):g} GPUs (no borrowing)"
             )
-        return quota.blocked(q, gpus) or "over quota"
+            return Reason("over_quota", text, queues=(quota.names[q],))
+        blocked = quota.blocked(q, gpus)
+        return OVER_QUOTA if blocked is None else Reason("over_quota", blocked, queues=(quota.names[q],))
+
+    def _behind(self, job: int) -> Reason:
+        return Reason("behind", "behind job {job0} in its queue", (job,))
+
+    def _reclaimed(self, q: int, job: int) -> Reason:
+        name = self.quota.names[q]
+        text = f"preempted: quota reclaimed by queue {name} for job {{job0}}"
+        return Reason("preempted", text, (job,), (name,))
 
     def _may_preempt_for_quota(self, job: int) -> bool:
         """Whether a search for quota victims could find any: `job` reclaims within its
@@ -697,11 +786,11 @@ class Shared:
 
     # --- backfill and reasons ------------------------------------------------------------
 
-    def _capacity_reason(self, pool: int, job: int) -> str:
+    def _capacity_reason(self, pool: int, job: int) -> Reason:
         view = self.view
         gpus, free = view.gpus[job], view.free_gpus(pool)
         if gpus > free:
-            return f"waiting for GPUs: needs {gpus}, {free} free"
+            return Reason("waiting_gpus", f"waiting for GPUs: needs {gpus}, {free} free")
         level = view.level[job]
         where = {None: "placement", 0: "host", 1: "rack", 2: "pod", 3: "cluster"}[level]
-        return f"no free {where} block for {gpus} GPUs ({free} free but fragmented)"
+        return Reason("fragmented", f"no free {where} block for {gpus} GPUs ({free} free but fragmented)")

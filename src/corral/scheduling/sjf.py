@@ -15,11 +15,15 @@ from corral.scheduling.policy import Decision, Start, View
 
 class Sjf:
     name = "sjf"
+    needs_durations = True
 
     def bind(self, view: View, pools: int) -> None:
         self.view = view
         self.pending: list[SortedList] = [SortedList() for _ in range(pools)]
         self.fresh: list[list[tuple[float, int]]] = [[] for _ in range(pools)]
+        # a pass looks at every waiting job only once GPUs came back to the pool (a job
+        # stopped, a host returned) or waiting jobs left: the generation seen last, and why
+        self.generation: list[int | None] = [None] * pools
         self.released = [True] * pools
 
     def submitted(self, job: int) -> None:
@@ -35,12 +39,28 @@ class Sjf:
         self.pending[self.view.pool[job]].add((self.view.duration_s[job], job))
         self.finished(job)
 
+    def adopt(self, job: int) -> None:
+        pass
+
+    def withdrawn(self, job: int) -> None:
+        self.pending[self.view.pool[job]].discard((self.view.duration_s[job], job))
+        self.finished(job)
+
+    def export(self) -> None:
+        """Nothing: the order is by duration, and the rest is rebuilt by a full pass."""
+
+    def restore(self, data: None) -> None:
+        pass
+
     def decide(self, pool: int) -> Iterator[Decision]:
         view = self.view
         pending = self.pending[pool]
         # Without a release since the last pass, only new arrivals can have become startable.
-        candidates = list(pending) if self.released[pool] else sorted(self.fresh[pool])
+        generation = view.generation(pool)
+        full = self.released[pool] or generation is None or generation != self.generation[pool]
+        candidates = list(pending) if full else sorted(self.fresh[pool])
         self.released[pool] = False
+        self.generation[pool] = generation
         self.fresh[pool] = []
         free = view.free_gpus(pool)
         for entry in candidates:

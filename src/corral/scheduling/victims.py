@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 
 from corral.scheduling.policy import View
-from corral.sim.allocation import Placement
+from corral.state.allocation import Placement
 
 
 def victims_for_placement(view: View, job: int, candidates: Iterable[int]) -> list[int] | None:

@@ -111,10 +111,42 @@ class QuotaTree:
             self.lend[i] = cap if limit is None else float(limit)
         self.demand = [0.0] * n
         self.changes = 0  # admissions and releases applied to `demand`
-        self._room: list[tuple[int, float]] = [(-1, 0.0)] * nq  # per queue: (changes, headroom)
+        self._room: list[tuple[int, float]] = [(-1, 0.0)] * n  # per queue: (changes, headroom)
         self.weight = [spec.weight for spec in [*self.specs, *cohorts]]  # per node, queues first
-        self.root = [self._root(i) for i in range(nq)]
-        self.paths = [self.path(q) for q in range(nq)]  # root first, per queue
+        self.is_queue = [i < nq for i in range(n)]
+        self.root = [self._root(i) for i in range(n)]
+        self.paths = [self.path(q) for q in range(n)]  # root first, per node
+
+    def add_queue(self, name: str, cohort: str | None = None) -> int:
+        """A queue that arrives after the tree was built (jobs name it, or an admin adds it):
+        no quota of its own (nominal 0), borrowing in `cohort`; no quota at all without one.
+        It is appended as the last node, so existing ids stay valid. Returns its id."""
+        if name in self.names:
+            raise InputError(f"queue '{name}' defined twice", field="queues")
+        parent = -1
+        if cohort is not None:
+            if cohort not in self.names or self.is_queue[self.names.index(cohort)]:
+                raise InputError(f"'{name}' names unknown cohort '{cohort}'", field="cohort")
+            parent = self.names.index(cohort)
+        spec = QueueSpec(name, 0.0 if parent >= 0 else INF, cohort=cohort)
+        node = len(self.names)
+        self.specs.append(spec)
+        self.names.append(name)
+        self.parent.append(parent)
+        self.nominal.append(spec.nominal_gpus)
+        self.borrow.append(INF)
+        self.children.append([])
+        self.capacity.append(spec.nominal_gpus)
+        self.lend.append(spec.nominal_gpus)  # (nothing to lend either way)
+        self.demand.append(0.0)
+        self._room.append((-1, 0.0))
+        self.weight.append(spec.weight)
+        self.is_queue.append(True)
+        if parent >= 0:
+            self.children[parent].append(node)
+        self.root.append(self._root(node))
+        self.paths.append(self.path(node))
+        return node
 
     @classmethod
     def for_queues(
@@ -128,18 +160,12 @@ class QuotaTree:
 
         A queue jobs name but no configuration lists borrows only (nominal 0) in
         `default_cohort`, or has no quota at all when there is none."""
-        specs = list(queues.values())
-        known = {q.name: i for i, q in enumerate(specs)}
-        ids = []
-        for name in names:
-            if name not in known:
-                known[name] = len(specs)
-                if default_cohort is None:
-                    specs.append(QueueSpec(name, INF))
-                else:
-                    specs.append(QueueSpec(name, 0.0, cohort=default_cohort))
-            ids.append(known[name])
-        return cls(specs, cohorts), ids
+        tree = cls(list(queues.values()), cohorts)
+        ids = [
+            tree.names.index(name) if name in queues else tree.add_queue(name, default_cohort)
+            for name in names
+        ]
+        return tree, ids
 
     def _bottom_up(self) -> list[int]:
         depth = []

@@ -1,5 +1,6 @@
 """Who holds which GPUs: the free-GPU count of every host, kept as numpy arrays plus per-pool
-indexes that make the common questions (is there a host with k free GPUs?) cheap.
+indexes that make the common questions (is there a host with k free GPUs?) cheap, and which
+GPU indices on each host are taken (what a live executor puts in CUDA_VISIBLE_DEVICES).
 
 This is mechanism: it records allocations and refuses impossible ones; it never chooses.
 """
@@ -13,7 +14,10 @@ import numpy as np
 from corral.fleet import Fleet
 
 Placement = tuple[tuple[int, int], ...]
-"""(host index, GPUs taken on that host) pairs."""
+"""(host index, GPUs taken on that host) pairs: what a policy decides."""
+
+GpuIds = tuple[tuple[int, tuple[int, ...]], ...]
+"""(host index, the GPU indices taken on that host) pairs: what an allocation holds."""
 
 
 class AllocationError(RuntimeError):
@@ -24,6 +28,7 @@ class FleetState:
     def __init__(self, fleet: Fleet) -> None:
         self.fleet = fleet
         self.free = fleet.host_gpus.astype(np.int64).copy()
+        self.used = [0] * len(self.free)  # per host, a bit per GPU index taken
         self.pool_free = list(fleet.pool_gpus)
         self.pool_max_host_gpus = [int(fleet.host_gpus[h].max()) for h in fleet.pool_hosts]
         # levels[pool][k]: min-heap of hosts that had k free GPUs when pushed; stale entries
@@ -38,6 +43,38 @@ class FleetState:
         # cannot succeed before the epoch moves on.
         self.release_epoch = [0] * len(fleet.pools)
         self.out = np.zeros(len(self.free), dtype=bool)  # failed, in maintenance, or a spare
+
+    def grow(self, fleet: Fleet) -> None:
+        """Take on the hosts `fleet` has beyond this state's (appended, in existing pools),
+        idle."""
+        old = len(self.free)
+        self.fleet = fleet
+        added = fleet.host_gpus[old:].astype(np.int64)
+        self.free = np.concatenate([self.free, added])
+        self.used += [0] * len(added)
+        self.out = np.concatenate([self.out, np.zeros(len(added), dtype=bool)])
+        for i, cap in enumerate(added.tolist()):
+            host = old + i
+            pool = int(fleet.host_pool[host])
+            heaps = self.levels[pool]
+            while len(heaps) <= cap:
+                heaps.append([])
+            heapq.heappush(heaps[cap], host)
+            self.pool_free[pool] += cap
+            self.pool_max_host_gpus[pool] = max(self.pool_max_host_gpus[pool], cap)
+            self.release_epoch[pool] += 1
+
+    def gpu_ids(self, placement: Placement) -> GpuIds:
+        """The GPU indices `placement` would take now: the lowest free ones on each host."""
+        ids = []
+        for host, gpus in placement:
+            used, taken, bit = self.used[host], [], 0
+            while len(taken) < gpus:
+                if not used >> bit & 1:
+                    taken.append(bit)
+                bit += 1
+            ids.append((host, tuple(taken)))
+        return tuple(ids)
 
     def take_out(self, host: int) -> None:
         """Withdraw an idle host from scheduling (down, or kept as a spare)."""
@@ -75,21 +112,37 @@ class FleetState:
         self.free[host] = new_free
         heapq.heappush(self.levels[pool][new_free], host)
 
-    def allocate(self, pool: int, placement: Placement) -> None:
+    def allocate(self, pool: int, placement: Placement, ids: GpuIds | None = None) -> GpuIds:
+        """Take `placement`'s GPUs: the given indices (a job found running), else the lowest
+        free ones. Returns the indices taken."""
         free = self.free
         for host, gpus in placement:
-            if gpus < 1 or free[host] < gpus or self.fleet.host_pool[host] != pool:
+            if gpus < 1 or free[host] < gpus or self.fleet.host_pool[host] != pool or self.out[host]:
                 raise AllocationError(f"host {host} cannot give {gpus} GPUs in pool {pool}")
-        for host, gpus in placement:
+        if ids is None:
+            ids = self.gpu_ids(placement)
+        else:
+            cap = self.fleet.host_gpus
+            for (host, gpus), (at, taken) in zip(placement, ids, strict=True):
+                mask = sum(1 << i for i in taken)
+                if at != host or len(set(taken)) != gpus or self.used[host] & mask or max(taken) >= cap[host]:
+                    raise AllocationError(f"GPUs {list(taken)} of host {host} are not free")
+        for (host, gpus), (_, taken) in zip(placement, ids, strict=True):
             self._move(pool, host, int(free[host]) - gpus)
             self.pool_free[pool] -= gpus
+            for i in taken:
+                self.used[host] |= 1 << i
+        return ids
 
-    def release(self, pool: int, placement: Placement) -> None:
+    def release(self, pool: int, placement: Placement, ids: GpuIds) -> None:
         cap = self.fleet.host_gpus
         for host, gpus in placement:
             new_free = int(self.free[host]) + gpus
             if new_free > cap[host] or self.out[host]:
                 raise AllocationError(f"host {host} would have {new_free} free GPUs of {cap[host]}")
-            self._move(pool, host, new_free)
+        for (host, gpus), (_, taken) in zip(placement, ids, strict=True):
+            self._move(pool, host, int(self.free[host]) + gpus)
             self.pool_free[pool] += gpus
+            for i in taken:
+                self.used[host] &= ~(1 << i)
         self.release_epoch[pool] += 1

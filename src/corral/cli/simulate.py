@@ -1,77 +1,36 @@
-"""The command line: parses, calls the library, prints. Bad input exits with status 2 and a
-message naming the file, line and field; nothing is written unless the whole run succeeds."""
+"""corral simulate, explain and demo."""
 
 from __future__ import annotations
 
-import json
-import math
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from corral.capacity.commands import SCENARIO as FUNGIBLE
 from corral.capacity.commands import simulate_fungible
+from corral.cli.app import app
+from corral.cli.common import progress_bars, write_json
 from corral.errors import InputError
 from corral.fleet import Fleet, load_fleet
 from corral.hardware import gpu
-from corral.plan.commands import plan_app
 from corral.plan.layout import Layout
 from corral.plan.model import PRESETS
 from corral.plan.recipe import RECIPES, estimate_recipe
 from corral.plan.step import estimate_step
-from corral.reliability.ettr import daly_interval_s, expected_ettr, mtbf_s, young_interval_s
-from corral.reliability.failures import LLAMA3_RATE, FailureModel
-from corral.reliability.scenarios import hundred_k_steps
+from corral.reliability.failures import FailureModel
 from corral.report import tables
-from corral.report.terminal import console, errors, input_errors
+from corral.report.terminal import console, input_errors
 from corral.scenarios import SCENARIOS, Scenario, load_scenario
 from corral.sim.engine import SimResult
 from corral.sim.metrics import by_queue, by_size, job_reliability, reliability, summary, write_job_record
 from corral.simulate import simulate as run_simulation
-from corral.synth import synth_jobs
-from corral.traces.stats import trace_stats
-from corral.workload import JobTable, read_jobs, write_jobs, write_table
-
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Simulate and plan a shared GPU fleet.")
-trace_app = typer.Typer(no_args_is_help=True, help="Import and inspect job traces.")
-workload_app = typer.Typer(no_args_is_help=True, help="Generate workloads.")
-fleet_app = typer.Typer(no_args_is_help=True, help="Inspect fleets.")
-app.add_typer(trace_app, name="trace")
-app.add_typer(workload_app, name="workload")
-app.add_typer(fleet_app, name="fleet")
-app.add_typer(plan_app, name="plan")
+from corral.traces import read_jobs
+from corral.workload import JobTable, write_table
 
 DEMO_LOAD = 0.5
 DEMO_POLICIES = ("fifo", "las", "sjf")
-
-
-@contextmanager
-def _progress() -> Iterator[Callable[[str], Callable[[int, int], None]]]:
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=errors,
-        transient=True,
-        disable=not errors.is_terminal,
-    ) as bar:
-
-        def for_policy(name: str) -> Callable[[int, int], None]:
-            task = bar.add_task(f"simulating {name}", total=None)
-
-            def update(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
-
-            return update
-
-        yield for_policy
 
 
 def _inputs(
@@ -99,7 +58,7 @@ def _run_and_report(
     reasons: Path | None = None,
     failures: FailureModel | None = None,
 ) -> list[SimResult]:
-    with input_errors(), _progress() as progress:
+    with input_errors(), progress_bars() as progress:
         results = run_simulation(
             jobs, the_fleet, policies, load, relax_after_s, progress, reasons is not None, failures
         )
@@ -141,31 +100,30 @@ def _run_and_report(
             }
             for row, r in zip(rows, results, strict=True)
         ]
-        _write_json(out / "metrics.json", metrics)
+        write_json(out / "metrics.json", metrics)
         console.print(f"wrote {out}/metrics.json and jobs-<policy>.csv")
     return results
 
 
-def _write_json(path: Path, value: object) -> None:
-    """Write through a temporary file, so a failed run leaves no half-written output."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=1) + "\n")
-    tmp.replace(path)
-
-
 def _write_reasons(results: list[SimResult], path: Path) -> None:
-    """Every change of every job's state, with why it waited: policy, time_s, job_id, queue, reason."""
+    """Every change of every job's state, with why it waited: policy, time_s, job_id, queue,
+    kind, reason (jobs named by id), and the jobs and queues it names (;-separated)."""
     import pyarrow as pa
 
-    cols: dict[str, list] = {"policy": [], "time_s": [], "job_id": [], "queue": [], "reason": []}
+    names = ("policy", "time_s", "job_id", "queue", "kind", "reason", "names_jobs", "names_queues")
+    cols: dict[str, list] = {name: [] for name in names}
     for r in results:
+        ids = r.jobs.job_id
         for job, history in sorted((r.reasons or {}).items()):
             for t, reason in history:
                 cols["policy"].append(r.policy)
                 cols["time_s"].append(t)
-                cols["job_id"].append(r.jobs.job_id[job])
+                cols["job_id"].append(ids[job])
                 cols["queue"].append(r.jobs.queue[job])
-                cols["reason"].append(reason)
+                cols["kind"].append(reason.kind)
+                cols["reason"].append(reason.render(ids))
+                cols["names_jobs"].append(";".join(ids[j] for j in reason.jobs))
+                cols["names_queues"].append(";".join(reason.queues))
     write_table(pa.table(cols), path)
 
 
@@ -256,7 +214,7 @@ def explain(
         the_fleet, jobs = setup.fleet, setup.jobs
         if job not in set(jobs.job_id):
             raise InputError(f"no job '{job}' in the workload", source=jobs.source, field="job_id")
-        with _progress() as progress:
+        with progress_bars() as progress:
             (result,) = run_simulation(jobs, the_fleet, [policy], load, None, progress, True, setup.failures)
     i = jobs.job_id.index(job)
     console.print(
@@ -269,7 +227,7 @@ def explain(
     submit = float(result.jobs.submit_s[i])
     table.add_row(f"{submit:,.0f}s", "0s", "submitted")
     for t, reason in (result.reasons or {}).get(i, []):
-        table.add_row(f"{t:,.0f}s", tables.duration(t - submit), reason)
+        table.add_row(f"{t:,.0f}s", tables.duration(t - submit), result.reason_text(reason))
     console.print(table)
     console.print(
         f"waited {tables.duration(float(result.end_s[i] - submit - jobs.duration_s[i]))} in all; "
@@ -310,183 +268,3 @@ def demo(out: Annotated[Path | None, typer.Option(help="Also write the results h
         f"failures should take {hours / 1e6:.1f}M GPU-hours (Meta reports 30.84M). "
         "`corral plan --help` for more."
     )
-
-
-@trace_app.command("import")
-def trace_import(
-    source: Annotated[Path, typer.Argument(help="A Philly-format trace or a canonical table.")],
-    out: Annotated[Path, typer.Option(help="Canonical table to write (.csv or .parquet).")],
-) -> None:
-    """Convert a trace into the canonical job table."""
-    with input_errors():
-        jobs = read_jobs(source)
-        write_jobs(jobs, out)
-    console.print(f"wrote {len(jobs):,} jobs to {out}")
-
-
-@trace_app.command("stats")
-def trace_stats_cmd(
-    source: Annotated[Path, typer.Argument(help="Job table or Philly-format trace.")],
-    fleet: Annotated[str | None, typer.Option(help="Also report the offered load on this fleet.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
-) -> None:
-    """Jobs, GPU-hours, size and duration distribution, arrival rate, offered load."""
-    with input_errors():
-        jobs = read_jobs(source)
-        stats = trace_stats(jobs, load_fleet(fleet) if fleet else None)
-    if as_json:
-        print(json.dumps(stats, indent=1))
-        return
-    rows = [
-        ("jobs", f"{stats['jobs']:,}"),
-        ("queues", f"{stats['queues']:,}"),
-        ("GPU-hours", f"{stats['gpu_hours']:,.0f}"),
-        ("span", tables.duration(stats["span_s"])),
-        ("arrivals per hour", f"{stats['arrivals_per_hour']:,.1f}"),
-        ("GPUs per job (mean / max)", f"{stats['gpus_mean']:.2f} / {stats['gpus_max']}"),
-    ] + [(f"duration {k}", tables.duration(v)) for k, v in stats["duration_s"].items()]
-    if "offered_load" in stats:
-        rows.append(
-            (
-                f"offered load on {stats['fleet']} ({stats['fleet_gpus']:,} GPUs)",
-                f"{stats['offered_load']:.3f}",
-            )
-        )
-    console.print(tables.key_values(str(source), rows))
-    size_table = tables.Table(title="job sizes", title_justify="left")
-    for name in ("GPUs", "jobs", "share of jobs", "share of GPU time"):
-        size_table.add_column(name, justify="right")
-    for s in stats["sizes"]:
-        size_table.add_row(
-            s["gpus"], f"{s['jobs']:,}", f"{s['share_of_jobs']:.1%}", f"{s['share_of_gpu_time']:.1%}"
-        )
-    console.print(size_table)
-
-
-@workload_app.command("synth")
-def workload_synth(
-    jobs: Annotated[int, typer.Option(help="Number of jobs.")],
-    rate: Annotated[float, typer.Option(help="Arrivals per hour.")],
-    out: Annotated[Path, typer.Option(help="Table to write (.csv or .parquet).")],
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    queues: Annotated[int, typer.Option(help="Number of queues to spread jobs over.")] = 1,
-    max_gpus: Annotated[int | None, typer.Option(help="Largest job size to draw.")] = None,
-) -> None:
-    """N Philly-like jobs with Poisson arrivals, seeded."""
-    with input_errors():
-        table = synth_jobs(jobs, rate, seed, queues, max_gpus)
-        write_jobs(table, out)
-    console.print(f"wrote {len(table):,} jobs to {out}")
-
-
-@fleet_app.command("show")
-def fleet_show(fleet: Annotated[str, typer.Argument(help="Preset, TOML file, or NxG.")]) -> None:
-    """Describe a fleet: hosts, GPUs, pools, topology."""
-    with input_errors():
-        the_fleet = load_fleet(fleet)
-    console.print(
-        tables.key_values(
-            the_fleet.name,
-            [(k, f"{v:,}" if isinstance(v, int) else str(v)) for k, v in the_fleet.describe().items()],
-        )
-    )
-
-
-reliability_app = typer.Typer(no_args_is_help=True, help="Failures, checkpoints and effective training time.")
-app.add_typer(reliability_app, name="reliability")
-
-
-@reliability_app.command("ettr")
-def reliability_ettr(
-    gpus: Annotated[int, typer.Option(help="GPUs of the synchronous job.")],
-    rate: Annotated[float, typer.Option(help="Host failures per 1000 node-days.")] = LLAMA3_RATE,
-    checkpoint_s: Annotated[float | None, typer.Option(help="Checkpoint interval; default Daly's.")] = None,
-    restart_s: Annotated[float, typer.Option(help="Restart overhead per failure.")] = 300.0,
-    write_s: Annotated[float, typer.Option(help="Blocking checkpoint write.")] = 15.0,
-    gpus_per_host: Annotated[int, typer.Option(help="GPUs per host (failures are per host).")] = 8,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """Expected ETTR from Kokolis et al.'s formula, with Young's and Daly's intervals."""
-    with input_errors():
-        if gpus < 1 or gpus_per_host < 1:
-            raise InputError("--gpus and --gpus-per-host must be >= 1", field="gpus")
-        for name, value in (("rate", rate), ("restart-s", restart_s), ("write-s", write_s)):
-            if not value >= 0:
-                raise InputError(f"--{name} must be >= 0", field=name)
-        if checkpoint_s is not None and not checkpoint_s > 0:
-            raise InputError("--checkpoint-s must be > 0", field="checkpoint-s")
-    nodes = -(-gpus // gpus_per_host)
-    mtbf = mtbf_s(nodes, rate)
-    daly = daly_interval_s(write_s, mtbf) if write_s > 0 and math.isfinite(mtbf) else math.inf
-    interval = checkpoint_s if checkpoint_s is not None else daly
-    if not math.isfinite(interval):
-        interval = mtbf if math.isfinite(mtbf) else 3600.0
-    out = {
-        "gpus": gpus,
-        "nodes": nodes,
-        "rate_per_1000_node_days": rate,
-        "mtbf_s": mtbf,
-        "checkpoint_s": interval,
-        "restart_s": restart_s,
-        "write_s": write_s,
-        "ettr": expected_ettr(nodes, rate, interval, restart_s, write_s),
-        "young_interval_s": young_interval_s(write_s, mtbf) if math.isfinite(mtbf) else math.inf,
-        "daly_interval_s": daly,
-    }
-    if as_json:
-        print(json.dumps(out))
-        return
-    console.print(
-        tables.key_values("expected effective training time", [(k, f"{v:,.4g}") for k, v in out.items()])
-    )
-
-
-@reliability_app.command("study")
-def reliability_study(
-    seed: Annotated[int, typer.Option(help="Seed of the failure draws.")] = 0,
-    out: Annotated[Path | None, typer.Option(help="Write study.json here.")] = None,
-) -> None:
-    """The 100k job step by step: 10-minute recovery, 3-minute, Daly's interval, no spares."""
-    rows = []
-    with _progress() as progress:
-        for label, run in hundred_k_steps(seed):
-            (r,) = run_simulation(
-                run.jobs(), run.fleet(), ["fifo"], progress=progress, failures=run.failures()
-            )
-            job = job_reliability(r, 0)
-            formula = expected_ettr(
-                run.hosts,
-                run.rate_per_1000_node_days,
-                job["checkpoint_interval_s"],
-                run.restart_s,
-                run.write_s,
-            )
-            rows.append({"step": label, **job, "formula_ettr": formula})
-    table = tables.Table(
-        title="100k GPUs, one synchronous job: what recovers effective training time", title_justify="left"
-    )
-    for name in ("step", "ETTR", "formula", "unexpected", "interval", "days"):
-        table.add_column(name, justify="left" if name == "step" else "right")
-    for row in rows:
-        table.add_row(
-            row["step"],
-            f"{row['ettr']:.3f}",
-            f"{row['formula_ettr']:.3f}",
-            str(row["unexpected_interruptions"]),
-            tables.duration(row["checkpoint_interval_s"]),
-            f"{row['elapsed_days']:.1f}",
-        )
-    table.caption = "Meta reports 44% at 10-minute recovery and 80% with fault-tolerant HSDP (3 minutes)."
-    console.print(table)
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        _write_json(out / "study.json", rows)
-        console.print(f"wrote {out}/study.json")
-
-
-def main() -> None:
-    sys.exit(app())
-
-
-if __name__ == "__main__":
-    main()

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from corral.sim.allocation import FleetState, Placement
+from corral.state.allocation import FleetState, Placement
 
 HOST, RACK, POD, CLUSTER = 0, 1, 2, 3
 LEVELS = {"host": HOST, "rack": RACK, "pod": POD, "cluster": CLUSTER}
@@ -37,7 +37,9 @@ class Placer:
     def __init__(self, state: FleetState, config: PlacementConfig | None = None) -> None:
         self.state = state
         self.config = config or PlacementConfig()
-        fleet = state.fleet
+        self.grow(state.fleet)
+
+    def grow(self, fleet) -> None:  # noqa: ANN001 (a Fleet with hosts added)
         self._domains = [fleet.host_rack, fleet.host_pod, fleet.host_cluster]
 
     def find(

@@ -1,0 +1,98 @@
+"""corral trace, workload and fleet: the inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from corral.cli.app import fleet_app, trace_app, workload_app
+from corral.fleet import load_fleet
+from corral.report import tables
+from corral.report.terminal import console, input_errors
+from corral.synth import synth_jobs
+from corral.traces import read_jobs
+from corral.traces.stats import trace_stats
+from corral.workload import write_jobs
+
+
+@trace_app.command("import")
+def trace_import(
+    source: Annotated[Path, typer.Argument(help="A Philly-format trace or a canonical table.")],
+    out: Annotated[Path, typer.Option(help="Canonical table to write (.csv or .parquet).")],
+) -> None:
+    """Convert a trace into the canonical job table."""
+    with input_errors():
+        jobs = read_jobs(source)
+        write_jobs(jobs, out)
+    console.print(f"wrote {len(jobs):,} jobs to {out}")
+
+
+@trace_app.command("stats")
+def trace_stats_cmd(
+    source: Annotated[Path, typer.Argument(help="Job table or Philly-format trace.")],
+    fleet: Annotated[str | None, typer.Option(help="Also report the offered load on this fleet.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Jobs, GPU-hours, size and duration distribution, arrival rate, offered load."""
+    with input_errors():
+        jobs = read_jobs(source)
+        stats = trace_stats(jobs, load_fleet(fleet) if fleet else None)
+    if as_json:
+        print(json.dumps(stats, indent=1))
+        return
+    rows = [
+        ("jobs", f"{stats['jobs']:,}"),
+        ("queues", f"{stats['queues']:,}"),
+        ("GPU-hours", f"{stats['gpu_hours']:,.0f}"),
+        ("span", tables.duration(stats["span_s"])),
+        ("arrivals per hour", f"{stats['arrivals_per_hour']:,.1f}"),
+        ("GPUs per job (mean / max)", f"{stats['gpus_mean']:.2f} / {stats['gpus_max']}"),
+    ] + [(f"duration {k}", tables.duration(v)) for k, v in stats["duration_s"].items()]
+    if "offered_load" in stats:
+        rows.append(
+            (
+                f"offered load on {stats['fleet']} ({stats['fleet_gpus']:,} GPUs)",
+                f"{stats['offered_load']:.3f}",
+            )
+        )
+    console.print(tables.key_values(str(source), rows))
+    size_table = tables.Table(title="job sizes", title_justify="left")
+    for name in ("GPUs", "jobs", "share of jobs", "share of GPU time"):
+        size_table.add_column(name, justify="right")
+    for s in stats["sizes"]:
+        size_table.add_row(
+            s["gpus"], f"{s['jobs']:,}", f"{s['share_of_jobs']:.1%}", f"{s['share_of_gpu_time']:.1%}"
+        )
+    console.print(size_table)
+
+
+@workload_app.command("synth")
+def workload_synth(
+    jobs: Annotated[int, typer.Option(help="Number of jobs.")],
+    rate: Annotated[float, typer.Option(help="Arrivals per hour.")],
+    out: Annotated[Path, typer.Option(help="Table to write (.csv or .parquet).")],
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    queues: Annotated[int, typer.Option(help="Number of queues to spread jobs over.")] = 1,
+    max_gpus: Annotated[int | None, typer.Option(help="Largest job size to draw.")] = None,
+) -> None:
+    """N Philly-like jobs with Poisson arrivals, seeded."""
+    with input_errors():
+        table = synth_jobs(jobs, rate, seed, queues, max_gpus)
+        write_jobs(table, out)
+    console.print(f"wrote {len(table):,} jobs to {out}")
+
+
+@fleet_app.command("show")
+def fleet_show(fleet: Annotated[str, typer.Argument(help="Preset, TOML file, or NxG.")]) -> None:
+    """Describe a fleet: hosts, GPUs, pools, topology."""
+    with input_errors():
+        the_fleet = load_fleet(fleet)
+    console.print(
+        tables.key_values(
+            the_fleet.name,
+            [(k, f"{v:,}" if isinstance(v, int) else str(v)) for k, v in the_fleet.describe().items()],
+        )
+    )

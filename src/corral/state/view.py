@@ -1,0 +1,164 @@
+"""The one read-only face of the cluster state that policies see (scheduling.policy.View).
+
+The mechanism sets `now_s` before it asks a policy to decide. Job attributes are the
+cluster's own growable lists, so a job registered after the policy was bound is visible.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from corral.state.allocation import Placement
+from corral.state.checkpoint import run_parts_many
+
+if TYPE_CHECKING:
+    from corral.state.cluster import ClusterState
+
+
+class ClusterView:
+    def __init__(self, cluster: ClusterState) -> None:
+        self._c = cluster
+        self.now_s = 0.0
+        self.gpus = cluster.gpus
+        self.duration_s = cluster.duration_s
+        self.estimate_s = cluster.estimate_s
+        self.submit_s = cluster.submit_s
+        self.preemptible = cluster.preemptible
+        self.pool = cluster.pool
+        self.priority = cluster.priority
+        self.queue = cluster.queue
+        self.level = cluster.level
+        self.quota = cluster.quota
+        self.explain = cluster.reasons is not None
+
+    @property
+    def host_gpus(self) -> np.ndarray:
+        """Per host of the fleet: how many GPUs it has."""
+        return self._c.fleet.host_gpus
+
+    def pool_hosts(self, pool: int) -> np.ndarray:
+        return self._c.fleet.pool_hosts[pool]
+
+    def pool_gpus(self, pool: int) -> int:
+        return self._c.fleet.pool_gpus[pool]
+
+    def free_gpus(self, pool: int) -> int:
+        return self._c.alloc.pool_free[pool]
+
+    def max_host_gpus(self, pool: int) -> int:
+        """The most GPUs of one host in `pool`: a job of no more goes on a single host."""
+        return self._c.alloc.pool_max_host_gpus[pool]
+
+    def is_running(self, job: int) -> bool:
+        return self._c.run_since[job] >= 0.0
+
+    def remaining_s(self, job: int) -> float:
+        """Work left (oracle: from the true duration)."""
+        c = self._c
+        return (
+            c.remaining[job] if c.run_since[job] < 0.0 else c.remaining[job] - c.run_parts(job, self.now_s)[0]
+        )
+
+    def run_s(self, job: int) -> float:
+        """How long waiting `job` would run if started now, by its estimate: the work left,
+        the checkpoint writes on the way and, if it ran before, its restart cost."""
+        c = self._c
+        again = c.preemptions[job] or c.interruptions[job]
+        left = max(0.0, c.remaining[job] + (c.estimate_s[job] - c.duration_s[job]))
+        return (c.restart_cost_s[job] if again else 0.0) + c.wall_s(job, left)
+
+    def expected_end_s(self, job: int) -> float:
+        """When running `job` ends by its estimate if nothing stops it (its start plus what
+        `run_s` said then)."""
+        return self._c.expected_end[job]
+
+    def run_start(self, job: int) -> tuple[float, float]:
+        """When running `job`'s current run began, and the work it had left then."""
+        c = self._c
+        return c.run_since[job], c.remaining[job]
+
+    def cheapest_first(self, jobs: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Running `jobs` ordered by what preempting each would lose: GPU-seconds since its
+        last checkpoint, then the least useful work in its current run, then job number."""
+        c = self._c
+        idx = np.asarray(jobs, dtype=np.int64)
+        if not len(idx):
+            return idx
+        elapsed = np.maximum(0.0, self.now_s - c.np_run_since.a[idx] - c.np_overhead.a[idx])
+        useful, saved = run_parts_many(elapsed, c.np_checkpoint.a[idx], c.np_write.a[idx])
+        lost = (useful - saved) * c.np_gpus.a[idx]
+        return idx[np.lexsort((idx, useful, lost))]
+
+    def placement_of(self, job: int) -> Placement | None:
+        return self._c.placement[job]
+
+    def free_vector(self) -> np.ndarray:
+        return self._c.alloc.free.copy()
+
+    def free_with(self, jobs: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The free-GPU vector once the running `jobs` released theirs (jobs on one host,
+        the common case, added at once)."""
+        c = self._c
+        free = c.alloc.free.copy()
+        idx = np.asarray(jobs, dtype=np.int64)
+        hosts = c.np_host.a[idx]
+        one = hosts >= 0
+        np.add.at(free, hosts[one], c.np_gpus.a[idx[one]].astype(np.int64))
+        for job in idx[~one].tolist():
+            for host, gpus in c.placement[job]:  # type: ignore[union-attr]
+                free[host] += gpus
+        return free
+
+    def place_on(self, job: int, free: np.ndarray) -> Placement | None:
+        c = self._c
+        return c.placer.find(c.pool[job], c.gpus[job], False, c.level[job], free)
+
+    def executed_s(self, job: int) -> float:
+        return self.duration_s[job] - self.remaining_s(job)
+
+    def last_stop_s(self, job: int) -> float:
+        return self._c.last_stop[job]
+
+    def contenders(self, job: int) -> int:
+        """Queues with live jobs in the job's pool when it arrived (Themis' N)."""
+        return self._c.contenders[job]
+
+    def generation(self, pool: int) -> int | None:
+        """A count that moves whenever GPUs return to `pool` (a job stops, a host comes
+        back or joins): a placement that failed cannot succeed before it moves. None when
+        waiting jobs may be placed relaxed, which also changes with time alone."""
+        c = self._c
+        return None if c.placer.config.relax_after_s is not None else c.alloc.release_epoch[pool]
+
+    def unplaceable_from(self, pool: int, level: int | None) -> float:
+        """The fewest GPUs found unplaceable in `pool` at `level` in this generation (inf if
+        none, or if waiting jobs may be placed relaxed)."""
+        generation = self.generation(pool)
+        floor = self._c.failed_from.get((pool, level, False))
+        return (
+            floor[1] if generation is not None and floor is not None and floor[0] == generation else math.inf
+        )
+
+    def place(self, job: int) -> Placement | None:
+        """Where `job` would go now. Failures are remembered until GPUs are next released in
+        the pool (allocations only make placing harder), and they are monotone in size: if
+        g GPUs cannot be placed with some topology rule, no more than g can."""
+        c = self._c
+        pool = c.pool[job]
+        relax = c.placer.config.relax_after_s
+        relaxed = relax is not None and self.now_s - self.submit_s[job] >= relax
+        level = c.level[job]
+        gpus = self.gpus[job]
+        epoch = c.alloc.release_epoch[pool]
+        key = (pool, level, relaxed)
+        floor = c.failed_from.get(key)
+        if floor is not None and floor[0] == epoch and gpus >= floor[1]:
+            return None
+        found = c.placer.find(pool, gpus, relaxed, level)
+        if found is None and (floor is None or floor[0] != epoch or gpus < floor[1]):
+            c.failed_from[key] = (epoch, gpus)
+        return found
