@@ -169,20 +169,22 @@ class ClusterState:
         can ever hold."""
         first = len(self.job_id)
         n = len(jobs)
+        ids = list(jobs.job_id)
+        seen = set(self.index)
+        for i, job_id in enumerate(ids):
+            if job_id in seen:
+                raise InputError(
+                    f"job '{job_id}' is already known", source=jobs.source, line=jobs.where(i), field="job_id"
+                )
+            seen.add(job_id)
         names = sorted(set(jobs.queue) - set(self.queue_id))
-        for name in names:
+        for name in names:  # (a refused table registers no job; the queues it names stay known)
             self.add_queue(name)
         pools, levels = self._pools_of(jobs)
         queue = [self.queue_id[q] for q in jobs.queue]
         if self.enforce_quota:
             self._check_ceilings(jobs, queue)
-        ids = list(jobs.job_id)
-        for i, job_id in enumerate(ids):
-            if job_id in self.index:
-                raise InputError(
-                    f"job '{job_id}' is already known", source=jobs.source, line=jobs.where(i), field="job_id"
-                )
-            self.index[job_id] = first + i
+        self.index.update((job_id, first + i) for i, job_id in enumerate(ids))
         duration = jobs.duration_s.tolist()
         self.job_id += ids
         self.submit_s += jobs.submit_s.tolist()

@@ -1,0 +1,224 @@
+"""The shared cluster state on its own, driven the way a live reconciler drives it: no engine,
+no clock but the `now` each call is given."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from corral.errors import InputError
+from corral.fleet import Fleet, Segment
+from corral.quota import CohortSpec, QueueSpec
+from corral.scheduling.policy import Hold, Preempt, Start, Wake
+from corral.scheduling.registry import POLICIES, make_policy
+from corral.state.allocation import AllocationError
+from corral.state.checkpoint import run_parts, run_parts_many, wall_s
+from corral.state.cluster import ClusterState
+from tests.conftest import make_jobs
+
+
+def apply(cluster: ClusterState, policy, now: float) -> list:
+    """One reconciler step: every pool's pass, each decision applied as it comes."""
+    cluster.view.now_s = now
+    done = []
+    for pool in range(len(cluster.fleet.pools)):
+        for d in policy.decide(pool):
+            if isinstance(d, Start):
+                cluster.start(d.job, d.placement, now)
+            elif isinstance(d, Preempt):
+                cluster.preempt(d.job, now, d.why, d.by)
+            elif isinstance(d, Hold | Wake):
+                continue
+            done.append(d)
+    return done
+
+
+# --- the checkpoint model --------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(0, 1e5, allow_nan=False),
+            st.sampled_from([0.0, 1.0, 7.5, 600.0, 1800.0]),
+            st.sampled_from([0.0, 0.5, 15.0, 60.0]),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_scalar_and_vectorised_checkpoint_models_agree_to_the_bit(runs):
+    elapsed, interval, write = (np.array(c, dtype=float) for c in zip(*runs, strict=True))
+    useful, saved = run_parts_many(elapsed, interval, write)
+    for i, (e, iv, w) in enumerate(runs):
+        u, s, _ = run_parts(e, iv, w)
+        assert (u, s) == (useful[i], saved[i])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.floats(0.001, 1e5, allow_nan=False),
+    st.sampled_from([1.0, 7.5, 600.0]),
+    st.sampled_from([0.0, 0.5, 15.0]),
+)
+def test_a_run_of_wall_s_does_its_work_and_no_more(useful, interval, write):
+    """After `wall_s(u)` seconds a run has done `u` useful seconds: the writes on the way are
+    counted, none after the last useful second."""
+    wall = wall_s(useful, interval, write)
+    done, saved, writing = run_parts(wall, interval, write)
+    assert done == pytest.approx(useful, rel=1e-9, abs=1e-6)
+    assert saved <= done
+    assert wall == pytest.approx(done + writing, rel=1e-9, abs=1e-6)
+
+
+def test_checkpoint_by_hand():
+    # 30 s intervals, 5 s writes: at 100 s, three cycles (105 s) are not done; 2 saved
+    assert run_parts(100.0, 30.0, 5.0) == (90.0, 60.0, 10.0)
+    assert run_parts(100.0, 0.0, 5.0) == (100.0, 100.0, 0.0)  # saves on stop: keeps all
+    assert wall_s(100.0, 30.0, 5.0) == 115.0  # writes after 30, 60 and 90
+
+
+# --- GPU indices ---------------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 8), st.booleans()), min_size=1, max_size=40))
+def test_gpu_indices_are_never_given_twice(ops):
+    """Start and stop jobs at random: every running job holds distinct GPU indices below its
+    host's size, one per GPU it asked for, and no two running jobs share one."""
+    fleet = Fleet("g", [Segment("p", 3, 8, 1, 1)])
+    cluster = ClusterState(fleet)
+    cluster.add_jobs(make_jobs([(0.0, g, 10.0, "p") for g, _ in ops]))
+    running: list[int] = []
+    for job, (gpus, stop_one) in enumerate(ops):
+        cluster.submit(job)
+        if stop_one and running:
+            cluster.preempt(running.pop(0), 1.0)
+        placement = cluster.placer.find(0, gpus)
+        if placement is not None:
+            cluster.start(job, placement, 1.0)
+            running.append(job)
+        held: dict[int, set[int]] = {}
+        for j in running:
+            ids = cluster.gpu_ids[j]
+            assert sum(len(t) for _, t in ids) == cluster.gpus[j]
+            for host, taken in ids:
+                assert all(0 <= i < 8 for i in taken)
+                assert not held.setdefault(host, set()) & set(taken)
+                held[host] |= set(taken)
+        for host in range(3):
+            assert len(held.get(host, ())) == 8 - cluster.alloc.free[host]
+
+
+def test_a_job_found_running_keeps_its_gpu_indices_and_taken_ones_are_refused():
+    fleet = Fleet("g", [Segment("p", 1, 8, 1, 1)])
+    cluster = ClusterState(fleet)
+    cluster.add_jobs(make_jobs([(0.0, 2, 10.0, "p"), (0.0, 2, 10.0, "p"), (0.0, 2, 10.0, "p")]))
+    cluster.adopt(0, ((0, 2),), 0.0, ids=((0, (3, 5)),))
+    assert cluster.gpu_ids[0] == ((0, (3, 5)),)
+    with pytest.raises(AllocationError, match="not free"):
+        cluster.adopt(1, ((0, 2),), 0.0, ids=((0, (5, 6)),))
+    cluster.submit(2)
+    assert cluster.start(2, ((0, 2),), 1.0) == 11.0
+    assert cluster.gpu_ids[2] == ((0, (0, 1)),)  # the lowest free ones
+
+
+# --- hosts that join and leave -------------------------------------------------------------
+
+
+def test_hosts_added_later_take_work_and_removed_ones_give_it_back():
+    fleet = Fleet("g", [Segment("p", 1, 4, 1, 1)])
+    cluster = ClusterState(fleet)
+    with pytest.raises(InputError, match="has only 4"):
+        cluster.add_jobs(make_jobs([(0.0, 8, 10.0, "p")]))
+    hosts = cluster.add_hosts(Segment("p", 1, 4, 1, 1))
+    assert list(hosts) == [1]
+    policy = make_policy("fifo")
+    policy.bind(cluster.view, 1)
+    (job,) = cluster.add_jobs(make_jobs([(0.0, 8, 10.0, "p")]))
+    cluster.submit(job)
+    policy.submitted(job)
+    (start,) = apply(cluster, policy, 0.0)
+    assert sorted(h for h, _ in start.placement) == [0, 1]
+    assert cluster.remove_host(1, 3.0) == [job]
+    policy.interrupted(job)
+    assert not cluster.is_running(job) and cluster.lost[job] == 3.0  # no checkpoint: all lost
+    assert apply(cluster, policy, 4.0) == []  # 4 GPUs left: it waits
+    cluster.add_hosts(Segment("p", 1, 4, 1, 1))
+    (start,) = apply(cluster, policy, 5.0)
+    assert sorted(h for h, _ in start.placement) == [0, 2]  # never the removed host
+
+
+def test_hosts_that_do_not_fit_their_pool_are_refused():
+    cluster = ClusterState(Fleet("g", [Segment("p", 1, 4, 1, 1)]))
+    with pytest.raises(InputError, match="not in fleet"):
+        cluster.add_hosts(Segment("q", 1, 4, 1, 1))
+    with pytest.raises(InputError, match="gpus_per_host"):
+        cluster.add_hosts(Segment("p", 1, 8, 1, 1))
+    with pytest.raises(InputError, match="not in the fleet"):
+        cluster.remove_host(5, 0.0)
+
+
+# --- an open world: jobs and queues that arrive after bind ---------------------------------
+
+
+@pytest.mark.parametrize("policy_name", sorted(POLICIES))
+def test_jobs_and_queues_registered_after_bind_are_scheduled(policy_name):
+    """A policy bound to an empty cluster takes jobs, and their queues, as they come (fair
+    and priority copied job attributes into arrays at bind and failed with IndexError)."""
+    fleet = Fleet(
+        "g",
+        [Segment("p", 2, 4, 1, 1)],
+        "p",
+        [QueueSpec("a", 4, cohort="c")],
+        [CohortSpec("c", nominal_gpus=4)],  # room for a newcomer to borrow
+        default_cohort="c",
+    )
+    policy = make_policy(policy_name)
+    cluster = ClusterState(fleet, enforce_quota=bool(getattr(policy, "enforces_quota", False)))
+    policy.bind(cluster.view, 1)
+    first = cluster.add_jobs(make_jobs([(0.0, 4, 10.0, "a")]))
+    for job in first:
+        cluster.submit(job)
+        policy.submitted(job)
+    assert [d.job for d in apply(cluster, policy, 0.0)] == [0]
+    table = make_jobs([(5.0, 4, 10.0, "newcomers"), (5.0, 4, 10.0, "a")])
+    table.job_id = ["k0", "k1"]
+    later = cluster.add_jobs(table)
+    for job in later:
+        cluster.submit(job)
+        policy.submitted(job)
+    started = [d.job for d in apply(cluster, policy, 5.0) if isinstance(d, Start)]
+    assert len(started) == 1  # one host left
+    for now in (10.0, 15.0, 20.0):
+        for job in [j for j in range(len(cluster)) if cluster.is_running(j)]:
+            if cluster.expected_end[job] <= now:
+                cluster.complete(job, now)
+                policy.finished(job)
+        apply(cluster, policy, now)
+    assert all(not math.isnan(t) for t in cluster.first_start)
+
+
+@pytest.mark.parametrize("policy_name", sorted(POLICIES))
+def test_a_cancelled_job_is_never_started(policy_name):
+    """fifo would start a cancelled head; fifo-backfill could not cope with one."""
+    fleet = Fleet("g", [Segment("p", 1, 4, 1, 1)])
+    policy = make_policy(policy_name)
+    cluster = ClusterState(fleet, enforce_quota=bool(getattr(policy, "enforces_quota", False)))
+    policy.bind(cluster.view, 1)
+    for job in cluster.add_jobs(make_jobs([(0.0, 4, 10.0, "p"), (0.0, 4, 10.0, "p"), (0.0, 4, 10.0, "p")])):
+        cluster.submit(job)
+        policy.submitted(job)
+    assert [d.job for d in apply(cluster, policy, 0.0)] == [0]
+    cluster.withdraw(1, 1.0)
+    policy.withdrawn(1)
+    assert cluster.withdraw(0, 2.0) is True  # killed while running: its GPUs come back
+    policy.withdrawn(0)
+    assert cluster.alloc.free[0] == 4
+    assert [d.job for d in apply(cluster, policy, 2.0)] == [2]
+    assert cluster.end[1] == 1.0 and math.isnan(cluster.first_start[1])
