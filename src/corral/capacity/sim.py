@@ -19,6 +19,7 @@ import numpy as np
 
 from corral.capacity.broker import Broker
 from corral.errors import InputError
+from corral.state.checkpoint import run_parts
 
 HOUR_S = 3600.0
 
@@ -120,11 +121,14 @@ class CapacityFleet:
 
 @dataclass
 class _Training:
-    """The elastic job's state and its GPU-second ledger: allocated = kept + overhead + lost."""
+    """The elastic job's state and its GPU-second ledger: allocated = kept + overhead + lost.
+    Work and periodic checkpoint writes follow the one checkpoint model (state/checkpoint.py)
+    over the time the current run has worked; restarts and the final write of a graceful
+    resize are overhead paid first."""
 
     job: ElasticJob
     gpus: int = 0
-    since_checkpoint_s: float = 0.0
+    elapsed_s: float = 0.0  # of the current run, after its overhead
     overhead_left_s: float = 0.0
     last_resize_s: float = -math.inf
     allocated: float = 0.0
@@ -134,6 +138,9 @@ class _Training:
     useful: float = 0.0  # kept GPU-seconds weighted by the scaling curve
     resizes: int = 0
 
+    def _parts(self) -> tuple[float, float, float]:
+        return run_parts(self.elapsed_s, self.job.checkpoint_interval_s, self.job.write_s)
+
     def resize(self, gpus: int, now_s: float, graceful: bool) -> None:
         if gpus == self.gpus:
             return
@@ -141,11 +148,12 @@ class _Training:
             if graceful:
                 self.overhead_left_s += self.job.write_s
             else:
-                lost = self.gpus * self.since_checkpoint_s
+                done, saved, _ = self._parts()
+                lost = self.gpus * (done - saved)
                 self.lost += lost
                 self.kept -= lost
                 self.useful -= lost * self.job.speed(self.gpus)
-            self.since_checkpoint_s = 0.0
+            self.elapsed_s = 0.0
         self.resizes += 1
         self.gpus = gpus
         self.last_resize_s = now_s
@@ -159,22 +167,15 @@ class _Training:
         if not n:
             return
         self.allocated += n * step_s
-        budget = step_s
-        while budget > 1e-9:
-            if self.overhead_left_s > 0:
-                spent = min(budget, self.overhead_left_s)
-                self.overhead_left_s -= spent
-                self.overhead += n * spent
-                budget -= spent
-                continue
-            work = min(budget, job.checkpoint_interval_s - self.since_checkpoint_s)
-            self.since_checkpoint_s += work
-            self.kept += n * work
-            self.useful += n * work * job.speed(n)
-            budget -= work
-            if self.since_checkpoint_s >= job.checkpoint_interval_s - 1e-9:
-                self.since_checkpoint_s = 0.0
-                self.overhead_left_s += job.write_s
+        spent = min(step_s, self.overhead_left_s)
+        self.overhead_left_s -= spent
+        self.overhead += n * spent
+        done, _, writing = self._parts()
+        self.elapsed_s += step_s - spent
+        done_now, _, writing_now = self._parts()
+        self.kept += n * (done_now - done)
+        self.useful += n * (done_now - done) * job.speed(n)
+        self.overhead += n * (writing_now - writing)
 
 
 @dataclass
