@@ -72,7 +72,7 @@ def test_a_run_of_wall_s_does_its_work_and_no_more(useful, interval, write):
     wall = wall_s(useful, interval, write)
     done, saved, writing = run_parts(wall, interval, write)
     assert done == pytest.approx(useful, rel=1e-9, abs=1e-6)
-    assert saved <= done
+    assert saved <= done + 1e-6  # (a run within 1e-9 of a boundary has completed its save)
     assert wall == pytest.approx(done + writing, rel=1e-9, abs=1e-6)
 
 

@@ -290,3 +290,27 @@ class QuotaTree:
             keep = capacity[node] - lend[node]
             delta = max(0.0, new - keep) - max(0.0, old - keep)
             node = parent[node]
+
+    def what_if(self) -> WhatIf:
+        """A copy of the current demand to try admissions and releases on, leaving this tree
+        as it is."""
+        return WhatIf(self, list(self.demand))
+
+
+class WhatIf:
+    """Hypothetical quota demand over a tree: what preemption and backfill try before they
+    act (take these jobs' GPUs back, admit that one beside a reservation)."""
+
+    __slots__ = ("tree", "demand")
+
+    def __init__(self, tree: QuotaTree, demand: list[float]) -> None:
+        self.tree, self.demand = tree, demand
+
+    def add(self, queue: int, gpus: float) -> None:
+        self.tree.add(queue, gpus, self.demand)
+
+    def fits(self, queue: int, gpus: float) -> bool:
+        return self.tree.fits(queue, gpus, self.demand)
+
+    def headroom(self, queue: int) -> float:
+        return self.tree.headroom(queue, self.demand)

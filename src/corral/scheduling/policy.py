@@ -72,12 +72,12 @@ Decision = Start | Preempt | Wake | Hold
 
 class View(Protocol):
     """What a policy may read. Job attributes are lists indexed by job number, growing as
-    jobs are registered. `estimate_s` is what the user says a job needs (its duration in a
-    simulation); `duration_s` is the truth, read only by policies marked `needs_durations`."""
+    jobs are registered. `run_s` and `expected_end_s` come from what the user says a job
+    needs (its duration in a simulation); `duration_s` is the truth, read only by policies
+    marked `needs_durations` (and by LAS, for the service a job has attained)."""
 
     now_s: float
     gpus: list[int]
-    estimate_s: list[float]
     duration_s: list[float]
     submit_s: list[float]
     preemptible: list[bool]
@@ -94,7 +94,6 @@ class View(Protocol):
     def pool_gpus(self, pool: int) -> int: ...
     def free_gpus(self, pool: int) -> int: ...
     def max_host_gpus(self, pool: int) -> int: ...
-    def is_running(self, job: int) -> bool: ...
     def remaining_s(self, job: int) -> float: ...
     def run_s(self, job: int) -> float: ...
     def expected_end_s(self, job: int) -> float: ...

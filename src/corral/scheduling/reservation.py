@@ -26,7 +26,7 @@ from itertools import chain
 
 import numpy as np
 
-from corral.quota import QuotaTree
+from corral.quota import QuotaTree, WhatIf
 from corral.scheduling.policy import View
 from corral.state.allocation import Placement
 from corral.state.reasons import Reason
@@ -54,7 +54,7 @@ class Reservation:
         self.moves = 0
         self.refused: dict[tuple[int, int | None], int] = {}
         # quota demand with the reserved job admitted, kept up to date from first use
-        self.beside: list[float] | None = None
+        self.beside: WhatIf | None = None
 
     def known(self) -> Reservation:
         """The reservation with its shadow time found (once)."""
@@ -115,18 +115,18 @@ class Reservation:
     def leaves_quota(self, queue: int, gpus: int) -> bool:
         """Whether `gpus` more for `queue` fit the quota beside the reserved job's."""
         assert self.quota is not None
-        return self.quota.fits(queue, gpus, self._beside())
+        return self._beside().fits(queue, gpus)
 
     def quota_headroom(self, queue: int) -> float:
         """The most GPUs `queue` may start and leave the reserved job its quota."""
         assert self.quota is not None
-        return self.quota.headroom(queue, self._beside())
+        return self._beside().headroom(queue)
 
-    def _beside(self) -> list[float]:
+    def _beside(self) -> WhatIf:
         if self.beside is None:
             assert self.quota is not None
-            self.beside = list(self.quota.demand)
-            self.quota.add(self.view.queue[self.job], self.view.gpus[self.job], self.beside)
+            self.beside = self.quota.what_if()
+            self.beside.add(self.view.queue[self.job], self.view.gpus[self.job])
         return self.beside
 
     def stale(self) -> bool:
@@ -156,7 +156,7 @@ class Reservation:
                 self.at_shadow[h] -= sign * g
             self._replace()
         if self.beside is not None:
-            self.quota.add(view.queue[job], sign * view.gpus[job], self.beside)  # type: ignore[union-attr]
+            self.beside.add(view.queue[job], sign * view.gpus[job])
 
     def _replace(self) -> None:
         """Where the reserved job would go at the shadow time, after GPUs changed hands."""
@@ -180,7 +180,7 @@ class ShadowCache:
         self.view, self.pool, self.end_of = view, pool, end_of
         self.job = -1
         self.found: Shadow | None = None
-        self.epoch: int | None = None  # release epoch expected now
+        self.epoch: int | None = None  # the pool's generation expected now
         self.free = 0  # free GPUs expected now
         self.starts: list[int] = []
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 from sortedcontainers import SortedList
 
+from corral.quota import WhatIf
 from corral.scheduling.policy import Decision, Hold, Preempt, Start, View
 from corral.scheduling.reservation import Reservation, ShadowCache
 from corral.scheduling.victims import grow_until_placed, places_with, victims_for_placement
@@ -673,23 +674,22 @@ class Shared:
         given = np.bincount(
             self.np_queue[givers], weights=self.np_gpus[givers], minlength=len(self.lowest_running)
         )
-        demand = list(quota.demand)
+        trial = quota.what_if()
         for qv in np.flatnonzero(given).tolist():
-            quota.add(qv, -float(given[qv]), demand)
-        if not self._admits(job, demand) or not places_with(view, job, givers):
+            trial.add(qv, -float(given[qv]))
+        if not self._admits(job, trial) or not places_with(view, job, givers):
             self.no_quota_victims[job] = self.version[pool]
             return []
         # Add them in that order to a hypothetical quota and free-GPU state until the job is
         # both admitted and placeable.
-        demand = list(quota.demand)
+        trial = quota.what_if()
 
         def take(v: int) -> bool:
-            quota.add(view.queue[v], -view.gpus[v], demand)
+            trial.add(view.queue[v], -view.gpus[v])
             return True
 
-        chosen, placement = grow_until_placed(
-            view, job, givers.tolist(), take, lambda: self._admits(job, demand)
-        )
+        ready = lambda: self._admits(job, trial)  # noqa: E731
+        chosen, placement = grow_until_placed(view, job, givers.tolist(), take, ready)
         if placement is None:
             raise RuntimeError(f"job {job} unplaceable with victims that place it together")
         return self._prune(job, chosen, {h for h, _ in placement})
@@ -732,31 +732,31 @@ class Shared:
         """Whether taking everything the source queues could give up would admit `job`: a
         cheap bound that spares ranking candidates when reclaim cannot work."""
         quota, q = self.quota, self.view.queue[job]
-        demand = list(quota.demand)
+        trial = quota.what_if()
         for qv in sources:
             give = quota.usage(qv) if qv == q else quota.usage(qv) - quota.nominal_of(qv)
             if give > 0:
-                quota.add(qv, -give, demand)
-        return self._admits(job, demand)
+                trial.add(qv, -give)
+        return self._admits(job, trial)
 
-    def _admits(self, job: int, demand: list[float]) -> bool:
-        return self.quota.fits(self.view.queue[job], self.view.gpus[job], demand)
+    def _admits(self, job: int, trial: WhatIf) -> bool:
+        return trial.fits(self.view.queue[job], self.view.gpus[job])
 
     def _prune(self, job: int, chosen: list[int], hosts: set[int]) -> list[int]:
         """Keep the victims on the hosts of the placement, and of the others only those the
         quota still needs, giving the costliest back first."""
         view, quota = self.view, self.quota
-        demand = list(quota.demand)
+        trial = quota.what_if()
         for v in chosen:
-            quota.add(view.queue[v], -view.gpus[v], demand)
+            trial.add(view.queue[v], -view.gpus[v])
         keep = []
         for v in reversed(chosen):  # chosen is cheapest first
             if any(h in hosts for h, _ in view.placement_of(v)):  # type: ignore[union-attr]
                 keep.append(v)
                 continue
-            quota.add(view.queue[v], view.gpus[v], demand)
-            if not self._admits(job, demand):
-                quota.add(view.queue[v], -view.gpus[v], demand)
+            trial.add(view.queue[v], view.gpus[v])
+            if not self._admits(job, trial):
+                trial.add(view.queue[v], -view.gpus[v])
                 keep.append(v)
         return keep[::-1]
 

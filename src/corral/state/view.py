@@ -53,9 +53,6 @@ class ClusterView:
         """The most GPUs of one host in `pool`: a job of no more goes on a single host."""
         return self._c.alloc.pool_max_host_gpus[pool]
 
-    def is_running(self, job: int) -> bool:
-        return self._c.run_since[job] >= 0.0
-
     def remaining_s(self, job: int) -> float:
         """Work left (oracle: from the true duration)."""
         c = self._c
