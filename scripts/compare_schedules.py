@@ -29,7 +29,11 @@ from corral.reliability.failures import FailureModel
 from corral.scheduling.registry import POLICIES, make_policy
 from corral.sim.engine import Engine
 from corral.synth import synth_jobs
-from corral.traces import read_jobs
+
+try:
+    from corral.traces import read_jobs
+except ImportError:  # (before read_jobs moved to corral.traces)
+    from corral.workload import read_jobs
 from corral.workload import JobTable
 
 CORE = ("fifo", "fifo-backfill", "sjf", "srtf", "las", "ftf")

@@ -182,5 +182,11 @@ def naive_preemptive_decide(self, pool: int):
         self.started(job)
     for victim in preempted:
         self._wait(victim)
+    for _, job in list(waiting) if preempted else ():
+        placement = view.place(job)
+        if placement is not None:
+            self._unwait(job)
+            yield Start(job, placement)
+            self.started(job)
     if waiting:
         yield from self.after_pass(pool)

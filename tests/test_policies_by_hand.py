@@ -111,11 +111,12 @@ def test_las_attained_service_counts_gpus():
 def test_las_starvation_rule_promotes_a_waiting_job():
     fleet = flat_fleet(1, 1)
     rows = [(0, 1, 10), (1, 1, 100)]
-    # Without the rule: A is demoted at 2, B preempts it and, once both are in Q1, keeps
-    # running (running jobs keep their place): A waits until B ends at 102.
+    # Without the rule: A is demoted at 2 and B preempts it; B is demoted into Q1 at 4,
+    # behind A (which entered Q1 at 2), so A takes the GPU back and runs to its end at 12.
     off = run(Las(thresholds_gpu_s=(2.0,), promote_knob=0), fleet, rows)
-    assert off.end_s.tolist() == [110, 102]
-    # With PROMOTEKNOB 1, a job waiting as long as it had run is promoted back to Q0:
+    assert off.end_s.tolist() == [12, 110]
+    # With PROMOTEKNOB 1, a job waiting as long as it had run is promoted back to Q0: A is
+    # promoted at 4 and preempts B, which is promoted at 6 and preempts A, and so on:
     # A and B alternate every 2 s until A is done at 18.
     on = run(Las(thresholds_gpu_s=(2.0,), promote_knob=1), fleet, rows)
     assert on.end_s.tolist() == [18, 110]

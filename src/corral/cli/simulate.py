@@ -23,6 +23,7 @@ from corral.reliability.failures import FailureModel
 from corral.report import tables
 from corral.report.terminal import console, input_errors
 from corral.scenarios import SCENARIOS, Scenario, load_scenario
+from corral.scheduling.registry import policy_help
 from corral.sim.engine import SimResult
 from corral.sim.metrics import by_queue, by_size, job_reliability, reliability, summary, write_job_record
 from corral.simulate import simulate as run_simulation
@@ -139,8 +140,7 @@ def simulate(
     policy: Annotated[
         list[str] | None,
         typer.Option(
-            help="fifo, fifo-backfill, sjf, srtf, las, quota-fifo, fair, fair-decay, priority; "
-            "repeat to compare."
+            help=f"{policy_help()}; repeat to compare (docs/simulator.md says what each parameter does)."
         ),
     ] = None,
     scenario: Annotated[

@@ -1,4 +1,4 @@
-"""First come, first served, strict or with EASY backfill."""
+"""First come, first served: strict, with EASY backfill, or first-fit."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from sortedcontainers import SortedList
 
 from corral.scheduling.policy import Decision, Start, View
 from corral.scheduling.reservation import Reservation, shadow_placement
+from corral.scheduling.sjf import ListScheduling
 
 
 class Fifo:
@@ -52,6 +53,17 @@ class Fifo:
             if placement is None:
                 return
             yield Start(queue.popleft(), placement)
+
+
+class FifoFirstFit(ListScheduling):
+    """Arrival order, skipping a job that does not fit, with no reservation: the FIFO of
+    Alibaba's PAI simulator and Tiresias' `fjf`. A large job can wait for ever behind a
+    stream of small ones; EASY backfill (below) is the fix."""
+
+    name = "fifo-firstfit"
+
+    def key(self, job: int) -> tuple:
+        return (self.view.submit_s[job],)
 
 
 class FifoBackfill:

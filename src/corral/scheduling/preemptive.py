@@ -1,8 +1,8 @@
 """Preemptive priority scheduling: each pass walks the waiting jobs of a pool from the
 highest rank down; a job starts where it can be placed, and otherwise may preempt running
 jobs ranked below it, lowest first, only when their GPUs plus the free ones add up to what it
-needs and their hosts give it a placement (victims.py). Jobs preempted in a pass are not
-restarted in that pass.
+needs and their hosts give it a placement (victims.py). Jobs preempted in a pass are
+restarted in that pass only on GPUs left free once every job that outranks them was served.
 
 Preemption here is free: the job keeps its progress (Tiresias' assumption of a cheap
 checkpoint on preemption). Jobs marked not preemptible are never victims.
@@ -185,7 +185,20 @@ class PreemptivePriority:
             yield Start(job, placement)
             self.started(job)
         # The rest rank lower (outranks_running only gets falser) and can only take free
-        # GPUs: jump to the next job of a size that could start.
+        # GPUs.
+        yield from self._fill(pool, after)
+        for victim in preempted:
+            self._wait(victim)
+        if preempted:
+            # GPUs a placement left free on a victim's hosts go to whoever fits, victims too.
+            yield from self._fill(pool, None)
+        if waiting:
+            yield from self.after_pass(pool)
+
+    def _fill(self, pool: int, after: tuple | None) -> Iterator[Decision]:
+        """Start the waiting jobs ranked after `after` that fit on free GPUs, jumping to the
+        next job of a size that could start."""
+        view, waiting = self.view, self.waiting[pool]
         while waiting and view.free_gpus(pool) > 0:
             after = self._next(pool, after, startable(view, pool))
             if after is None:
@@ -196,10 +209,6 @@ class PreemptivePriority:
                 self._unwait(job)
                 yield Start(job, placement)
                 self.started(job)
-        for victim in preempted:
-            self._wait(victim)
-        if waiting:
-            yield from self.after_pass(pool)
 
 
 class Srtf(PreemptivePriority):

@@ -1,11 +1,15 @@
-"""Policy names as the CLI and the library accept them."""
+"""Policy names as the CLI, scenario files and the library accept them, with the parameters
+papers vary: `las:thresholds=3250,7200:knob=8`, `fair-decay:half_life=86400`,
+`ftf:lease=300:margin=1.5`, `fifo-backfill:depth=100`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from corral.errors import InputError
-from corral.scheduling.fifo import Fifo, FifoBackfill
+from corral.scheduling.fifo import Fifo, FifoBackfill, FifoFirstFit
 from corral.scheduling.ftf import FinishTimeFair
 from corral.scheduling.las import Las
 from corral.scheduling.policy import Policy
@@ -15,26 +19,142 @@ from corral.scheduling.sjf import Sjf
 
 WEEK_S = 7 * 24 * 3600.0  # Slurm's default PriorityDecayHalfLife
 
-POLICIES: dict[str, Callable[[], Policy]] = {
-    "fifo": Fifo,
-    "fifo-backfill": FifoBackfill,
-    "sjf": Sjf,
-    "srtf": Srtf,
-    "las": Las,
-    "ftf": FinishTimeFair,
-    "quota-fifo": lambda: Shared("quota-fifo", Parts("fifo")),
-    "fair": lambda: Shared("fair", Parts("fair", reclaim=True, backfill=True)),
-    "fair-decay": lambda: Shared(
-        "fair-decay", Parts("fair", reclaim=True, backfill=True, half_life_s=WEEK_S)
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise ValueError("must be a positive finite number")
+    return value
+
+
+def _at_least_zero(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise ValueError("must be a finite number >= 0")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be a whole number >= 1")
+    return value
+
+
+def _list_of_positive(text: str) -> tuple[float, ...]:
+    return tuple(_positive(part) for part in text.split(","))
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return text
+
+    return parse
+
+
+@dataclass(frozen=True)
+class Param:
+    """One settable parameter: how to read it and the keyword it fills."""
+
+    parse: Callable[[str], Any]
+    keyword: str
+
+
+DEPTH = Param(_count, "depth")
+
+
+def _shared(name: str, order: str, depth: int = 200, **parts: Any) -> Shared:
+    return Shared(name, Parts(order, backfill_depth=depth, **parts))
+
+
+@dataclass(frozen=True)
+class Kind:
+    make: Callable[..., Policy]
+    params: dict[str, Param]
+
+
+POLICY_KINDS: dict[str, Kind] = {
+    "fifo": Kind(Fifo, {}),
+    "fifo-firstfit": Kind(FifoFirstFit, {}),
+    "fifo-backfill": Kind(FifoBackfill, {"depth": DEPTH}),
+    "sjf": Kind(Sjf, {}),
+    "srtf": Kind(Srtf, {}),
+    "las": Kind(
+        Las,
+        {
+            "thresholds": Param(_list_of_positive, "thresholds_gpu_s"),
+            "knob": Param(_at_least_zero, "promote_knob"),
+            "order": Param(_choice("fifo", "reference"), "order"),
+            "starve": Param(_choice("preemption", "promotion"), "starve_from"),
+        },
     ),
-    "priority": lambda: Shared(
-        "priority", Parts("priority", reclaim=True, priority_preemption=True, backfill=True)
+    "ftf": Kind(
+        FinishTimeFair,
+        {
+            "lease": Param(_positive, "lease_s"),
+            "margin": Param(_positive, "margin"),
+        },
+    ),
+    "quota-fifo": Kind(lambda: _shared("quota-fifo", "fifo"), {}),
+    "fair": Kind(
+        lambda depth=200: _shared("fair", "fair", depth, reclaim=True, backfill=True), {"depth": DEPTH}
+    ),
+    "fair-decay": Kind(
+        lambda depth=200, half_life_s=WEEK_S: _shared(
+            "fair-decay", "fair", depth, reclaim=True, backfill=True, half_life_s=half_life_s
+        ),
+        {"depth": DEPTH, "half_life": Param(_positive, "half_life_s")},
+    ),
+    "priority": Kind(
+        lambda depth=200: _shared(
+            "priority", "priority", depth, reclaim=True, priority_preemption=True, backfill=True
+        ),
+        {"depth": DEPTH},
     ),
 }
 
+# name -> a policy with its defaults
+POLICIES: dict[str, Callable[[], Policy]] = {name: kind.make for name, kind in POLICY_KINDS.items()}
 
-def make_policy(name: str) -> Policy:
-    key = name.strip().lower()
-    if key not in POLICIES:
-        raise InputError(f"unknown policy '{name}'; known: {', '.join(POLICIES)}", field="policy")
-    return POLICIES[key]()
+
+def make_policy(spec: str) -> Policy:
+    """The policy a spec names: `name` or `name:key=value:key=value`. A policy made with
+    parameters carries the spec as its name, so its results say what ran."""
+    name, *settings = [part.strip() for part in spec.strip().split(":")]
+    key = name.lower()
+    if key not in POLICY_KINDS:
+        raise InputError(f"unknown policy '{name}'; known: {', '.join(POLICY_KINDS)}", field="policy")
+    kind = POLICY_KINDS[key]
+    given: dict[str, Any] = {}
+    for setting in settings:
+        param, sep, text = setting.partition("=")
+        if param not in kind.params:
+            known = ", ".join(kind.params) or "none"
+            raise InputError(f"policy {key} has no parameter '{param}' (it has: {known})", field="policy")
+        if not sep or not text:
+            raise InputError(f"policy {key}: give '{param}=value'", field="policy")
+        target = kind.params[param].keyword
+        if target in given:
+            raise InputError(f"policy {key}: '{param}' given twice", field="policy")
+        try:
+            given[target] = kind.params[param].parse(text)
+        except ValueError as e:
+            raise InputError(f"policy {key}: {param}={text!r}: {e}", field="policy") from None
+    try:
+        policy = kind.make(**given)
+    except ValueError as e:
+        raise InputError(f"policy {spec.strip()}: {e}", field="policy") from None
+    if settings:
+        policy.name = ":".join([key, *settings])
+    return policy
+
+
+def policy_help() -> str:
+    """Every policy and its parameters, for --help."""
+    parts = []
+    for name, kind in POLICY_KINDS.items():
+        params = ",".join(kind.params)
+        parts.append(f"{name}[:{params}=..]" if params else name)
+    return "; ".join(parts)

@@ -36,7 +36,7 @@ from sortedcontainers import SortedList
 from corral.quota import WhatIf
 from corral.scheduling.policy import Decision, Hold, Preempt, Start, View
 from corral.scheduling.reservation import Reservation, ShadowCache
-from corral.scheduling.victims import grow_until_placed, places_with, victims_for_placement
+from corral.scheduling.victims import grow_until_placed, needed, places_with, victims_for_placement
 from corral.scheduling.waiting import BySize, Size
 from corral.state.reasons import Reason
 
@@ -142,6 +142,7 @@ class Shared:
         nodes = len(self.quota.names)
         if nodes > len(self.queue_jobs):
             self._know_queues(nodes)
+
         def grow(have: np.ndarray, column: list, dtype: type) -> np.ndarray:
             return np.concatenate([have, np.asarray(column[first:n], dtype=dtype)])
 
@@ -692,7 +693,7 @@ class Shared:
         chosen, placement = grow_until_placed(view, job, givers.tolist(), take, ready)
         if placement is None:
             raise RuntimeError(f"job {job} unplaceable with victims that place it together")
-        return self._prune(job, chosen, {h for h, _ in placement})
+        return self._prune(job, chosen)
 
     def _candidates(self, pool: int, job: int, sources: list[int], reclaim: bool) -> np.ndarray:
         """The running jobs of the `sources` queues that `job` may preempt: preemptible, in
@@ -742,23 +743,22 @@ class Shared:
     def _admits(self, job: int, trial: WhatIf) -> bool:
         return trial.fits(self.view.queue[job], self.view.gpus[job])
 
-    def _prune(self, job: int, chosen: list[int], hosts: set[int]) -> list[int]:
-        """Keep the victims on the hosts of the placement, and of the others only those the
-        quota still needs, giving the costliest back first."""
-        view, quota = self.view, self.quota
-        trial = quota.what_if()
+    def _prune(self, job: int, chosen: list[int]) -> list[int]:
+        """Of `chosen`, only those the job needs for both its placement and its quota,
+        giving the costliest back first."""
+        view = self.view
+        trial = self.quota.what_if()
         for v in chosen:
             trial.add(view.queue[v], -view.gpus[v])
-        keep = []
-        for v in reversed(chosen):  # chosen is cheapest first
-            if any(h in hosts for h, _ in view.placement_of(v)):  # type: ignore[union-attr]
-                keep.append(v)
-                continue
+
+        def give_back(v: int) -> bool:
             trial.add(view.queue[v], view.gpus[v])
-            if not self._admits(job, trial):
-                trial.add(view.queue[v], -view.gpus[v])
-                keep.append(v)
-        return keep[::-1]
+            if self._admits(job, trial):
+                return True
+            trial.add(view.queue[v], -view.gpus[v])
+            return False
+
+        return needed(view, job, chosen, give_back)
 
     # --- preemption by priority ----------------------------------------------------------
 

@@ -1,7 +1,7 @@
-"""Oracle shortest-job-first: knows every job's duration; non-preemptive.
-
-Pending jobs are examined shortest first and each one that can be placed starts (list
-scheduling), so a short job is never held back by a longer one that does not fit.
+"""List scheduling: pending jobs are examined in a fixed order and each one that can be
+placed starts, so a job is never held back by an earlier one that does not fit (no
+reservation, non-preemptive). Oracle shortest-job-first orders by duration; first-fit FIFO
+(fifo.py) by arrival.
 """
 
 from __future__ import annotations
@@ -13,14 +13,18 @@ from sortedcontainers import SortedList
 from corral.scheduling.policy import Decision, Start, View
 
 
-class Sjf:
-    name = "sjf"
-    needs_durations = True
+class ListScheduling:
+    """Start every pending job that fits, in the order of `key`."""
+
+    name = "list"
+
+    def key(self, job: int) -> tuple:
+        raise NotImplementedError
 
     def bind(self, view: View, pools: int) -> None:
         self.view = view
         self.pending: list[SortedList] = [SortedList() for _ in range(pools)]
-        self.fresh: list[list[tuple[float, int]]] = [[] for _ in range(pools)]
+        self.fresh: list[list[tuple]] = [[] for _ in range(pools)]
         # a pass looks at every waiting job only once GPUs came back to the pool (a job
         # stopped, a host returned) or waiting jobs left: the generation seen last, and why
         self.generation: list[int | None] = [None] * pools
@@ -28,7 +32,7 @@ class Sjf:
 
     def submitted(self, job: int) -> None:
         pool = self.view.pool[job]
-        entry = (self.view.duration_s[job], job)
+        entry = (self.key(job), job)
         self.pending[pool].add(entry)
         self.fresh[pool].append(entry)
 
@@ -36,18 +40,18 @@ class Sjf:
         self.released[self.view.pool[job]] = True
 
     def interrupted(self, job: int) -> None:
-        self.pending[self.view.pool[job]].add((self.view.duration_s[job], job))
+        self.pending[self.view.pool[job]].add((self.key(job), job))
         self.finished(job)
 
     def adopt(self, job: int) -> None:
         pass
 
     def withdrawn(self, job: int) -> None:
-        self.pending[self.view.pool[job]].discard((self.view.duration_s[job], job))
+        self.pending[self.view.pool[job]].discard((self.key(job), job))
         self.finished(job)
 
     def export(self) -> None:
-        """Nothing: the order is by duration, and the rest is rebuilt by a full pass."""
+        """Nothing: the order is the job's key, and the rest is rebuilt by a full pass."""
 
     def restore(self, data: None) -> None:
         pass
@@ -75,3 +79,13 @@ class Sjf:
             pending.remove(entry)
             free -= view.gpus[job]
             yield Start(job, placement)
+
+
+class Sjf(ListScheduling):
+    """Oracle shortest-job-first: knows every job's duration."""
+
+    name = "sjf"
+    needs_durations = True
+
+    def key(self, job: int) -> tuple:
+        return (self.view.duration_s[job],)

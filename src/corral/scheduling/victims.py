@@ -4,7 +4,8 @@ Freeing enough GPUs by count is not enough for a gang that needs whole hosts in 
 pod: stopping jobs whose GPUs the gang cannot use loses their work for nothing, and a job
 that preempts without starting is back next pass to preempt again. So candidates are added
 in the caller's order (cheapest first) to a hypothetical free-GPU vector until a placement
-exists on it, and only the candidates on the hosts of that placement are stopped.
+exists on it; then every candidate the job can be placed without is given back, costliest
+first, so no job is stopped whose GPUs the placement does not use.
 """
 
 from __future__ import annotations
@@ -26,8 +27,24 @@ def victims_for_placement(view: View, job: int, candidates: Iterable[int]) -> li
     added, placement = grow_until_placed(view, job, candidates, lambda v: bool(view.preemptible[v]))
     if placement is None:
         return None
-    hosts = {h for h, _ in placement}
-    return [v for v in added if any(h in hosts for h, _ in view.placement_of(v) or ())]
+    return needed(view, job, added)
+
+
+def needed(view: View, job: int, chosen: list[int], still: Callable[[int], bool] | None = None) -> list[int]:
+    """`chosen` (cheapest first, all together placing `job`) less those the job does without:
+    each, costliest first, is given back if `job` still has a placement, and `still(victim)`
+    (say, the quota still admits it; it undoes what it tried if not) allows."""
+    free = view.free_with(chosen)
+    keep = []
+    for victim in reversed(chosen):
+        placement = view.placement_of(victim) or ()
+        for host, k in placement:
+            free[host] -= k
+        if view.place_on(job, free) is not None and (still is None or still(victim)):
+            continue
+        _release(free, placement)
+        keep.append(victim)
+    return keep[::-1]
 
 
 def grow_until_placed(
