@@ -1,8 +1,8 @@
 """A deliberately naive simulator to check the engine against: plain lists, every pass
 recomputed from scratch, placement by brute force over hosts. Slow and obviously right.
 
-It implements fifo, fifo-backfill (unbounded depth) and sjf with the same placement rules
-as corral.state.placement (strict consolidation).
+It implements fifo, fifo-firstfit, fifo-backfill (unbounded depth) and sjf with the same
+placement rules as corral.state.placement (strict consolidation).
 """
 
 from __future__ import annotations
@@ -95,8 +95,9 @@ def naive_simulate(fleet: Fleet, jobs: JobTable, policy: str) -> list[float]:
                 placed[j] = where
                 return True
 
-            if policy == "sjf":
-                for j in sorted(pending, key=lambda j: (dur[j], j)):
+            if policy in ("sjf", "fifo-firstfit"):
+                order = (lambda j: (dur[j], j)) if policy == "sjf" else (lambda j: (submit[j], j))
+                for j in sorted(pending, key=order):
                     pool_free = sum(free[h] for h in range(fleet.hosts) if fleet.host_pool[h] == p)
                     if gpus[j] <= pool_free:
                         begin(j)

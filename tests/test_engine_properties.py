@@ -57,7 +57,7 @@ def scenarios(draw):
 
 
 @settings(max_examples=150, deadline=None)
-@given(scenarios(), st.sampled_from(["fifo", "fifo-backfill", "sjf"]))
+@given(scenarios(), st.sampled_from(["fifo", "fifo-firstfit", "fifo-backfill", "sjf"]))
 def test_engine_matches_naive_reference(scenario, policy):
     fleet, jobs = scenario
     fast = Engine(fleet, jobs, make_policy(policy)).run()

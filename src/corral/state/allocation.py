@@ -28,6 +28,9 @@ class FleetState:
     def __init__(self, fleet: Fleet) -> None:
         self.fleet = fleet
         self.free = fleet.host_gpus.astype(np.int64).copy()
+        # (plain lists: the per-start checks read single hosts, which numpy does slowly)
+        self.host_pool: list[int] = fleet.host_pool.tolist()
+        self.host_gpus: list[int] = fleet.host_gpus.tolist()
         self.used = [0] * len(self.free)  # per host, a bit per GPU index taken
         self.pool_free = list(fleet.pool_gpus)
         self.pool_max_host_gpus = [int(fleet.host_gpus[h].max()) for h in fleet.pool_hosts]
@@ -49,6 +52,8 @@ class FleetState:
         idle."""
         old = len(self.free)
         self.fleet = fleet
+        self.host_pool = fleet.host_pool.tolist()
+        self.host_gpus = fleet.host_gpus.tolist()
         added = fleet.host_gpus[old:].astype(np.int64)
         self.free = np.concatenate([self.free, added])
         self.used += [0] * len(added)
@@ -117,12 +122,12 @@ class FleetState:
         free ones. Returns the indices taken."""
         free = self.free
         for host, gpus in placement:
-            if gpus < 1 or free[host] < gpus or self.fleet.host_pool[host] != pool or self.out[host]:
+            if gpus < 1 or free[host] < gpus or self.host_pool[host] != pool or self.out[host]:
                 raise AllocationError(f"host {host} cannot give {gpus} GPUs in pool {pool}")
         if ids is None:
             ids = self.gpu_ids(placement)
         else:
-            cap = self.fleet.host_gpus
+            cap = self.host_gpus
             for (host, gpus), (at, taken) in zip(placement, ids, strict=True):
                 mask = sum(1 << i for i in taken)
                 if at != host or len(set(taken)) != gpus or self.used[host] & mask or max(taken) >= cap[host]:
@@ -135,7 +140,7 @@ class FleetState:
         return ids
 
     def release(self, pool: int, placement: Placement, ids: GpuIds) -> None:
-        cap = self.fleet.host_gpus
+        cap = self.host_gpus
         for host, gpus in placement:
             new_free = int(self.free[host]) + gpus
             if new_free > cap[host] or self.out[host]:
