@@ -25,9 +25,9 @@ promotion; the count of executed time then restarts. What counts as waiting (`st
 
 Attained service is work done: time spent restarting or writing checkpoints does not count,
 and work lost when a job is stopped is not attained. Demotion happens when attained service
-crosses a threshold, in GPU-seconds. Tiresias'
-simulator computes the next demotion from executed seconds where it needs GPU-seconds, so a
-multi-GPU job that has run before is demoted late there; corral demotes on time.
+crosses a threshold, in GPU-seconds. Tiresias' simulator computes the next demotion from
+executed seconds where it needs GPU-seconds, so a multi-GPU job that has run before is
+demoted late there; corral demotes on time.
 
 Defaults: two queues split at 16 GPU-hours, as in the Tiresias baseline of the Pollux
 OSDI'21 artifact, and PROMOTEKNOB 8 (one of the values in the Tiresias simulator's runs).
@@ -270,11 +270,11 @@ class Las(PreemptivePriority):
         for q, running in enumerate(self.running[pool]):
             if not running:
                 continue
-            behind = running[-1][0]
-            lagging = list(waiting.irange(((q,),), ((q, behind),)))
-            if not lagging:
-                continue
-            moved = list(waiting.irange(((q,),), ((q + 1,),), inclusive=(True, False)))
+            mine = ((q,),), ((q + 1,),)
+            first = next(waiting.irange(*mine, inclusive=(True, False)), None)
+            if first is None or first[0][1] > running[-1][0]:
+                continue  # no waiting job is ahead of a running one
+            moved = list(waiting.irange(*mine, inclusive=(True, False)))
             for _, job in moved:
                 self._unwait(job)
             for _, job in moved:

@@ -11,7 +11,7 @@ from typing import Any
 from corral.errors import InputError
 from corral.scheduling.fifo import Fifo, FifoBackfill, FifoFirstFit
 from corral.scheduling.ftf import FinishTimeFair
-from corral.scheduling.las import Las
+from corral.scheduling.las import ORDERS, STARVE_FROM, Las
 from corral.scheduling.policy import Policy
 from corral.scheduling.preemptive import Srtf
 from corral.scheduling.sharing import Parts, Shared
@@ -86,8 +86,8 @@ POLICY_KINDS: dict[str, Kind] = {
         {
             "thresholds": Param(_list_of_positive, "thresholds_gpu_s"),
             "knob": Param(_at_least_zero, "promote_knob"),
-            "order": Param(_choice("fifo", "reference"), "order"),
-            "starve": Param(_choice("preemption", "promotion"), "starve_from"),
+            "order": Param(_choice(*ORDERS), "order"),
+            "starve": Param(_choice(*STARVE_FROM), "starve_from"),
         },
     ),
     "ftf": Kind(

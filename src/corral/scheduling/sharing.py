@@ -693,7 +693,7 @@ class Shared:
         chosen, placement = grow_until_placed(view, job, givers.tolist(), take, ready)
         if placement is None:
             raise RuntimeError(f"job {job} unplaceable with victims that place it together")
-        return self._prune(job, chosen)
+        return self._prune(job, chosen, trial)
 
     def _candidates(self, pool: int, job: int, sources: list[int], reclaim: bool) -> np.ndarray:
         """The running jobs of the `sources` queues that `job` may preempt: preemptible, in
@@ -743,13 +743,10 @@ class Shared:
     def _admits(self, job: int, trial: WhatIf) -> bool:
         return trial.fits(self.view.queue[job], self.view.gpus[job])
 
-    def _prune(self, job: int, chosen: list[int]) -> list[int]:
-        """Of `chosen`, only those the job needs for both its placement and its quota,
-        giving the costliest back first."""
+    def _prune(self, job: int, chosen: list[int], trial: WhatIf) -> list[int]:
+        """Of `chosen`, only those the job needs for both its placement and its quota
+        (`trial`: the demand with all of them stopped), giving the costliest back first."""
         view = self.view
-        trial = self.quota.what_if()
-        for v in chosen:
-            trial.add(view.queue[v], -view.gpus[v])
 
         def give_back(v: int) -> bool:
             trial.add(view.queue[v], view.gpus[v])

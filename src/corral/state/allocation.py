@@ -60,7 +60,7 @@ class FleetState:
         self.out = np.concatenate([self.out, np.zeros(len(added), dtype=bool)])
         for i, cap in enumerate(added.tolist()):
             host = old + i
-            pool = int(fleet.host_pool[host])
+            pool = self.host_pool[host]
             heaps = self.levels[pool]
             while len(heaps) <= cap:
                 heaps.append([])
@@ -83,10 +83,10 @@ class FleetState:
 
     def take_out(self, host: int) -> None:
         """Withdraw an idle host from scheduling (down, or kept as a spare)."""
-        cap = int(self.fleet.host_gpus[host])
+        cap = self.host_gpus[host]
         if self.out[host] or self.free[host] != cap:
             raise AllocationError(f"host {host} is busy or already out")
-        pool = int(self.fleet.host_pool[host])
+        pool = self.host_pool[host]
         self.out[host] = True
         self._move(pool, host, 0)
         self.pool_free[pool] -= cap
@@ -94,8 +94,8 @@ class FleetState:
     def put_back(self, host: int) -> None:
         if not self.out[host]:
             raise AllocationError(f"host {host} is not out")
-        pool = int(self.fleet.host_pool[host])
-        cap = int(self.fleet.host_gpus[host])
+        pool = self.host_pool[host]
+        cap = self.host_gpus[host]
         self.out[host] = False
         self._move(pool, host, cap)
         self.pool_free[pool] += cap
