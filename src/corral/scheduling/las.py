@@ -90,6 +90,11 @@ class Las(PreemptivePriority):
         self.running: list[list[SortedList]] = [[SortedList() for _ in range(queues)] for _ in range(pools)]
         self.demotions: list[list[tuple[float, int, float]]] = [[] for _ in range(pools)]
         self.promotions: list[list[tuple[float, int, float]]] = [[] for _ in range(pools)]
+        self.demoted = [0] * pools  # running jobs demoted so far, per pool
+
+    def victims_stamp(self, pool: int) -> int:
+        """Demotions: the only way a running job comes to rank lower."""
+        return self.demoted[pool]
 
     def _place(self, at_s: float) -> float:
         """The key of a job entering a queue now."""
@@ -225,6 +230,7 @@ class Las(PreemptivePriority):
                 heapq.heappush(demotions, (now + short_s, job, segment))
                 continue
             self.running[pool][self.queue[job]].remove((self.key[job], job))
+            self.demoted[pool] += 1
             q = self.queue[job] = self.queue[job] + 1
             self.key[job] = self._place(at)
             self.running[pool][q].add((self.key[job], job))

@@ -34,6 +34,8 @@ class PreemptivePriority:
         self.waiting: list[SortedList] = [SortedList() for _ in range(pools)]
         self.waiting_rank: dict[int, tuple] = {}
         self.by_size = [BySize(view) for _ in range(pools)]  # the same jobs by size
+        # waiting jobs whose search for victims failed, with what it depended on
+        self.no_victims: dict[int, tuple] = {}
 
     def submitted(self, job: int) -> None:
         self._wait(job)
@@ -80,6 +82,7 @@ class PreemptivePriority:
         view = self.view
         pool = view.pool[job]
         entry = (self.waiting_rank.pop(job), job)
+        self.no_victims.pop(job, None)
         waiting = self.waiting[pool]
         if len(waiting) == 1:  # (cheaper than a removal that empties it)
             waiting.clear()
@@ -136,6 +139,12 @@ class PreemptivePriority:
     def stopped(self, job: int) -> None:
         """Drop `job` from the running index (preempted or finished)."""
 
+    def victims_stamp(self, pool: int) -> int | None:
+        """A count that moves whenever a running job of `pool` may have come to rank below
+        a waiting job it did not rank below before; None if there is none (ranks that move
+        with time alone), and every search for victims is then done afresh."""
+        return None
+
     def before_pass(self, pool: int) -> None:
         """Bring ranks up to date (LAS demotion and promotion)."""
 
@@ -167,7 +176,7 @@ class PreemptivePriority:
             job = entry[1]
             placement = view.place(job) if view.gpus[job] <= view.free_gpus(pool) else None
             if placement is None:
-                chosen = victims_for_placement(view, job, self.victims(pool, job))
+                chosen = self._victims(pool, entry)
                 if chosen is None:
                     hopeless[view.level[job]] = min(view.gpus[job], hopeless.get(view.level[job], math.inf))
                 if not chosen:
@@ -194,6 +203,21 @@ class PreemptivePriority:
             yield from self._fill(pool, None)
         if waiting:
             yield from self.after_pass(pool)
+
+    def _victims(self, pool: int, entry: tuple) -> list[int] | None:
+        """`victims_for_placement` for waiting `entry`, remembering a failure. It stays a
+        failure while no GPUs return to the pool (the generation) and no running job comes
+        to rank below the job (the stamp): a job ranked below that starts takes free GPUs
+        and offers the same ones as a victim, and anything else only takes GPUs away."""
+        job = entry[1]
+        generation, stamp = self.view.generation(pool), self.victims_stamp(pool)
+        known = None if generation is None or stamp is None else (entry[0], generation, stamp)
+        if known is not None and self.no_victims.get(job) == known:
+            return None
+        chosen = victims_for_placement(self.view, job, self.victims(pool, job))
+        if chosen is None and known is not None:
+            self.no_victims[job] = known
+        return chosen
 
     def _fill(self, pool: int, after: tuple | None) -> Iterator[Decision]:
         """Start the waiting jobs ranked after `after` that fit on free GPUs, jumping to the
@@ -235,6 +259,10 @@ class Srtf(PreemptivePriority):
         end = self.end_of.pop(job, None)
         if end is not None:
             self.ends[self.view.pool[job]].remove((end, job))
+
+    def victims_stamp(self, pool: int) -> int:
+        """Constant: a running job's remaining time only shrinks, so it only outranks more."""
+        return 0
 
     def outranks_running(self, pool: int, job: int) -> bool:
         ends = self.ends[pool]
