@@ -36,7 +36,7 @@ except ImportError:  # (before read_jobs moved to corral.traces)
     from corral.workload import read_jobs
 from corral.workload import JobTable
 
-CORE = ("fifo", "fifo-backfill", "sjf", "srtf", "las", "ftf")
+CORE = ("fifo", "fifo-firstfit", "fifo-backfill", "sjf", "srtf", "las", "ftf")
 LOADS = (None, 0.8)
 
 

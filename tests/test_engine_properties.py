@@ -130,7 +130,7 @@ def test_non_preemptive_policies_never_preempt_and_jct_is_wait_plus_run():
 
 
 @settings(max_examples=150, deadline=None)
-@given(scenarios(), st.sampled_from(["las", "srtf", "ftf"]))
+@given(scenarios(), st.sampled_from(["las", "las-reference", "srtf", "ftf"]))
 def test_indexed_preemptive_pass_matches_naive_walk(scenario, policy):
     """LAS, SRTF and FTF jump to the next job of a size that could start; walking every waiting
     job instead must give the same schedule, preemptions included."""
@@ -143,6 +143,8 @@ def test_indexed_preemptive_pass_matches_naive_walk(scenario, policy):
     def make():  # thresholds and leases short enough to act within these short workloads
         if policy == "las":
             return Las(thresholds_gpu_s=(20.0, 60.0), promote_knob=2.0)
+        if policy == "las-reference":
+            return Las((20.0, 60.0), 2.0, order="reference", starve_from="promotion")
         return FinishTimeFair(lease_s=5.0) if policy == "ftf" else Srtf()
 
     naive = make()

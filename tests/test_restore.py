@@ -32,6 +32,7 @@ from corral.workload import JobTable
 # these short workloads (demotions, promotions, lease rounds).
 FACTORIES = {name: (lambda name=name: make_policy(name)) for name in POLICIES}
 FACTORIES["las-short"] = lambda: Las(thresholds_gpu_s=(20.0, 60.0), promote_knob=2.0)
+FACTORIES["las-reference"] = lambda: Las((20.0, 60.0), 2.0, order="reference", starve_from="promotion")
 FACTORIES["ftf-short"] = lambda: FinishTimeFair(lease_s=5.0)
 
 
