@@ -149,7 +149,8 @@ def naive_simulate(fleet: Fleet, jobs: JobTable, policy: str) -> list[float]:
 
 def naive_preemptive_decide(self, pool: int):
     """PreemptivePriority.decide as a plain walk over every waiting job in rank order, each
-    tried in turn (no index by size): what the indexed pass must reproduce."""
+    tried in turn (no index by size, no memory of failed searches), in rounds until nobody
+    is preempted: what the indexed pass must reproduce."""
     from corral.scheduling.policy import Preempt, Start
     from corral.scheduling.victims import victims_for_placement
     from corral.state.reasons import Reason
@@ -159,35 +160,150 @@ def naive_preemptive_decide(self, pool: int):
     if not waiting:
         return
     self.before_pass(pool)
-    may_preempt = True
-    preempted = []
-    for _, job in list(waiting):
-        free = view.free_gpus(pool)
-        can_preempt = may_preempt = may_preempt and self.outranks_running(pool, job)
-        if free <= 0 and not can_preempt:
-            break
-        placement = view.place(job) if view.gpus[job] <= free else None
-        if placement is None:
-            if not can_preempt:
-                continue
-            chosen = victims_for_placement(view, job, self.victims(pool, job))
-            if not chosen:
-                continue
-            for victim in chosen:
-                self.stopped(victim)
-                yield Preempt(victim, Reason("preempted", "outranked"), by=job)
-            preempted.extend(chosen)
-            placement = view.place(job)
-        self._unwait(job)
-        yield Start(job, placement)
-        self.started(job)
-    for victim in preempted:
-        self._wait(victim)
-    for _, job in list(waiting) if preempted else ():
-        placement = view.place(job)
-        if placement is not None:
+    while True:
+        may_preempt = True
+        preempted = []
+        for _, job in list(waiting):
+            free = view.free_gpus(pool)
+            can_preempt = may_preempt = may_preempt and self.outranks_running(pool, job)
+            if free <= 0 and not can_preempt:
+                break
+            placement = view.place(job) if view.gpus[job] <= free else None
+            if placement is None:
+                if not can_preempt:
+                    continue
+                chosen = victims_for_placement(view, job, self.victims(pool, job))
+                if not chosen:
+                    continue
+                for victim in chosen:
+                    self.stopped(victim)
+                    yield Preempt(victim, Reason("preempted", "outranked"), by=job)
+                preempted.extend(chosen)
+                placement = view.place(job)
             self._unwait(job)
             yield Start(job, placement)
             self.started(job)
+        for victim in preempted:
+            self._wait(victim)
+        if not preempted:
+            break
     if waiting:
         yield from self.after_pass(pool)
+
+
+def naive_preemptive(
+    fleet: Fleet, jobs: JobTable, policy: str, thresholds: tuple[float, ...] = (), order: str = "fifo"
+) -> tuple[list[float], list[float]]:
+    """First start and end of each job under srtf or las (no starvation promotion), every
+    rank recomputed at each instant: waiting jobs in rank order start where they fit, else
+    preempt the running jobs ranked below them, lowest first, until they fit, then give
+    back, highest first, those not needed; in rounds until nobody is preempted, the victims
+    of one round waiting in the next."""
+    n = len(jobs)
+    submit, dur, gpus = jobs.submit_s.tolist(), jobs.duration_s.tolist(), jobs.gpus.tolist()
+    preemptible = jobs.preemptible.tolist()
+    pool = [fleet.pool_of_queue(q) for q in jobs.queue]
+    free = [int(c) for c in fleet.host_gpus]
+    done = [0.0] * n  # work done
+    queue = [0] * n  # las
+    key = [0.0] * n  # las: place within the queue
+    entries = [0]
+    start, end = [math.nan] * n, [math.nan] * n
+    placed: dict[int, tuple] = {}
+    since: dict[int, float] = {}
+    arrived: set[int] = set()
+    now = 0.0
+
+    def place_key(at: float) -> float:
+        if order == "fifo":
+            return at
+        entries[0] += 1
+        return float(entries[0])
+
+    def crossing(j: int) -> float:  # when running j reaches its queue's limit
+        if queue[j] >= len(thresholds):
+            return math.inf
+        return since[j] + (thresholds[queue[j]] / gpus[j] - done[j])
+
+    def rank(j: int) -> tuple:
+        if policy == "srtf":
+            return (dur[j] - done[j], j)
+        return (queue[j], key[j], j)
+
+    while any(math.isnan(e) for e in end):
+        times = [submit[j] for j in range(n) if j not in arrived]
+        times += [since[j] + dur[j] - done[j] for j in placed]
+        times += [crossing(j) for j in placed if policy == "las"]
+        now = min(times)
+        for j in sorted(placed):  # work up to now
+            done[j] += now - since[j]
+            since[j] = now
+        for j in sorted(placed):
+            if abs(done[j] - dur[j]) < 1e-9:
+                end[j] = now
+                for h, g in placed.pop(j):
+                    free[h] += g
+                del since[j]
+        for j in range(n):
+            if submit[j] == now and j not in arrived:
+                arrived.add(j)
+                key[j] = place_key(now)
+        if policy == "las":
+            for j in sorted(placed, key=lambda j: (crossing(j), j)):
+                while queue[j] < len(thresholds) and done[j] * gpus[j] >= thresholds[queue[j]] - 1e-6:
+                    at = now - (done[j] * gpus[j] - thresholds[queue[j]]) / gpus[j]
+                    queue[j] += 1
+                    key[j] = place_key(at)
+        for p in range(len(fleet.pools)):
+
+            def begin(j: int, p: int = p, now: float = now) -> bool:
+                where = naive_place(fleet, free, p, gpus[j])
+                if where is None:
+                    return False
+                for h, g in where:
+                    free[h] -= g
+                placed[j], since[j] = where, now
+                if math.isnan(start[j]):
+                    start[j] = now
+                return True
+
+            victims = [-1]
+            while victims:  # rounds until nobody is preempted
+                victims = []
+                waiting = [j for j in arrived if j not in placed and math.isnan(end[j]) and pool[j] == p]
+                for j in sorted(waiting, key=rank):
+                    if begin(j):
+                        continue
+                    below = [v for v in placed if pool[v] == p and preemptible[v] and rank(v) > rank(j)]
+                    below.sort(key=rank, reverse=True)
+                    trial, chosen = list(free), []
+                    for v in below:
+                        for h, g in placed[v]:
+                            trial[h] += g
+                        chosen.append(v)
+                        if naive_place(fleet, trial, p, gpus[j]) is not None:
+                            break
+                    else:
+                        continue
+                    for v in reversed(list(chosen)):
+                        without = list(trial)
+                        for h, g in placed[v]:
+                            without[h] -= g
+                        if naive_place(fleet, without, p, gpus[j]) is not None:
+                            trial = without
+                            chosen.remove(v)
+                    for v in chosen:
+                        for h, g in placed.pop(v):
+                            free[h] += g
+                        del since[v]
+                        victims.append(v)
+                    assert begin(j)
+            if policy == "las" and order == "reference":  # waiting jobs behind running ones
+                for q in range(len(thresholds) + 1):
+                    running = [key[j] for j in placed if pool[j] == p and queue[j] == q]
+                    late = [j for j in arrived if j not in placed and math.isnan(end[j])]
+                    late = sorted((j for j in late if pool[j] == p and queue[j] == q), key=rank)
+                    if running and late and key[late[0]] < max(running):
+                        for j in late:
+                            key[j] = place_key(now)
+    return start, end

@@ -224,6 +224,8 @@ class Las(PreemptivePriority):
             at, job, segment = heapq.heappop(demotions)
             if self.segment_s.get(job) != segment:
                 continue  # stopped since
+            if view.remaining_s(job) <= EPS_S:
+                continue  # it ends now (its end event can fall an ulp after this instant)
             short_s = self.thresholds[self.queue[job]] / view.gpus[job] - self._executed(job)
             if short_s > EPS_S:
                 # restarting or writing checkpoints, it did less work than time went by

@@ -1,8 +1,8 @@
 """Preemptive priority scheduling: each pass walks the waiting jobs of a pool from the
 highest rank down; a job starts where it can be placed, and otherwise may preempt running
 jobs ranked below it, lowest first, only when their GPUs plus the free ones add up to what it
-needs and their hosts give it a placement (victims.py). Jobs preempted in a pass are
-restarted in that pass only on GPUs left free once every job that outranks them was served.
+needs and their hosts give it a placement (victims.py). A pass repeats until nobody is
+preempted: the victims of one round take part in the next like any waiting job.
 
 Preemption here is free: the job keeps its progress (Tiresias' assumption of a cheap
 checkpoint on preemption). Jobs marked not preemptible are never victims.
@@ -15,7 +15,7 @@ running ones do.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 
 from sortedcontainers import SortedList
 
@@ -154,12 +154,27 @@ class PreemptivePriority:
     # --- the pass ------------------------------------------------------------------------
 
     def decide(self, pool: int) -> Iterator[Decision]:
-        view = self.view
         waiting = self.waiting[pool]
         if not waiting:
             # Nobody waits: ranks cannot change who runs, so there is nothing to decide.
             return
         self.before_pass(pool)
+        # Rounds until nobody is preempted: the victims of a round wait again for the next,
+        # where they may start on what is free or preempt jobs ranked below them. Every
+        # preemption puts a job in place of lower-ranked ones, so the rounds end.
+        while True:
+            preempted = yield from self._round(pool)
+            for victim in preempted:
+                self._wait(victim)
+            if not preempted:
+                break
+        if waiting:
+            yield from self.after_pass(pool)
+
+    def _round(self, pool: int) -> Generator[Decision, None, list[int]]:
+        """Serve the waiting jobs in rank order; returns the jobs preempted."""
+        view = self.view
+        waiting = self.waiting[pool]
         preempted: list[int] = []
         after: tuple | None = None  # the last waiting entry examined, in rank order
         # Sizes that could not be placed even by preempting every job ranked below: later
@@ -185,8 +200,7 @@ class PreemptivePriority:
                     self.stopped(victim)
                     why = Reason("preempted", "preempted: outranked by job {job0}", (job,))
                     yield Preempt(victim, why, by=job)
-                # Victims re-wait after this pass's candidates, so they are not restarted now.
-                preempted.extend(chosen)
+                preempted.extend(chosen)  # (they wait again after this round)
                 placement = view.place(job)
                 if placement is None:
                     raise RuntimeError(f"job {job} still unplaceable after its victims were preempted")
@@ -194,15 +208,18 @@ class PreemptivePriority:
             yield Start(job, placement)
             self.started(job)
         # The rest rank lower (outranks_running only gets falser) and can only take free
-        # GPUs.
-        yield from self._fill(pool, after)
-        for victim in preempted:
-            self._wait(victim)
-        if preempted:
-            # GPUs a placement left free on a victim's hosts go to whoever fits, victims too.
-            yield from self._fill(pool, None)
-        if waiting:
-            yield from self.after_pass(pool)
+        # GPUs: jump to the next job of a size that could start.
+        while waiting and view.free_gpus(pool) > 0:
+            after = self._next(pool, after, startable(view, pool))
+            if after is None:
+                break
+            job = after[1]
+            placement = view.place(job)
+            if placement is not None:
+                self._unwait(job)
+                yield Start(job, placement)
+                self.started(job)
+        return preempted
 
     def _victims(self, pool: int, entry: tuple) -> list[int] | None:
         """`victims_for_placement` for waiting `entry`, remembering a failure. It stays a
@@ -218,21 +235,6 @@ class PreemptivePriority:
         if chosen is None and known is not None:
             self.no_victims[job] = known
         return chosen
-
-    def _fill(self, pool: int, after: tuple | None) -> Iterator[Decision]:
-        """Start the waiting jobs ranked after `after` that fit on free GPUs, jumping to the
-        next job of a size that could start."""
-        view, waiting = self.view, self.waiting[pool]
-        while waiting and view.free_gpus(pool) > 0:
-            after = self._next(pool, after, startable(view, pool))
-            if after is None:
-                break
-            job = after[1]
-            placement = view.place(job)
-            if placement is not None:
-                self._unwait(job)
-                yield Start(job, placement)
-                self.started(job)
 
 
 class Srtf(PreemptivePriority):
