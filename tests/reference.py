@@ -2,7 +2,8 @@
 recomputed from scratch, placement by brute force over hosts. Slow and obviously right.
 
 It implements fifo, fifo-firstfit, fifo-backfill (unbounded depth) and sjf with the same
-placement rules as corral.state.placement (strict consolidation).
+placement rules as corral.state.placement (strict consolidation), and srtf and las (both
+orders within a queue, no starvation promotion) for jobs on one host.
 """
 
 from __future__ import annotations
