@@ -63,10 +63,12 @@ class Param:
 
 
 DEPTH = Param(_count, "depth")
+BACKFILL_DEPTH = Param(_count, "backfill_depth")
 
 
-def _shared(name: str, order: str, depth: int = 200, **parts: Any) -> Shared:
-    return Shared(name, Parts(order, backfill_depth=depth, **parts))
+def _shared(name: str, order: str, **parts: Any) -> Callable[..., Shared]:
+    """A sharing policy's maker: these parts, and those a spec sets."""
+    return lambda **given: Shared(name, Parts(order, **{**parts, **given}))
 
 
 @dataclass(frozen=True)
@@ -97,21 +99,15 @@ POLICY_KINDS: dict[str, Kind] = {
             "margin": Param(_positive, "margin"),
         },
     ),
-    "quota-fifo": Kind(lambda: _shared("quota-fifo", "fifo"), {}),
-    "fair": Kind(
-        lambda depth=200: _shared("fair", "fair", depth, reclaim=True, backfill=True), {"depth": DEPTH}
-    ),
+    "quota-fifo": Kind(_shared("quota-fifo", "fifo"), {}),
+    "fair": Kind(_shared("fair", "fair", reclaim=True, backfill=True), {"depth": BACKFILL_DEPTH}),
     "fair-decay": Kind(
-        lambda depth=200, half_life_s=WEEK_S: _shared(
-            "fair-decay", "fair", depth, reclaim=True, backfill=True, half_life_s=half_life_s
-        ),
-        {"depth": DEPTH, "half_life": Param(_positive, "half_life_s")},
+        _shared("fair-decay", "fair", reclaim=True, backfill=True, half_life_s=WEEK_S),
+        {"depth": BACKFILL_DEPTH, "half_life": Param(_positive, "half_life_s")},
     ),
     "priority": Kind(
-        lambda depth=200: _shared(
-            "priority", "priority", depth, reclaim=True, priority_preemption=True, backfill=True
-        ),
-        {"depth": DEPTH},
+        _shared("priority", "priority", reclaim=True, priority_preemption=True, backfill=True),
+        {"depth": BACKFILL_DEPTH},
     ),
 }
 
