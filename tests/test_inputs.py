@@ -127,6 +127,21 @@ def test_cli_unknown_policy_fails_cleanly(tmp_path):
     assert not out.exists()
 
 
+def test_cli_policy_with_parameters_runs_and_names_its_files(tmp_path):
+    spec = "las:thresholds=20,60:knob=0:order=reference"
+    result, out = _simulate(tmp_path, table(tmp_path, "a,0,4,10,q\nb,1,4,5,q\n"), policy=spec)
+    assert result.exit_code == 0, result.output
+    assert (out / f"jobs-{spec}.csv").exists()
+    assert json.loads((out / "metrics.json").read_text())[0]["policy"] == spec
+
+
+def test_cli_bad_policy_parameter_fails_cleanly(tmp_path):
+    result, out = _simulate(tmp_path, table(tmp_path, "a,0,1,10,q\n"), policy="las:knob=-1")
+    assert result.exit_code == 2
+    assert "policy las: knob='-1'" in result.output
+    assert not out.exists()
+
+
 def test_cli_queue_without_pool(tmp_path):
     fleet = tmp_path / "f.toml"
     fleet.write_text('[[pools]]\nname = "a"\nhosts = 1\n[[pools]]\nname = "b"\nhosts = 1\n')
