@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from corral.capacity.commands import SCENARIO as FUNGIBLE
 from corral.capacity.commands import simulate_fungible
@@ -25,7 +26,15 @@ from corral.report.terminal import console, input_errors
 from corral.scenarios import SCENARIOS, Scenario, load_scenario
 from corral.scheduling.registry import policy_help
 from corral.sim.engine import SimResult
-from corral.sim.metrics import by_queue, by_size, job_reliability, reliability, summary, write_job_record
+from corral.sim.metrics import (
+    by_queue,
+    by_size,
+    job_reliability,
+    reliability,
+    summary,
+    write_job_record,
+    write_run_record,
+)
 from corral.simulate import simulate as run_simulation
 from corral.traces import read_jobs
 from corral.workload import JobTable, write_table
@@ -91,6 +100,7 @@ def _run_and_report(
         out.mkdir(parents=True, exist_ok=True)
         for r in results:
             write_job_record(r, out / f"jobs-{r.policy}.csv")
+            write_run_record(r, out / f"runs-{r.policy}.csv")
         metrics = [
             {
                 **row,
@@ -102,7 +112,8 @@ def _run_and_report(
             for row, r in zip(rows, results, strict=True)
         ]
         write_json(out / "metrics.json", metrics)
-        console.print(f"wrote {out}/metrics.json and jobs-<policy>.csv")
+        names = escape(", ".join(r.policy for r in results))
+        console.print(f"wrote {out}/metrics.json, and jobs-<policy>.csv and runs-<policy>.csv for {names}")
     return results
 
 

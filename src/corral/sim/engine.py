@@ -31,6 +31,7 @@ from corral.scheduling.policy import Hold, Policy, Preempt, Start, Wake
 from corral.state.cluster import CANCELLED, FUTURE, PENDING, RUNNING_, ClusterState
 from corral.state.placement import PlacementConfig
 from corral.state.reasons import Reason
+from corral.state.runs import RunLog
 from corral.workload import JobTable
 
 FINISH, WAKE, FAIL, REPAIR, MAINTAIN, LEND = 0, 1, 2, 3, 4, 5
@@ -71,6 +72,7 @@ class SimResult:
     lend_short_gpu_s: float = 0.0  # GPU-seconds the schedule asked for but no host could be freed
     reasons: dict[int, list[tuple[float, Reason]]] | None = field(default=None, repr=False)
     log: list[tuple] | None = field(default=None, repr=False)
+    runs: RunLog = field(default_factory=RunLog, repr=False)  # every run of every job
 
     def reason_text(self, reason: Reason) -> str:
         """A recorded reason as people read it: jobs named by their ids."""
@@ -343,6 +345,7 @@ class Engine:
             lend_short_gpu_s=self.lend_short_gpu_s,
             reasons=cluster.reasons,
             log=cluster.log,
+            runs=cluster.runs,
         )
 
     def _start(self, job: int, placement: tuple, now: float) -> None:

@@ -162,6 +162,33 @@ def write_job_record(result: SimResult, path: Path) -> None:
     write_table(table, path)
 
 
+def write_run_record(result: SimResult, path: Path) -> None:
+    """runs-<policy>.csv: every run of every job (its number, start, end, GPUs, hosts, and
+    why it ended), from which occupancy at any instant can be recomputed."""
+    import pyarrow as pa
+
+    runs = result.runs
+    number: dict[int, int] = {}
+    run_of = []
+    for job in runs.job:
+        number[job] = number.get(job, 0) + 1
+        run_of.append(number[job])
+    ids = result.jobs.job_id
+    gpus = result.jobs.gpus
+    table = pa.table(
+        {
+            "job_id": [ids[j] for j in runs.job],
+            "run": run_of,
+            "start_s": runs.start_s,
+            "end_s": runs.end_s,
+            "gpus": [int(gpus[j]) for j in runs.job],
+            "hosts": [";".join(f"{h}:{g}" for h, g in p) for p in runs.placement],
+            "ended": [why or "running" for why in runs.ended],
+        }
+    )
+    write_table(table, path)
+
+
 def reliability(result: SimResult) -> dict[str, Any]:
     """Fleet-wide failure metrics: goodput (useful GPU-hours over the GPU-hours the fleet
     had), availability (GPU time not failed or in maintenance), interruptions and the work

@@ -30,6 +30,8 @@ from corral.state.allocation import AllocationError, FleetState, GpuIds, Placeme
 from corral.state.checkpoint import run_parts, wall_s
 from corral.state.placement import HOST, LEVELS, RACK, PlacementConfig, Placer
 from corral.state.reasons import FINISHED, RUNNING, WITHDRAWN, Reason
+from corral.state.runs import CANCELLED as RUN_CANCELLED
+from corral.state.runs import COMPLETED, DRAINED, FAILED, PREEMPTED, RunLog
 from corral.state.view import ClusterView
 from corral.workload import JobTable
 
@@ -155,6 +157,7 @@ class ClusterState:
         self.failed_from: dict[tuple, tuple[int, int]] = {}  # placement failures since GPUs came back
         self.reasons: dict[int, list[tuple[float, Reason]]] | None = {} if explain else None
         self.log: list[tuple] | None = [] if record else None
+        self.runs = RunLog()
         self.view = ClusterView(self)
 
     def __len__(self) -> int:
@@ -384,6 +387,7 @@ class ClusterState:
         self.expected_end[job] = now + (overhead + run)
         if self.reasons is not None:
             self.hold(job, now, RUNNING)
+        self.runs.begin(job, now, placement)
         if self.log is not None:
             self.log.append((now, "start", job, placement))
         return now + overhead + run
@@ -411,7 +415,7 @@ class ClusterState:
         if not self.preemptible[job]:
             raise AllocationError(f"job {job} is not preemptible")
         useful, saved, writing = self.run_parts(job, now)
-        self._stop(job, now, useful, saved, writing)
+        self._stop(job, now, useful, saved, writing, PREEMPTED)
         self.preemptions[job] += 1
         if self.reasons is not None and reason is not None:
             self.hold(job, now, reason)
@@ -431,12 +435,13 @@ class ClusterState:
             saved = saved if self.checkpoint_s[job] > 0.0 else 0.0
             self.unexpected[job] += 1
         self.interruptions[job] += 1
-        self._stop(job, now, useful, saved, writing)
+        self._stop(job, now, useful, saved, writing, DRAINED if graceful else FAILED)
         return useful - saved
 
-    def _stop(self, job: int, now: float, useful: float, saved: float, writing: float) -> None:
+    def _stop(self, job: int, now: float, useful: float, saved: float, writing: float, why: str) -> None:
         """Release a running job's GPUs and quota, keeping `saved` seconds of its run."""
         self._release(job)
+        self.runs.close(job, now, why)
         self.lost[job] += useful - saved
         self.restarting[job] += min(now - self.run_since[job], self.overhead[job])
         self.writing[job] += writing
@@ -461,6 +466,7 @@ class ClusterState:
         if self.status[job] != RUNNING_:
             raise AllocationError(f"job {job} completed while not running")
         self._release(job)
+        self.runs.close(job, now, COMPLETED)
         self.writing[job] += self.run_parts(job, now)[2]
         self._leave(job, now, DONE, FINISHED)
         self.remaining[job] = 0.0
@@ -477,6 +483,7 @@ class ClusterState:
         if running:
             useful, _, writing = self.run_parts(job, now)
             self._release(job)
+            self.runs.close(job, now, RUN_CANCELLED)
             self.lost[job] += useful
             self.writing[job] += writing
         elif status == PENDING:
@@ -566,6 +573,7 @@ class ClusterState:
             "queues": list(self.queue_id),
             "spec": {name: list(getattr(self, name)) for name in SPEC},
             "ledger": {name: list(getattr(self, name)) for name in LEDGER},
+            "runs": self.runs.export(),
             "gpu_ids": {
                 str(j): [[h, list(ids)] for h, ids in self.gpu_ids[j]]  # type: ignore[union-attr]
                 for j in range(n)
@@ -642,6 +650,7 @@ class ClusterState:
         for host in data["out"]:
             if not state.alloc.out[host]:
                 state.alloc.take_out(host)
+        state.runs = RunLog.restore(data["runs"])  # (adopting running jobs opened runs again)
         if state.reasons is not None:
             state.reasons.clear()
         if state.log is not None:
