@@ -120,6 +120,26 @@ def test_cli_job_larger_than_its_pool_fails_cleanly(tmp_path):
     assert not out.exists()
 
 
+def test_text_from_users_prints_as_written(tmp_path):
+    workload = table(tmp_path, "a[/b],0,1,10,team[red]a\n")
+    out = tmp_path / "out"
+    args = ["simulate", "--workload", str(workload), "--fleet", "1x4", "--policy", "fifo", "--by-queue"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "team[red]a" in result.output
+    result = runner.invoke(
+        app, ["explain", "x[/]y", "--policy", "fifo", "--workload", str(workload), "--fleet", "1x4"]
+    )
+    assert result.exit_code == 2 and "no job 'x[/]y'" in result.output
+    result = runner.invoke(
+        app, ["explain", "a[/b]", "--policy", "fifo", "--workload", str(workload), "--fleet", "1x4"]
+    )
+    assert result.exit_code == 0 and "a[/b]" in result.output
+    duplicate = table(tmp_path, "[/x],0,1,10,q\n[/x],1,1,10,q\n")
+    result, out = _simulate(tmp_path, duplicate)
+    assert result.exit_code == 2 and "[/x]" in result.output and not out.exists()
+
+
 def test_cli_unknown_policy_fails_cleanly(tmp_path):
     result, out = _simulate(tmp_path, table(tmp_path, "a,0,1,10,q\n"), policy="lottery")
     assert result.exit_code == 2

@@ -15,7 +15,7 @@ from corral.report.terminal import errors
 @contextmanager
 def progress_bars() -> Iterator[Callable[[str], Callable[[int, int], None]]]:
     with Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from corral.capacity.commands import SCENARIO as FUNGIBLE
 from corral.capacity.commands import simulate_fungible
@@ -22,7 +21,7 @@ from corral.plan.recipe import RECIPES, estimate_recipe
 from corral.plan.step import estimate_step
 from corral.reliability.failures import FailureModel
 from corral.report import tables
-from corral.report.terminal import console, input_errors
+from corral.report.terminal import bold, console, input_errors
 from corral.scenarios import SCENARIOS, Scenario, load_scenario
 from corral.scheduling.registry import policy_help
 from corral.sim.engine import SimResult
@@ -112,7 +111,7 @@ def _run_and_report(
             for row, r in zip(rows, results, strict=True)
         ]
         write_json(out / "metrics.json", metrics)
-        names = escape(", ".join(r.policy for r in results))
+        names = ", ".join(r.policy for r in results)
         console.print(f"wrote {out}/metrics.json, and jobs-<policy>.csv and runs-<policy>.csv for {names}")
     return results
 
@@ -229,8 +228,11 @@ def explain(
             (result,) = run_simulation(jobs, the_fleet, [policy], load, None, progress, True, setup.failures)
     i = jobs.job_id.index(job)
     console.print(
-        f"[bold]{job}[/]: {int(jobs.gpus[i])} GPUs, queue {jobs.queue[i]}, priority {int(jobs.priority[i])}, "
-        f"runs {tables.duration(float(jobs.duration_s[i]))}; policy {policy} on {the_fleet.name}"
+        bold(
+            job,
+            f": {int(jobs.gpus[i])} GPUs, queue {jobs.queue[i]}, priority {int(jobs.priority[i])}, "
+            f"runs {tables.duration(float(jobs.duration_s[i]))}; policy {policy} on {the_fleet.name}",
+        )
     )
     table = tables.Table(title_justify="left")
     for name in ("time", "since submit", "state or reason"):
@@ -253,9 +255,12 @@ def demo(out: Annotated[Path | None, typer.Option(help="Also write the results h
     trace = resources.files("corral.data").joinpath("philly_pollux.csv.gz")
     with resources.as_file(trace) as path:
         console.print(
-            "[bold]corral demo[/]: Microsoft's Philly trace (82,247 GPU jobs, Sep-Dec 2017; CC-BY 4.0, "
-            "as reduced by the Pollux OSDI'21 artifact) on the Philly fleet (one pool per virtual "
-            f"cluster), arrivals compressed to offered load {DEMO_LOAD}.\n"
+            bold(
+                "corral demo",
+                ": Microsoft's Philly trace (82,247 GPU jobs, Sep-Dec 2017; CC-BY 4.0, "
+                "as reduced by the Pollux OSDI'21 artifact) on the Philly fleet (one pool per virtual "
+                f"cluster), arrivals compressed to offered load {DEMO_LOAD}.\n",
+            )
         )
         with input_errors():
             philly, jobs = load_fleet("philly"), read_jobs(str(path))
@@ -272,9 +277,10 @@ def demo(out: Annotated[Path | None, typer.Option(help="Also write the results h
     )
     step = estimate_step(PRESETS["llama3-405b"], gpu("h100"), 16384, Layout(8, 16, 1, 128), 8192, 16 * 2**20)
     hours = sum(p.run.gpu_hours for p in estimate_recipe(RECIPES["llama3-405b"]))
+    console.print()
     console.print(
-        f"\n[bold]Planning[/]: Llama 3 405B on 16,384 H100s (TP 8, PP 16, DP 128, 16M-token batches) "
-        f"should run at {step.tflops_per_gpu:.0f} TFLOPs per GPU ({step.mfu:.1%} MFU; Meta measured 400) "
+        bold("Planning", ": Llama 3 405B on 16,384 H100s (TP 8, PP 16, DP 128, 16M-token batches) ")
+        + f"should run at {step.tflops_per_gpu:.0f} TFLOPs per GPU ({step.mfu:.1%} MFU; Meta measured 400) "
         f"in {step.memory_gib_per_gpu:.0f} GiB per GPU, and its whole pre-training recipe with "
         f"failures should take {hours / 1e6:.1f}M GPU-hours (Meta reports 30.84M). "
         "`corral plan --help` for more."
