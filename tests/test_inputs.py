@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -253,3 +255,51 @@ def test_workload_synth_is_seeded(tmp_path):
     # Poisson at 60/h: 499 gaps of mean 60 s.
     assert jobs.span_s / 499 == pytest.approx(60, rel=0.15)
     assert (jobs.gpus == 1).mean() == pytest.approx(0.93, abs=0.05)
+
+
+def test_outputs_are_checked_before_the_run(tmp_path):
+    workload = table(tmp_path, "a,0,1,10,q\n")
+    afile = tmp_path / "taken"
+    afile.write_text("keep")
+    result, _ = _simulate(tmp_path, workload)  # (a first run works)
+    assert result.exit_code == 0
+    args = ["simulate", "--workload", str(workload), "--fleet", "1x4", "--policy", "fifo"]
+    result = runner.invoke(app, [*args, "--out", str(afile)])
+    assert result.exit_code == 2 and "is a file" in result.output and afile.read_text() == "keep"
+    for reasons, says in ((tmp_path / "why.json", "corral writes .csv"), (tmp_path, "is a folder")):
+        result = runner.invoke(app, [*args, "--reasons", str(reasons)])
+        assert result.exit_code == 2 and says in result.output, result.output
+        assert not (tmp_path / "why.json").exists()
+
+
+def test_a_second_run_replaces_the_first_and_an_interrupted_one_changes_nothing(tmp_path, monkeypatch):
+    import corral.cli.simulate as cli_simulate
+
+    workload = table(tmp_path, "a,0,1,10,q\n")
+    out = tmp_path / "out"
+    first, _ = _simulate(tmp_path, workload, policy="fifo")
+    assert first.exit_code == 0
+    second, _ = _simulate(tmp_path, workload, policy="sjf")
+    assert second.exit_code == 0 and "replaced" in second.output
+    assert sorted(p.name for p in out.iterdir()) == ["jobs-sjf.csv", "metrics.json", "runs-sjf.csv"]
+
+    def interrupted(*_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_simulate, "write_run_record", interrupted)
+    third, _ = _simulate(tmp_path, workload, policy="fifo")
+    assert third.exit_code != 0
+    assert sorted(p.name for p in out.iterdir()) == ["jobs-sjf.csv", "metrics.json", "runs-sjf.csv"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging left
+
+
+def test_data_files_follow_the_umask(tmp_path):
+    workload = table(tmp_path, "a,0,1,10,q\n")
+    old = os.umask(0o022)
+    try:
+        result, out = _simulate(tmp_path, workload)
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0
+    for name in ("jobs-fifo.csv", "runs-fifo.csv", "metrics.json"):
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o644, name

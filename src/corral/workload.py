@@ -326,6 +326,12 @@ def write_jobs(jobs: JobTable, path: str | Path) -> None:
     write_table(table, Path(path))
 
 
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_table(table: object, path: Path) -> None:
     """Write a pyarrow table to CSV, CSV.gz or Parquet via a temporary file, so a failure
     leaves no half-written output."""
@@ -335,6 +341,7 @@ def write_table(table: object, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~current_umask())  # (mkstemp makes it 0600; follow the umask)
     try:
         if path.suffix == ".parquet":
             pq.write_table(table, tmp)

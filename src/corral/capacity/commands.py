@@ -11,6 +11,7 @@ from corral.capacity.broker import BROKERS
 from corral.capacity.research import research_rows
 from corral.capacity.scenario import fungible_fleet, run_brokers, write_outputs
 from corral.report import tables
+from corral.report.outputs import check_output_dir, output_dir
 from corral.report.terminal import console, input_errors
 
 SCENARIO = "fungible-fleet"
@@ -21,6 +22,7 @@ def simulate_fungible(
     brokers: list[str] | None, days: float | None, seed: int, out: Path | None, research: str | None = None
 ) -> None:
     with input_errors():
+        check_output_dir(out)
         fleet = fungible_fleet(DEFAULT_DAYS if days is None else days, seed)
         results = run_brokers(fleet, brokers or list(BROKERS))
         by_broker: dict[str, dict[str, float]] = {}
@@ -73,11 +75,11 @@ def simulate_fungible(
     if by_broker:
         console.print(_research_table(by_broker))
     if out is not None:
-        with input_errors():
-            written = write_outputs(results, out, by_broker)
-        console.print("wrote " + ", ".join(str(p) for p in written))
+        with input_errors(), output_dir(out) as stage:
+            written = write_outputs(results, stage, by_broker)
+        console.print("wrote " + ", ".join(str(out / p.name) for p in written))
         if len(written) == 1:
-            console.print("(pip install 'corral[plot]' for the plot of GPUs by class)", markup=False)
+            console.print("(pip install 'corral[plot]' for the plot of GPUs by class)")
 
 
 def _research_table(rows: dict[str, dict[str, float]]) -> tables.Table:

@@ -16,6 +16,7 @@ from corral.reliability.ettr import daly_interval_s, expected_ettr, mtbf_s, youn
 from corral.reliability.failures import LLAMA3_RATE
 from corral.reliability.scenarios import hundred_k_steps
 from corral.report import tables
+from corral.report.outputs import check_output_dir, output_dir
 from corral.report.terminal import console, input_errors
 from corral.sim.metrics import job_reliability
 from corral.simulate import simulate as run_simulation
@@ -72,6 +73,8 @@ def reliability_study(
     out: Annotated[Path | None, typer.Option(help="Write study.json here.")] = None,
 ) -> None:
     """The 100k job step by step: 10-minute recovery, 3-minute, Daly's interval, no spares."""
+    with input_errors():
+        check_output_dir(out)
     rows = []
     with progress_bars() as progress:
         for label, run in hundred_k_steps(seed):
@@ -104,6 +107,6 @@ def reliability_study(
     table.caption = "Meta reports 44% at 10-minute recovery and 80% with fault-tolerant HSDP (3 minutes)."
     console.print(table)
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "study.json", rows)
+        with output_dir(out) as stage:
+            write_json(stage / "study.json", rows)
         console.print(f"wrote {out}/study.json")

@@ -21,6 +21,7 @@ from corral.plan.recipe import RECIPES, estimate_recipe
 from corral.plan.step import estimate_step
 from corral.reliability.failures import FailureModel
 from corral.report import tables
+from corral.report.outputs import check_output_dir, check_output_table, output_dir
 from corral.report.terminal import bold, console, input_errors
 from corral.scenarios import SCENARIOS, Scenario, load_scenario
 from corral.scheduling.registry import policy_help
@@ -67,6 +68,9 @@ def _run_and_report(
     reasons: Path | None = None,
     failures: FailureModel | None = None,
 ) -> list[SimResult]:
+    with input_errors():
+        check_output_dir(out)
+        check_output_table(reasons, "reasons")
     with input_errors(), progress_bars() as progress:
         results = run_simulation(
             jobs, the_fleet, policies, load, relax_after_s, progress, reasons is not None, failures
@@ -96,24 +100,35 @@ def _run_and_report(
         _write_reasons(results, reasons)
         console.print(f"wrote pending reasons to {reasons}")
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        for r in results:
-            write_job_record(r, out / f"jobs-{r.policy}.csv")
-            write_run_record(r, out / f"runs-{r.policy}.csv")
-        metrics = [
-            {
-                **row,
-                "by_queue": by_queue(r),
-                "by_size": by_size(r),
-                **({"reliability": reliability(r)} if failures is not None else {}),
-                "training_jobs": {jobs.job_id[i]: job_reliability(r, i) for i in training},
-            }
-            for row, r in zip(rows, results, strict=True)
-        ]
-        write_json(out / "metrics.json", metrics)
+        with output_dir(out) as stage:
+            _write_outputs(stage, results, rows, jobs, failures, training)
         names = ", ".join(r.policy for r in results)
         console.print(f"wrote {out}/metrics.json, and jobs-<policy>.csv and runs-<policy>.csv for {names}")
     return results
+
+
+def _write_outputs(
+    out: Path,
+    results: list[SimResult],
+    rows: list[dict],
+    jobs: JobTable,
+    failures: FailureModel | None,
+    training: list[int],
+) -> None:
+    for r in results:
+        write_job_record(r, out / f"jobs-{r.policy}.csv")
+        write_run_record(r, out / f"runs-{r.policy}.csv")
+    metrics = [
+        {
+            **row,
+            "by_queue": by_queue(r),
+            "by_size": by_size(r),
+            **({"reliability": reliability(r)} if failures is not None else {}),
+            "training_jobs": {jobs.job_id[i]: job_reliability(r, i) for i in training},
+        }
+        for row, r in zip(rows, results, strict=True)
+    ]
+    write_json(out / "metrics.json", metrics)
 
 
 def _write_reasons(results: list[SimResult], path: Path) -> None:
