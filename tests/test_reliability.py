@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from corral.cli import app
 from corral.fleet import Fleet, Segment
-from corral.reliability.ettr import daly_interval_s, expected_ettr, mtbf_s, young_interval_s
+from corral.reliability.ettr import best_interval_s, daly_interval_s, expected_ettr, mtbf_s, young_interval_s
 from corral.reliability.failures import LLAMA3_RATE, LLAMA3_TABLE5, Cause, FailureModel
 from corral.reliability.scenarios import TrainingRun, llama3_405b
 from corral.scheduling.registry import make_policy
@@ -222,6 +222,41 @@ def test_cli_contract(tmp_path):
     assert json.loads(done.output)["ettr"] == pytest.approx(expected_ettr(2048, 3.79, 3600, 600, 60))
     bad = runner.invoke(app, ["reliability", "ettr", "--gpus", "8", "--rate", "-1"])
     assert bad.exit_code == 2 and "rate" in bad.output
+
+
+def test_ettr_at_its_limits():
+    # 2,048 hosts at 3.79 per 1000 node-days: lambda = 2048 x 3.79 / 1000 / 86400 per second.
+    lam = 2048 * 3.79 / 1000 / 86400
+    # Free checkpoints are taken continuously: only the restarts are lost, and a tiny write
+    # cost lands just below that, never at half of it.
+    free = expected_ettr(2048, 3.79, 0.0, 300, 0.0)
+    assert free == pytest.approx(1 - lam * 300)
+    assert best_interval_s(0.0, mtbf_s(2048, 3.79)) == 0.0
+    nearly = expected_ettr(2048, 3.79, best_interval_s(0.001, mtbf_s(2048, 3.79)), 300, 0.001)
+    assert free - 0.002 < nearly < free
+    # A job that never fails never checkpoints and keeps everything.
+    assert best_interval_s(15.0, mtbf_s(2048, 0.0)) == math.inf
+    assert expected_ettr(2048, 0.0, math.inf, 300, 15.0) == 1.0
+    with pytest.raises(ValueError):
+        expected_ettr(2048, 3.79, 0.0, 300, 15.0)  # an interval of 0 with a write cost
+
+
+def test_ettr_command_at_its_limits():
+    runner = CliRunner()
+
+    def ettr(*args):
+        return runner.invoke(app, ["reliability", "ettr", "--gpus", "16384", *args])
+
+    free = ettr("--write-s", "0", "--json")
+    assert json.loads(free.output)["ettr"] == pytest.approx(expected_ettr(2048, LLAMA3_RATE, 0.0, 300, 0.0))
+    never = ettr("--rate", "0", "--json")
+    assert "Infinity" not in never.output and "NaN" not in never.output
+    assert json.loads(never.output)["mtbf_s"] is None and json.loads(never.output)["ettr"] == 1.0
+    for flag, value in (("--checkpoint-s", "inf"), ("--rate", "inf"), ("--write-s", "nan")):
+        bad = ettr(flag, value)
+        assert bad.exit_code == 2 and flag.strip("-") in bad.output and "Traceback" not in bad.output
+    table = ettr()
+    assert "16,384" in table.output and "2,048" in table.output and "e+" not in table.output
 
 
 def test_bad_failure_models_and_impossible_spares_are_refused():

@@ -12,7 +12,7 @@ import typer
 from corral.cli.app import reliability_app
 from corral.cli.common import progress_bars, write_json
 from corral.errors import InputError
-from corral.reliability.ettr import daly_interval_s, expected_ettr, mtbf_s, young_interval_s
+from corral.reliability.ettr import best_interval_s, expected_ettr, mtbf_s, young_interval_s
 from corral.reliability.failures import LLAMA3_RATE
 from corral.reliability.scenarios import hundred_k_steps
 from corral.report import tables
@@ -37,16 +37,14 @@ def reliability_ettr(
         if gpus < 1 or gpus_per_host < 1:
             raise InputError("--gpus and --gpus-per-host must be >= 1", field="gpus")
         for name, value in (("rate", rate), ("restart-s", restart_s), ("write-s", write_s)):
-            if not value >= 0:
-                raise InputError(f"--{name} must be >= 0", field=name)
-        if checkpoint_s is not None and not checkpoint_s > 0:
-            raise InputError("--checkpoint-s must be > 0", field="checkpoint-s")
+            if not 0 <= value < math.inf:
+                raise InputError(f"--{name} must be a finite number >= 0", field=name)
+        if checkpoint_s is not None and not 0 < checkpoint_s < math.inf:
+            raise InputError("--checkpoint-s must be a finite number > 0", field="checkpoint-s")
     nodes = -(-gpus // gpus_per_host)
     mtbf = mtbf_s(nodes, rate)
-    daly = daly_interval_s(write_s, mtbf) if write_s > 0 and math.isfinite(mtbf) else math.inf
+    daly = best_interval_s(write_s, mtbf)
     interval = checkpoint_s if checkpoint_s is not None else daly
-    if not math.isfinite(interval):
-        interval = mtbf if math.isfinite(mtbf) else 3600.0
     out = {
         "gpus": gpus,
         "nodes": nodes,
@@ -60,11 +58,20 @@ def reliability_ettr(
         "daly_interval_s": daly,
     }
     if as_json:
-        print(json.dumps(out))
+        # (JSON has no infinity: an interval or MTBF that never comes is null)
+        print(json.dumps({k: v if math.isfinite(v) else None for k, v in out.items()}))
         return
-    console.print(
-        tables.key_values("expected effective training time", [(k, f"{v:,.4g}") for k, v in out.items()])
-    )
+    rows = [(k, _number(v)) for k, v in out.items()]
+    console.print(tables.key_values("expected effective training time", rows))
+
+
+def _number(value: float) -> str:
+    """Counts and large values with thousands separators, never in scientific notation."""
+    if math.isinf(value):
+        return "never"
+    if isinstance(value, int) or abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
 
 
 @reliability_app.command("study")

@@ -30,11 +30,27 @@ def expected_ettr(
     nodes: float, rate_per_1000_node_days: float, checkpoint_s: float, restart_s: float, write_s: float
 ) -> float:
     """Kokolis et al.'s expected ETTR, clipped at 0 (the formula goes negative when failures
-    come faster than a restart plus half an interval)."""
-    if checkpoint_s <= 0:
-        raise ValueError("checkpoint_s must be > 0")
+    come faster than a restart plus half an interval). Its limits: an interval of 0, free
+    checkpoints taken continuously (`write_s` 0), loses only restarts; an infinite one, never
+    checkpointing, keeps everything of a job that never fails and nothing of one that does."""
+    if not checkpoint_s >= 0 or (checkpoint_s == 0 and write_s > 0):
+        raise ValueError("checkpoint_s must be > 0 (or 0 with free checkpoints)")
     lam = 1.0 / mtbf_s(nodes, rate_per_1000_node_days)
+    if checkpoint_s == 0:
+        return max(0.0, 1.0 - lam * restart_s)
+    if math.isinf(checkpoint_s):
+        return 1.0 if lam == 0 else 0.0
     return max(0.0, (1.0 - lam * (restart_s + checkpoint_s / 2.0)) / (1.0 + write_s / checkpoint_s))
+
+
+def best_interval_s(write_s: float, mtbf: float) -> float:
+    """Daly's interval with its limits: a job that never fails never checkpoints (inf), and
+    free checkpoints are taken continuously (0)."""
+    if math.isinf(mtbf):
+        return math.inf
+    if write_s == 0:
+        return 0.0
+    return daly_interval_s(write_s, mtbf)
 
 
 def young_interval_s(write_s: float, mtbf: float) -> float:
