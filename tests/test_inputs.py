@@ -303,3 +303,11 @@ def test_data_files_follow_the_umask(tmp_path):
     assert result.exit_code == 0
     for name in ("jobs-fifo.csv", "runs-fifo.csv", "metrics.json"):
         assert stat.S_IMODE((out / name).stat().st_mode) == 0o644, name
+
+
+def test_version_and_help_defaults_people_can_read():
+    from corral import __version__
+
+    assert runner.invoke(app, ["--version"]).output.strip() == f"corral {__version__}"
+    helptext = runner.invoke(app, ["reliability", "ettr", "--help"]).output
+    assert "3.79" in helptext and "3.7887" not in helptext

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
+from corral import __version__
 from corral.plan.commands import plan_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Simulate and plan a shared GPU fleet.")
@@ -16,3 +19,18 @@ app.add_typer(workload_app, name="workload")
 app.add_typer(fleet_app, name="fleet")
 app.add_typer(plan_app, name="plan")
 app.add_typer(reliability_app, name="reliability")
+
+
+def _version(asked: bool) -> None:
+    if asked:
+        print(f"corral {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Simulate and plan a shared GPU fleet."""

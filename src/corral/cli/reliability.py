@@ -25,7 +25,12 @@ from corral.simulate import simulate as run_simulation
 @reliability_app.command("ettr")
 def reliability_ettr(
     gpus: Annotated[int, typer.Option(help="GPUs of the synchronous job.")],
-    rate: Annotated[float, typer.Option(help="Host failures per 1000 node-days.")] = LLAMA3_RATE,
+    rate: Annotated[
+        float,
+        typer.Option(
+            help=f"Host failures per 1000 node-days (default {LLAMA3_RATE:.2f})", show_default=False
+        ),
+    ] = LLAMA3_RATE,
     checkpoint_s: Annotated[float | None, typer.Option(help="Checkpoint interval; default Daly's.")] = None,
     restart_s: Annotated[float, typer.Option(help="Restart overhead per failure.")] = 300.0,
     write_s: Annotated[float, typer.Option(help="Blocking checkpoint write.")] = 15.0,
