@@ -311,3 +311,20 @@ def test_version_and_help_defaults_people_can_read():
     assert runner.invoke(app, ["--version"]).output.strip() == f"corral {__version__}"
     helptext = runner.invoke(app, ["reliability", "ettr", "--help"]).output
     assert "3.79" in helptext and "3.7887" not in helptext
+
+
+def test_scenario_errors_name_every_scenario_and_every_ignored_flag():
+    result = runner.invoke(app, ["simulate", "--scenario", "nope"])
+    assert result.exit_code == 2 and "fungible-fleet" in result.output and "research-fleet" in result.output
+    ignored = (("--policy", "fifo"), ("--load", "0.5"), ("--workload", "x.csv"), ("--by-queue", None))
+    for flag, value in ignored:
+        args = ["simulate", "--scenario", "fungible-fleet", flag] + ([value] if value else [])
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and f"{flag} does not apply" in result.output
+
+
+def test_durations_never_print_minus_zero():
+    from corral.report.tables import duration
+
+    seconds = (-0.3, -0.0, 0.4, 45.0, -5.0, 5400.0)
+    assert [duration(s) for s in seconds] == ["0s", "0s", "0s", "45s", "-5s", "1.5h"]

@@ -84,7 +84,7 @@ def reliability_study(
     seed: Annotated[int, typer.Option(help="Seed of the failure draws.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Write study.json here.")] = None,
 ) -> None:
-    """The 100k job step by step: 10-minute recovery, 3-minute, Daly's interval, no spares."""
+    """The 100k job step by step: 10-minute recovery, 3-minute, Daly's interval, 4 spares per pod."""
     with input_errors():
         check_output_dir(out)
     rows = []

@@ -196,9 +196,26 @@ def simulate(
 ) -> None:
     """Replay a workload on a fleet under one or more policies and compare them."""
     if scenario == FUNGIBLE:
+        given = {
+            "--workload": workload,
+            "--fleet": fleet,
+            "--policy": policy,
+            "--load": load,
+            "--relax-after": relax_after,
+            "--reasons": reasons,
+            "--by-queue": by_queue or None,
+            "--by-size": by_size or None,
+        }
+        with input_errors():
+            for flag, value in given.items():
+                if value is not None:
+                    raise InputError(f"{flag} does not apply to --scenario {FUNGIBLE}", field=flag.strip("-"))
         simulate_fungible(broker, days, seed, out, research_policy)
         return
     with input_errors():
+        if scenario is not None and scenario not in SCENARIOS:
+            known = ", ".join([*SCENARIOS, FUNGIBLE])
+            raise InputError(f"unknown scenario '{scenario}'; known: {known}", field="scenario")
         if broker or research_policy:
             raise InputError(
                 "--broker and --research-policy apply to --scenario fungible-fleet only", field="broker"

@@ -16,7 +16,7 @@ def duration(seconds: float) -> str:
     for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0)):
         if abs(seconds) >= size:
             return f"{seconds / size:.1f}{unit}"
-    return f"{seconds:.0f}s"
+    return f"{round(seconds) + 0:.0f}s"  # (+ 0: -0.3 s prints 0s, not -0s)
 
 
 def comparison(rows: list[dict[str, Any]], title: str) -> Table:
