@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from corral.errors import InputError
+from corral.errors import InputError, reading
 from corral.hardware import GPUS, gpu
 from corral.quota import CohortSpec, QueueSpec
 
@@ -269,9 +269,8 @@ _SEGMENT_FIELDS = {
 def fleet_from_toml(path: Path) -> Fleet:
     """Read a fleet file; see the README for the format."""
     try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError("fleet file not found", source=str(path)) from None
+        with reading(path):
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
         where = re.search(r"at line (\d+)", str(err))
         line = int(where.group(1)) if where else None

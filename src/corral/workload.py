@@ -166,8 +166,8 @@ def read_canonical(path: str | Path) -> JobTable:
 def open_text(path: Path) -> TextIO:
     """Open a text table, gzip-compressed when its name ends in .gz."""
     if path.name.endswith(".gz"):
-        return gzip.open(path, "rt", newline="")
-    return path.open(newline="")
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
+    return path.open(encoding="utf-8-sig", newline="")  # (utf-8-sig: Excel's byte-order mark)
 
 
 def _from_rows(
@@ -216,10 +216,10 @@ def _from_rows(
             )
         seen[jid] = line
         job_id.append(jid)
-        submit[i] = _number(get("submit_s"), source, line, "submit_s", minimum=0.0)
-        duration[i] = _number(get("duration_s"), source, line, "duration_s", minimum=0.0, strict=True)
-        gpus[i] = _integer(get("gpus"), source, line, "gpus", minimum=1)
-        priority[i] = _integer(get("priority") or "0", source, line, "priority", minimum=None)
+        submit[i] = parse_number(get("submit_s"), source, line, "submit_s", minimum=0.0)
+        duration[i] = parse_number(get("duration_s"), source, line, "duration_s", minimum=0.0, strict=True)
+        gpus[i] = parse_integer(get("gpus"), source, line, "gpus", minimum=1)
+        priority[i] = parse_integer(get("priority") or "0", source, line, "priority", minimum=None)
         flag = get("preemptible").lower() or "true"
         if flag not in _TRUE | _FALSE:
             raise InputError(
@@ -240,11 +240,12 @@ def _from_rows(
                 field="kind",
             )
         kind.append(k)
-        checkpoint[i] = _number(
+        checkpoint[i] = parse_number(
             get("checkpoint_interval_s") or "0", source, line, "checkpoint_interval_s", 0.0
         )
-        restart[i] = _number(get("restart_s") or "0", source, line, "restart_s", minimum=0.0)
-        write[i] = _number(get("checkpoint_write_s") or "0", source, line, "checkpoint_write_s", minimum=0.0)
+        restart[i] = parse_number(get("restart_s") or "0", source, line, "restart_s", minimum=0.0)
+        write_s = get("checkpoint_write_s") or "0"
+        write[i] = parse_number(write_s, source, line, "checkpoint_write_s", minimum=0.0)
         topo = get("topology").lower()
         if topo not in TOPOLOGIES:
             raise InputError(
@@ -276,7 +277,8 @@ def _from_rows(
     )
 
 
-def _number(text: str, source: str, line: int, name: str, minimum: float, strict: bool = False) -> float:
+def parse_number(text: str, source: str, line: int, name: str, minimum: float, strict: bool = False) -> float:
+    """A finite number of at least `minimum` (more than it when `strict`), or an input error."""
     try:
         value = float(text)
     except ValueError:
@@ -289,13 +291,16 @@ def _number(text: str, source: str, line: int, name: str, minimum: float, strict
     return value
 
 
-def _integer(text: str, source: str, line: int, name: str, minimum: int | None) -> int:
+def parse_integer(text: str, source: str, line: int, name: str, minimum: int | None) -> int:
+    """A whole number (written as one or as a float), or an input error."""
     try:
         value = float(text)
     except ValueError:
         raise InputError(f"not an integer: '{text}'", source=source, line=line, field=name) from None
     if not math.isfinite(value) or value != int(value):
         raise InputError(f"not an integer: '{text}'", source=source, line=line, field=name)
+    if abs(value) >= 2**53:  # (past this a float no longer counts one by one)
+        raise InputError(f"too large: {text}", source=source, line=line, field=name)
     if minimum is not None and value < minimum:
         raise InputError(f"must be >= {minimum}, got {text}", source=source, line=line, field=name)
     return int(value)

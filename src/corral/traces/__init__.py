@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from corral.errors import reading
 from corral.traces import philly
 from corral.workload import JobTable, open_text, read_canonical
 
@@ -13,9 +14,10 @@ from corral.workload import JobTable, open_text, read_canonical
 def read_jobs(path: str | Path) -> JobTable:
     """Read a canonical job table (CSV or Parquet), or a Philly-format trace."""
     path = Path(path)
-    if path.suffix != ".parquet" and path.is_file():
-        with open_text(path) as handle:
-            header = next(csv.reader(handle), None)
-        if header is not None and philly.is_philly_header(header):
-            return philly.read_philly(path)
-    return read_canonical(path)
+    with reading(path):
+        if path.suffix != ".parquet" and path.is_file():
+            with open_text(path) as handle:
+                header = next(csv.reader(handle), None)
+            if header is not None and philly.is_philly_header(header):
+                return philly.read_philly(path)
+        return read_canonical(path)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from corral.errors import InputError
-from corral.workload import JobTable, open_text
+from corral.workload import JobTable, open_text, parse_integer, parse_number
 
 PHILLY_COLUMNS = ("timestamp", "duration", "num_gpus", "gpu_time", "cluster")
 
@@ -50,25 +50,14 @@ def read_philly(path: str | Path) -> JobTable:
                     line=line,
                     field="timestamp",
                 ) from None
-            duration = _parse(row["duration"], float, source, line, "duration")
-            if not duration > 0:
-                raise InputError(
-                    f"must be > 0, got {row['duration']}", source=source, line=line, field="duration"
-                )
-            size = _parse(row["num_gpus"], float, source, line, "num_gpus")
-            if size != int(size) or size < 1:
-                raise InputError(
-                    f"must be a whole number of GPUs >= 1, got {row['num_gpus']}",
-                    source=source,
-                    line=line,
-                    field="num_gpus",
-                )
+            duration = parse_number(row["duration"] or "", source, line, "duration", minimum=0.0, strict=True)
+            size = parse_integer(row["num_gpus"] or "", source, line, "num_gpus", minimum=1)
             vc = (row["cluster"] or "").strip()
             if not vc:
                 raise InputError("empty virtual cluster", source=source, line=line, field="cluster")
             stamps.append(stamp.replace(tzinfo=UTC).timestamp())
             durations.append(duration)
-            gpus.append(int(size))
+            gpus.append(size)
             queues.append(vc)
             lines.append(line)
     if not stamps:
@@ -89,10 +78,3 @@ def read_philly(path: str | Path) -> JobTable:
         source=source,
         line=np.asarray(lines, dtype=np.int64),
     )
-
-
-def _parse(text: str | None, kind: type, source: str, line: int, name: str) -> float:
-    try:
-        return kind(text)
-    except (TypeError, ValueError):
-        raise InputError(f"not a number: {text!r}", source=source, line=line, field=name) from None

@@ -1,0 +1,134 @@
+"""Any input either loads or is refused with the project's input error: no traceback from
+the job-table, Philly, Parquet and fleet readers, whatever bytes a file holds, and the CLI
+exits 2 with one line."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import string
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from corral.cli import app
+from corral.errors import InputError
+from corral.fleet import load_fleet
+from corral.traces import read_jobs
+
+HEADER = "job_id,submit_s,gpus,duration_s,queue"
+PHILLY = "timestamp,duration,num_gpus,gpu_time,cluster"
+FLEET = '[[pools]]\nname = "a"\nhosts = 2\n'
+
+cells = st.one_of(
+    st.sampled_from(
+        ["", "1", "-1", "0", "1e30", "inf", "nan", "1e308", "3.5", "x", "12345678901234567890123"]
+    ),
+    st.text(string.printable, max_size=6),
+)
+rows = st.lists(st.lists(cells, min_size=1, max_size=7).map(",".join), max_size=5)
+whole_rows = st.lists(st.lists(cells, min_size=5, max_size=5).map(",".join), min_size=1, max_size=5)
+raw = st.one_of(
+    st.binary(max_size=200),
+    st.builds(lambda r: ("\n".join([HEADER, *r]) + "\n").encode(), rows),
+    st.builds(lambda r: ("\n".join([HEADER, *r]) + "\n").encode(), whole_rows),
+    st.builds(lambda r: ("\n".join([PHILLY, *r]) + "\n").encode(), whole_rows),
+    st.builds(lambda r: ("\ufeff" + "\n".join([HEADER, *r]) + "\n").encode("utf-16"), rows),
+)
+
+
+def loads_or_refuses(read, path) -> None:
+    with contextlib.suppress(InputError):
+        read(str(path))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw, st.sampled_from(["jobs.csv", "jobs.csv.gz", "jobs.parquet", "jobs.txt"]), st.booleans())
+def test_job_readers_load_or_refuse_any_bytes(tmp_path, data, name, gzipped):
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(data) if gzipped else data)
+    loads_or_refuses(read_jobs, path)
+
+
+toml_values = st.sampled_from(['"a"', "2", "-1", "1e30", "inf", "nan", "[]", "{}", "true", '"x[/]"'])
+toml_keys = st.sampled_from(
+    ["name", "hosts", "gpus_per_host", "gpus_per_hosts", "hosts_per_rack", "quota_gpus"]
+)
+tomls = st.one_of(
+    st.binary(max_size=120),
+    st.builds(
+        lambda lines: (FLEET + "\n".join(lines) + "\n").encode(),
+        st.lists(st.builds(lambda k, v: f"{k} = {v}", toml_keys, toml_values), max_size=4),
+    ),
+    st.builds(
+        lambda lines: ("\n".join(lines) + "\n").encode(),
+        st.lists(
+            st.sampled_from(["[[pools]]", "[[queues]]", "[[cohorts]]", 'name = "a"', "hosts = 1"]), max_size=8
+        ),
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tomls)
+def test_fleet_reader_loads_or_refuses_any_bytes(tmp_path, data):
+    path = tmp_path / "fleet.toml"
+    path.write_bytes(data)
+    loads_or_refuses(load_fleet, path)
+
+
+def test_a_folder_where_a_file_belongs_is_refused_in_one_line(tmp_path):
+    runner = CliRunner()
+    for args in (
+        ["simulate", "--workload", str(tmp_path), "--fleet", "1x4", "--policy", "fifo"],
+        ["simulate", "--workload", str(tmp_path / "x.csv"), "--fleet", str(tmp_path), "--policy", "fifo"],
+        ["trace", "stats", str(tmp_path)],
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+STAMP = "2017-10-09 07:01:55"
+
+
+def _parquet_bytes() -> bytes:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = io.BytesIO()
+    pq.write_table(pa.table({"job_id": ["a"], "submit_s": [0.0], "gpus": [1], "duration_s": [1.0]}), sink)
+    return sink.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("big.csv", f"{HEADER}\na,0,1e30,10,q\n".encode()),
+        ("prio.csv", f"{HEADER},priority\na,0,1,10,q,12345678901234567890123\n".encode()),
+        ("philly-inf.csv", f"{PHILLY}\n{STAMP},100,inf,0,vc\n".encode()),
+        ("philly-nan.csv", f"{PHILLY}\n{STAMP},100,nan,0,vc\n".encode()),
+        ("philly-big.csv", f"{PHILLY}\n{STAMP},100,1e30,0,vc\n".encode()),
+        ("philly-forever.csv", f"{PHILLY}\n{STAMP},inf,1,0,vc\n".encode()),
+        ("badbyte.csv", f"{HEADER}\na\x80,0,1,10,q\n".encode("latin-1")),
+        ("utf16.csv", f"{HEADER}\na,0,1,10,q\n".encode("utf-16")),
+        ("gzipped.csv", gzip.compress(f"{HEADER}\na,0,1,10,q\n".encode())),
+        ("parquet.csv", _parquet_bytes()),
+    ],
+)
+def test_inputs_that_crashed_are_refused_with_the_file(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(InputError) as err:
+        read_jobs(str(path))
+    assert name in str(err.value)
+
+
+def test_a_byte_order_mark_is_read_as_excel_writes_it(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes(f"\ufeff{HEADER}\na,0,1,10,q\n".encode())
+    assert read_jobs(str(path)).job_id == ["a"]
