@@ -52,7 +52,9 @@ def test_job_readers_load_or_refuse_any_bytes(tmp_path, data, name, gzipped):
     loads_or_refuses(read_jobs, path)
 
 
-toml_values = st.sampled_from(['"a"', "2", "-1", "1e30", "inf", "nan", "[]", "{}", "true", '"x[/]"'])
+toml_values = st.sampled_from(
+    ['"a"', "2", "-1", "0", "1" * 23, "1e30", "inf", "nan", "[]", "{}", "true", '"x[/]"']
+)
 toml_keys = st.sampled_from(
     ["name", "hosts", "gpus_per_host", "gpus_per_hosts", "hosts_per_rack", "quota_gpus"]
 )
@@ -132,3 +134,17 @@ def test_a_byte_order_mark_is_read_as_excel_writes_it(tmp_path):
     path = tmp_path / "excel.csv"
     path.write_bytes(f"\ufeff{HEADER}\na,0,1,10,q\n".encode())
     assert read_jobs(str(path)).job_id == ["a"]
+
+
+def test_command_lines_that_crashed_exit_2_without_a_traceback(tmp_path):
+    huge = tmp_path / "huge.toml"
+    huge.write_text('[[pools]]\nname = "a"\nhosts = ' + "1" * 23 + "\n")
+    runner = CliRunner()
+    for args in (
+        ["fleet", "show", str(huge)],
+        ["simulate", "--scenario", "research-fleet", "--days", "1", "--seed", "-1"],
+        ["reliability", "ettr", "--gpus", "8", "--rate", "inf"],
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert result.exception is None or isinstance(result.exception, SystemExit), args

@@ -255,6 +255,8 @@ def load_fleet(spec: str) -> Fleet:
     )
 
 
+MAX_COUNT = 10_000_000  # hosts, GPUs per host, hosts per rack, racks per pod: far past any fleet
+
 _SEGMENT_FIELDS = {
     "hosts": int,
     "gpus_per_host": int,
@@ -298,6 +300,12 @@ def fleet_from_toml(path: Path) -> Fleet:
                 if kind is int and (not isinstance(value, int) or isinstance(value, bool)):
                     raise InputError(
                         f"must be an integer, got {value!r}", source=str(path), field=f"pools[{i}].{key}"
+                    )
+                if kind is int and not 1 <= value <= MAX_COUNT:
+                    raise InputError(
+                        f"must be between 1 and {MAX_COUNT:,}, got {value}",
+                        source=str(path),
+                        field=f"pools[{i}].{key}",
                     )
                 if kind is str and not isinstance(value, str):
                     raise InputError(

@@ -74,7 +74,7 @@ def workload_synth(
     jobs: Annotated[int, typer.Option(help="Number of jobs.")],
     rate: Annotated[float, typer.Option(help="Arrivals per hour.")],
     out: Annotated[Path, typer.Option(help="Table to write (.csv or .parquet).")],
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed.")] = 0,
     queues: Annotated[int, typer.Option(help="Number of queues to spread jobs over.")] = 1,
     max_gpus: Annotated[int | None, typer.Option(help="Largest job size to draw.")] = None,
 ) -> None:

@@ -81,7 +81,7 @@ def _number(value: float) -> str:
 
 @reliability_app.command("study")
 def reliability_study(
-    seed: Annotated[int, typer.Option(help="Seed of the failure draws.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the failure draws.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Write study.json here.")] = None,
 ) -> None:
     """The 100k job step by step: 10-minute recovery, 3-minute, Daly's interval, 4 spares per pod."""

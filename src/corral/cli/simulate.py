@@ -174,7 +174,7 @@ def simulate(
     days: Annotated[
         float | None, typer.Option(help="Days a scenario runs (research-fleet 30, fungible-fleet 14).")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Random seed of a scenario.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed of a scenario.")] = 0,
     load: Annotated[float | None, typer.Option(help="Rescale arrivals to this offered load.")] = None,
     broker: Annotated[
         list[str] | None,
@@ -247,7 +247,7 @@ def explain(
     fleet: Annotated[str | None, typer.Option(help="Preset, TOML file, or NxG.")] = None,
     scenario: Annotated[str | None, typer.Option(help="A built-in scenario.")] = None,
     days: Annotated[float, typer.Option(help="Days of arrivals a scenario generates.")] = 30.0,
-    seed: Annotated[int, typer.Option(help="Random seed of a scenario.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed of a scenario.")] = 0,
     load: Annotated[float | None, typer.Option(help="Rescale arrivals to this offered load.")] = None,
 ) -> None:
     """Replay, then print one job's history: why it waited, when it ran, who preempted it."""
