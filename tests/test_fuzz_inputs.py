@@ -148,3 +148,17 @@ def test_command_lines_that_crashed_exit_2_without_a_traceback(tmp_path):
         result = runner.invoke(app, args)
         assert result.exit_code == 2, (args, result.output)
         assert result.exception is None or isinstance(result.exception, SystemExit), args
+
+
+def test_fleet_files_refuse_typos_and_duplicates(tmp_path):
+    cases = {
+        'name = "x"\nhosts = 2\ngpus_per_hosts = 4\n': "unknown key(s) ['gpus_per_hosts']",
+        '[[pools]]\nname = "a"\nhosts = 2\n[[queues]]\nname = "q"\nnominal_gpus = 4\n'
+        '[[queues]]\nname = "q"\nnominal_gpus = 4\n': "queue 'q' is given more than once",
+    }
+    for i, (text, says) in enumerate(cases.items()):
+        path = tmp_path / f"f{i}.toml"
+        path.write_text(text)
+        with pytest.raises(InputError) as err:
+            load_fleet(str(path))
+        assert says in str(err.value) and str(path) in str(err.value)

@@ -51,6 +51,11 @@ class Fleet:
     ) -> None:
         if not segments:
             raise InputError("a fleet needs at least one block of hosts", field="hosts")
+        for what, specs in (("queue", queues), ("cohort", cohorts)):
+            names = [spec.name for spec in specs]
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise InputError(f"{what} {twice[0]!r} is given more than once", field=f"{what}s")
         self.name = name
         self.segments = list(segments)
         self.pools: list[str] = []
@@ -255,6 +260,7 @@ def load_fleet(spec: str) -> Fleet:
     )
 
 
+TOP_LEVEL_KEYS = {"name", "pools", "queues", "cohorts", "default_pool", "default_cohort"}
 MAX_COUNT = 10_000_000  # hosts, GPUs per host, hosts per rack, racks per pod: far past any fleet
 
 _SEGMENT_FIELDS = {
@@ -277,6 +283,10 @@ def fleet_from_toml(path: Path) -> Fleet:
         where = re.search(r"at line (\d+)", str(err))
         line = int(where.group(1)) if where else None
         raise InputError(f"not valid TOML: {err}", source=str(path), line=line) from None
+    unknown = set(data) - set(_SEGMENT_FIELDS) - TOP_LEVEL_KEYS
+    if unknown:
+        known = ", ".join(sorted([*_SEGMENT_FIELDS, *TOP_LEVEL_KEYS]))
+        raise InputError(f"unknown key(s) {sorted(unknown)}; known: {known}", source=str(path))
     defaults = {k: data[k] for k in _SEGMENT_FIELDS if k in data}
     pools = data.get("pools")
     if pools is None:
