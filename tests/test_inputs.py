@@ -328,3 +328,17 @@ def test_durations_never_print_minus_zero():
 
     seconds = (-0.3, -0.0, 0.4, 45.0, -5.0, 5400.0)
     assert [duration(s) for s in seconds] == ["0s", "0s", "0s", "45s", "-5s", "1.5h"]
+
+
+def test_trace_example_writes_the_shipped_trace_that_corral_then_reads(tmp_path):
+    from corral.traces import read_jobs
+
+    out = tmp_path / "philly.csv"
+    result = runner.invoke(app, ["trace", "example", "philly", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.read_text().startswith("timestamp,duration,num_gpus,gpu_time,cluster\n")
+    assert len(read_jobs(str(out))) == 82_247  # the Pollux artifact's reduction of Philly
+    bad = runner.invoke(app, ["trace", "example", "philly", "--out", str(tmp_path / "p.parquet")])
+    assert bad.exit_code == 2 and not (tmp_path / "p.parquet").exists()
+    unknown = runner.invoke(app, ["trace", "example", "helios", "--out", str(out)])
+    assert unknown.exit_code == 2 and "known: philly" in unknown.output

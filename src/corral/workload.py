@@ -337,6 +337,20 @@ def current_umask() -> int:
     return mask
 
 
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write a file whole, through a temporary name, with the umask's permissions."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, 0o666 & ~current_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_table(table: object, path: Path) -> None:
     """Write a pyarrow table to CSV, CSV.gz or Parquet via a temporary file, so a failure
     leaves no half-written output."""

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from corral.cli.app import fleet_app, trace_app, workload_app
+from corral.errors import InputError
 from corral.fleet import load_fleet
 from corral.report import tables
+from corral.report.outputs import check_output_table
 from corral.report.terminal import console, input_errors
 from corral.synth import synth_jobs
 from corral.traces import read_jobs
 from corral.traces.stats import trace_stats
-from corral.workload import write_jobs
+from corral.workload import write_bytes, write_jobs
 
 
 @trace_app.command("import")
@@ -28,6 +32,28 @@ def trace_import(
         jobs = read_jobs(source)
         write_jobs(jobs, out)
     console.print(f"wrote {len(jobs):,} jobs to {out}")
+
+
+EXAMPLES = {"philly": "philly_pollux.csv.gz"}  # name -> the file shipped in corral.data
+
+
+@trace_app.command("example")
+def trace_example(
+    name: Annotated[str, typer.Argument(help=f"The trace: {', '.join(EXAMPLES)}.")],
+    out: Annotated[Path, typer.Option(help="Where to write it (.csv or .csv.gz).")],
+) -> None:
+    """Write out a trace that ships with corral (Philly: Microsoft's, CC-BY 4.0, as reduced
+    by the Pollux OSDI'21 artifact), in its own format, to try the commands on; `trace
+    import` turns it into a canonical table."""
+    with input_errors():
+        if name not in EXAMPLES:
+            raise InputError(f"unknown example '{name}'; known: {', '.join(EXAMPLES)}", field="name")
+        check_output_table(out, "out")
+        if out.suffix == ".parquet":
+            raise InputError("an example is written in its own format: .csv or .csv.gz", field="out")
+        packed = resources.files("corral.data").joinpath(EXAMPLES[name]).read_bytes()
+        write_bytes(out, packed if out.name.endswith(".gz") else gzip.decompress(packed))
+    console.print(f"wrote the {name} trace to {out}")
 
 
 @trace_app.command("stats")
