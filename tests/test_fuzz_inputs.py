@@ -162,3 +162,23 @@ def test_fleet_files_refuse_typos_and_duplicates(tmp_path):
         with pytest.raises(InputError) as err:
             load_fleet(str(path))
         assert says in str(err.value) and str(path) in str(err.value)
+
+
+def test_numbers_that_gave_nonsense_are_refused(tmp_path):
+    from corral.fleet import load_fleet as fleet
+    from corral.simulate import simulate
+    from corral.state.placement import PlacementConfig
+
+    path = tmp_path / "far.csv"
+    path.write_text(f"{HEADER}\na,1e308,1,10,q\n")
+    with pytest.raises(InputError, match="submit_s"):
+        read_jobs(str(path))
+    path.write_text(f"{HEADER}\na,0,1,10,q\nb,5,1,10,q\n")
+    jobs = read_jobs(str(path))
+    with pytest.raises(InputError, match="load"):
+        jobs.with_load(1e-300, 4)
+    for relax in (-5.0, float("nan"), float("inf")):
+        with pytest.raises(InputError, match="relax-after"):
+            PlacementConfig(relax)
+    with pytest.raises(InputError, match="given more than once"):
+        simulate(jobs, fleet("1x4"), ["fifo", "fifo"])

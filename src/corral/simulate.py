@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from corral.errors import InputError
 from corral.fleet import Fleet, load_fleet
 from corral.reliability.failures import FailureModel
 from corral.scheduling.policy import Policy
@@ -33,6 +34,10 @@ def simulate(
     if load is not None:
         jobs = jobs.with_load(load, the_fleet.total_gpus)
     made = [make_policy(p) if isinstance(p, str) else p for p in policies]
+    names = [p.name for p in made]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InputError(f"policy '{twice[0]}' is given more than once", field="policy")
     results = []
     for policy in made:
         engine = Engine(

@@ -38,6 +38,11 @@ _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
 
 
+# Times past this (about 31,700 years in seconds) would leave a float too coarse to tell a
+# second apart, and a schedule's arithmetic would lose short jobs.
+MAX_TIME_S = 1e12
+
+
 @dataclass
 class JobTable:
     """Jobs as columns. `line` is where each job came from in `source`, for error messages.
@@ -104,7 +109,11 @@ class JobTable:
         if not math.isfinite(current):
             raise InputError("cannot rescale the load of a trace whose jobs all arrive at once", field="load")
         t0 = float(self.submit_s.min())
-        scaled = t0 + (self.submit_s - t0) * (current / load)
+        with np.errstate(over="ignore"):
+            scaled = t0 + (self.submit_s - t0) * (current / load)
+        if not scaled.max() <= MAX_TIME_S:
+            too_long = f"load {load:g} spreads arrivals over more than {MAX_TIME_S:.0e} s"
+            raise InputError(too_long, field="load")
         return JobTable(**{**self.__dict__, "submit_s": scaled})
 
     @classmethod
@@ -216,8 +225,10 @@ def _from_rows(
             )
         seen[jid] = line
         job_id.append(jid)
-        submit[i] = parse_number(get("submit_s"), source, line, "submit_s", minimum=0.0)
-        duration[i] = parse_number(get("duration_s"), source, line, "duration_s", minimum=0.0, strict=True)
+        submit[i] = parse_number(get("submit_s"), source, line, "submit_s", minimum=0.0, most=MAX_TIME_S)
+        duration[i] = parse_number(
+            get("duration_s"), source, line, "duration_s", minimum=0.0, strict=True, most=MAX_TIME_S
+        )
         gpus[i] = parse_integer(get("gpus"), source, line, "gpus", minimum=1)
         priority[i] = parse_integer(get("priority") or "0", source, line, "priority", minimum=None)
         flag = get("preemptible").lower() or "true"
@@ -277,8 +288,11 @@ def _from_rows(
     )
 
 
-def parse_number(text: str, source: str, line: int, name: str, minimum: float, strict: bool = False) -> float:
-    """A finite number of at least `minimum` (more than it when `strict`), or an input error."""
+def parse_number(
+    text: str, source: str, line: int, name: str, minimum: float, strict: bool = False, most: float = math.inf
+) -> float:
+    """A finite number of at least `minimum` (more than it when `strict`) and at most `most`,
+    or an input error."""
     try:
         value = float(text)
     except ValueError:
@@ -288,6 +302,8 @@ def parse_number(text: str, source: str, line: int, name: str, minimum: float, s
     if value < minimum or (strict and value == minimum):
         relation = ">" if strict else ">="
         raise InputError(f"must be {relation} {minimum:g}, got {text}", source=source, line=line, field=name)
+    if value > most:
+        raise InputError(f"must be <= {most:g}, got {text}", source=source, line=line, field=name)
     return value
 
 

@@ -18,10 +18,12 @@ free if some jobs were preempted), so preemption can check a placement before it
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from corral.errors import InputError
 from corral.state.allocation import FleetState, Placement
 
 HOST, RACK, POD, CLUSTER = 0, 1, 2, 3
@@ -31,6 +33,12 @@ LEVELS = {"host": HOST, "rack": RACK, "pod": POD, "cluster": CLUSTER}
 @dataclass(frozen=True)
 class PlacementConfig:
     relax_after_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.relax_after_s is not None and not 0 <= self.relax_after_s < math.inf:
+            raise InputError(
+                f"must be a finite number of seconds >= 0, got {self.relax_after_s}", field="relax-after"
+            )
 
 
 class Placer:
