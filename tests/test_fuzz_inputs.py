@@ -182,3 +182,18 @@ def test_numbers_that_gave_nonsense_are_refused(tmp_path):
             PlacementConfig(relax)
     with pytest.raises(InputError, match="given more than once"):
         simulate(jobs, fleet("1x4"), ["fifo", "fifo"])
+
+
+def test_csv_tables_as_people_write_them(tmp_path):
+    path = tmp_path / "spaced.csv"
+    path.write_text("job_id, submit_s, gpus, duration_s, queue\na, 0, 1, 10, q\n")
+    jobs = read_jobs(str(path))
+    assert (jobs.job_id, jobs.queue, jobs.gpus.tolist()) == (["a"], ["q"], [1])
+    for text, says in (
+        ("job_id;submit_s;gpus;duration_s;queue\na;0;1;10;q\n", "separated by semicolons"),
+        ("job_id\tsubmit_s\tgpus\tduration_s\tqueue\na\t0\t1\t10\tq\n", "separated by tabs"),
+        ("job_id,submit_s,gpus,gpus,duration_s,queue\na,0,1,2,10,q\n", "column 'gpus' appears twice"),
+    ):
+        path.write_text(text)
+        with pytest.raises(InputError, match=says):
+            read_jobs(str(path))

@@ -154,11 +154,12 @@ def read_canonical(path: str | Path) -> JobTable:
         ]
         return _from_rows(rows, header, str(path), first_line=1)
     with open_text(path) as handle:
-        reader = csv.reader(handle)
+        reader = csv.reader(handle, skipinitialspace=True)  # ("a, 0, 1" as Excel users write it)
         try:
-            header = next(reader)
+            header = [name.strip() for name in next(reader)]
         except StopIteration:
             raise InputError("empty file: no header", source=str(path), line=1) from None
+        _check_header(header, str(path))
         rows, lines = [], []
         for record in reader:
             if not record:
@@ -170,6 +171,19 @@ def read_canonical(path: str | Path) -> JobTable:
             rows.append(dict(zip(header, record, strict=True)))
             lines.append(reader.line_num)
     return _from_rows(rows, header, str(path), lines=lines)
+
+
+def _check_header(header: list[str], source: str) -> None:
+    """Refuse a header corral would misread: another separator, or a column named twice."""
+    if len(header) == 1:
+        for separator, name in ((";", "semicolons"), ("\t", "tabs")):
+            if separator in header[0]:
+                raise InputError(
+                    f"columns separated by {name}; corral reads comma-separated CSV", source=source, line=1
+                )
+    twice = sorted({name for name in header if header.count(name) > 1})
+    if twice:
+        raise InputError(f"column '{twice[0]}' appears twice", source=source, line=1, field=twice[0])
 
 
 def open_text(path: Path) -> TextIO:
