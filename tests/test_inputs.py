@@ -342,3 +342,9 @@ def test_trace_example_writes_the_shipped_trace_that_corral_then_reads(tmp_path)
     assert bad.exit_code == 2 and not (tmp_path / "p.parquet").exists()
     unknown = runner.invoke(app, ["trace", "example", "helios", "--out", str(out)])
     assert unknown.exit_code == 2 and "known: philly" in unknown.output
+
+
+def test_plan_names_the_gpu_count_when_it_is_zero():
+    for command in ("train", "search"):
+        result = runner.invoke(app, ["plan", command, "--model", "llama3-8b", "--gpu", "h100", "--gpus", "0"])
+        assert result.exit_code == 2 and "--gpus" in result.output and "dp" not in result.output

@@ -133,7 +133,7 @@ def _run_rows(run: RunEstimate) -> list[tuple[str, str]]:
 def plan_train(
     model: Model,
     gpu: Gpu,
-    gpus: Annotated[int, typer.Option(help="GPUs of the job.")],
+    gpus: Annotated[int, typer.Option(min=1, help="GPUs of the job.")],
     tp: Annotated[int, typer.Option(help="Tensor parallel.")] = 1,
     pp: Annotated[int, typer.Option(help="Pipeline parallel.")] = 1,
     cp: Annotated[int, typer.Option(help="Context parallel.")] = 1,
@@ -207,7 +207,7 @@ def plan_train(
 def plan_search(
     model: Model,
     gpu: Gpu,
-    gpus: Annotated[int, typer.Option(help="GPUs of the job.")],
+    gpus: Annotated[int, typer.Option(min=1, help="GPUs of the job.")],
     seq: Seq = 8192,
     batch_tokens: Batch = "4M",
     precision: Precision = "bf16",
