@@ -348,3 +348,24 @@ def test_plan_names_the_gpu_count_when_it_is_zero():
     for command in ("train", "search"):
         result = runner.invoke(app, ["plan", command, "--model", "llama3-8b", "--gpu", "h100", "--gpus", "0"])
         assert result.exit_code == 2 and "--gpus" in result.output and "dp" not in result.output
+
+
+def test_the_comparison_fits_a_narrow_terminal_without_cutting_cells():
+    from rich.console import Console
+
+    from corral.report.tables import COMPARISON, comparison
+
+    row = dict(
+        policy="fifo", jobs=82_247, avg_jct_s=13_251.0, median_jct_s=1_164.0, p95_jct_s=50_000.0,
+        p99_jct_s=259_200.0, avg_wait_s=115.0, p99_wait_s=3_000.0, makespan_s=5e6, gpu_utilization=0.25,
+        preemptions=0, events=164_494, wall_s=1.5,
+    )  # fmt: skip
+    narrow = Console(width=80, record=True, markup=False)
+    narrow.print(comparison([row], "t", 80))
+    text = narrow.export_text()
+    assert "…" not in text and "3.7h" in text and "also shows" in text
+    assert all(len(line) <= 80 for line in text.splitlines())
+    wide = Console(width=200, record=True)
+    wide.print(comparison([row], "t", 200))
+    text = wide.export_text()
+    assert all(name in text for name, _ in COMPARISON) and "also shows" not in text

@@ -79,7 +79,9 @@ def _run_and_report(
     load_text = f" at load {load:g}" if load is not None else ""
     console.print(
         tables.comparison(
-            rows, f"{len(jobs):,} jobs on {the_fleet.name} ({the_fleet.total_gpus:,} GPUs){load_text}"
+            rows,
+            f"{len(jobs):,} jobs on {the_fleet.name} ({the_fleet.total_gpus:,} GPUs){load_text}",
+            console.width,
         )
     )
     if any(r["preemptions"] or r["fragmented_gpus"] for r in rows) or the_fleet.queues:

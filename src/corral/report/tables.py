@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from rich.table import Table
@@ -19,43 +20,41 @@ def duration(seconds: float) -> str:
     return f"{round(seconds) + 0:.0f}s"  # (+ 0: -0.3 s prints 0s, not -0s)
 
 
-def comparison(rows: list[dict[str, Any]], title: str) -> Table:
+# The comparison's columns, most wanted first: a narrow terminal shows a prefix of them.
+COMPARISON: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
+    ("policy", lambda r: r["policy"]),
+    ("avg JCT", lambda r: duration(r["avg_jct_s"])),
+    ("median JCT", lambda r: duration(r["median_jct_s"])),
+    ("p99 JCT", lambda r: duration(r["p99_jct_s"])),
+    ("avg wait", lambda r: duration(r["avg_wait_s"])),
+    ("GPU util", lambda r: f"{r['gpu_utilization']:.1%}"),
+    ("preempt", lambda r: f"{r['preemptions']:,}"),
+    ("jobs", lambda r: f"{r['jobs']:,}"),
+    ("p95 JCT", lambda r: duration(r["p95_jct_s"])),
+    ("p99 wait", lambda r: duration(r["p99_wait_s"])),
+    ("makespan", lambda r: duration(r["makespan_s"])),
+    ("events", lambda r: f"{r['events']:,}"),
+    ("wall", lambda r: f"{r['wall_s']:.2f}s"),
+)
+COLUMN_WIDTH = 11  # a cell of the comparison with its borders, enough for "82,247" or "10.4h"
+
+
+def comparison(rows: list[dict[str, Any]], title: str, width: int | None = None) -> Table:
+    """One row per policy; in `width` columns of terminal, the columns that fit, most wanted
+    first, rather than every cell cut short."""
+    policy_width = max([len("policy"), *(len(r["policy"]) for r in rows)]) + 3
+    room = len(COMPARISON) if width is None else max(4, 1 + (width - policy_width) // COLUMN_WIDTH)
+    shown = COMPARISON[:room]
     table = Table(title=title, title_justify="left")
-    for name in (
-        "policy",
-        "jobs",
-        "avg JCT",
-        "median JCT",
-        "p95 JCT",
-        "p99 JCT",
-        "avg wait",
-        "p99 wait",
-        "makespan",
-        "GPU util",
-        "preempt",
-        "events",
-        "wall",
-    ):
-        table.add_column(name, justify="left" if name == "policy" else "right")
+    for name, _ in shown:
+        table.add_column(name, justify="left" if name == "policy" else "right", no_wrap=True)
     best = min(r["avg_jct_s"] for r in rows)
     for r in rows:
         style = "bold green" if r["avg_jct_s"] == best and len(rows) > 1 else None
-        table.add_row(
-            r["policy"],
-            f"{r['jobs']:,}",
-            duration(r["avg_jct_s"]),
-            duration(r["median_jct_s"]),
-            duration(r["p95_jct_s"]),
-            duration(r["p99_jct_s"]),
-            duration(r["avg_wait_s"]),
-            duration(r["p99_wait_s"]),
-            duration(r["makespan_s"]),
-            f"{r['gpu_utilization']:.1%}",
-            f"{r['preemptions']:,}",
-            f"{r['events']:,}",
-            f"{r['wall_s']:.2f}s",
-            style=style,
-        )
+        table.add_row(*(cell(r) for _, cell in shown), style=style)
+    if len(shown) < len(COMPARISON):
+        hidden = ", ".join(name for name, _ in COMPARISON[room:])
+        table.caption = f"(a wider terminal, or metrics.json with --out, also shows {hidden})"
     return table
 
 
