@@ -563,15 +563,28 @@ def test_borrowed_gpus_are_reclaimed_in_the_pass_the_owner_needs_them(case, poli
 )
 def test_settled_pools_are_skipped_only_where_a_pass_would_decide_nothing(case, order, reclaim, by_priority):
     """Without backfill a pool whose last pass settled is not passed again until a queue
-    head, the quota or the free GPUs change. Recording reasons turns that skip off, so the
-    two runs must log the same schedule."""
+    head, the quota or the free GPUs change: the schedule is the one of passing every pool
+    at every event, with reasons recorded or not."""
     the_fleet, table = case
     parts = Parts(order, reclaim=reclaim, priority_preemption=by_priority)
     logs = [
-        Engine(the_fleet, table, Shared("x", parts), record=True, explain=explain, sample_s=0).run().log
-        for explain in (False, True)
+        Engine(the_fleet, table, policy, record=True, explain=explain, sample_s=0).run().log
+        for policy, explain in (
+            (Shared("x", parts), False),
+            (_NeverSettles("x", parts), False),
+            (Shared("x", parts), True),
+        )
     ]
+    assert logs[0] == logs[2]
     assert logs[0] == logs[1]
+
+
+class _NeverSettles(Shared):
+    """Passes every pool at every event."""
+
+    def bind(self, view, pools):
+        super().bind(view, pools)
+        self.settles_at_all = False
 
 
 class _PassedTwice(Shared):
@@ -580,7 +593,7 @@ class _PassedTwice(Shared):
     def decide(self, pool):
         yield from super().decide(pool)
         preempted: list[int] = []
-        again = [d for d in self._pass(pool, preempted) if not isinstance(d, Hold)]
+        again = [d for d in self._pass(pool, preempted, set()) if not isinstance(d, Hold)]
         self.unsettled.append(again)
         yield from again
         for v in preempted:

@@ -25,10 +25,13 @@ def simulate(
     progress: Callable[[str], Callable[[int, int], None] | None] | None = None,
     explain: bool = False,
     failures: FailureModel | None = None,
+    explain_jobs: Sequence[str] | None = None,
+    record: bool = False,
 ) -> list[SimResult]:
     """Replay `workload` on `fleet` once per policy; `load` rescales arrivals first;
-    `explain` records why each pending job waits, and the event log; `failures` draws host
-    failures and maintenance (the same draws for every policy)."""
+    `explain` records why each job waits (only the jobs of `explain_jobs`, by id, where
+    given); `record` keeps the event log; `failures` draws host failures and maintenance (the
+    same draws for every policy)."""
     jobs = read_jobs(workload) if isinstance(workload, str) else workload
     the_fleet = load_fleet(fleet) if isinstance(fleet, str) else fleet
     if load is not None:
@@ -38,6 +41,13 @@ def simulate(
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise InputError(f"policy '{twice[0]}' is given more than once", field="policy")
+    watched = None
+    if explain_jobs is not None:
+        index = {job_id: i for i, job_id in enumerate(jobs.job_id)}
+        unknown = [job_id for job_id in explain_jobs if job_id not in index]
+        if unknown:
+            raise InputError(f"no job '{unknown[0]}' in the workload", source=jobs.source, field="job_id")
+        watched = {index[job_id] for job_id in explain_jobs}
     results = []
     for policy in made:
         engine = Engine(
@@ -46,8 +56,9 @@ def simulate(
             policy,
             PlacementConfig(relax_after_s),
             progress=progress(policy.name) if progress else None,
-            record=explain,
-            explain=explain,
+            record=record,
+            explain=explain or watched is not None,
+            explain_jobs=watched,
             failures=failures,
         )
         results.append(engine.run())

@@ -36,6 +36,7 @@ from corral.sim.metrics import (
     write_run_record,
 )
 from corral.simulate import simulate as run_simulation
+from corral.state.reasons import intervals
 from corral.traces import read_jobs
 from corral.workload import JobTable, write_table
 
@@ -134,20 +135,22 @@ def _write_outputs(
 
 
 def _write_reasons(results: list[SimResult], path: Path) -> None:
-    """Every change of every job's state, with why it waited: policy, time_s, job_id, queue,
-    kind, reason (jobs named by id), and the jobs and queues it names (;-separated)."""
+    """Each job's states as intervals, a row each time its state or the reason it waits
+    changes: policy, job_id, queue, from_s, to_s, kind, reason (jobs named by id), and the
+    jobs and queues it names (;-separated)."""
     import pyarrow as pa
 
-    names = ("policy", "time_s", "job_id", "queue", "kind", "reason", "names_jobs", "names_queues")
+    names = ("policy", "job_id", "queue", "from_s", "to_s", "kind", "reason", "names_jobs", "names_queues")
     cols: dict[str, list] = {name: [] for name in names}
     for r in results:
         ids = r.jobs.job_id
         for job, history in sorted((r.reasons or {}).items()):
-            for t, reason in history:
+            for start_s, end_s, reason in intervals(history):
                 cols["policy"].append(r.policy)
-                cols["time_s"].append(t)
                 cols["job_id"].append(ids[job])
                 cols["queue"].append(r.jobs.queue[job])
+                cols["from_s"].append(start_s)
+                cols["to_s"].append(end_s)
                 cols["kind"].append(reason.kind)
                 cols["reason"].append(reason.render(ids))
                 cols["names_jobs"].append(";".join(ids[j] for j in reason.jobs))
@@ -256,10 +259,10 @@ def explain(
     with input_errors():
         setup = _inputs(workload, fleet, scenario, days, seed)
         the_fleet, jobs = setup.fleet, setup.jobs
-        if job not in set(jobs.job_id):
-            raise InputError(f"no job '{job}' in the workload", source=jobs.source, field="job_id")
         with progress_bars() as progress:
-            (result,) = run_simulation(jobs, the_fleet, [policy], load, None, progress, True, setup.failures)
+            (result,) = run_simulation(
+                jobs, the_fleet, [policy], load, None, progress, failures=setup.failures, explain_jobs=[job]
+            )
     i = jobs.job_id.index(job)
     console.print(
         bold(
@@ -269,12 +272,16 @@ def explain(
         )
     )
     table = tables.Table(title_justify="left")
-    for name in ("time", "since submit", "state or reason"):
+    for name in ("from", "since submit", "for", "state or reason"):
         table.add_column(name, justify="left" if name == "state or reason" else "right")
     submit = float(result.jobs.submit_s[i])
-    table.add_row(f"{submit:,.0f}s", "0s", "submitted")
-    for t, reason in (result.reasons or {}).get(i, []):
-        table.add_row(f"{t:,.0f}s", tables.duration(t - submit), result.reason_text(reason))
+    for start_s, end_s, reason in intervals((result.reasons or {}).get(i, [])):
+        table.add_row(
+            f"{start_s:,.0f}s",
+            tables.duration(start_s - submit),
+            tables.duration(end_s - start_s) if end_s > start_s else "",
+            result.reason_text(reason),
+        )
     console.print(table)
     console.print(
         f"waited {tables.duration(float(result.end_s[i] - submit - jobs.duration_s[i]))} in all; "

@@ -19,7 +19,10 @@
 
 Within a queue, jobs go in order (Kueue's StrictFIFO): a queue whose head is over quota
 waits; with backfill, a job that only lacks free GPUs lets the jobs behind it be considered.
-Every pending job gets a reason when the mechanism records them.
+Where the mechanism records reasons, each pass says why the jobs it looked at wait: queue
+heads and backfill candidates. A job it did not look at waits its turn in its queue (the
+reason it got on arrival, or on the pass after it was last looked at), so a pass explains
+as few jobs as it examines.
 """
 
 from __future__ import annotations
@@ -38,13 +41,12 @@ from corral.scheduling.policy import Decision, Hold, Preempt, Start, View
 from corral.scheduling.reservation import Reservation, ShadowCache
 from corral.scheduling.victims import grow_until_placed, needed, places_with, victims_for_placement
 from corral.scheduling.waiting import BySize, Size
-from corral.state.reasons import Reason
+from corral.state.reasons import QUEUED, Reason, capacity_reason
 
 LN2 = math.log(2.0)
 MAX_PASSES = 8  # passes at one instant: each preempts only strictly lower priority or borrowers
 QUOTA_EPS = 1e-6  # GPU counts are whole: a headroom this close to the next count admits it
 NOTHING: Iterator[Decision] = iter(())  # (an exhausted iterator stays exhausted)
-WAITING_TO_RESTART = Reason("preempted", "preempted, waiting to restart")
 NO_PLACEMENT = Reason("waiting_gpus", "no placement")
 OVER_QUOTA = Reason("over_quota", "over quota")
 
@@ -68,6 +70,7 @@ class Parts:
 
 class Shared:
     enforces_quota = True
+    gives_reasons = True
 
     def __init__(self, name: str, parts: Parts) -> None:
         self.name = name
@@ -122,8 +125,12 @@ class Shared:
         self.decays = self.parts.half_life_s is not None
         self.half_life_s = self.parts.half_life_s or 0.0  # (read only where it decays)
         self.preempts = self.parts.reclaim or self.parts.priority_preemption
-        self.settles_at_all = not (self.parts.backfill or self.parts.half_life_s is not None or view.explain)
+        self.settles_at_all = not (self.parts.backfill or self.parts.half_life_s is not None)
         self.new_head = [False] * pools
+        # per pool, the waiting jobs the last pass gave a reason other than waiting their turn
+        self.told: list[set[int]] = [set() for _ in range(pools)]
+        # (queue, GPUs) -> (quota changes, why it is over quota then)
+        self.over_quota: dict[tuple[int, int], tuple[int, Reason]] = {}
         # job -> pool version at which no victims could be found (retry once it changes)
         self.no_quota_victims: dict[int, int] = {}
         self.no_priority_victims: dict[int, int] = {}
@@ -366,18 +373,31 @@ class Shared:
         quota from a borrower at once; and where jobs within their nominal quota (never held)
         took the reserved job's quota or GPUs, the next pass reserves afresh, for it at a later
         time or for another job."""
+        explain = self.view.explain
+        told: set[int] = set()
         for _ in range(MAX_PASSES):
             preempted: list[int] = []
-            stale = yield from self._pass(pool, preempted)
+            stale = yield from self._pass(pool, preempted, told)
             if not preempted and not stale:
                 if self.settles_at_all:
                     self.settled[pool] = self._settles(pool)
                     self.new_head[pool] = False
+                if explain:
+                    yield from self._untold(pool, told)
                 return
             for v in preempted:
                 self._enqueue(v)
-                if self.view.explain:
-                    yield Hold(v, WAITING_TO_RESTART)
+                told.add(v)  # (its reason: why it was preempted)
+
+    def _untold(self, pool: int, told: set[int]) -> Iterator[Hold]:
+        """Jobs the last pass explained and this one did not look at wait their turn again."""
+        for job in self.told[pool] - told:
+            if self._is_waiting(job):
+                yield Hold(job, QUEUED)
+        self.told[pool] = told
+
+    def _is_waiting(self, job: int) -> bool:
+        return (self._key(job), job) in self.queue_jobs[self.view.queue[job]]
 
     def _settles(self, pool: int) -> tuple | None:
         """What a pass without backfill depends on besides queue heads; None where it also
@@ -386,8 +406,9 @@ class Shared:
         epoch = self.view.generation(pool)
         return None if epoch is None else (self.moves, epoch)
 
-    def _pass(self, pool: int, preempted: list[int]) -> Generator[Decision, None, bool]:
-        """One pass over the pool's queues; whether its reservation went stale."""
+    def _pass(self, pool: int, preempted: list[int], told: set[int]) -> Generator[Decision, None, bool]:
+        """One pass over the pool's queues; whether its reservation went stale. Jobs it gives
+        a reason (where reasons are recorded) go in `told`."""
         if not self.waiting_jobs[pool]:
             return False
         queues = self.waiting[pool]
@@ -405,6 +426,7 @@ class Shared:
         depth = self.parts.backfill_depth
         reservation: Reservation | None = None
         blocked_by: int | None = None
+        lacks = NO_PLACEMENT
         while heap:
             key, q, entry, made = heapq.heappop(heap)
             if self.nested and made != self.moves:
@@ -418,9 +440,8 @@ class Shared:
             job = entry[1]
             if blocked_by is not None:
                 if explain:
-                    yield from self._hold_queue(
-                        jobs, Reason("behind", "behind job {job0} in first-come order", (blocked_by,)), entry
-                    )
+                    told.add(job)
+                    yield Hold(job, Reason("behind", "behind job {job0} in first-come order", (blocked_by,)))
                 continue
             why = self._admission(job)
             if why is not None and self._may_preempt_for_quota(job):
@@ -430,7 +451,8 @@ class Shared:
                     why = self._admission(job)
             if why is not None:  # the queue waits for quota (strict order within a queue)
                 if explain:
-                    yield from self._hold_queue(jobs, self._behind(job), entry, why)
+                    told.add(job)
+                    yield Hold(job, why)
                 continue
             gpus = view.gpus[job]
             placement = None
@@ -464,13 +486,7 @@ class Shared:
                     why = self._capacity_reason(pool, job) if explain else NO_PLACEMENT
                     if self.parts.backfill and reservation is None:
                         reservation = self._reserve(pool, job)
-                        if explain and math.isfinite(shadow := reservation.find()[0]):
-                            why = Reason(
-                                "reserved",
-                                f"reserved: {gpus} GPUs expected placeable at t={shadow:.0f}s ({why.text})",
-                                why.jobs,
-                                why.queues,
-                            )
+                        lacks = why  # (said once the pass knows whether it found a shadow time)
                     elif not self.parts.backfill and self.parts.order != "fair":
                         blocked_by = job  # strict order: nobody passes the blocked job
             if placement is None:
@@ -480,10 +496,9 @@ class Shared:
                 if after is not None:
                     depth -= 1
                     heapq.heappush(heap, (self._queue_key(q, after[0]), q, after, self.moves))
-                    if explain:
-                        yield Hold(job, why)  # type: ignore[arg-type]
-                elif explain:
-                    yield from self._hold_queue(jobs, self._behind(job), entry, why)
+                if explain:
+                    told.add(job)
+                    yield Hold(job, why)  # type: ignore[arg-type]
                 continue
             if len(jobs) == 1:  # (the common case, and cheaper than a removal that empties it)
                 jobs.clear()
@@ -500,7 +515,18 @@ class Shared:
                 at = jobs.bisect_right(entry)
                 if at < len(jobs):
                     heapq.heappush(heap, (self._queue_key(q, jobs[at][0]), q, jobs[at], self.moves))
-        return reservation is not None and reservation.stale()
+        if reservation is None:
+            return False
+        if explain:
+            told.add(reservation.job)
+            yield Hold(reservation.job, self._reserved(reservation, lacks))
+        return reservation.stale()
+
+    def _reserved(self, reservation: Reservation, lacks: Reason) -> Reason:
+        """Why the reserved job waits: what it lacks (not when it should be placeable: that
+        time is not sought for the reason alone, and it moves as running jobs end)."""
+        text = f"reserved: GPUs are held for it as they free up ({lacks.text})"
+        return Reason("reserved", text, lacks.jobs, lacks.queues)
 
     def _reserve(self, pool: int, job: int) -> Reservation:
         """A reservation for `job`, its shadow time found when first asked."""
@@ -568,14 +594,6 @@ class Shared:
 
         return self.by_size[q].first_after(entry, could_start)
 
-    @staticmethod
-    def _hold_queue(
-        jobs: SortedList, reason: Reason, entry: tuple, own: Reason | None = None
-    ) -> Iterator[Hold]:
-        """Reasons for the job of `entry` (`own`; with `reason` if None) and those behind it."""
-        for _, job in jobs.islice(jobs.bisect_left(entry)):
-            yield Hold(job, reason if own is None or job != entry[1] else own)
-
     # --- admission -----------------------------------------------------------------------
 
     def _headroom(self, q: int) -> float:
@@ -600,11 +618,13 @@ class Shared:
                 f"{quota.nominal_of(q):g} GPUs (no borrowing)"
             )
             return Reason("over_quota", text, queues=(quota.names[q],))
+        said = self.over_quota.get((q, gpus))
+        if said is not None and said[0] == quota.changes:
+            return said[1]
         blocked = quota.blocked(q, gpus)
-        return OVER_QUOTA if blocked is None else Reason("over_quota", blocked, queues=(quota.names[q],))
-
-    def _behind(self, job: int) -> Reason:
-        return Reason("behind", "behind job {job0} in its queue", (job,))
+        why = OVER_QUOTA if blocked is None else Reason("over_quota", blocked, queues=(quota.names[q],))
+        self.over_quota[(q, gpus)] = (quota.changes, why)
+        return why
 
     def _reclaimed(self, q: int, job: int) -> Reason:
         name = self.quota.names[q]
@@ -785,9 +805,4 @@ class Shared:
 
     def _capacity_reason(self, pool: int, job: int) -> Reason:
         view = self.view
-        gpus, free = view.gpus[job], view.free_gpus(pool)
-        if gpus > free:
-            return Reason("waiting_gpus", f"waiting for GPUs: needs {gpus}, {free} free")
-        level = view.level[job]
-        where = {None: "placement", 0: "host", 1: "rack", 2: "pod", 3: "cluster"}[level]
-        return Reason("fragmented", f"no free {where} block for {gpus} GPUs ({free} free but fragmented)")
+        return capacity_reason(view.gpus[job], view.free_gpus(pool), view.level[job])

@@ -32,6 +32,7 @@ from corral.state.cluster import CANCELLED, FUTURE, PENDING, RUNNING_, ClusterSt
 from corral.state.placement import PlacementConfig
 from corral.state.reasons import Reason
 from corral.state.runs import RunLog
+from corral.state.view import ClusterView
 from corral.workload import JobTable
 
 FINISH, WAKE, FAIL, REPAIR, MAINTAIN, LEND = 0, 1, 2, 3, 4, 5
@@ -89,6 +90,7 @@ class Engine:
         progress: Callable[[int, int], None] | None = None,
         record: bool = False,
         explain: bool = False,
+        explain_jobs: set[int] | None = None,
         sample_s: float = SAMPLE_S,
         failures: FailureModel | None = None,
         lending: list[tuple[float, int, int]] | None = None,
@@ -101,6 +103,7 @@ class Engine:
             fleet, placement, bool(getattr(policy, "enforces_quota", False)), explain, record
         )
         self.cluster.add_jobs(jobs)
+        self.cluster.explained = explain_jobs
         self.sample_s = sample_s
         self.next_sample = [-math.inf] * len(fleet.pools)
         self.series: list[tuple] = []
@@ -151,7 +154,7 @@ class Engine:
         n = len(self.jobs)
         self.order = np.lexsort((np.arange(n), self.jobs.submit_s)).tolist()
         self.nxt = 0
-        self.policy.bind(self.cluster.view, len(self.fleet.pools))
+        self._bind(self.cluster.view, self.policy)
         if self.failures is not None:
             self.rng = np.random.default_rng(self.failures.seed)
             self._next_failure(0.0)
@@ -284,6 +287,12 @@ class Engine:
                 touched |= self._quota_waiters()
             self._decide(touched, self.now)
 
+    def _bind(self, view: ClusterView, policy: Policy) -> None:
+        """Bind `policy` to `view`; where reasons are recorded and the policy gives none of
+        its own, the view records why a job it tried could not be placed."""
+        view.explains_placement = view.explain and not getattr(policy, "gives_reasons", False)
+        policy.bind(view, len(self.fleet.pools))
+
     def replace(self, cluster: ClusterState, policy: Policy, policy_state: Any = None) -> None:
         """Carry on from `cluster` (the state exported and restored) under a fresh `policy`:
         it is bound, told of every live job in arrival order (`submitted` if it waits,
@@ -291,7 +300,7 @@ class Engine:
         self.cluster, self.policy = cluster, policy
         view = cluster.view
         view.now_s = self.now
-        policy.bind(view, len(self.fleet.pools))
+        self._bind(view, policy)
         live = sorted(
             (j for j, s in enumerate(cluster.status) if s in (PENDING, RUNNING_)),
             key=lambda j: (cluster.submit_s[j], j),

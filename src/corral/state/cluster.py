@@ -29,7 +29,16 @@ from corral.quota import QuotaTree
 from corral.state.allocation import AllocationError, FleetState, GpuIds, Placement
 from corral.state.checkpoint import run_parts, wall_s
 from corral.state.placement import HOST, LEVELS, RACK, PlacementConfig, Placer
-from corral.state.reasons import FINISHED, RUNNING, WITHDRAWN, Reason
+from corral.state.reasons import (
+    BY_POLICY,
+    FINISHED,
+    HOST_DRAINED,
+    HOST_FAILED,
+    QUEUED,
+    RUNNING,
+    WITHDRAWN,
+    Reason,
+)
 from corral.state.runs import CANCELLED as RUN_CANCELLED
 from corral.state.runs import COMPLETED, DRAINED, FAILED, PREEMPTED, RunLog
 from corral.state.view import ClusterView
@@ -156,6 +165,7 @@ class ClusterState:
         self.on_host: dict[int, set[int]] = {}
         self.failed_from: dict[tuple, tuple[int, int]] = {}  # placement failures since GPUs came back
         self.reasons: dict[int, list[tuple[float, Reason]]] | None = {} if explain else None
+        self.explained: set[int] | None = None  # where reasons are recorded for these jobs only
         self.log: list[tuple] | None = [] if record else None
         self.runs = RunLog()
         self.view = ClusterView(self)
@@ -344,6 +354,8 @@ class ClusterState:
         live[q] = live.get(q, 0) + 1
         self.contenders[job] = len(live)
         self._wait(job, +1)
+        if self.reasons is not None:
+            self.hold(job, self.submit_s[job], QUEUED)
 
     def _wait(self, job: int, delta: int) -> None:
         counts = self.waiting_sizes[self.pool[job]]
@@ -417,7 +429,9 @@ class ClusterState:
         useful, saved, writing = self.run_parts(job, now)
         self._stop(job, now, useful, saved, writing, PREEMPTED)
         self.preemptions[job] += 1
-        if self.reasons is not None and reason is not None:
+        if self.reasons is not None:
+            if reason is None:
+                reason = Reason("preempted", "preempted for job {job0}", (by,)) if by >= 0 else BY_POLICY
             self.hold(job, now, reason)
         if self.log is not None:
             self.log.append((now, "stop", job, (by, useful - saved)))
@@ -436,6 +450,8 @@ class ClusterState:
             self.unexpected[job] += 1
         self.interruptions[job] += 1
         self._stop(job, now, useful, saved, writing, DRAINED if graceful else FAILED)
+        if self.reasons is not None:
+            self.hold(job, now, HOST_DRAINED if graceful else HOST_FAILED)
         return useful - saved
 
     def _stop(self, job: int, now: float, useful: float, saved: float, writing: float, why: str) -> None:
@@ -513,10 +529,13 @@ class ClusterState:
             self.hold(job, now, reason)
 
     def hold(self, job: int, now: float, reason: Reason) -> None:
-        """Record why `job` is where it is, when it changed (reasons are recorded)."""
-        if self.reasons is None:
+        """Record why `job` is where it is, when it changed (reasons are recorded): the last
+        word at one instant stands, so a history holds no interval of zero length."""
+        if self.reasons is None or (self.explained is not None and job not in self.explained):
             return
         history = self.reasons.setdefault(job, [])
+        if history and history[-1][0] == now:
+            history.pop()
         if not history or history[-1][1] != reason:
             history.append((now, reason))
 

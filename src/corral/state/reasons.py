@@ -4,7 +4,7 @@ people read them by `job_id`, so the sentence is rendered only against the clust
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 KINDS = (
@@ -18,6 +18,7 @@ KINDS = (
     "reserved",  # backfill reserved GPUs for it at a later time
     "holding",  # held so as not to delay a reserved job (GPUs or quota)
     "preempted",
+    "interrupted",  # its host failed or was drained
 )
 
 
@@ -43,6 +44,27 @@ class Reason:
         }
 
 
+def capacity_reason(gpus: int, free: int, level: int | None) -> Reason:
+    """Why a job of `gpus` GPUs at topology `level` finds no placement with `free` GPUs free.
+    The sentence leaves out the free count, which moves with every start and stop: a reason
+    is recorded each time it changes."""
+    if gpus > free:
+        return Reason("waiting_gpus", f"waiting for GPUs: needs {gpus}, fewer are free")
+    where = {None: "placement", 0: "host", 1: "rack", 2: "pod", 3: "cluster"}[level]
+    return Reason("fragmented", f"no free {where} block for {gpus} GPUs (enough are free, but fragmented)")
+
+
+QUEUED = Reason("behind", "waiting its turn in the policy's order")
 RUNNING = Reason("running", "running")
 FINISHED = Reason("finished", "finished")
 WITHDRAWN = Reason("withdrawn", "withdrawn")
+BY_POLICY = Reason("preempted", "preempted by the policy")
+HOST_FAILED = Reason("interrupted", "its host failed: waiting to restart from its last checkpoint")
+HOST_DRAINED = Reason("interrupted", "its host was drained: waiting to restart")
+
+
+def intervals(history: Sequence[tuple[float, Reason]]) -> Iterator[tuple[float, float, Reason]]:
+    """A job's recorded reasons as (from_s, to_s, reason): each holds until the next; the
+    last (finished or withdrawn, once the job has ended) is an instant."""
+    for k, (t, reason) in enumerate(history):
+        yield t, history[k + 1][0] if k + 1 < len(history) else t, reason

@@ -14,6 +14,7 @@ import numpy as np
 
 from corral.state.allocation import Placement
 from corral.state.checkpoint import run_parts_many
+from corral.state.reasons import capacity_reason
 
 if TYPE_CHECKING:
     from corral.state.cluster import ClusterState
@@ -34,6 +35,9 @@ class ClusterView:
         self.level = cluster.level
         self.quota = cluster.quota
         self.explain = cluster.reasons is not None
+        # Set by the mechanism for policies that give no reasons of their own: a job the
+        # policy tried and could not place is recorded as waiting for GPUs or fragmented.
+        self.explains_placement = False
 
     @property
     def host_gpus(self) -> np.ndarray:
@@ -154,8 +158,11 @@ class ClusterView:
         key = (pool, level, relaxed)
         floor = c.failed_from.get(key)
         if floor is not None and floor[0] == epoch and gpus >= floor[1]:
-            return None
-        found = c.placer.find(pool, gpus, relaxed, level)
-        if found is None and (floor is None or floor[0] != epoch or gpus < floor[1]):
-            c.failed_from[key] = (epoch, gpus)
+            found = None
+        else:
+            found = c.placer.find(pool, gpus, relaxed, level)
+            if found is None and (floor is None or floor[0] != epoch or gpus < floor[1]):
+                c.failed_from[key] = (epoch, gpus)
+        if found is None and self.explains_placement:
+            c.hold(job, self.now_s, capacity_reason(gpus, c.alloc.pool_free[pool], level))
         return found
