@@ -7,6 +7,8 @@
     python benchmarks/run.py sharing trace [n] # the same at the trace's own load, best of n, x fifo
     python benchmarks/run.py research-fleet    # the research-fleet scenario, 30 days, 4 policies
     python benchmarks/run.py plan              # planner: layout searches and the 405B recipe
+    python benchmarks/run.py load [n]          # reading n synthetic jobs (5,000,000) from Parquet and CSV
+    python benchmarks/run.py explain           # explain and --reasons against the plain runs
 
 Synthetic arrivals are rescaled so the offered load is 0.95 (or the second argument).
 Each prints one JSON line per run: wall time of the simulation itself, events, and the
@@ -104,6 +106,74 @@ def plan_bench() -> None:
     print(json.dumps({"peak_rss_gib": round(peak_rss_gib(), 2), "python": platform.python_version()}))
 
 
+def load_bench(n: int) -> None:
+    """Peak memory and time of `corral trace stats` (read, then summarise) on n synthetic jobs
+    written as Parquet and as CSV, each in a fresh process: one JSON line each."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from corral.workload import write_jobs
+
+    jobs = synth_jobs(n, 2000.0, seed=1)
+    with tempfile.TemporaryDirectory() as folder:
+        for suffix in ("parquet", "csv"):
+            path = Path(folder) / f"jobs.{suffix}"
+            write_jobs(jobs, path)
+            code = (
+                "import resource, sys, time; from corral.cli import app; t = time.perf_counter()\n"
+                "try: app(['trace', 'stats', sys.argv[1]])\n"
+                "except SystemExit: pass\n"
+                "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)"
+            )
+            done = subprocess.run(
+                [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
+            )
+            wall_s, peak = map(float, done.stdout.split()[-2:])
+            row = {
+                "bench": "load",
+                "format": suffix,
+                "jobs": n,
+                "file_mib": round(path.stat().st_size / 2**20),
+            }
+            row |= {
+                "wall_s": round(wall_s, 2),
+                "peak_rss_gib": round(peak, 2),
+                "python": platform.python_version(),
+            }
+            print(json.dumps(row), flush=True)
+
+
+def explain_bench() -> None:
+    """The price of reasons: research-fleet under priority plain and explaining pretrain-1,
+    and the Philly trace on philly-shared at load 0.8 under fair, plain and recording every
+    job's reasons. One JSON line each, with the ratio to the plain run."""
+    from corral.scenarios import Scenario, load_scenario
+
+    scenario = load_scenario("research-fleet", 30.0)
+    with resources.as_file(resources.files("corral.data").joinpath("philly_pollux.csv.gz")) as path:
+        philly = read_jobs(path)
+    cases = [
+        ("research-fleet priority", scenario, "priority", None, {"explain_jobs": ["pretrain-1"]}),
+        (
+            "philly-shared fair @0.8",
+            Scenario(load_fleet("philly-shared"), philly),
+            "fair",
+            0.8,
+            {"explain": True},
+        ),
+    ]
+    for name, setup, policy, load, explaining in cases:
+        plain = simulate(setup.jobs, setup.fleet, [policy], load=load, failures=setup.failures)[0]
+        watched = simulate(
+            setup.jobs, setup.fleet, [policy], load=load, failures=setup.failures, **explaining
+        )[0]
+        rows = sum(len(history) for history in watched.reasons.values())
+        row = {"bench": "explain", "case": name, "plain_s": round(plain.wall_s, 2)}
+        row |= {"explain_s": round(watched.wall_s, 2), "ratio": round(watched.wall_s / plain.wall_s, 2)}
+        print(json.dumps(row | {"reason_rows": rows, "peak_rss_gib": round(peak_rss_gib(), 2)}), flush=True)
+
+
 def main(which: str) -> None:
     if which == "philly":
         began = time.perf_counter()
@@ -135,6 +205,12 @@ def main(which: str) -> None:
         return
     if which == "plan":
         plan_bench()
+        return
+    if which == "load":
+        load_bench(int(sys.argv[2]) if len(sys.argv) > 2 else 5_000_000)
+        return
+    if which == "explain":
+        explain_bench()
         return
     fleet_name = {"synth-24k": "meta-24k", "synth-2024": "meta-2024"}[which]
     began = time.perf_counter()

@@ -1,7 +1,8 @@
 """The canonical job table: what asks for GPUs, in one columnar form every importer produces.
 
 Columns carry their units in their names. The table is columnar (numpy arrays and lists),
-not a list of objects, so a million jobs stay well under a gigabyte.
+not a list of objects. Files are read a column at a time where they can be (job_columns.py),
+and row by row where that reader is unsure, to name the file, line and field of a bad value.
 """
 
 from __future__ import annotations
@@ -133,15 +134,23 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def read_canonical(path: str | Path) -> JobTable:
+def read_canonical(path: str | Path, by_column: bool = True) -> JobTable:
     """Read a canonical job table (CSV or Parquet). `corral.traces.read_jobs` also takes the
-    public trace formats."""
+    public trace formats. `by_column=False` reads row by row only (the reference the column
+    reader is tested against)."""
     path = Path(path)
     if not path.exists():
         raise InputError("workload file not found", source=str(path))
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
+        from corral.job_columns import Unsure, read_parquet_columns
+
+        try:
+            if by_column:
+                return read_parquet_columns(path)
+        except Unsure:
+            pass  # (read row by row, to name the first bad value)
         try:
             table = pq.read_table(path)
         except Exception as err:  # pyarrow raises several types for corrupt files
@@ -160,6 +169,13 @@ def read_canonical(path: str | Path) -> JobTable:
         except StopIteration:
             raise InputError("empty file: no header", source=str(path), line=1) from None
         _check_header(header, str(path))
+        if by_column and not any(c in name for name in header for c in "\r\n"):
+            from corral.job_columns import Unsure, read_csv_columns
+
+            try:
+                return read_csv_columns(path, header)
+            except Unsure:
+                pass  # (read row by row, to name the first bad value)
         rows, lines = [], []
         for record in reader:
             if not record:
