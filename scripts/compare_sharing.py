@@ -48,7 +48,7 @@ def main() -> None:
 
 def write_table(rows: list[dict]) -> None:
     lines = [
-        "| load | policy | avg JCT (h) | median JCT (h) | p99 JCT (h) | avg wait (h) | preemptions "
+        "| load | policy | avg JCT (h) | median JCT (h) | p99 JCT (h) | avg delay (h) | preemptions "
         "| avg rho | p99 rho | max rho | worst queue rho | wall (s) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from corral.errors import InputError
-from corral.workload import OPTIONAL_COLUMNS, read_canonical
+from corral.workload import OPTIONAL_COLUMNS, read_canonical, write_jobs
 
 NUMBERS = [
     "0",
@@ -194,3 +194,31 @@ def test_a_blank_line_or_a_bad_value_is_named_by_its_line(tmp_path):
     jobs = read_canonical(path)
     assert jobs.line.tolist() == [2, 3] and jobs.gpus.tolist() == [1, 2]
     assert not math.isnan(jobs.duration_s.sum())
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tables(), st.sampled_from(["out.csv", "out.csv.gz", "out.parquet"]))
+def test_what_corral_writes_it_reads_back(tmp_path, table, name):
+    """`trace import` and `workload synth` write tables corral reads back unchanged: ids with
+    commas and quotes, queue names with spaces, extra columns."""
+    header, rows = table
+    source = tmp_path / "in.csv"
+    source.write_text(_csv(header, rows, ","))
+    try:
+        jobs = read_canonical(source)
+    except InputError:
+        return
+    out = tmp_path / name
+    write_jobs(jobs, out)
+    back = read_canonical(out)
+    back.line = jobs.line
+    _same(back, jobs)
+
+
+def test_an_id_with_a_comma_survives_csv_gz(tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text('job_id,submit_s,gpus,duration_s,queue\n"a,b",0,1,5,"team, one"\n')
+    out = tmp_path / "out.csv.gz"
+    write_jobs(read_canonical(source), out)
+    back = read_canonical(out)
+    assert back.job_id == ["a,b"] and back.queue == ["team, one"]

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from corral.cli import app
+from corral.config import parse_count
 from corral.errors import InputError
 from corral.hardware import gpu, load_gpu
-from corral.plan.commands import parse_count
 from corral.plan.estimate import HOST_OVERHEAD, PUE, Reliability, estimate_run, tokens_for_flops
 from corral.plan.flops import recompute_flops_per_token, training_flops_per_token
 from corral.plan.layout import Layout, layers_by_rank, shape
@@ -454,8 +454,39 @@ def test_recipe_from_file(tmp_path) -> None:
     phases = estimate_recipe(load_recipe(str(spec)))
     assert [p.phase.name for p in phases] == ["phase 1", "phase 2"]
     spec.write_text('model = "llama3-8b"\ngpu = "h100"\n[[phase]]\ntokens = 1e12\ngpus = 64\nseq = 8192\n')
-    with pytest.raises(InputError, match="phase 1"):
+    with pytest.raises(InputError, match="phase 1") as err:
         load_recipe(str(spec))
+    assert err.value.field == "batch_tokens"
+
+
+def test_recipe_counts_take_the_suffixes_the_cli_takes(tmp_path) -> None:
+    """tokens = "15.6T" (decimal) and batch_tokens = "4M" (binary), as on the command line;
+    a count that is no count, a fraction of a GPU or an infinite token total is refused by
+    the key that holds it."""
+    spec = tmp_path / "small.toml"
+    phase = 'model = "llama3-8b"\ngpu = "h100"\n[[phase]]\ngpus = 64\nseq = 8192\ndp = 64\n'
+    spec.write_text(phase + 'tokens = "1T"\nbatch_tokens = "4M"\n')
+    (loaded,) = load_recipe(str(spec)).phases
+    assert (loaded.tokens, loaded.batch_tokens) == (1e12, 4 * MI)
+    for bad, key in (
+        ('tokens = "1X"\nbatch_tokens = "4M"\n', "tokens"),
+        ('tokens = "inf"\nbatch_tokens = "4M"\n', "tokens"),
+        ("tokens = inf\nbatch_tokens = 4e6\n", "tokens"),
+        ('tokens = 1e12\nbatch_tokens = "4M"\nrecompute = 3\n', "recompute"),
+        ('tokens = 1e12\nbatch_tokens = "4M"\ntp = 1.5\n', "tp"),
+    ):
+        spec.write_text(phase + bad)
+        with pytest.raises(InputError) as err:
+            load_recipe(str(spec))
+        assert err.value.field == key and "phase 1" in str(err.value), bad
+
+
+def test_a_model_file_missing_a_field_names_it(tmp_path) -> None:
+    spec = tmp_path / "m.toml"
+    spec.write_text("layers = 32\nd_model = 4096\n")
+    with pytest.raises(InputError) as err:
+        load_model(str(spec))
+    assert err.value.field == "ffn" and "missing" in err.value.message and "__init__" not in err.value.message
 
 
 def test_parse_count_units() -> None:

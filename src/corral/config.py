@@ -1,16 +1,62 @@
-"""Models, GPUs and recipes from TOML or JSON files, with errors that name the file and key."""
+"""Models, GPUs and recipes from TOML or JSON files, validated by pydantic against the
+dataclass they build (extra keys forbidden, types coerced only where lossless), with errors
+that name the file and key."""
 
 from __future__ import annotations
 
 import json
+import math
+import re
 import tomllib
-from dataclasses import fields
+from dataclasses import MISSING, fields
+from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar, get_type_hints
+
+from pydantic import BeforeValidator, ConfigDict, ValidationError, create_model
 
 from corral.errors import InputError
 
 T = TypeVar("T")
+
+DECIMAL = {"": 1.0, "K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12, "P": 1e15}
+BINARY = {"": 1.0, "K": 2.0**10, "M": 2.0**20, "G": 2.0**30}
+
+
+def parse_count(text: str, field: str, binary: bool = False) -> float:
+    """'15.6T' (decimal: token totals, FLOPs) or '16M' (binary: batch sizes, which are
+    sequences times a power-of-two length); plain and scientific numbers pass through."""
+    units = BINARY if binary else DECIMAL
+    match = re.fullmatch(r"\s*([0-9.]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]?)\s*", text)
+    if not match or match.group(2).upper() not in units:
+        raise InputError(
+            f"'{text}' is not a count (a number with an optional {'/'.join(k for k in units if k)} suffix)",
+            field=field,
+        )
+    try:
+        value = float(match.group(1)) * units[match.group(2).upper()]
+    except ValueError:
+        raise InputError(f"'{text}' is not a number", field=field) from None
+    if not value > 0 or not math.isfinite(value):
+        raise InputError(f"{field} must be a finite number > 0", field=field)
+    return value
+
+
+def _count(binary: bool) -> BeforeValidator:
+    def parse(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return parse_count(value, "", binary)
+        except InputError as err:
+            raise ValueError(err.message) from None
+
+    return BeforeValidator(parse)
+
+
+# A file's count of tokens or FLOPs ("15.6T"), or of batch tokens ("16M" = 16 x 2^20).
+Count = Annotated[float, _count(binary=False)]
+BinaryCount = Annotated[float, _count(binary=True)]
 
 
 def read_mapping(path: Path, section: str) -> dict[str, Any]:
@@ -20,6 +66,8 @@ def read_mapping(path: Path, section: str) -> dict[str, Any]:
         data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except OSError as err:
         raise InputError(f"cannot read: {err.strerror}", source=str(path)) from None
+    except UnicodeDecodeError:
+        raise InputError("cannot read: not UTF-8 text", source=str(path)) from None
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
         raise InputError(f"cannot parse: {err}", source=str(path)) from None
     if not isinstance(data, dict):
@@ -27,15 +75,40 @@ def read_mapping(path: Path, section: str) -> dict[str, Any]:
     return data.get(section, data)
 
 
+@cache
+def _schema(cls: type) -> type:
+    """A pydantic model of the dataclass `cls`'s fields: its types, its defaults, no others."""
+    hints = get_type_hints(cls, include_extras=True)
+    spec: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.default is not MISSING:
+            spec[f.name] = (hints[f.name], f.default)
+        elif f.default_factory is not MISSING:
+            spec[f.name] = (hints[f.name], f.default_factory())
+        else:
+            spec[f.name] = (hints[f.name], ...)
+    config = ConfigDict(extra="forbid", allow_inf_nan=False, arbitrary_types_allowed=True)
+    return create_model(cls.__name__, __config__=config, **spec)
+
+
 def build(cls: type[T], data: dict[str, Any], source: str) -> T:
-    """`cls(**data)`, rejecting keys the dataclass does not have and values it refuses."""
-    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise InputError(f"unknown key(s) {', '.join(unknown)}", source=source, field=unknown[0])
+    """`cls(**data)` once pydantic has checked every key and type; the dataclass's own
+    checks (`__post_init__`) then say what values it refuses."""
     try:
-        return cls(**data)
+        checked = _schema(cls).model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        if first["type"] == "extra_forbidden":
+            message = f"unknown key '{where}'"
+        elif first["type"] == "missing":
+            message = f"missing '{where}'"
+        elif first["type"] == "value_error":  # (our own messages, which quote the value)
+            message = first["msg"].removeprefix("Value error, ")
+        else:
+            message = f"{first['msg']}: {first['input']!r}"
+        raise InputError(message, source=source, field=where) from None
+    try:
+        return cls(**{f.name: getattr(checked, f.name) for f in fields(cls)})  # type: ignore[arg-type]
     except InputError as err:
         raise InputError(err.message, source=source, field=err.field) from None
-    except TypeError as err:
-        raise InputError(str(err), source=source) from None

@@ -414,7 +414,7 @@ def write_table(table: object, path: Path) -> None:
             import pyarrow as pa
 
             with pa.CompressedOutputStream(tmp, "gzip") as stream:
-                pcsv.write_csv(table, stream, pcsv.WriteOptions(quoting_style="none"))
+                pcsv.write_csv(table, stream, pcsv.WriteOptions(quoting_style="needed"))
         else:
             pcsv.write_csv(table, tmp, pcsv.WriteOptions(quoting_style="needed"))
         os.replace(tmp, path)

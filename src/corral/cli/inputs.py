@@ -25,10 +25,11 @@ from corral.workload import write_bytes, write_jobs
 @trace_app.command("import")
 def trace_import(
     source: Annotated[Path, typer.Argument(help="A Philly-format trace or a canonical table.")],
-    out: Annotated[Path, typer.Option(help="Canonical table to write (.csv or .parquet).")],
+    out: Annotated[Path, typer.Option(help="Canonical table to write (.csv, .csv.gz or .parquet).")],
 ) -> None:
     """Convert a trace into the canonical job table."""
     with input_errors():
+        check_output_table(out, "out")
         jobs = read_jobs(source)
         write_jobs(jobs, out)
     console.print(f"wrote {len(jobs):,} jobs to {out}")
@@ -99,13 +100,14 @@ def trace_stats_cmd(
 def workload_synth(
     jobs: Annotated[int, typer.Option(help="Number of jobs.")],
     rate: Annotated[float, typer.Option(help="Arrivals per hour.")],
-    out: Annotated[Path, typer.Option(help="Table to write (.csv or .parquet).")],
+    out: Annotated[Path, typer.Option(help="Table to write (.csv, .csv.gz or .parquet).")],
     seed: Annotated[int, typer.Option(min=0, help="Random seed.")] = 0,
     queues: Annotated[int, typer.Option(help="Number of queues to spread jobs over.")] = 1,
     max_gpus: Annotated[int | None, typer.Option(help="Largest job size to draw.")] = None,
 ) -> None:
     """N Philly-like jobs with Poisson arrivals, seeded."""
     with input_errors():
+        check_output_table(out, "out")
         table = synth_jobs(jobs, rate, seed, queues, max_gpus)
         write_jobs(table, out)
     console.print(f"wrote {len(table):,} jobs to {out}")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Annotated
 
 import typer
 
+from corral.config import parse_count
 from corral.errors import InputError
 from corral.hardware import GPU, load_gpu
 from corral.plan.estimate import Prices, Reliability, RunEstimate, estimate_run, tokens_for_flops
@@ -22,29 +22,6 @@ from corral.report import tables
 from corral.report.terminal import console, input_errors
 
 plan_app = typer.Typer(no_args_is_help=True, help="Predict a training run: MFU, memory, days, energy, cost.")
-
-DECIMAL = {"": 1.0, "K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12, "P": 1e15}
-BINARY = {"": 1.0, "K": 2.0**10, "M": 2.0**20, "G": 2.0**30}
-
-
-def parse_count(text: str, field: str, binary: bool = False) -> float:
-    """'15.6T' (decimal: token totals, FLOPs) or '16M' (binary: batch sizes, which are
-    sequences times a power-of-two length); plain and scientific numbers pass through."""
-    units = BINARY if binary else DECIMAL
-    match = re.fullmatch(r"\s*([0-9.]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]?)\s*", text)
-    if not match or match.group(2).upper() not in units:
-        raise InputError(
-            f"'{text}' is not a count (a number with an optional {'/'.join(k for k in units if k)} suffix)",
-            field=field,
-        )
-    try:
-        value = float(match.group(1)) * units[match.group(2).upper()]
-    except ValueError:
-        raise InputError(f"'{text}' is not a number", field=field) from None
-    if not value > 0:
-        raise InputError(f"{field} must be > 0", field=field)
-    return value
-
 
 Model = Annotated[str, typer.Option(help="Preset (llama3-8b/70b/405b, mixtral-8x7b) or a TOML/JSON file.")]
 Gpu = Annotated[str, typer.Option(help="GPU (a100, h100, h200, b200, gb200) or a TOML/JSON file.")]
@@ -114,7 +91,7 @@ def _step_rows(est: StepEstimate) -> list[tuple[str, str]]:
 
 def _run_rows(run: RunEstimate) -> list[tuple[str, str]]:
     return [
-        ("tokens", f"{run.tokens:,.4g}"),
+        ("tokens", tables.count(run.tokens)),
         ("steps", f"{run.steps:,}"),
         ("days (compute only)", f"{run.compute_days:,.1f}"),
         (
@@ -278,9 +255,11 @@ def plan_search(
             f"{e.memory_gib_per_gpu:.1f}",
             style="bold green" if i == 1 else None,
         )
+    same = result.tried - result.invalid - result.too_big - len(result.ranked)
     table.caption = (
         f"{result.tried:,} candidates: {result.invalid:,} invalid for the model or batch, "
-        f"{result.too_big:,} over memory"
+        f"{result.too_big:,} over memory, {same:,} the same layout as another once the pipeline "
+        f"schedule is chosen; {len(result.ranked):,} fit"
     )
     console.print(table)
 
@@ -339,7 +318,7 @@ def plan_recipe(
             f"{lay.tp}/{lay.pp}/{lay.cp}/{lay.dp}",
             f"{p.phase.seq:,}",
             f"{p.step.batch_tokens / 2**20:.0f}M",
-            f"{p.run.tokens:,.3g}",
+            tables.count(p.run.tokens),
             f"{p.step.tflops_per_gpu:,.0f}",
             f"{p.step.mfu:.1%}",
             f"{p.run.ettr:.3f}",
@@ -353,7 +332,7 @@ def plan_recipe(
         "TP/PP/CP/DP",
         "",
         "",
-        f"{total['tokens']:,.3g}",
+        tables.count(total["tokens"]),
         "",
         "",
         "",

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from corral.config import build, read_mapping
+from corral.config import BinaryCount, Count, build, read_mapping
 from corral.errors import InputError
 from corral.hardware import GPU, load_gpu
 from corral.plan.estimate import Prices, Reliability, RunEstimate, estimate_run
@@ -24,10 +24,10 @@ class Phase:
     """`tokens` trained with one layout, sequence length and batch."""
 
     name: str
-    tokens: float
+    tokens: Count
     gpus: int
     seq: int
-    batch_tokens: float
+    batch_tokens: BinaryCount
     tp: int = 1
     pp: int = 1
     cp: int = 1

@@ -20,18 +20,26 @@ def duration(seconds: float) -> str:
     return f"{round(seconds) + 0:.0f}s"  # (+ 0: -0.3 s prints 0s, not -0s)
 
 
+def count(value: float) -> str:
+    """A large count with a decimal suffix, as people write token totals: 252M, 2.87T, 15.6T."""
+    for suffix, size in (("P", 1e15), ("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(value) >= size:
+            return f"{value / size:.3g}{suffix}"
+    return f"{value:,.0f}"
+
+
 # The comparison's columns, most wanted first: a narrow terminal shows a prefix of them.
 COMPARISON: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
     ("policy", lambda r: r["policy"]),
     ("avg JCT", lambda r: duration(r["avg_jct_s"])),
     ("median JCT", lambda r: duration(r["median_jct_s"])),
     ("p99 JCT", lambda r: duration(r["p99_jct_s"])),
-    ("avg wait", lambda r: duration(r["avg_wait_s"])),
+    ("avg delay", lambda r: duration(r["avg_wait_s"])),
     ("GPU util", lambda r: f"{r['gpu_utilization']:.1%}"),
     ("preempt", lambda r: f"{r['preemptions']:,}"),
     ("jobs", lambda r: f"{r['jobs']:,}"),
     ("p95 JCT", lambda r: duration(r["p95_jct_s"])),
-    ("p99 wait", lambda r: duration(r["p99_wait_s"])),
+    ("p99 delay", lambda r: duration(r["p99_wait_s"])),
     ("makespan", lambda r: duration(r["makespan_s"])),
     ("events", lambda r: f"{r['events']:,}"),
     ("wall", lambda r: f"{r['wall_s']:.2f}s"),
@@ -108,7 +116,7 @@ def by_size(policy: str, rows: list[dict[str, Any]]) -> Table:
 
 def per_queue(policy: str, rows: list[dict[str, Any]]) -> Table:
     table = Table(title=f"{policy}: by queue", title_justify="left")
-    for name in ("queue", "pool", "jobs", "GPU-hours", "avg JCT", "p99 JCT", "avg wait", "preempt"):
+    for name in ("queue", "pool", "jobs", "GPU-hours", "avg JCT", "p99 JCT", "avg delay", "preempt"):
         table.add_column(name, justify="left" if name in ("queue", "pool") else "right")
     for r in rows:
         table.add_row(
