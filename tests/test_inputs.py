@@ -90,6 +90,31 @@ def test_unknown_fleet_preset_and_bad_toml(tmp_path):
     assert err.value.line == 2
 
 
+@pytest.mark.parametrize(
+    "body, field, words",
+    [
+        (
+            '[[cohorts]]\nname = "a"\nparent = "b"\n[[cohorts]]\nname = "b"\nparent = "a"\n',
+            "parent",
+            "a -> b -> a",
+        ),
+        ('[[cohorts]]\nname = "a"\nparent = "nope"\n', "parent", "unknown parent"),
+        ('[[queues]]\nname = "a"\nnominal_gpus = true\n', "queues[0].nominal_gpus", "valid number"),
+        ('[[queues]]\nname = "a"\nnominal_gpus = inf\n', "queues[0].nominal_gpus", "finite"),
+        ('[[queues]]\nname = ""\nnominal_gpus = 1\n', "queues[0].name", "at least 1"),
+        ('[[cohorts]]\nname = "a"\nweight = -2\n', "cohorts[0].weight", "greater than or equal to 0"),
+        ("gpus_per_host = 8.5\n", "pools[0].gpus_per_host", "valid integer"),
+        ("racks_per_pod = 0\n", "pools[0].racks_per_pod", "greater than or equal to 1"),
+    ],
+)
+def test_fleet_file_errors_name_the_file_and_key(tmp_path, body, field, words):
+    bad = tmp_path / "lab.toml"
+    bad.write_text("hosts = 4\n" + body)
+    with pytest.raises(InputError) as err:
+        load_fleet(str(bad))
+    assert err.value.field == field and words in err.value.message and str(bad) in str(err.value)
+
+
 def test_pool_of_mixed_host_sizes_is_refused(tmp_path):
     """Gangs larger than a host take whole hosts of the pool's size: a pool of 4- and 8-GPU
     hosts once placed a 16-GPU gang as 8 GPUs on each of two 4-GPU hosts and crashed."""

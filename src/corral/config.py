@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, TypeVar, get_type_hints
 
-from pydantic import BeforeValidator, ConfigDict, ValidationError, create_model
+from pydantic import BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
 from corral.errors import InputError
 
@@ -59,6 +59,15 @@ Count = Annotated[float, _count(binary=False)]
 BinaryCount = Annotated[float, _count(binary=True)]
 
 
+# Config value types as the dataclasses declare them (plain code reads them as int, float,
+# str; `build` holds files to them): no bool for a number, no number for a name.
+MAX_COUNT = 10_000_000  # hosts, GPUs per host, hosts per rack, racks per pod: far past any fleet
+Name = Annotated[str, Field(strict=True, min_length=1)]
+Text = Annotated[str, Field(strict=True)]
+Whole = Annotated[int, Field(strict=True, ge=1, le=MAX_COUNT)]
+NonNegative = Annotated[float, Field(strict=True, ge=0.0, allow_inf_nan=False)]
+
+
 def read_mapping(path: Path, section: str) -> dict[str, Any]:
     """The file's `[section]` table, or the whole file when it has none."""
     try:
@@ -91,14 +100,15 @@ def _schema(cls: type) -> type:
     return create_model(cls.__name__, __config__=config, **spec)
 
 
-def build(cls: type[T], data: dict[str, Any], source: str) -> T:
+def build(cls: type[T], data: dict[str, Any], source: str, prefix: str = "") -> T:
     """`cls(**data)` once pydantic has checked every key and type; the dataclass's own
-    checks (`__post_init__`) then say what values it refuses."""
+    checks (`__post_init__`) then say what values it refuses. Errors name the key as
+    `prefix` + key (`queues[2].nominal_gpus`)."""
     try:
         checked = _schema(cls).model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
+        where = prefix + ".".join(str(part) for part in first["loc"])
         if first["type"] == "extra_forbidden":
             message = f"unknown key '{where}'"
         elif first["type"] == "missing":
@@ -111,4 +121,5 @@ def build(cls: type[T], data: dict[str, Any], source: str) -> T:
     try:
         return cls(**{f.name: getattr(checked, f.name) for f in fields(cls)})  # type: ignore[arg-type]
     except InputError as err:
-        raise InputError(err.message, source=source, field=err.field) from None
+        field = None if err.field is None else prefix + err.field
+        raise InputError(err.message, source=source, field=field) from None

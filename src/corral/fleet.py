@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from corral.config import Name, Whole, build
 from corral.errors import InputError, reading
 from corral.hardware import GPUS, gpu
 from corral.quota import CohortSpec, QueueSpec
@@ -27,14 +28,14 @@ DEFAULT_POOL = "default"
 class Segment:
     """A block of identical hosts that belong to one pool and one cluster."""
 
-    pool: str
-    hosts: int
-    gpus_per_host: int = 8
-    hosts_per_rack: int = 2
-    racks_per_pod: int = 192
-    gpu: str = "h100"
-    cluster: str = "cluster-0"
-    datacenter: str = "dc-0"
+    pool: Name
+    hosts: Whole
+    gpus_per_host: Whole = 8
+    hosts_per_rack: Whole = 2
+    racks_per_pod: Whole = 192
+    gpu: Name = "h100"
+    cluster: Name = "cluster-0"
+    datacenter: Name = "dc-0"
 
 
 class Fleet:
@@ -121,6 +122,18 @@ class Fleet:
         cohort_names = {c.name for c in cohorts}
         if default_cohort is not None and default_cohort not in cohort_names:
             raise InputError(f"default_cohort '{default_cohort}' is not a cohort", field="default_cohort")
+        parent = {c.name: c.parent for c in cohorts}
+        for c in cohorts:
+            if c.parent is not None and c.parent not in cohort_names:
+                raise InputError(f"cohort '{c.name}' names unknown parent '{c.parent}'", field="parent")
+            chain, up = [c.name], c.parent
+            while up is not None:
+                chain.append(up)
+                if up == c.name:
+                    raise InputError(f"cohorts form a cycle: {' -> '.join(chain)}", field="parent")
+                if len(chain) > len(cohorts):
+                    break  # (a cycle above this cohort: reported from a cohort on it)
+                up = parent[up]
         for q in queues:
             if q.cohort is not None and q.cohort not in cohort_names:
                 raise InputError(f"queue '{q.name}' names unknown cohort '{q.cohort}'", field="cohort")
@@ -261,17 +274,16 @@ def load_fleet(spec: str) -> Fleet:
 
 
 TOP_LEVEL_KEYS = {"name", "pools", "queues", "cohorts", "default_pool", "default_cohort"}
-MAX_COUNT = 10_000_000  # hosts, GPUs per host, hosts per rack, racks per pod: far past any fleet
-
-_SEGMENT_FIELDS = {
-    "hosts": int,
-    "gpus_per_host": int,
-    "hosts_per_rack": int,
-    "racks_per_pod": int,
-    "gpu": str,
-    "cluster": str,
-    "datacenter": str,
-}
+# keys of a pool that may also be given once at the top, for every pool
+_SEGMENT_FIELDS = (
+    "hosts",
+    "gpus_per_host",
+    "hosts_per_rack",
+    "racks_per_pod",
+    "gpu",
+    "cluster",
+    "datacenter",
+)
 
 
 def fleet_from_toml(path: Path) -> Fleet:
@@ -299,38 +311,11 @@ def fleet_from_toml(path: Path) -> Fleet:
     for i, entry in enumerate(pools):
         if not isinstance(entry, dict):
             raise InputError("each pool must be a table", source=str(path), field=f"pools[{i}]")
-        unknown = set(entry) - set(_SEGMENT_FIELDS) - {"name"}
-        if unknown:
-            raise InputError(f"unknown key(s) {sorted(unknown)}", source=str(path), field=f"pools[{i}]")
-        merged = {**defaults, **entry}
-        kwargs = {}
-        for key, kind in _SEGMENT_FIELDS.items():
-            if key in merged:
-                value = merged[key]
-                if kind is int and (not isinstance(value, int) or isinstance(value, bool)):
-                    raise InputError(
-                        f"must be an integer, got {value!r}", source=str(path), field=f"pools[{i}].{key}"
-                    )
-                if kind is int and not 1 <= value <= MAX_COUNT:
-                    raise InputError(
-                        f"must be between 1 and {MAX_COUNT:,}, got {value}",
-                        source=str(path),
-                        field=f"pools[{i}].{key}",
-                    )
-                if kind is str and not isinstance(value, str):
-                    raise InputError(
-                        f"must be a string, got {value!r}", source=str(path), field=f"pools[{i}].{key}"
-                    )
-                kwargs[key] = value
-        if "hosts" not in kwargs:
-            raise InputError("missing", source=str(path), field=f"pools[{i}].hosts")
-        name = entry.get("name", DEFAULT_POOL if len(pools) == 1 else None)
-        if not isinstance(name, str) or not name:
+        entry = {**defaults, **entry}
+        name = entry.pop("name", DEFAULT_POOL if len(pools) == 1 else None)
+        if name is None:
             raise InputError("each pool needs a name", source=str(path), field=f"pools[{i}].name")
-        try:
-            segments.append(Segment(pool=name, **kwargs))
-        except TypeError as err:
-            raise InputError(str(err), source=str(path), field=f"pools[{i}]") from None
+        segments.append(build(Segment, {"pool": name, **entry}, str(path), f"pools[{i}]."))
     queues = [_spec(QueueSpec, e, "queues", i, path) for i, e in enumerate(_tables(data, "queues", path))]
     cohorts = [_spec(CohortSpec, e, "cohorts", i, path) for i, e in enumerate(_tables(data, "cohorts", path))]
     try:
@@ -354,21 +339,5 @@ def _tables(data: dict, key: str, path: Path) -> list[dict]:
 
 
 def _spec(kind: type, entry: dict, key: str, i: int, path: Path) -> QueueSpec | CohortSpec:
-    """A [[queues]] or [[cohorts]] entry, with numbers checked and unknown keys refused."""
-    fields = kind.__dataclass_fields__
-    unknown = set(entry) - set(fields)
-    if unknown:
-        raise InputError(f"unknown key(s) {sorted(unknown)}", source=str(path), field=f"{key}[{i}]")
-    if not isinstance(entry.get("name"), str) or not entry["name"]:
-        raise InputError("needs a name", source=str(path), field=f"{key}[{i}].name")
-    for name, value in entry.items():
-        numeric = name.endswith("_gpus") or name == "weight"
-        if numeric and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
-            raise InputError(
-                f"must be a number >= 0, got {value!r}", source=str(path), field=f"{key}[{i}].{name}"
-            )
-        if not numeric and not isinstance(value, str):
-            raise InputError(f"must be a string, got {value!r}", source=str(path), field=f"{key}[{i}].{name}")
-    if kind is QueueSpec and "nominal_gpus" not in entry:
-        raise InputError("missing", source=str(path), field=f"{key}[{i}].nominal_gpus")
-    return kind(**entry)
+    """A [[queues]] or [[cohorts]] entry, its keys and values checked."""
+    return build(kind, entry, str(path), f"{key}[{i}].")

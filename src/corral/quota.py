@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from corral.config import Name, NonNegative
 from corral.errors import InputError
 
 INF = math.inf
@@ -29,25 +30,25 @@ INF = math.inf
 class QueueSpec:
     """A team's queue. None limits mean no limit (all of the nominal quota is lendable)."""
 
-    name: str
-    nominal_gpus: float
-    weight: float = 1.0
-    cohort: str | None = None
-    borrowing_limit_gpus: float | None = None
-    lending_limit_gpus: float | None = None
-    pool: str | None = None  # the pool its jobs run in; None: the pool named like it, or the default
+    name: Name
+    nominal_gpus: NonNegative
+    weight: NonNegative = 1.0
+    cohort: Name | None = None
+    borrowing_limit_gpus: NonNegative | None = None
+    lending_limit_gpus: NonNegative | None = None
+    pool: Name | None = None  # the pool its jobs run in; None: the pool named like it, or the default
 
 
 @dataclass(frozen=True)
 class CohortSpec:
     """A cohort; `weight` is its fair share against its sibling queues and cohorts."""
 
-    name: str
-    parent: str | None = None
-    nominal_gpus: float = 0.0
-    weight: float = 1.0
-    borrowing_limit_gpus: float | None = None
-    lending_limit_gpus: float | None = None
+    name: Name
+    parent: Name | None = None
+    nominal_gpus: NonNegative = 0.0
+    weight: NonNegative = 1.0
+    borrowing_limit_gpus: NonNegative | None = None
+    lending_limit_gpus: NonNegative | None = None
 
 
 class QuotaTree:
