@@ -1,5 +1,6 @@
-"""Every `corral` command the README quotes runs as written: the fast ones in the suite, in
-the README's order (later ones read what earlier ones wrote), the slow ones with `-m slow`."""
+"""Every `corral` command the README and docs/ quote runs as written: the fast ones in the
+suite, in the README's order (later ones read what earlier ones wrote), the slow ones with
+`-m slow`. Options the docs give in [brackets] are run too."""
 
 from __future__ import annotations
 
@@ -12,16 +13,17 @@ from typer.testing import CliRunner
 
 from corral.cli import app
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # minutes rather than seconds on a 2-core machine
 SLOW = ("--scenario", "explain ", "reliability study", "--jobs 1000000", "--reasons")
 
 
-def readme_commands() -> list[str]:
-    """The `corral ...` lines of the README's indented command blocks, continuations joined
-    and trailing comments dropped."""
+def quoted_commands(document: Path) -> list[str]:
+    """The `corral ...` lines of a document's indented command blocks, continuations joined,
+    trailing comments dropped and [optional] parts kept."""
     commands, pending = [], ""
-    for line in README.read_text().splitlines():
+    for line in document.read_text().splitlines():
         if not line.startswith("    "):
             pending = ""
             continue
@@ -31,11 +33,11 @@ def readme_commands() -> list[str]:
             continue
         pending = ""
         if text.startswith("corral "):
-            commands.append(re.sub(r"\s+#.*$", "", text))
+            commands.append(re.sub(r"\s+#.*$", "", text).replace("[", "").replace("]", ""))
     return commands
 
 
-COMMANDS = readme_commands()
+COMMANDS = [c for document in DOCUMENTS for c in quoted_commands(document)]
 FAST = [c for c in COMMANDS if not any(s in c for s in SLOW)]
 
 
