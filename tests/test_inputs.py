@@ -394,3 +394,20 @@ def test_the_comparison_fits_a_narrow_terminal_without_cutting_cells():
     wide.print(comparison([row], "t", 200))
     text = wide.export_text()
     assert all(name in text for name, _ in COMPARISON) and "also shows" not in text
+
+
+def test_the_sharing_table_fits_a_narrow_terminal_without_cutting_numbers():
+    from rich.console import Console
+
+    from corral.report.tables import sharing
+
+    row = dict(
+        preemptions=123_456, lost_gpu_hours=12_345.0, restart_gpu_hours=1_234.0, fragmented_gpus=12.3,
+        avg_rho=1.23, p99_rho=12.3, worst_queue_rho=2.34,
+    )  # fmt: skip
+    for policy in ("fair-decay", "fair-decay:half_life=86400"):
+        narrow = Console(width=80, record=True, markup=False)
+        narrow.print(sharing([row | {"policy": policy}]))
+        text = narrow.export_text()
+        assert "…" not in text and "123,456" in text and "2.34" in text and "worst" in text
+        assert all(len(line) <= 80 for line in text.splitlines())

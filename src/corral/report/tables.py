@@ -71,19 +71,8 @@ def sharing(rows: list[dict[str, Any]]) -> Table:
     table = Table(
         title="sharing: preemption, fragmentation, finish-time fairness (rho)", title_justify="left"
     )
-    for name in (
-        "policy",
-        "preempt",
-        "lost GPU-h",
-        "restart GPU-h",
-        "fragmented GPUs",
-        "avg rho",
-        "p99 rho",
-        "worst queue rho",
-    ):
-        table.add_column(name, justify="left" if name == "policy" else "right")
-    for r in rows:
-        table.add_row(
+    cells = [
+        [
             r["policy"],
             f"{r['preemptions']:,}",
             f"{r['lost_gpu_hours']:,.0f}",
@@ -92,7 +81,25 @@ def sharing(rows: list[dict[str, Any]]) -> Table:
             f"{r['avg_rho']:.2f}",
             f"{r['p99_rho']:.1f}",
             f"{r['worst_queue_rho']:.2f}",
-        )
+        ]
+        for r in rows
+    ]
+    names = (
+        "policy",
+        "preempt",
+        "lost GPU-h",
+        "restart GPU-h",
+        "frag. GPUs",
+        "avg rho",
+        "p99 rho",
+        "worst queue rho",
+    )
+    table.add_column(names[0], overflow="fold")  # (a long policy spec folds rather than crowd out columns)
+    for k, name in enumerate(names[1:], 1):
+        # Numbers are never cut: the widest sets the column's least width, headers wrap.
+        table.add_column(name, justify="right", min_width=max(len(row[k]) for row in cells))
+    for row in cells:
+        table.add_row(*row)
     return table
 
 
