@@ -496,3 +496,20 @@ def test_parse_count_units() -> None:
     for bad in ("16Q", "-1", "M", "0"):
         with pytest.raises(InputError):
             parse_count(bad, "x")
+
+
+def test_the_planner_checkpoints_as_the_ettr_calculator_does_at_the_limits() -> None:
+    """Free checkpoint writes are taken continuously: the run loses only its restarts, never
+    less than with writes of a millisecond (it used to fall back to hourly checkpoints and
+    lose half an hour per failure). A run that never fails never checkpoints, and its
+    interval is null in JSON."""
+    free, cheap = Reliability(write_s=0.0), Reliability(write_s=0.001)
+    ettr_free, interval_free = free.ettr(16384)
+    ettr_cheap, _ = cheap.ettr(16384)
+    assert interval_free == 0 and ettr_free >= ettr_cheap > 0.9
+    never, interval = Reliability(rate_per_1000_node_days=0.0, maintenance_per_day=0.0).ettr(16384)
+    assert (never, interval) == (1.0, math.inf)
+    step = estimate_step(PRESETS["llama3-8b"], gpu("h100"), 64, Layout(1, 1, 1, 64), 8192, 4 * MI)
+    run = estimate_run(step, 1e12, Reliability(rate_per_1000_node_days=0.0))
+    assert run.as_dict()["checkpoint_interval_s"] is None
+    json.dumps(run.as_dict(), allow_nan=False)

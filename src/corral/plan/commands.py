@@ -96,7 +96,7 @@ def _run_rows(run: RunEstimate) -> list[tuple[str, str]]:
         ("days (compute only)", f"{run.compute_days:,.1f}"),
         (
             "ETTR (failures, checkpoints)",
-            f"{run.ettr:.3f}, checkpoint every {tables.duration(run.checkpoint_interval_s)}",
+            f"{run.ettr:.3f}, checkpoint {tables.interval(run.checkpoint_interval_s)}",
         ),
         ("days", f"{run.days:,.1f}"),
         ("GPU-hours", f"{run.gpu_hours:,.0f}"),

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 
 from corral.errors import InputError
 from corral.plan.step import StepEstimate
-from corral.reliability.ettr import DAY_S, daly_interval_s, expected_ettr, mtbf_s
+from corral.reliability.ettr import DAY_S, best_interval_s, expected_ettr, mtbf_s
 from corral.reliability.failures import LLAMA3_RATE
 from corral.reliability.scenarios import MAINTENANCE_PER_DAY, RESTART_S, WRITE_S
 
@@ -37,7 +37,7 @@ class Reliability:
     rate_per_1000_node_days: float = LLAMA3_RATE
     restart_s: float = RESTART_S
     write_s: float = WRITE_S
-    checkpoint_s: float | None = None  # None: Daly's interval for the job's MTBF
+    checkpoint_s: float | None = None  # None: Daly's interval for the job's MTBF (0 if writes are free)
     maintenance_per_day: float = MAINTENANCE_PER_DAY
     gpus_per_host: int = 8
 
@@ -51,11 +51,10 @@ class Reliability:
             raise InputError("gpus_per_host must be >= 1", field="gpus_per_host")
         nodes = math.ceil(gpus / self.gpus_per_host)
         mtbf = mtbf_s(nodes, self.rate_per_1000_node_days)
-        interval = self.checkpoint_s
-        if interval is None:
-            interval = daly_interval_s(self.write_s, mtbf) if math.isfinite(mtbf) and self.write_s else 3600.0
-        if not interval > 0:
-            raise InputError("checkpoint interval must be > 0", field="checkpoint_s")
+        interval = best_interval_s(self.write_s, mtbf) if self.checkpoint_s is None else self.checkpoint_s
+        if not interval >= 0 or (interval == 0 and self.write_s > 0):
+            why = "checkpoint interval must be > 0 (or 0 with free checkpoints)"
+            raise InputError(why, field="checkpoint_s")
         failures = expected_ettr(nodes, self.rate_per_1000_node_days, interval, self.restart_s, self.write_s)
         maintenance = max(0.0, 1.0 - self.maintenance_per_day * self.restart_s / DAY_S)
         return failures * maintenance, interval
@@ -89,8 +88,9 @@ class RunEstimate:
     cost_usd: float
     co2_tonnes: float
 
-    def as_dict(self) -> dict[str, float]:
-        return asdict(self)
+    def as_dict(self) -> dict[str, float | None]:
+        """As JSON has it: an interval that never comes (a job that never fails) is null."""
+        return {k: v if math.isfinite(v) else None for k, v in asdict(self).items()}
 
 
 def tokens_for_flops(step: StepEstimate, flops: float) -> float:

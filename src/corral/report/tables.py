@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,13 @@ def duration(seconds: float) -> str:
         if abs(seconds) >= size:
             return f"{seconds / size:.1f}{unit}"
     return f"{round(seconds) + 0:.0f}s"  # (+ 0: -0.3 s prints 0s, not -0s)
+
+
+def interval(seconds: float) -> str:
+    """How often something recurs: every 2.3h; never (infinite); continuously (0)."""
+    if math.isinf(seconds):
+        return "never"
+    return "continuously" if seconds == 0 else f"every {duration(seconds)}"
 
 
 def count(value: float) -> str:
