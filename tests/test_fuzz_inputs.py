@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import os
 import string
 
 import pytest
@@ -197,3 +198,60 @@ def test_csv_tables_as_people_write_them(tmp_path):
         path.write_text(text)
         with pytest.raises(InputError, match=says):
             read_jobs(str(path))
+
+
+# Every command with small inputs, and every option given a value drawn from trouble: the
+# CLI either does the work (exit 0) or says what is wrong (exit 2), never a traceback.
+ODD = ["", "0", "-1", "1", "2", "1.5", "nan", "inf", "-inf", "1e308", "1e-300", "x", "[/]", "1T", "9" * 23]
+GOOD = ["fifo", "las", "fair", "priority", "8", "64", "0.5", "4M", "1T"]  # (so that some lines run)
+COMMANDS = {
+    ("simulate", "--workload", "{jobs}", "--fleet", "1x8"): [
+        "--policy", "--load", "--relax-after", "--out", "--reasons", "--seed", "--days", "--fleet",
+    ],
+    ("explain", "a", "--workload", "{jobs}", "--fleet", "1x8"): ["--policy", "--load", "--fleet"],
+    ("trace", "stats", "{jobs}"): ["--fleet"],
+    ("trace", "import", "{jobs}"): ["--out"],
+    ("workload", "synth"): ["--jobs", "--rate", "--out", "--seed", "--queues", "--max-gpus"],
+    ("fleet", "show"): [],
+    ("plan", "train", "--model", "llama3-8b", "--gpu", "h100"): [
+        "--gpus", "--tp", "--pp", "--dp", "--cp", "--seq", "--batch-tokens", "--tokens", "--flops",
+    ],
+    ("plan", "search", "--model", "llama3-8b", "--gpu", "h100"): [
+        "--gpus", "--seq", "--batch-tokens", "--top",
+    ],
+    ("plan", "recipe"): ["--failure-rate"],
+    ("reliability", "ettr"): ["--gpus", "--rate", "--checkpoint-s", "--restart-s", "--write-s"],
+}  # fmt: skip
+
+
+@st.composite
+def command_lines(draw):
+    base = draw(st.sampled_from(sorted(COMMANDS)))
+    args = list(base)
+    for option in draw(st.lists(st.sampled_from(COMMANDS[base] or ["--help"]), max_size=4, unique=True)):
+        args.append(option)
+        if option != "--help":
+            args.append(draw(st.sampled_from(ODD + GOOD)))
+    if base in (("fleet", "show"), ("plan", "recipe")):
+        args.append(draw(st.sampled_from(["1x8", "meta-24k", "llama3-405b", *ODD])))
+    for option, value in (("--jobs", "20"), ("--rate", "60"), ("--out", "{tmp}/out.csv")):
+        if option in COMMANDS[base] and option not in args:  # (so that the work is done, too)
+            args += [option, value]
+    return args
+
+
+@settings(
+    max_examples=int(os.environ.get("CORRAL_FUZZ_EXAMPLES", 150)),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(command_lines())
+def test_no_command_line_gives_a_traceback(tmp_path, args):
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text(f"{HEADER}\na,0,2,100,q\nb,10,8,50,q\n")
+    args = [a.replace("{jobs}", str(jobs)).replace("{tmp}", str(tmp_path)) for a in args]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code in (0, 2), (args, result.output)
+    assert result.exception is None or isinstance(result.exception, SystemExit), (args, result.exception)
+    if result.exit_code == 2:
+        assert "Traceback" not in result.output

@@ -5,13 +5,16 @@ The shape is derived from the packaged trace by scripts/derive_data.py."""
 from __future__ import annotations
 
 import json
+import math
 from functools import cache
 from importlib import resources
 
 import numpy as np
 
 from corral.errors import InputError
-from corral.workload import JobTable
+from corral.workload import MAX_TIME_S, JobTable
+
+MAX_JOBS = 100_000_000  # (a hundred times the README's million; 5M load in 1.3 GiB)
 
 
 @cache
@@ -27,12 +30,17 @@ def synth_jobs(
     max_gpus: int | None = None,
 ) -> JobTable:
     """`jobs` Philly-like jobs; `max_gpus` drops sizes above it from the size distribution."""
-    if jobs < 1:
-        raise InputError(f"need at least one job, got {jobs}", field="jobs")
-    if not arrivals_per_hour > 0:
-        raise InputError(f"arrival rate must be > 0, got {arrivals_per_hour}", field="rate")
-    if queues < 1:
-        raise InputError(f"need at least one queue, got {queues}", field="queues")
+    if not 1 <= jobs <= MAX_JOBS:
+        raise InputError(f"need 1 to {MAX_JOBS:,} jobs, got {jobs}", field="jobs")
+    if not 0 < arrivals_per_hour < math.inf:
+        raise InputError(f"arrival rate must be a finite number > 0, got {arrivals_per_hour}", field="rate")
+    if jobs * 3600.0 / arrivals_per_hour > MAX_TIME_S:
+        raise InputError(
+            f"{jobs:,} jobs at {arrivals_per_hour:g} an hour arrive over more than {MAX_TIME_S:.0e} s",
+            field="rate",
+        )
+    if not 1 <= queues <= jobs:
+        raise InputError(f"need 1 to {jobs:,} queues (one per job at most), got {queues}", field="queues")
     shape = philly_shape()
     sizes = np.array([int(k) for k in shape["gpus_histogram"]])
     weights = np.array(list(shape["gpus_histogram"].values()), dtype=float)

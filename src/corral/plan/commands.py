@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from corral.config import parse_count
+from corral.config import MAX_COUNT, parse_count
 from corral.errors import InputError
 from corral.hardware import GPU, load_gpu
 from corral.plan.estimate import Prices, Reliability, RunEstimate, estimate_run, tokens_for_flops
@@ -25,7 +25,7 @@ plan_app = typer.Typer(no_args_is_help=True, help="Predict a training run: MFU, 
 
 Model = Annotated[str, typer.Option(help="Preset (llama3-8b/70b/405b, mixtral-8x7b) or a TOML/JSON file.")]
 Gpu = Annotated[str, typer.Option(help="GPU (a100, h100, h200, b200, gb200) or a TOML/JSON file.")]
-Seq = Annotated[int, typer.Option(help="Sequence length in tokens.")]
+Seq = Annotated[int, typer.Option(min=1, max=MAX_COUNT, help="Sequence length in tokens.")]
 Batch = Annotated[str, typer.Option(help="Global batch in tokens; K/M are binary (16M = 2048 x 8192).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 ScaleOut = Annotated[float | None, typer.Option(help="Scale-out bandwidth per GPU in Gb/s (default: GPU's).")]
@@ -110,7 +110,7 @@ def _run_rows(run: RunEstimate) -> list[tuple[str, str]]:
 def plan_train(
     model: Model,
     gpu: Gpu,
-    gpus: Annotated[int, typer.Option(min=1, help="GPUs of the job.")],
+    gpus: Annotated[int, typer.Option(min=1, max=MAX_COUNT, help="GPUs of the job.")],
     tp: Annotated[int, typer.Option(help="Tensor parallel.")] = 1,
     pp: Annotated[int, typer.Option(help="Pipeline parallel.")] = 1,
     cp: Annotated[int, typer.Option(help="Context parallel.")] = 1,
@@ -184,7 +184,7 @@ def plan_train(
 def plan_search(
     model: Model,
     gpu: Gpu,
-    gpus: Annotated[int, typer.Option(min=1, help="GPUs of the job.")],
+    gpus: Annotated[int, typer.Option(min=1, max=MAX_COUNT, help="GPUs of the job.")],
     seq: Seq = 8192,
     batch_tokens: Batch = "4M",
     precision: Precision = "bf16",
