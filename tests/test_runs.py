@@ -57,11 +57,8 @@ def test_the_runs_account_for_every_job_and_gpu_second(world, policy, failure_se
         for before, after in zip(mine, mine[1:], strict=False):
             assert runs.end_s[before] <= runs.start_s[after]  # one run at a time
         # every second a job held its GPUs was work kept, work lost, restarting or writing
-        # (`restart_s` counts the restarts of runs that were stopped; the last run, which
-        # completed, paid the restart cost in full if the job had run before)
         held = sum(runs.end_s[i] - runs.start_s[i] for i in mine)
-        last_restart = jobs.restart_s[j] if len(mine) > 1 else 0.0
-        spent = jobs.duration_s[j] + r.lost_s[j] + r.restart_s[j] + last_restart + r.checkpoint_s[j]
+        spent = jobs.duration_s[j] + r.lost_s[j] + r.restart_s[j] + r.checkpoint_s[j]
         assert held == pytest.approx(spent, rel=1e-9, abs=1e-6)
         assert all(sum(g for _, g in runs.placement[i]) == jobs.gpus[j] for i in mine)
     for host, peak in occupancy_peaks(runs).items():

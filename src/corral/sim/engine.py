@@ -57,7 +57,7 @@ class SimResult:
     events: int
     wall_s: float
     lost_s: np.ndarray  # useful work lost to preemption, seconds per job
-    restart_s: np.ndarray  # time spent restarting after preemption, seconds per job
+    restart_s: np.ndarray  # time spent restarting after preemptions and failures, seconds per job
     contenders: np.ndarray  # queues with live jobs in the job's pool when it arrived
     series: np.ndarray  # samples of (time_s, pool, busy GPUs, free GPUs, fragmented GPUs)
     interruptions: np.ndarray  # failures and maintenance that stopped each job

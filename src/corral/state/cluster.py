@@ -483,6 +483,7 @@ class ClusterState:
             raise AllocationError(f"job {job} completed while not running")
         self._release(job)
         self.runs.close(job, now, COMPLETED)
+        self.restarting[job] += min(now - self.run_since[job], self.overhead[job])
         self.writing[job] += self.run_parts(job, now)[2]
         self._leave(job, now, DONE, FINISHED)
         self.remaining[job] = 0.0
@@ -500,6 +501,7 @@ class ClusterState:
             useful, _, writing = self.run_parts(job, now)
             self._release(job)
             self.runs.close(job, now, RUN_CANCELLED)
+            self.restarting[job] += min(now - self.run_since[job], self.overhead[job])
             self.lost[job] += useful
             self.writing[job] += writing
         elif status == PENDING:
