@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import uuid
+
 import numpy as np
 import pytest
 
@@ -35,3 +38,30 @@ def flat_fleet(hosts: int, gpus_per_host: int, hosts_per_rack: int | None = None
 @pytest.fixture
 def two_hosts_of_four() -> Fleet:
     return flat_fleet(2, 4)
+
+
+POSTGRES = os.environ.get("CORRAL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """A fresh, empty database: a SQLite file, or a new database on the PostgreSQL server
+    (skipped where none answers, unless CORRAL_REQUIRE_POSTGRES is set, as in CI)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/corral.db"
+        return
+    import psycopg
+
+    try:
+        admin = psycopg.connect(POSTGRES, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as err:
+        if os.environ.get("CORRAL_REQUIRE_POSTGRES"):
+            raise
+        pytest.skip(f"no PostgreSQL server at {POSTGRES}: {err}")
+    name = f"corral_test_{uuid.uuid4().hex[:12]}"
+    admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield POSTGRES.rsplit("/", 1)[0] + "/" + name
+    finally:
+        admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        admin.close()

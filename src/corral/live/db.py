@@ -1,0 +1,138 @@
+"""The live cluster's records, in SQLAlchemy 2: teams and their tokens, nodes, jobs, and the
+attempts that run them. The database is the truth a restarted server rebuilds its cluster
+state from; the schema is made and moved by Alembic (live/migrations).
+
+An attempt row is committed before anything is launched: a crash between the commit and the
+launch leaves an attempt the agent has not seen, which it then starts exactly once (agents
+start attempts by id, idempotently).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, create_engine, event, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+# job states (the CLI contract's words)
+PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED = "pending", "running", "succeeded", "failed", "cancelled"
+JOB_STATES = (PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+ENDED = (SUCCEEDED, FAILED, CANCELLED)
+# attempt states: committed (not yet seen by its agent), running, stopping (the agent is to
+# signal it), exited (its agent reported the end), ended (the reconciler applied it)
+COMMITTED, STARTED, STOPPING, EXITED, DONE = "committed", "running", "stopping", "exited", "ended"
+# node states
+UP, DOWN, CORDONED, DRAINING = "up", "down", "cordoned", "draining"
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Team(Base):
+    """A team (or the admin, or a node): who a bearer token speaks for."""
+
+    __tablename__ = "teams"
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(20))  # "team", "admin" or "node"
+    queues: Mapped[list[Any]] = mapped_column(default=list)  # the queues a team may submit to
+
+
+class Node(Base):
+    __tablename__ = "nodes"
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    pool: Mapped[str] = mapped_column(String(200))
+    gpus: Mapped[int] = mapped_column(Integer)
+    address: Mapped[str] = mapped_column(String(200), default="127.0.0.1")
+    state: Mapped[str] = mapped_column(String(20), default=UP)
+    registered_s: Mapped[float] = mapped_column(Float)
+    heartbeat_s: Mapped[float] = mapped_column(Float)
+    host: Mapped[int] = mapped_column(Integer, default=-1)  # its host number in the cluster state
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(200), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    team: Mapped[str] = mapped_column(String(200))
+    queue: Mapped[str] = mapped_column(String(200))
+    gpus: Mapped[int] = mapped_column(Integer)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    preemptible: Mapped[bool] = mapped_column(Boolean, default=True)
+    estimate_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    grace_s: Mapped[float] = mapped_column(Float, default=30.0)
+    command: Mapped[list[Any]] = mapped_column()
+    submit_s: Mapped[float] = mapped_column(Float)
+    state: Mapped[str] = mapped_column(String(20), default=PENDING)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    end_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    checkpoint_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # last completed one
+    run_s: Mapped[float] = mapped_column(Float, default=0.0)  # time it held GPUs, all attempts
+
+
+class Attempt(Base):
+    __tablename__ = "attempts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
+    number: Mapped[int] = mapped_column(Integer)
+    # [[node, [gpu indices]], ...]: rank 0 on the first node
+    placement: Mapped[list[Any]] = mapped_column()
+    state: Mapped[str] = mapped_column(String(20), default=COMMITTED)
+    start_s: Mapped[float] = mapped_column(Float)
+    end_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    ended: Mapped[str] = mapped_column(String(20), default="")  # completed, preempted, failed, ...
+    stop_deadline_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def connect(url: str) -> Engine:
+    """An engine for `url`: SQLite in WAL mode with foreign keys, or PostgreSQL (psycopg 3)."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    engine = create_engine(url, future=True)
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(connection: Any, _: Any) -> None:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=5000")
+            cursor.close()
+
+    return engine
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def team_of(session: Session, token: str) -> Team | None:
+    return session.scalar(select(Team).where(Team.token_sha256 == hash_token(token)))

@@ -1,0 +1,336 @@
+"""The one writer of a live cluster: each step reads what arrived (submissions, cancellations,
+exits, nodes that joined or went silent), applies it to the shared cluster state, asks the
+policy to decide, and commits every start as an attempt row before any agent can see it.
+
+The policy objects are the simulator's, driven as the engine drives them: within a step,
+exits first (in the order their attempts started), then arrivals in submission order, then a
+pass over each pool something happened in. With a fake clock and a fake executor, a workload
+starts at the times the simulator gives it (tests/test_live_reconciler.py).
+
+The cluster state lives in memory and is rebuilt from the database when the reconciler
+starts (after a crash too) and when a node of a new pool joins: the database is the truth.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from corral.fleet import Fleet, Segment
+from corral.live.db import (
+    CANCELLED,
+    COMMITTED,
+    DONE,
+    DOWN,
+    EXITED,
+    FAILED,
+    PENDING,
+    RUNNING,
+    STARTED,
+    STOPPING,
+    SUCCEEDED,
+    Attempt,
+    Job,
+    Node,
+)
+from corral.quota import CohortSpec, QueueSpec
+from corral.scheduling.policy import Hold, Policy, Preempt, Start, Wake
+from corral.scheduling.registry import make_policy
+from corral.state.cluster import RUNNING_, ClusterState
+from corral.workload import JobTable
+
+UNKNOWN_DURATION_S = 365 * 86400.0  # what the state assumes of a job with no estimate
+
+
+@dataclass
+class Config:
+    """What the fleet file gives a live cluster: queues, cohorts, pools and the policy."""
+
+    policy: str = "fifo"
+    queues: tuple[QueueSpec, ...] = ()
+    cohorts: tuple[CohortSpec, ...] = ()
+    default_cohort: str | None = None
+    heartbeat_timeout_s: float = 30.0
+
+    @classmethod
+    def from_fleet(cls, fleet: Fleet | None, policy: str) -> Config:
+        if fleet is None:
+            return cls(policy)
+        return cls(policy, tuple(fleet.queues.values()), tuple(fleet.cohorts), fleet.default_cohort)
+
+
+class Reconciler:
+    def __init__(self, engine: Engine, config: Config, clock: Callable[[], float]) -> None:
+        self.db = engine
+        self.config = config
+        self.clock = clock
+        policy = make_policy(config.policy)
+        if getattr(policy, "needs_durations", False):
+            raise ValueError(f"policy '{config.policy}' reads true durations: the simulator's only")
+        self.cluster: ClusterState | None = None
+        self.policy: Policy = policy
+        self.wakes: dict[int, float] = {}  # pool -> when the policy asked to decide again
+        self.row_of: list[int] = []  # cluster job -> Job.id
+        self.job_of: dict[int, int] = {}  # Job.id -> cluster job
+        self.node_of: list[str] = []  # host -> node name
+        self.rebuild()
+
+    # --- the state from the database -----------------------------------------------------
+
+    def rebuild(self) -> None:
+        """The cluster state and a fresh policy from the database alone."""
+        now = self.clock()
+        with Session(self.db) as session, session.begin():
+            nodes = session.scalars(
+                select(Node).where(Node.state != DOWN).order_by(Node.registered_s, Node.name)
+            )
+            nodes = list(nodes)
+            for node in session.scalars(select(Node).where(Node.state == DOWN)):
+                node.host = -1
+            self.cluster, self.node_of, self.row_of, self.job_of = None, [], [], {}
+            self.policy = make_policy(self.config.policy)
+            self.wakes = {}
+            if not nodes:
+                return
+            segments = [Segment(node.pool, 1, node.gpus, 1, 1) for node in nodes]
+            pools = {s.pool for s in segments}
+            queues = [q for q in self.config.queues if (q.pool or q.name) in pools or q.pool is None]
+            fleet = Fleet(
+                "live",
+                segments,
+                "default" if "default" in pools else None,
+                queues,
+                list(self.config.cohorts),
+                self.config.default_cohort,
+            )
+            enforce = bool(getattr(self.policy, "enforces_quota", False))
+            self.cluster = cluster = ClusterState(fleet, None, enforce, explain=True)
+            for host, node in enumerate(nodes):
+                node.host = host
+            self.node_of = [node.name for node in nodes]
+            live = list(
+                session.scalars(
+                    select(Job).where(Job.state.in_((PENDING, RUNNING))).order_by(Job.submit_s, Job.id)
+                )
+            )
+            self._register(live)
+            running: dict[int, Attempt] = {
+                a.job: a
+                for a in session.scalars(select(Attempt).where(Attempt.state.in_((COMMITTED, STARTED))))
+            }
+            index = {name: host for host, name in enumerate(self.node_of)}
+            view = cluster.view
+            view.now_s = now
+            view.explains_placement = not getattr(self.policy, "gives_reasons", False)
+            for job in live:
+                i = self.job_of[job.id]
+                attempt = running.get(job.id)
+                if attempt is not None and all(name in index for name, _ in attempt.placement):
+                    placement = tuple((index[name], len(taken)) for name, taken in attempt.placement)
+                    ids = tuple((index[name], tuple(taken)) for name, taken in attempt.placement)
+                    cluster.adopt(i, placement, attempt.start_s, ids)
+            self.policy.bind(view, len(fleet.pools))
+            for job in live:
+                i = self.job_of[job.id]
+                if cluster.status[i] == RUNNING_:
+                    self.policy.adopt(i)
+                else:
+                    if job.state == RUNNING:  # its node is gone: it waits again
+                        job.state = PENDING
+                    cluster.submit(i)
+                    self.policy.submitted(i)
+
+    def _register(self, jobs: list[Job]) -> None:
+        """Register `jobs` (rows) with the cluster state, not yet arrived."""
+        if not jobs:
+            return
+        assert self.cluster is not None
+        estimate = [UNKNOWN_DURATION_S if j.estimate_s is None else j.estimate_s for j in jobs]
+        table = JobTable(
+            job_id=[j.job_id for j in jobs],
+            submit_s=np.array([j.submit_s for j in jobs], dtype=float),
+            gpus=np.array([j.gpus for j in jobs], dtype=np.int64),
+            duration_s=np.array(estimate, dtype=float),
+            queue=[j.queue for j in jobs],
+            user=[j.team for j in jobs],
+            kind=["experiment"] * len(jobs),
+            priority=np.array([j.priority for j in jobs], dtype=np.int64),
+            preemptible=np.array([j.preemptible for j in jobs], dtype=bool),
+            source="<live>",
+        )
+        for job, i in zip(jobs, self.cluster.add_jobs(table), strict=True):
+            self.row_of.append(job.id)
+            self.job_of[job.id] = i
+
+    # --- one step ------------------------------------------------------------------------
+
+    def step(self) -> int:
+        """Apply what arrived and decide; the number of attempts committed."""
+        now = self.clock()
+        if self._nodes_changed(now):
+            self.rebuild()
+        cluster = self.cluster
+        if cluster is None:
+            return 0
+        cluster.view.now_s = now
+        touched: set[int] = set()
+        started = 0
+        with Session(self.db) as session, session.begin():
+            touched |= self._exits(session, now)
+            touched |= self._arrivals(session)
+            touched |= self._cancellations(session, now)
+            touched |= {pool for pool, at in self.wakes.items() if at <= now}
+            for pool in touched & set(self.wakes):
+                if self.wakes[pool] <= now:
+                    del self.wakes[pool]
+            if cluster.enforce_quota and touched and len(cluster.fleet.pools) > 1:
+                touched |= {p for p, sizes in enumerate(cluster.waiting_sizes) if sizes}
+            for pool in sorted(touched):
+                started += self._decide(session, pool, now)
+        return started
+
+    def _nodes_changed(self, now: float) -> bool:
+        """Nodes that joined (hosts added to their pool) or went silent (taken out, their
+        jobs interrupted); whether the state must be rebuilt (a node of a new pool)."""
+        timeout = self.config.heartbeat_timeout_s
+        with Session(self.db) as session, session.begin():
+            for node in session.scalars(
+                select(Node).where(Node.state != DOWN, Node.heartbeat_s < now - timeout)
+            ):
+                node.state = DOWN
+                self._lose_node(session, node, now)
+            for node in session.scalars(select(Node).where(Node.state != DOWN, Node.host < 0)):
+                if self.cluster is None or node.pool not in self.cluster.fleet.pools:
+                    return True
+                (host,) = self.cluster.add_hosts(Segment(node.pool, 1, node.gpus, 1, 1))
+                node.host = host
+                self.node_of.append(node.name)
+        return False
+
+    def _lose_node(self, session: Session, node: Node, now: float) -> None:
+        """A node that stopped answering: its attempts end as failed, their jobs wait again
+        with their last checkpoint, as the simulator's host failures leave them."""
+        if self.cluster is None or node.host < 0:
+            return
+        for job in self.cluster.remove_host(node.host, now):
+            self.policy.interrupted(job)
+            row = session.get(Job, self.row_of[job])
+            row.state = PENDING
+            for attempt in session.scalars(
+                select(Attempt).where(
+                    Attempt.job == row.id, Attempt.state.in_((COMMITTED, STARTED, STOPPING))
+                )
+            ):
+                attempt.state, attempt.ended, attempt.end_s = DONE, "failed", now
+        node.host = -1
+
+    def _exits(self, session: Session, now: float) -> set[int]:
+        """Attempts whose end an agent reported, in the order they started."""
+        cluster = self.cluster
+        assert cluster is not None
+        touched: set[int] = set()
+        for attempt in session.scalars(select(Attempt).where(Attempt.state == EXITED).order_by(Attempt.id)):
+            row = session.get(Job, attempt.job)
+            i = self.job_of.get(row.id)
+            attempt.state = DONE
+            row.run_s += (attempt.end_s or now) - attempt.start_s
+            if attempt.ended:  # (stopped on purpose: applied when it was asked)
+                if row.cancel_requested and row.state != CANCELLED:
+                    row.state, row.end_s = CANCELLED, now
+                continue
+            attempt.ended = "completed" if attempt.exit_code == 0 else "failed"
+            row.state = SUCCEEDED if attempt.exit_code == 0 else FAILED
+            row.exit_code, row.end_s = attempt.exit_code, now
+            if i is not None and cluster.status[i] == RUNNING_:
+                cluster.complete(i, now)
+                self.policy.finished(i)
+                touched.add(cluster.pool[i])
+        return touched
+
+    def _arrivals(self, session: Session) -> set[int]:
+        cluster = self.cluster
+        assert cluster is not None
+        new = list(
+            session.scalars(
+                select(Job)
+                .where(Job.state == PENDING, Job.id.not_in(list(self.job_of) or [-1]))
+                .order_by(Job.submit_s, Job.id)
+            )
+        )
+        self._register(new)
+        for row in new:
+            i = self.job_of[row.id]
+            cluster.submit(i)
+            self.policy.submitted(i)
+        return {cluster.pool[self.job_of[row.id]] for row in new}
+
+    def _cancellations(self, session: Session, now: float) -> set[int]:
+        cluster = self.cluster
+        assert cluster is not None
+        touched: set[int] = set()
+        rows = session.scalars(select(Job).where(Job.cancel_requested, Job.state.in_((PENDING, RUNNING))))
+        for row in rows:
+            i = self.job_of.get(row.id)
+            if i is None:
+                continue
+            was_running = cluster.withdraw(i, now)
+            self.policy.withdrawn(i)
+            touched.add(cluster.pool[i])
+            if was_running:
+                self._stop(session, row, now, "cancelled")
+            row.state, row.end_s = CANCELLED, now
+        return touched
+
+    def _stop(self, session: Session, row: Job, now: float, why: str) -> None:
+        """Ask the agents to stop the job's live attempt: SIGTERM, then SIGKILL after its grace."""
+        for attempt in session.scalars(
+            select(Attempt).where(Attempt.job == row.id, Attempt.state.in_((COMMITTED, STARTED)))
+        ):
+            attempt.state, attempt.ended = STOPPING, why
+            attempt.stop_deadline_s = now + row.grace_s
+
+    def _decide(self, session: Session, pool: int, now: float) -> int:
+        cluster = self.cluster
+        assert cluster is not None
+        started = 0
+        for decision in self.policy.decide(pool):
+            if type(decision) is Start:
+                i = decision.job
+                cluster.start(i, decision.placement, now)
+                row = session.get(Job, self.row_of[i])
+                placement = [[self.node_of[host], list(taken)] for host, taken in cluster.gpu_ids[i]]
+                number = cluster.attempts[i]
+                session.add(
+                    Attempt(job=row.id, number=number, placement=placement, state=COMMITTED, start_s=now)
+                )
+                row.state = RUNNING
+                session.flush()  # (the attempt is in the transaction before anything can launch it)
+                started += 1
+            elif type(decision) is Preempt:
+                cluster.preempt(decision.job, now, decision.why, decision.by)
+                row = session.get(Job, self.row_of[decision.job])
+                row.state = PENDING
+                self._stop(session, row, now, "preempted")
+            elif type(decision) is Hold:
+                cluster.hold(decision.job, now, decision.reason)
+            elif type(decision) is Wake and now < decision.at_s < self.wakes.get(decision.pool, math.inf):
+                self.wakes[decision.pool] = decision.at_s
+        return started
+
+    def next_wake_s(self) -> float:
+        """When the policy asked to decide again with nothing else happening (inf if never)."""
+        return min(self.wakes.values(), default=math.inf)
+
+    def reasons(self, job_row: int) -> list[tuple[float, str, str]]:
+        """A job's history as (time, kind, words), in the simulator's words."""
+        cluster = self.cluster
+        i = self.job_of.get(job_row)
+        if cluster is None or i is None or cluster.reasons is None:
+            return []
+        return [(t, r.kind, r.render(cluster.job_id)) for t, r in cluster.reasons.get(i, [])]
