@@ -1,0 +1,362 @@
+"""corral up, serve and agent (the live cluster), and the client: submit, jobs, cancel, logs,
+nodes, quota, team. The client reads CORRAL_SERVER and CORRAL_TOKEN (or --server, --token)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from corral.cli.app import app
+from corral.errors import InputError
+from corral.report import tables
+from corral.report.terminal import console, input_errors
+
+Server = Annotated[str | None, typer.Option(envvar="CORRAL_SERVER", help="The server's URL.")]
+Token = Annotated[str | None, typer.Option(envvar="CORRAL_TOKEN", help="Your team's (or the admin's) token.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([smhd]?)\s*$")
+
+
+def parse_duration_s(text: str, field: str) -> float:
+    """'90', '90s', '30m', '2h', '1.5d'."""
+    match = DURATION.match(text)
+    if not match:
+        raise InputError(f"'{text}' is not a duration (a number with s, m, h or d)", field=field)
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
+def _server_parts() -> Any:
+    try:
+        import uvicorn
+
+        from corral.live import db, server
+    except ImportError as err:
+        raise InputError(
+            f"the live cluster needs the server extra: pip install 'corral[server]' ({err.name})"
+        ) from None
+    return uvicorn, db, server
+
+
+def _setup(data_dir: Path, database: str | None, policy: str, fleet: str | None) -> tuple[Any, Any, Any]:
+    """The database (migrated) and the configuration of a cluster kept in `data_dir`."""
+    _, db, _ = _server_parts()
+    from corral.fleet import load_fleet
+    from corral.live.reconciler import Config
+    from corral.scheduling.registry import make_policy
+
+    make_policy(policy)  # (an unknown policy is refused before anything starts)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    url = database or os.environ.get("CORRAL_DB") or db.sqlite_url(data_dir / "corral.db")
+    engine = db.connect(url)
+    db.migrate(engine)
+    return engine, Config.from_fleet(load_fleet(fleet) if fleet else None, policy), url
+
+
+def _serve(engine: Any, config: Any, data_dir: Path, port: int, on_ready: Any) -> None:
+    """Run the API on 127.0.0.1:`port` until SIGTERM or SIGINT; `on_ready(url)` once it answers."""
+    uvicorn, _, server = _server_parts()
+    api = server.create_app(engine, config, data_dir)
+    web = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning"))
+    web.install_signal_handlers = lambda: None  # (ours below stop the agent too)
+    thread = threading.Thread(target=web.run, daemon=True)
+    thread.start()
+    while not web.started:
+        if not thread.is_alive():
+            raise InputError(f"could not serve on 127.0.0.1:{port} (in use?)", field="port")
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{port}"
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    on_ready(url, done)
+    done.wait()
+    web.should_exit = True
+    thread.join(timeout=10)
+
+
+Policy = Annotated[str, typer.Option(help="The scheduling policy (the simulator's names).")]
+FleetFile = Annotated[str | None, typer.Option("--fleet", help="Fleet TOML with queues and cohorts.")]
+Database = Annotated[
+    str | None, typer.Option("--db", help="Database URL (default: SQLite in --data-dir; CORRAL_DB).")
+]
+
+
+@app.command()
+def up(
+    data_dir: Annotated[Path, typer.Option(help="Where the cluster keeps its database, logs and jobs.")],
+    gpus: Annotated[
+        int | None, typer.Option(min=1, max=1024, help="Fake GPUs for this machine's agent.")
+    ] = None,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 8765,
+    policy: Policy = "fifo",
+    fleet: FleetFile = None,
+    database: Database = None,
+) -> None:
+    """A whole cluster on this machine: the server and an agent with its GPUs (or --gpus N
+    fake ones). Writes DATA_DIR/env with CORRAL_SERVER and CORRAL_TOKEN once ready; run
+    again on the same folder, it resumes the same cluster and re-adopts running jobs."""
+    from corral.live.agent import Agent, gpu_count
+
+    with input_errors():
+        count = gpus or gpu_count()
+        if count < 1:
+            raise InputError("no GPUs found here: give --gpus N for fake ones", field="gpus")
+        engine, config, _ = _setup(data_dir, database, policy, fleet)
+        _, _, server = _server_parts()
+        admin, node = server.bootstrap(engine)
+
+        def ready(url: str, done: threading.Event) -> None:
+            agent = Agent(url, node, data_dir / "agent", count, name="local")
+            threading.Thread(target=agent.run, kwargs={"stop": done.is_set}, daemon=True).start()
+            env = data_dir / "env"
+            env.write_text(f"CORRAL_SERVER={url}\nCORRAL_TOKEN={admin}\n")
+            env.chmod(0o600)
+            console.print(f"corral is up at {url} with {count} GPUs ({policy}); admin token in {env}")
+
+        _serve(engine, config, data_dir, port, ready)
+
+
+@app.command()
+def serve(
+    data_dir: Annotated[Path, typer.Option(help="Where the server keeps its database and logs.")],
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 8765,
+    policy: Policy = "fifo",
+    fleet: FleetFile = None,
+    database: Database = None,
+) -> None:
+    """The server alone; agents join with `corral agent`. Prints new admin and node tokens."""
+    with input_errors():
+        engine, config, _ = _setup(data_dir, database, policy, fleet)
+        _, _, server = _server_parts()
+        admin, node = server.bootstrap(engine)
+
+        def ready(url: str, _: threading.Event) -> None:
+            console.print(f"corral serves {url}\nadmin token: {admin}\nnode token: {node}")
+
+        _serve(engine, config, data_dir, port, ready)
+
+
+@app.command()
+def agent(
+    server: Annotated[str, typer.Option(help="The server's URL.")],
+    token: Annotated[str, typer.Option(help="The node token `corral serve` printed.")],
+    data_dir: Annotated[Path, typer.Option(help="Where the agent keeps its attempts.")],
+    gpus: Annotated[int | None, typer.Option(min=1, max=1024, help="Fake GPUs (default: NVML's).")] = None,
+    name: Annotated[str | None, typer.Option(help="The node's name (default: the host name).")] = None,
+    pool: Annotated[str, typer.Option(help="The pool this node serves.")] = "default",
+) -> None:
+    """Run this machine's jobs for the server."""
+    from corral.live.agent import Agent, gpu_count
+
+    with input_errors():
+        count = gpus or gpu_count()
+        if count < 1:
+            raise InputError("no GPUs found here: give --gpus N for fake ones", field="gpus")
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    Agent(server, token, data_dir, count, name=name, pool=pool).run(stop=done.is_set)
+
+
+# --- the client ------------------------------------------------------------------------
+
+
+def _client(server: str | None, token: str | None) -> Any:
+    if not server or not token:
+        raise InputError("give --server and --token, or set CORRAL_SERVER and CORRAL_TOKEN", field="server")
+    import httpx
+
+    return httpx.Client(base_url=server, headers={"Authorization": f"Bearer {token}"}, timeout=10.0)
+
+
+def _call(server: str | None, token: str | None, method: str, path: str, **kwargs: Any) -> Any:
+    """The server's answer, or its complaint as an input error (exit 2)."""
+    import httpx
+
+    try:
+        response = _client(server, token).request(method, path, **kwargs)
+    except httpx.HTTPError as err:
+        raise InputError(f"cannot reach the server at {server}: {err}", field="server") from None
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("detail")
+        except ValueError:
+            detail = response.text
+        if isinstance(detail, list):
+            detail = "; ".join(
+                f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}" for d in detail
+            )
+        raise InputError(f"{response.status_code}: {detail}")
+    return (
+        response.json()
+        if response.headers.get("content-type", "").startswith("application/json")
+        else response.text
+    )
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def submit(
+    ctx: typer.Context,
+    gpus: Annotated[int, typer.Option(help="GPUs the job needs.")],
+    queue: Annotated[str, typer.Option(help="The queue (your team's).")] = "default",
+    priority: Annotated[int, typer.Option(help="Higher goes first (and may preempt, by policy).")] = 0,
+    preemptible: Annotated[
+        bool, typer.Option("--preemptible/--not-preemptible", help="May be stopped.")
+    ] = True,
+    estimate: Annotated[str | None, typer.Option(help="How long it runs (2h): backfill reads it.")] = None,
+    grace: Annotated[str, typer.Option(help="SIGTERM to SIGKILL when stopped (30s).")] = "30s",
+    name: Annotated[str, typer.Option(help="A name to recognise it by.")] = "",
+    server: Server = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Queue a command: corral submit --gpus 8 --queue team-a -- python train.py ..."""
+    with input_errors():
+        command = list(ctx.args)
+        if not command:
+            raise InputError(
+                "give the command after --: corral submit --gpus 1 -- python train.py", field="command"
+            )
+        body = {
+            "gpus": gpus,
+            "queue": queue,
+            "priority": priority,
+            "preemptible": preemptible,
+            "estimate_s": None if estimate is None else parse_duration_s(estimate, "estimate"),
+            "grace_s": parse_duration_s(grace, "grace"),
+            "name": name,
+            "command": command,
+        }
+        out = _call(server, token, "POST", "/v1/jobs", json=body)
+    if as_json:
+        print(json.dumps(out))
+    else:
+        console.print(f"submitted job {out['job_id']}")
+
+
+@app.command()
+def jobs(
+    state: Annotated[str | None, typer.Option(help="Only jobs in this state.")] = None,
+    team: Annotated[str | None, typer.Option(help="Only this team's (admin).")] = None,
+    server: Server = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """The jobs you may see: yours, or every team's for the admin."""
+    params = {k: v for k, v in (("state", state), ("team", team)) if v is not None}
+    with input_errors():
+        rows = _call(server, token, "GET", "/v1/jobs", params=params)
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = tables.Table(title="jobs", title_justify="left")
+    for column in ("job", "name", "team", "queue", "GPUs", "state", "exit", "waited or ran"):
+        table.add_column(column, justify="right" if column in ("GPUs", "exit") else "left")
+    for r in rows:
+        table.add_row(
+            r["job_id"], r["name"], r["team"], r["queue"], str(r["gpus"]), r["state"],
+            "" if r["exit_code"] is None else str(r["exit_code"]), tables.duration(r["run_s"]),
+        )  # fmt: skip
+    console.print(table)
+
+
+@app.command()
+def cancel(
+    job: Annotated[str, typer.Argument(help="The job id.")],
+    server: Server = None,
+    token: Token = None,
+) -> None:
+    """Cancel a job: a pending one never starts, a running one gets SIGTERM, then SIGKILL."""
+    with input_errors():
+        _call(server, token, "POST", f"/v1/jobs/{job}/cancel")
+    console.print(f"cancelling job {job}")
+
+
+@app.command()
+def logs(
+    job: Annotated[str, typer.Argument(help="The job id.")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")] = False,
+    server: Server = None,
+    token: Token = None,
+) -> None:
+    """The output of a job's latest attempt."""
+    offset = 0
+    with input_errors():
+        while True:
+            text = _call(server, token, "GET", f"/v1/jobs/{job}/logs", params={"offset": offset})
+            print(text, end="", flush=True)
+            offset += len(text.encode())
+            if not follow or _call(server, token, "GET", f"/v1/jobs/{job}")["state"] in (
+                "succeeded",
+                "failed",
+                "cancelled",
+            ):
+                if follow:
+                    print(
+                        _call(server, token, "GET", f"/v1/jobs/{job}/logs", params={"offset": offset}), end=""
+                    )
+                return
+            time.sleep(1.0)
+
+
+@app.command()
+def nodes(server: Server = None, token: Token = None, as_json: AsJson = False) -> None:
+    """The nodes, their state and which GPUs are busy."""
+    with input_errors():
+        rows = _call(server, token, "GET", "/v1/nodes")
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = tables.Table(title="nodes", title_justify="left")
+    for column in ("node", "pool", "GPUs", "state", "GPU map", "heartbeat"):
+        table.add_column(column)
+    for r in rows:
+        busy = set(r["busy_gpus"])
+        gpu_map = "".join("#" if g in busy else "." for g in range(r["gpus"]))
+        table.add_row(
+            r["name"], r["pool"], str(r["gpus"]), r["state"], gpu_map, tables.duration(r["heartbeat_age_s"])
+        )
+    console.print(table)
+
+
+@app.command()
+def quota(server: Server = None, token: Token = None, as_json: AsJson = False) -> None:
+    """Each queue's quota and what its running jobs use."""
+    with input_errors():
+        rows = _call(server, token, "GET", "/v1/quota")
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = tables.Table(title="quota", title_justify="left")
+    for column in ("queue", "cohort", "nominal GPUs", "used GPUs"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r["queue"], r["cohort"] or "", f"{r['nominal_gpus']:g}", str(r["used_gpus"]))
+    console.print(table)
+
+
+@app.command()
+def team(
+    name: Annotated[str, typer.Argument(help="The team's name.")],
+    queue: Annotated[list[str] | None, typer.Option(help="A queue it may submit to; repeat.")] = None,
+    server: Server = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Add a team (admin) and print its token, shown once."""
+    with input_errors():
+        out = _call(server, token, "POST", "/v1/teams", json={"name": name, "queues": queue or []})
+    if as_json:
+        print(json.dumps(out))
+    else:
+        console.print(
+            f"team {out['team']} (queues {', '.join(out['queues']) or 'none'}): token {out['token']}"
+        )

@@ -1,0 +1,568 @@
+"""The HTTP face of a live cluster (FastAPI): teams submit, list, cancel and read logs of
+their own jobs; the admin manages teams and nodes; agents register, heartbeat, take the
+attempts to start or stop and report exits. A background thread runs the reconciler, the
+one writer of decisions, while it holds the cluster's leader lock.
+
+Every client mistake is a 4xx naming the field: 401 without a known token, 403 for what the
+token may not do, 404 for what does not exist (or is another team's), 422 for a bad value.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import select, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from corral.live.db import (
+    CORDONED,
+    DOWN,
+    DRAINING,
+    ENDED,
+    EXITED,
+    JOB_STATES,
+    STARTED,
+    STOPPING,
+    UP,
+    Attempt,
+    Job,
+    Node,
+    Team,
+    hash_token,
+    new_token,
+    team_of,
+)
+from corral.live.reconciler import Config, Reconciler
+
+ADMIN, TEAM, NODE = "admin", "team", "node"
+
+
+class JobSpec(BaseModel, extra="forbid"):
+    gpus: int = Field(ge=1, le=10_000_000)
+    queue: str = Field("default", min_length=1, max_length=200)
+    priority: int = Field(0, ge=-(2**31), lt=2**31)
+    preemptible: bool = True
+    estimate_s: float | None = Field(None, gt=0, allow_inf_nan=False)
+    grace_s: float = Field(30.0, ge=0, le=86_400, allow_inf_nan=False)
+    name: str = Field("", max_length=200)
+    command: list[str] = Field(min_length=1)
+
+
+class TeamSpec(BaseModel, extra="forbid"):
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.-]+$")
+    queues: list[str] = Field(default_factory=list)
+
+
+class NodeSpec(BaseModel, extra="forbid"):
+    name: str = Field(min_length=1, max_length=200)
+    gpus: int = Field(ge=1, le=1024)
+    pool: str = Field("default", min_length=1, max_length=200)
+    address: str = Field("127.0.0.1", max_length=200)
+
+
+class Exit(BaseModel, extra="forbid"):
+    exit_code: int = Field(ge=-255, le=255)
+
+
+class LogChunk(BaseModel, extra="forbid"):
+    text: str
+
+
+class Running(BaseModel, extra="forbid"):
+    """What an agent has: the attempts it runs now (to re-adopt after a restart)."""
+
+    running: list[int] = Field(default_factory=list)
+
+
+def job_view(job: Job, attempts: list[Attempt] | None = None) -> dict[str, Any]:
+    out = {
+        "job_id": job.job_id,
+        "name": job.name,
+        "team": job.team,
+        "queue": job.queue,
+        "gpus": job.gpus,
+        "priority": job.priority,
+        "preemptible": job.preemptible,
+        "state": job.state,
+        "exit_code": job.exit_code,
+        "submit_s": job.submit_s,
+        "end_s": job.end_s,
+        "command": job.command,
+        "run_s": job.run_s,
+    }
+    if attempts is not None:
+        out["attempts"] = [attempt_view(a) for a in attempts]
+    return out
+
+
+def attempt_view(a: Attempt) -> dict[str, Any]:
+    return {
+        "attempt": a.id,
+        "number": a.number,
+        "placement": a.placement,
+        "state": a.state,
+        "start_s": a.start_s,
+        "end_s": a.end_s,
+        "exit_code": a.exit_code,
+        "ended": a.ended,
+    }
+
+
+def _session(request: Request) -> Iterator[Session]:
+    with Session(request.app.state.engine) as session, session.begin():
+        yield session
+
+
+Db = Annotated[Session, Depends(_session)]
+
+
+def _caller(db: Db, authorization: Annotated[str | None, Header()] = None) -> Team:
+    if not authorization or not authorization.startswith("Bearer "):
+        raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+    team = team_of(db, authorization.removeprefix("Bearer ").strip())
+    if team is None:
+        raise HTTPException(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})
+    return team
+
+
+Caller = Annotated[Team, Depends(_caller)]
+
+
+class LeaderLock:
+    """One reconciler per cluster: a PostgreSQL advisory lock held on its own connection, or
+    a file lock beside a SQLite database."""
+
+    KEY = 0x636F7272  # "corr"
+
+    def __init__(self, engine: Engine, data_dir: Path) -> None:
+        self.engine, self.path = engine, data_dir / "leader.lock"
+        self.handle: Any = None
+
+    def acquire(self) -> bool:
+        if self.engine.dialect.name == "postgresql":
+            self.handle = self.engine.connect()
+            got = self.handle.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.KEY}).scalar()
+            if not got:
+                self.handle.close()
+                self.handle = None
+            return bool(got)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = self.path.open("w")
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.handle.close()
+            self.handle = None
+            return False
+        return True
+
+    def release(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+
+
+def create_app(
+    engine: Engine,
+    config: Config,
+    data_dir: Path,
+    clock: Callable[[], float] = time.time,
+    reconcile_every_s: float | None = 0.2,
+) -> FastAPI:
+    """The API over `engine`; with `reconcile_every_s`, a thread runs the reconciler that
+    often while it holds the leader lock (tests step it themselves)."""
+    logs = data_dir / "logs"
+    state: dict[str, Any] = {"reconciler": None}
+    lock = threading.Lock()  # (the reconciler's state is read by the API: one at a time)
+
+    def reconciler() -> Reconciler:
+        if state["reconciler"] is None:
+            state["reconciler"] = Reconciler(engine, config, clock)
+        return state["reconciler"]
+
+    def step() -> int:
+        with lock:
+            return reconciler().step()
+
+    stop = threading.Event()
+
+    def loop() -> None:
+        leader = LeaderLock(engine, data_dir)
+        while not stop.is_set() and not leader.acquire():
+            stop.wait(1.0)
+        try:
+            while not stop.is_set():
+                try:
+                    step()
+                except Exception:  # (a failed step is retried; the database is the truth)
+                    with lock:
+                        state["reconciler"] = None
+                stop.wait(reconcile_every_s or 0.2)
+        finally:
+            leader.release()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> Any:
+        thread = None
+        if reconcile_every_s is not None:
+            thread = threading.Thread(target=loop, name="corral-reconciler", daemon=True)
+            thread.start()
+        yield
+        stop.set()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    app = FastAPI(title="corral", lifespan=lifespan)
+    app.state.engine = engine
+    app.state.step = step
+    app.state.reconciler = reconciler
+
+    def require(who: Team, *roles: str) -> None:
+        if who.role not in roles:
+            raise HTTPException(403, f"a {who.role} token may not do this")
+
+    def own_job(db: Session, who: Team, job_id: str) -> Job:
+        job = db.scalar(select(Job).where(Job.job_id == job_id))
+        if job is None or (who.role == TEAM and job.team != who.name):
+            raise HTTPException(404, f"no job '{job_id}'")
+        if who.role == NODE:
+            raise HTTPException(403, "a node token may not read jobs")
+        return job
+
+    def unprocessable(field: str, message: str) -> HTTPException:
+        return HTTPException(422, [{"loc": ["body", field], "msg": message, "type": "value_error"}])
+
+    @app.exception_handler(ValueError)
+    async def _value_error(_: Request, err: ValueError) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=422)
+
+    # --- jobs ----------------------------------------------------------------------------
+
+    @app.post("/v1/jobs", status_code=201)
+    def submit(spec: JobSpec, who: Caller, db: Db) -> dict[str, Any]:
+        require(who, TEAM, ADMIN)
+        known = {q.name for q in config.queues} or {"default"}
+        if spec.queue not in known:
+            raise unprocessable("queue", f"unknown queue '{spec.queue}'; known: {', '.join(sorted(known))}")
+        if who.role == TEAM and spec.queue not in who.queues and "*" not in who.queues:
+            raise HTTPException(403, f"team {who.name} may not submit to queue '{spec.queue}'")
+        largest = _largest_pool(db)
+        if largest and spec.gpus > largest:
+            raise unprocessable("gpus", f"{spec.gpus} GPUs is more than any pool has ({largest})")
+        job = Job(
+            job_id="",
+            name=spec.name,
+            team=who.name,
+            queue=spec.queue,
+            gpus=spec.gpus,
+            priority=spec.priority,
+            preemptible=spec.preemptible,
+            estimate_s=spec.estimate_s,
+            grace_s=spec.grace_s,
+            command=spec.command,
+            submit_s=clock(),
+        )
+        db.add(job)
+        db.flush()
+        job.job_id = str(job.id)
+        return {"job_id": job.job_id, "state": job.state}
+
+    @app.get("/v1/jobs")
+    def jobs(who: Caller, db: Db, state: str | None = None, team: str | None = None) -> list[dict[str, Any]]:
+        require(who, TEAM, ADMIN)
+        if state is not None and state not in JOB_STATES:
+            raise HTTPException(
+                422,
+                [
+                    {
+                        "loc": ["query", "state"],
+                        "msg": f"one of {', '.join(JOB_STATES)}",
+                        "type": "value_error",
+                    }
+                ],
+            )
+        query = select(Job).order_by(Job.id)
+        if who.role == TEAM:
+            query = query.where(Job.team == who.name)
+        elif team is not None:
+            query = query.where(Job.team == team)
+        if state is not None:
+            query = query.where(Job.state == state)
+        return [job_view(j) for j in db.scalars(query)]
+
+    @app.get("/v1/jobs/{job_id}")
+    def job(job_id: str, who: Caller, db: Db) -> dict[str, Any]:
+        row = own_job(db, who, job_id)
+        attempts = list(db.scalars(select(Attempt).where(Attempt.job == row.id).order_by(Attempt.id)))
+        return job_view(row, attempts)
+
+    @app.post("/v1/jobs/{job_id}/cancel")
+    def cancel(job_id: str, who: Caller, db: Db) -> dict[str, Any]:
+        row = own_job(db, who, job_id)
+        if row.state in ENDED:
+            raise HTTPException(409, f"job {job_id} has already ended ({row.state})")
+        row.cancel_requested = True
+        return job_view(row)
+
+    @app.get("/v1/jobs/{job_id}/logs", response_class=PlainTextResponse)
+    def job_logs(job_id: str, who: Caller, db: Db, attempt: int | None = None, offset: int = 0) -> str:
+        row = own_job(db, who, job_id)
+        numbers = [
+            a.id for a in db.scalars(select(Attempt).where(Attempt.job == row.id).order_by(Attempt.id))
+        ]
+        if not numbers:
+            return ""
+        chosen = numbers[-1] if attempt is None else attempt
+        if chosen not in numbers:
+            raise HTTPException(404, f"job {job_id} has no attempt {attempt}")
+        path = logs / f"{chosen}.log"
+        if not path.exists():
+            return ""
+        with path.open("rb") as handle:
+            handle.seek(max(0, offset))
+            return handle.read().decode(errors="replace")
+
+    @app.get("/v1/jobs/{job_id}/reasons")
+    def job_reasons(job_id: str, who: Caller, db: Db) -> list[dict[str, Any]]:
+        row = own_job(db, who, job_id)
+        with lock:
+            history = reconciler().reasons(row.id)
+        return [{"time_s": t, "kind": kind, "reason": words} for t, kind, words in history]
+
+    # --- teams, nodes, quota -------------------------------------------------------------
+
+    @app.post("/v1/teams", status_code=201)
+    def add_team(spec: TeamSpec, who: Caller, db: Db) -> dict[str, Any]:
+        require(who, ADMIN)
+        if db.get(Team, spec.name) is not None:
+            raise HTTPException(409, f"team '{spec.name}' exists")
+        token = new_token()
+        db.add(Team(name=spec.name, token_sha256=hash_token(token), role=TEAM, queues=spec.queues))
+        return {"team": spec.name, "token": token, "queues": spec.queues}
+
+    @app.get("/v1/nodes")
+    def nodes(who: Caller, db: Db) -> list[dict[str, Any]]:
+        require(who, TEAM, ADMIN)
+        busy: dict[str, list[int]] = {}
+        for attempt in db.scalars(select(Attempt).where(Attempt.state.in_(("committed", STARTED, STOPPING)))):
+            for name, ids in attempt.placement:
+                busy.setdefault(name, []).extend(ids)
+        return [
+            {
+                "name": n.name,
+                "pool": n.pool,
+                "gpus": n.gpus,
+                "state": n.state,
+                "busy_gpus": sorted(busy.get(n.name, [])),
+                "heartbeat_age_s": clock() - n.heartbeat_s,
+            }
+            for n in db.scalars(select(Node).order_by(Node.name))
+        ]
+
+    @app.post("/v1/nodes/{name}/{action}")
+    def node_action(name: str, action: str, who: Caller, db: Db) -> dict[str, Any]:
+        require(who, ADMIN)
+        node = db.get(Node, name)
+        if node is None:
+            raise HTTPException(404, f"no node '{name}'")
+        states = {"cordon": CORDONED, "drain": DRAINING, "uncordon": UP}
+        if action not in states:
+            raise HTTPException(404, f"no action '{action}'; known: {', '.join(states)}")
+        if node.state == DOWN:
+            raise HTTPException(409, f"node '{name}' is down")
+        node.state = states[action]
+        return {"name": name, "state": node.state}
+
+    @app.get("/v1/quota")
+    def quota(who: Caller, db: Db) -> list[dict[str, Any]]:
+        require(who, TEAM, ADMIN)
+        used: dict[str, int] = {}
+        for job in db.scalars(select(Job).where(Job.state == "running")):
+            used[job.queue] = used.get(job.queue, 0) + job.gpus
+        specs = config.queues or ()
+        rows = [
+            {
+                "queue": q.name,
+                "nominal_gpus": q.nominal_gpus,
+                "used_gpus": used.get(q.name, 0),
+                "cohort": q.cohort,
+            }
+            for q in specs
+        ]
+        if not specs:
+            rows = [
+                {
+                    "queue": "default",
+                    "nominal_gpus": _total_gpus(db),
+                    "used_gpus": used.get("default", 0),
+                    "cohort": None,
+                }
+            ]
+        return rows
+
+    # --- agents --------------------------------------------------------------------------
+
+    @app.post("/v1/agent/register")
+    def register(spec: NodeSpec, who: Caller, db: Db) -> dict[str, Any]:
+        require(who, NODE, ADMIN)
+        node = db.get(Node, spec.name)
+        now = clock()
+        if node is not None and node.gpus == spec.gpus and node.pool == spec.pool and node.state != DOWN:
+            node.heartbeat_s, node.address = now, spec.address  # (an agent restarted: same node)
+            return {"name": spec.name, "state": node.state}
+        if node is not None:
+            db.delete(node)
+            db.flush()
+        sizes = {n.gpus for n in db.scalars(select(Node).where(Node.pool == spec.pool, Node.state != DOWN))}
+        if sizes and spec.gpus not in sizes:
+            raise unprocessable(
+                "gpus", f"pool '{spec.pool}' has nodes of {sizes.pop()} GPUs: give this one its own pool"
+            )
+        db.add(
+            Node(
+                name=spec.name,
+                pool=spec.pool,
+                gpus=spec.gpus,
+                address=spec.address,
+                registered_s=now,
+                heartbeat_s=now,
+            )
+        )
+        return {"name": spec.name, "state": UP}
+
+    @app.post("/v1/agent/{name}/heartbeat")
+    def heartbeat(name: str, have: Running, who: Caller, db: Db) -> dict[str, Any]:
+        """The agent's work: attempts to start on its node, attempts to stop (with the time
+        left before SIGKILL). Attempts it runs that the cluster has ended are stopped too."""
+        require(who, NODE, ADMIN)
+        node = db.get(Node, name)
+        if node is None or node.state == DOWN:
+            raise HTTPException(404, f"node '{name}' is not registered (register again)")
+        now = clock()
+        node.heartbeat_s = now
+        start, stop_now = [], []
+        live = db.scalars(select(Attempt).where(Attempt.state.in_(("committed", STARTED, STOPPING))))
+        seen = set()
+        for attempt in live:
+            ranks = [n for n, _ in attempt.placement]
+            if name not in ranks:
+                continue
+            seen.add(attempt.id)
+            job = db.get(Job, attempt.job)
+            if attempt.state == STOPPING:
+                stop_now.append(
+                    {"attempt": attempt.id, "grace_s": max(0.0, (attempt.stop_deadline_s or now) - now)}
+                )
+            else:
+                start.append(_launch_spec(db, attempt, job, name))
+        for attempt_id in have.running:
+            if attempt_id not in seen:  # (ended while the agent was away)
+                stop_now.append({"attempt": attempt_id, "grace_s": 0.0})
+        return {"start": start, "stop": stop_now}
+
+    @app.post("/v1/agent/attempts/{attempt_id}/started")
+    def started(attempt_id: int, who: Caller, db: Db) -> dict[str, Any]:
+        require(who, NODE, ADMIN)
+        attempt = _attempt(db, attempt_id)
+        if attempt.state == "committed":
+            attempt.state = STARTED
+        return attempt_view(attempt)
+
+    @app.post("/v1/agent/attempts/{attempt_id}/exited")
+    def exited(attempt_id: int, end: Exit, who: Caller, db: Db) -> dict[str, Any]:
+        """A rank's process ended. The attempt ends with its first rank to end (the rest of a
+        gang is stopped by the reconciler's decision that follows)."""
+        require(who, NODE, ADMIN)
+        attempt = _attempt(db, attempt_id)
+        if attempt.state in ("committed", STARTED, STOPPING):
+            attempt.state, attempt.exit_code, attempt.end_s = EXITED, end.exit_code, clock()
+        return attempt_view(attempt)
+
+    @app.post("/v1/agent/attempts/{attempt_id}/log")
+    def append_log(attempt_id: int, chunk: LogChunk, who: Caller, db: Db) -> dict[str, int]:
+        require(who, NODE, ADMIN)
+        _attempt(db, attempt_id)
+        logs.mkdir(parents=True, exist_ok=True)
+        with (logs / f"{attempt_id}.log").open("a") as handle:
+            handle.write(chunk.text)
+        return {"bytes": len(chunk.text)}
+
+    @app.post("/v1/agent/attempts/{attempt_id}/checkpoint")
+    def checkpoint(attempt_id: int, who: Caller, db: Db) -> dict[str, Any]:
+        require(who, NODE, ADMIN)
+        attempt = _attempt(db, attempt_id)
+        db.get(Job, attempt.job).checkpoint_s = clock()
+        return attempt_view(attempt)
+
+    @app.get("/v1/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def _attempt(db: Session, attempt_id: int) -> Attempt:
+    attempt = db.get(Attempt, attempt_id)
+    if attempt is None:
+        raise HTTPException(404, f"no attempt {attempt_id}")
+    return attempt
+
+
+def _launch_spec(db: Session, attempt: Attempt, job: Job, node: str) -> dict[str, Any]:
+    """What an agent needs to start its ranks of `attempt`: GPU indices, the command, and the
+    torch.distributed rendezvous (rank 0's node and a port of its own per attempt)."""
+    names = [n for n, _ in attempt.placement]
+    first = db.get(Node, names[0])
+    rank = names.index(node)
+    return {
+        "attempt": attempt.id,
+        "job_id": job.job_id,
+        "command": job.command,
+        "gpu_ids": attempt.placement[rank][1],
+        "grace_s": job.grace_s,
+        "env": {
+            "MASTER_ADDR": first.address if first is not None else "127.0.0.1",
+            "MASTER_PORT": str(20000 + attempt.id % 20000),
+            "WORLD_SIZE": str(job.gpus),
+            "NODE_RANK": str(rank),
+            "NNODES": str(len(names)),
+            "RANK": str(sum(len(ids) for _, ids in attempt.placement[:rank])),
+            "LOCAL_WORLD_SIZE": str(len(attempt.placement[rank][1])),
+            "CORRAL_JOB_ID": job.job_id,
+            "CORRAL_ATTEMPT": str(attempt.number),
+        },
+    }
+
+
+def _largest_pool(db: Session) -> int:
+    pools: dict[str, int] = {}
+    for node in db.scalars(select(Node).where(Node.state != DOWN)):
+        pools[node.pool] = pools.get(node.pool, 0) + node.gpus
+    return max(pools.values(), default=0)
+
+
+def _total_gpus(db: Session) -> int:
+    return sum(n.gpus for n in db.scalars(select(Node).where(Node.state != DOWN)))
+
+
+def bootstrap(engine: Engine) -> tuple[str, str]:
+    """New admin and node tokens (the old ones stop working); returned once, stored hashed."""
+    admin, node = new_token(), new_token()
+    with Session(engine) as session, session.begin():
+        for name, role, token in (("admin", ADMIN, admin), ("nodes", NODE, node)):
+            row = session.get(Team, name)
+            if row is None:
+                session.add(Team(name=name, token_sha256=hash_token(token), role=role, queues=["*"]))
+            else:
+                row.token_sha256 = hash_token(token)
+    return admin, node
