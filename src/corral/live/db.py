@@ -92,6 +92,14 @@ class Attempt(Base):
     stop_deadline_s: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
+class Meta(Base):
+    """The reconciler's own notes: `decided_s`, when it last passed the pools."""
+
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column()
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 

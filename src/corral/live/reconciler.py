@@ -37,6 +37,7 @@ from corral.live.db import (
     SUCCEEDED,
     Attempt,
     Job,
+    Meta,
     Node,
 )
 from corral.quota import CohortSpec, QueueSpec
@@ -94,6 +95,7 @@ class Reconciler:
             for node in session.scalars(select(Node).where(Node.state == DOWN)):
                 node.host = -1
             self.cluster, self.node_of, self.row_of, self.job_of = None, [], [], {}
+            self.rebuilt = True
             self.policy = make_policy(self.config.policy)
             self.wakes = {}
             if not nodes:
@@ -120,10 +122,19 @@ class Reconciler:
                 )
             )
             self._register(live)
-            running: dict[int, Attempt] = {
-                a.job: a
-                for a in session.scalars(select(Attempt).where(Attempt.state.in_((COMMITTED, STARTED))))
-            }
+            running: dict[int, Attempt] = {}
+            for attempt in session.scalars(select(Attempt).order_by(Attempt.id)):
+                i = self.job_of.get(attempt.job)
+                if i is None:
+                    continue
+                if attempt.state in (COMMITTED, STARTED):
+                    running[attempt.job] = attempt
+                else:  # a run that was stopped: the work it did is kept (saved on stop)
+                    row = session.get(Job, attempt.job)
+                    end = attempt.end_s
+                    if end is None:
+                        end = (attempt.stop_deadline_s or now) - row.grace_s
+                    cluster.resume(i, max(0.0, end - attempt.start_s), 1)
             index = {name: host for host, name in enumerate(self.node_of)}
             view = cluster.view
             view.now_s = now
@@ -179,9 +190,15 @@ class Reconciler:
         if cluster is None:
             return 0
         cluster.view.now_s = now
-        touched: set[int] = set()
         started = 0
         with Session(self.db) as session, session.begin():
+            # After a rebuild every pool is passed, so that jobs found waiting may start, unless
+            # the reconciler before this one passed them at this very instant.
+            note = session.get(Meta, "decided_s")
+            touched: set[int] = set()
+            if self.rebuilt and (note is None or note.value["t"] < now):
+                touched = set(range(len(cluster.fleet.pools)))
+            self.rebuilt = False
             touched |= self._exits(session, now)
             touched |= self._arrivals(session)
             touched |= self._cancellations(session, now)
@@ -193,6 +210,10 @@ class Reconciler:
                 touched |= {p for p, sizes in enumerate(cluster.waiting_sizes) if sizes}
             for pool in sorted(touched):
                 started += self._decide(session, pool, now)
+            if note is None:
+                session.add(Meta(key="decided_s", value={"t": now}))
+            else:
+                note.value = {"t": now}
         return started
 
     def _nodes_changed(self, now: float) -> bool:

@@ -416,6 +416,12 @@ class ClusterState:
         finally:
             self.enforce_quota = enforce
 
+    def resume(self, job: int, worked_s: float, stops: int) -> None:
+        """Registered `job` ran before, `stops` times stopped after `worked_s` of work kept
+        (a live cluster rebuilt from its records): it has that much less left."""
+        self.remaining[job] = max(0.0, self.remaining[job] - worked_s)
+        self.preemptions[job] += stops
+
     def set_interval(self, job: int, interval_s: float) -> None:
         """How often `job` checkpoints from its next start (a rule that follows failures)."""
         self.checkpoint_s[job] = self.np_checkpoint.a[job] = interval_s

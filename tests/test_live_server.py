@@ -1,0 +1,239 @@
+"""The live server's contract, on SQLite and on PostgreSQL: who may do what (401, 403, 404),
+what a bad request gets (422 naming the field, never a 500), and jobs run by real
+processes under the agent, with fake GPUs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from corral.live.agent import Agent
+from corral.live.db import connect, migrate
+from corral.live.reconciler import Config
+from corral.live.server import bootstrap, create_app
+from corral.quota import CohortSpec, QueueSpec
+from tests.live_support import Clock
+
+QUEUES = (QueueSpec("team-a", 8, cohort="c"), QueueSpec("team-b", 8, cohort="c"))
+
+
+class Cluster:
+    """A server on `url` (stepped by hand) with a fake clock, an admin, a node token and two
+    teams, each allowed its own queue."""
+
+    def __init__(self, url: str, data_dir: Path, policy: str = "priority") -> None:
+        self.engine = connect(url)
+        migrate(self.engine)
+        self.clock = Clock(1000.0)
+        self.app = create_app(
+            self.engine,
+            Config(policy, QUEUES, (CohortSpec("c"),)),
+            data_dir,
+            self.clock,
+            reconcile_every_s=None,
+        )
+        self.http = TestClient(self.app, raise_server_exceptions=False)
+        self.admin, self.node = bootstrap(self.engine)
+        self.teams = {}
+        for team in ("team-a", "team-b"):
+            out = self.call("POST", "/v1/teams", self.admin, json={"name": team, "queues": [team]})
+            self.teams[team] = out.json()["token"]
+        self.data_dir = data_dir
+
+    def call(self, method: str, path: str, token: str | None, **kwargs):
+        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        return self.http.request(method, path, headers=headers, **kwargs)
+
+    def agent(self, name: str, gpus: int) -> Agent:
+        client = TestClient(self.app)
+        return Agent(
+            "http://test", self.node, self.data_dir / name, gpus, name=name, client=client, clock=self.clock
+        )
+
+    def submit(self, team: str, gpus: int, command: list[str], **extra) -> str:
+        body = {"gpus": gpus, "queue": team, "command": command, **extra}
+        response = self.call("POST", "/v1/jobs", self.teams[team], json=body)
+        assert response.status_code == 201, response.text
+        return response.json()["job_id"]
+
+    def job(self, job_id: str) -> dict:
+        return self.call("GET", f"/v1/jobs/{job_id}", self.admin).json()
+
+    def run_until(self, agents: list[Agent], done, limit_s: float = 20.0) -> None:
+        """Step the reconciler and tick the agents until `done()` (real processes need real
+        milliseconds to start and end; bounded)."""
+        until = time.monotonic() + limit_s
+        while time.monotonic() < until:
+            self.app.state.step()
+            for agent in agents:
+                agent.tick()
+            if done():
+                return
+            time.sleep(0.02)
+        raise AssertionError("timed out")
+
+
+@pytest.fixture
+def cluster(database_url, tmp_path):
+    c = Cluster(database_url, tmp_path)
+    yield c
+    c.engine.dispose()
+
+
+def test_every_endpoint_wants_a_known_token(cluster):
+    routes = [
+        ("POST", "/v1/jobs"), ("GET", "/v1/jobs"), ("GET", "/v1/jobs/1"), ("POST", "/v1/jobs/1/cancel"),
+        ("GET", "/v1/jobs/1/logs"), ("GET", "/v1/jobs/1/reasons"), ("POST", "/v1/teams"),
+        ("GET", "/v1/nodes"),
+        ("POST", "/v1/nodes/n/drain"), ("GET", "/v1/quota"), ("POST", "/v1/agent/register"),
+        ("POST", "/v1/agent/n/heartbeat"), ("POST", "/v1/agent/attempts/1/started"),
+        ("POST", "/v1/agent/attempts/1/exited"), ("POST", "/v1/agent/attempts/1/log"),
+        ("POST", "/v1/agent/attempts/1/checkpoint"),
+    ]  # fmt: skip
+    for method, path in routes:
+        for token in (None, "not-a-token"):
+            response = cluster.call(method, path, token, json={})
+            assert response.status_code == 401, (method, path, token, response.text)
+
+
+def test_roles_and_teams_see_and_touch_only_their_own(cluster):
+    a, b = cluster.teams["team-a"], cluster.teams["team-b"]
+    job = cluster.submit("team-a", 1, ["true"])
+    # a node token runs jobs, it does not submit or read them; a team does not administer
+    assert (
+        cluster.call("POST", "/v1/jobs", cluster.node, json={"gpus": 1, "command": ["x"]}).status_code == 403
+    )
+    assert cluster.call("GET", "/v1/jobs", cluster.node).status_code == 403
+    assert cluster.call("GET", f"/v1/jobs/{job}", cluster.node).status_code == 403
+    assert cluster.call("POST", "/v1/teams", a, json={"name": "x"}).status_code == 403
+    assert cluster.call("POST", "/v1/nodes/n/drain", a).status_code == 403
+    assert cluster.call("POST", "/v1/agent/register", a, json={"name": "n", "gpus": 1}).status_code == 403
+    assert cluster.call("POST", "/v1/agent/attempts/1/exited", a, json={"exit_code": 0}).status_code == 403
+    # another team's queue, jobs, logs and cancel
+    body = {"gpus": 1, "queue": "team-a", "command": ["true"]}
+    assert cluster.call("POST", "/v1/jobs", b, json=body).status_code == 403
+    assert cluster.call("GET", "/v1/jobs", b).json() == []
+    for method, path in (
+        ("GET", f"/v1/jobs/{job}"),
+        ("GET", f"/v1/jobs/{job}/logs"),
+        ("POST", f"/v1/jobs/{job}/cancel"),
+    ):
+        assert cluster.call(method, path, b).status_code == 404
+    assert [j["job_id"] for j in cluster.call("GET", "/v1/jobs", a).json()] == [job]
+    assert [j["job_id"] for j in cluster.call("GET", "/v1/jobs", cluster.admin).json()] == [job]
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"gpus": 0, "command": ["x"]}, "gpus"),
+        ({"gpus": "many", "command": ["x"]}, "gpus"),
+        ({"gpus": 1, "command": []}, "command"),
+        ({"gpus": 1}, "command"),
+        ({"gpus": 1, "command": ["x"], "queue": "nope"}, "queue"),
+        ({"gpus": 64, "command": ["x"]}, "gpus"),  # more than any pool (one 8-GPU node)
+        ({"gpus": 1, "command": ["x"], "estimate_s": -5}, "estimate_s"),
+        ({"gpus": 1, "command": ["x"], "colour": "red"}, "colour"),
+    ],
+)
+def test_a_bad_request_gets_422_naming_the_field(cluster, body, field):
+    cluster.call("POST", "/v1/agent/register", cluster.node, json={"name": "n0", "gpus": 8})
+    body = {"queue": "team-a", **body}
+    response = cluster.call("POST", "/v1/jobs", cluster.teams["team-a"], json=body)
+    assert response.status_code == 422, response.text
+    assert field in str(response.json()["detail"])
+
+
+def test_client_mistakes_never_get_a_500(cluster):
+    a = cluster.teams["team-a"]
+    for method, path, body in (
+        ("GET", "/v1/jobs?state=lost", None), ("GET", "/v1/jobs/999", None),
+        ("POST", "/v1/jobs/abc/cancel", None), ("GET", "/v1/jobs/1/logs?attempt=x", None),
+        ("POST", "/v1/jobs", "not json"), ("POST", "/v1/jobs", [1, 2]),
+    ):  # fmt: skip
+        response = (
+            cluster.call(method, path, a, content=body)
+            if isinstance(body, str)
+            else cluster.call(method, path, a, json=body)
+        )
+        assert 400 <= response.status_code < 500, (method, path, response.status_code, response.text)
+
+
+# --- real processes, fake GPUs -----------------------------------------------------------
+
+SHOW = (
+    'echo "gpus=$CUDA_VISIBLE_DEVICES rank=$RANK node=$NODE_RANK world=$WORLD_SIZE local=$LOCAL_WORLD_SIZE"'
+)
+
+
+def logs(cluster, job: str) -> str:
+    return cluster.call("GET", f"/v1/jobs/{job}/logs", cluster.admin).text
+
+
+def test_jobs_get_disjoint_gpus_their_exit_codes_and_logs(cluster):
+    agent = cluster.agent("n0", 4)
+    agent.register()
+    first = cluster.submit("team-a", 2, ["sh", "-c", SHOW + "; sleep 0.3"])
+    second = cluster.submit("team-b", 2, ["sh", "-c", SHOW + "; exit 3"])
+    ended = ("succeeded", "failed")
+    cluster.run_until([agent], lambda: all(cluster.job(j)["state"] in ended for j in (first, second)))
+    assert (cluster.job(first)["state"], cluster.job(first)["exit_code"]) == ("succeeded", 0)
+    assert (cluster.job(second)["state"], cluster.job(second)["exit_code"]) == ("failed", 3)
+    seen = [logs(cluster, j).split()[0] for j in (first, second)]
+    assert sorted(seen) == ["gpus=0,1", "gpus=2,3"]
+    assert "world=2 local=2" in logs(cluster, first)
+
+
+def test_a_stop_sends_sigterm_then_sigkill_after_the_grace(cluster):
+    """A job that ignores SIGTERM is killed once its grace has passed (on the agent's fake
+    clock); one that exits on SIGTERM reports it."""
+    agent = cluster.agent("n0", 4)
+    agent.register()
+    stubborn = cluster.submit(
+        "team-a", 2, ["sh", "-c", "trap '' TERM; echo up; while :; do sleep 0.05; done"], grace_s=30
+    )
+    polite = cluster.submit(
+        "team-b", 2, ["sh", "-c", "trap 'echo term; exit 143' TERM; echo up; while :; do sleep 0.05; done"]
+    )
+    cluster.run_until([agent], lambda: all("up" in logs(cluster, j) for j in (stubborn, polite)))
+    for job in (stubborn, polite):
+        assert cluster.call("POST", f"/v1/jobs/{job}/cancel", cluster.admin).status_code == 200
+    cluster.run_until([agent], lambda: cluster.job(polite)["attempts"][0]["exit_code"] is not None)
+    assert cluster.job(polite)["attempts"][0]["exit_code"] == 143 and "term" in logs(cluster, polite)
+    cluster.run_until([agent], lambda: True)
+    assert cluster.job(stubborn)["attempts"][0]["exit_code"] is None  # (still within its grace)
+    cluster.clock.t += 31.0
+    cluster.run_until([agent], lambda: cluster.job(stubborn)["attempts"][0]["exit_code"] is not None)
+    assert cluster.job(stubborn)["attempts"][0]["exit_code"] == -9
+    assert {cluster.job(j)["state"] for j in (stubborn, polite)} == {"cancelled"}
+
+
+def test_a_checkpoint_marker_is_reported(cluster):
+    agent = cluster.agent("n0", 4)
+    agent.register()
+    job = cluster.submit(
+        "team-a", 1, ["sh", "-c", 'touch "$CORRAL_CHECKPOINT_DIR/.checkpoint-done"; sleep 0.2']
+    )
+    cluster.run_until([agent], lambda: cluster.job(job)["state"] == "succeeded")
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from corral.live.db import Job
+
+    with Session(cluster.engine) as session:
+        assert session.scalar(select(Job.checkpoint_s).where(Job.job_id == job)) == cluster.clock.t
+
+
+def test_two_agents_run_an_8_plus_8_gang_with_its_ranks(cluster):
+    agents = [cluster.agent(name, 8) for name in ("n0", "n1")]
+    for agent in agents:
+        agent.register()
+    job = cluster.submit("team-a", 16, ["sh", "-c", SHOW + " master=$MASTER_ADDR:$MASTER_PORT; sleep 0.2"])
+    cluster.run_until(agents, lambda: logs(cluster, job).count("gpus=") == 2)
+    lines = sorted(line for line in logs(cluster, job).splitlines() if line.startswith("gpus="))
+    assert lines[0].startswith("gpus=0,1,2,3,4,5,6,7 rank=0 node=0 world=16 local=8 master=127.0.0.1:")
+    assert lines[1].startswith("gpus=0,1,2,3,4,5,6,7 rank=8 node=1 world=16 local=8 master=127.0.0.1:")
+    assert lines[0].split("master=")[1] == lines[1].split("master=")[1]
