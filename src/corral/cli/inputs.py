@@ -113,6 +113,25 @@ def workload_synth(
     console.print(f"wrote {len(table):,} jobs to {out}")
 
 
+@fleet_app.command("export")
+def fleet_export(
+    out: Annotated[Path, typer.Option(help="The fleet TOML to write.")],
+    server: Annotated[str | None, typer.Option(envvar="CORRAL_SERVER", help="The server's URL.")] = None,
+    token: Annotated[str | None, typer.Option(envvar="CORRAL_TOKEN", help="The admin's token.")] = None,
+) -> None:
+    """The live cluster's fleet (pools, hosts, GPUs, queues, cohorts) as a fleet file the
+    simulator reads (admin)."""
+    from corral.cli.live import _call
+
+    with input_errors():
+        if out.suffix != ".toml":
+            raise InputError(f"{out.name}: a fleet is written as .toml", source=str(out), field="out")
+        text = _call(server, token, "GET", "/v1/fleet")
+        write_bytes(out, text.encode())
+        load_fleet(str(out))  # (what corral writes, corral reads)
+    console.print(f"wrote the live fleet to {out}")
+
+
 @fleet_app.command("show")
 def fleet_show(fleet: Annotated[str, typer.Argument(help="Preset, TOML file, or NxG.")]) -> None:
     """Describe a fleet: hosts, GPUs, pools, topology."""

@@ -360,3 +360,42 @@ def team(
         console.print(
             f"team {out['team']} (queues {', '.join(out['queues']) or 'none'}): token {out['token']}"
         )
+
+
+@app.command()
+def history(
+    out: Annotated[Path, typer.Option(help="The job table to write (.csv, .csv.gz or .parquet).")],
+    server: Server = None,
+    token: Token = None,
+) -> None:
+    """The cluster's ended jobs as a job table `corral simulate --workload` replays (admin)."""
+    import numpy as np
+
+    from corral.report.outputs import check_output_table
+    from corral.workload import JobTable, write_jobs
+
+    with input_errors():
+        check_output_table(out, "out")
+        answer = _call(server, token, "GET", "/v1/history")
+        rows = answer["jobs"]
+        if not rows:
+            raise InputError("no job has run to its end yet: nothing to write", field="out")
+        table = JobTable(
+            job_id=[r["job_id"] for r in rows],
+            submit_s=np.array([r["submit_s"] for r in rows]) - rows[0]["submit_s"],
+            gpus=np.array([r["gpus"] for r in rows], dtype=np.int64),
+            duration_s=np.array([r["duration_s"] for r in rows]),
+            queue=[r["queue"] for r in rows],
+            user=[r["user"] for r in rows],
+            kind=["experiment"] * len(rows),
+            priority=np.array([r["priority"] for r in rows], dtype=np.int64),
+            preemptible=np.array([r["preemptible"] for r in rows], dtype=bool),
+            extra={
+                "estimate_s": ["" if r["estimate_s"] is None else str(r["estimate_s"]) for r in rows],
+                "state": [r["state"] for r in rows],
+            },
+        )
+        write_jobs(table, out)
+    skipped = answer["never_ran"]
+    left = f"; left out {len(skipped)} that never ran ({', '.join(skipped[:5])})" if skipped else ""
+    console.print(f"wrote {len(rows):,} jobs to {out} (times from the first submission){left}")

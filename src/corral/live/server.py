@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -504,6 +505,42 @@ def create_app(
         db.get(Job, attempt.job).checkpoint_s = clock()
         return attempt_view(attempt)
 
+    @app.get("/v1/history")
+    def history(who: Caller, db: Db) -> dict[str, Any]:
+        """Ended jobs as the simulator's job table reads them (duration: the time they held
+        GPUs), and those left out because they never ran."""
+        require(who, ADMIN)
+        rows, never_ran = [], []
+        for job in db.scalars(select(Job).where(Job.state.in_(ENDED)).order_by(Job.submit_s, Job.id)):
+            if job.run_s <= 0:
+                never_ran.append(job.job_id)
+                continue
+            rows.append(
+                {
+                    "job_id": job.job_id,
+                    "submit_s": job.submit_s,
+                    "gpus": job.gpus,
+                    "duration_s": job.run_s,
+                    "queue": job.queue,
+                    "user": job.team,
+                    "priority": job.priority,
+                    "preemptible": job.preemptible,
+                    "estimate_s": job.estimate_s,
+                    "state": job.state,
+                }
+            )
+        return {"jobs": rows, "never_ran": never_ran}
+
+    @app.get("/v1/fleet", response_class=PlainTextResponse)
+    def fleet_toml(who: Caller, db: Db) -> str:
+        """The live fleet as a fleet TOML the simulator reads: a pool per pool, its hosts
+        and their GPUs, and the queues and cohorts of the configuration."""
+        require(who, ADMIN)
+        pools: dict[str, list[int]] = {}
+        for node in db.scalars(select(Node).where(Node.state != DOWN).order_by(Node.name)):
+            pools.setdefault(node.pool, []).append(node.gpus)
+        return fleet_text(pools, config)
+
     @app.get("/v1/health")
     def health() -> dict[str, str]:
         return {"status": "ok"}
@@ -553,6 +590,29 @@ def _largest_pool(db: Session) -> int:
 
 def _total_gpus(db: Session) -> int:
     return sum(n.gpus for n in db.scalars(select(Node).where(Node.state != DOWN)))
+
+
+def fleet_text(pools: dict[str, list[int]], config: Config) -> str:
+    """A fleet file (see the README's format) for `pools` (name -> GPUs of each host)."""
+
+    def value(v: Any) -> str:
+        return json.dumps(v) if isinstance(v, str) else f"{v:g}" if isinstance(v, float) else str(v)
+
+    lines = ['name = "live"']
+    for name, sizes in sorted(pools.items()):
+        lines += [
+            "",
+            "[[pools]]",
+            f"name = {value(name)}",
+            f"hosts = {len(sizes)}",
+            f"gpus_per_host = {max(sizes)}",
+        ]
+        lines += ["hosts_per_rack = 1", "racks_per_pod = 1"]
+    for kind, specs in (("cohorts", config.cohorts), ("queues", config.queues)):
+        for spec in specs:
+            lines += ["", f"[[{kind}]]"]
+            lines += [f"{k} = {value(v)}" for k, v in vars(spec).items() if v is not None]
+    return "\n".join(lines) + "\n"
 
 
 def bootstrap(engine: Engine) -> tuple[str, str]:

@@ -42,7 +42,7 @@ from corral.state.reasons import (
 from corral.state.runs import CANCELLED as RUN_CANCELLED
 from corral.state.runs import COMPLETED, DRAINED, FAILED, PREEMPTED, RunLog
 from corral.state.view import ClusterView
-from corral.workload import JobTable
+from corral.workload import JobTable, parse_number
 
 FUTURE, PENDING, RUNNING_, DONE, CANCELLED = 0, 1, 2, 3, 4
 NAN = math.nan
@@ -203,8 +203,7 @@ class ClusterState:
         self.submit_s += jobs.submit_s.tolist()
         self.gpus += jobs.gpus.tolist()
         self.duration_s += duration
-        estimate = jobs.extra.get("estimate_s")
-        self.estimate_s += duration if estimate is None else [float(e) for e in estimate]
+        self.estimate_s += self._estimates(jobs, duration)
         self.queue_name += list(jobs.queue)
         self.queue += queue
         self.pool += pools
@@ -235,6 +234,22 @@ class ClusterState:
         self.np_gpus.extend(jobs.gpus.astype(float))
         self.np_host.extend(np.full(n, -1, dtype=np.int64))
         return range(first, first + n)
+
+    @staticmethod
+    def _estimates(jobs: JobTable, duration: list[float]) -> list[float]:
+        """The `estimate_s` column where a job gives one (a number > 0), else its duration."""
+        given = jobs.extra.get("estimate_s")
+        if given is None:
+            return duration
+        out = []
+        for i, (text, d) in enumerate(zip(given, duration, strict=True)):
+            if not str(text).strip():
+                out.append(d)
+                continue
+            out.append(
+                parse_number(str(text), jobs.source, jobs.where(i) or 0, "estimate_s", 0.0, strict=True)
+            )
+        return out
 
     def add_queue(self, name: str) -> int:
         """A queue jobs name but the configuration does not list: it borrows only (nominal
