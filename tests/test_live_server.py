@@ -237,3 +237,26 @@ def test_two_agents_run_an_8_plus_8_gang_with_its_ranks(cluster):
     assert lines[0].startswith("gpus=0,1,2,3,4,5,6,7 rank=0 node=0 world=16 local=8 master=127.0.0.1:")
     assert lines[1].startswith("gpus=0,1,2,3,4,5,6,7 rank=8 node=1 world=16 local=8 master=127.0.0.1:")
     assert lines[0].split("master=")[1] == lines[1].split("master=")[1]
+
+
+def test_a_silent_node_is_marked_down_and_its_jobs_wait_again(cluster):
+    """Past the heartbeat timeout the node is down; its attempt ends as failed and the job
+    waits again, as the simulator's host failures leave it. The agent, back, registers
+    again, is told to stop what the cluster gave up, and the job runs anew."""
+    agent = cluster.agent("n0", 4)
+    agent.register()
+    job = cluster.submit("team-a", 2, ["sh", "-c", "echo up; sleep 30"])
+    cluster.run_until([agent], lambda: "up" in logs(cluster, job))
+    cluster.clock.t += 31.0  # (no heartbeat for longer than the 30 s timeout)
+    cluster.app.state.step()
+    nodes = cluster.call("GET", "/v1/nodes", cluster.admin).json()
+    assert [n["state"] for n in nodes] == ["down"]
+    detail = cluster.job(job)
+    assert detail["state"] == "pending" and detail["attempts"][0]["ended"] == "failed"
+    cluster.run_until([agent], lambda: len(cluster.job(job)["attempts"]) == 2)
+    assert [n["state"] for n in cluster.call("GET", "/v1/nodes", cluster.admin).json()] == ["up"]
+    cluster.run_until(
+        [agent], lambda: logs(cluster, job).count("up") >= 1 and cluster.job(job)["state"] == "running"
+    )
+    cluster.call("POST", f"/v1/jobs/{job}/cancel", cluster.admin)
+    cluster.run_until([agent], lambda: cluster.job(job)["state"] == "cancelled" and not agent._attempts())

@@ -80,6 +80,7 @@ class Reconciler:
         self.row_of: list[int] = []  # cluster job -> Job.id
         self.job_of: dict[int, int] = {}  # Job.id -> cluster job
         self.node_of: list[str] = []  # host -> node name
+        self.nodes_touched: set[int] = set()  # pools where nodes joined or were lost
         self.rebuild()
 
     # --- the state from the database -----------------------------------------------------
@@ -96,6 +97,7 @@ class Reconciler:
                 node.host = -1
             self.cluster, self.node_of, self.row_of, self.job_of = None, [], [], {}
             self.rebuilt = True
+            self.nodes_touched = set()
             self.policy = make_policy(self.config.policy)
             self.wakes = {}
             if not nodes:
@@ -199,6 +201,8 @@ class Reconciler:
             if self.rebuilt and (note is None or note.value["t"] < now):
                 touched = set(range(len(cluster.fleet.pools)))
             self.rebuilt = False
+            touched |= self.nodes_touched
+            self.nodes_touched = set()
             touched |= self._exits(session, now)
             touched |= self._arrivals(session)
             touched |= self._cancellations(session, now)
@@ -232,6 +236,7 @@ class Reconciler:
                 (host,) = self.cluster.add_hosts(Segment(node.pool, 1, node.gpus, 1, 1))
                 node.host = host
                 self.node_of.append(node.name)
+                self.nodes_touched.add(self.cluster.fleet.pools.index(node.pool))
         return False
 
     def _lose_node(self, session: Session, node: Node, now: float) -> None:
@@ -239,6 +244,7 @@ class Reconciler:
         with their last checkpoint, as the simulator's host failures leave them."""
         if self.cluster is None or node.host < 0:
             return
+        self.nodes_touched.add(int(self.cluster.fleet.host_pool[node.host]))
         for job in self.cluster.remove_host(node.host, now):
             self.policy.interrupted(job)
             row = session.get(Job, self.row_of[job])
