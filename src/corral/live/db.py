@@ -119,6 +119,8 @@ def connect(url: str) -> Engine:
         def _pragmas(connection: Any, _: Any) -> None:
             cursor = connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
+            # (in WAL, NORMAL loses no commit to a crash of the process, only to power loss)
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=5000")
             cursor.close()

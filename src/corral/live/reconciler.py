@@ -47,6 +47,8 @@ from corral.state.cluster import RUNNING_, ClusterState
 from corral.workload import JobTable
 
 UNKNOWN_DURATION_S = 365 * 86400.0  # what the state assumes of a job with no estimate
+LOOK_BACK_IDS = 1000  # submissions a step looks back for jobs committed out of id order
+FULL_SCAN_EVERY = 50  # steps between looks at every pending job
 
 
 @dataclass
@@ -81,6 +83,7 @@ class Reconciler:
         self.job_of: dict[int, int] = {}  # Job.id -> cluster job
         self.node_of: list[str] = []  # host -> node name
         self.nodes_touched: set[int] = set()  # pools where nodes joined or were lost
+        self.steps = 0
         self.rebuild()
 
     # --- the state from the database -----------------------------------------------------
@@ -283,12 +286,17 @@ class Reconciler:
     def _arrivals(self, session: Session) -> set[int]:
         cluster = self.cluster
         assert cluster is not None
-        new = list(
-            session.scalars(
-                select(Job)
-                .where(Job.state == PENDING, Job.id.not_in(list(self.job_of) or [-1]))
-                .order_by(Job.submit_s, Job.id)
-            )
+        # Ids grow with submissions, but a transaction may commit after a later one: look
+        # back a window of ids at every step, and at every id now and then.
+        self.steps += 1
+        query = select(Job.id).where(Job.state == PENDING)
+        if self.steps % FULL_SCAN_EVERY:
+            query = query.where(Job.id > max(self.row_of, default=0) - LOOK_BACK_IDS)
+        unknown = [i for i in session.scalars(query) if i not in self.job_of]
+        new = (
+            list(session.scalars(select(Job).where(Job.id.in_(unknown)).order_by(Job.submit_s, Job.id)))
+            if unknown
+            else []
         )
         self._register(new)
         for row in new:
