@@ -260,3 +260,33 @@ def test_a_silent_node_is_marked_down_and_its_jobs_wait_again(cluster):
     )
     cluster.call("POST", f"/v1/jobs/{job}/cancel", cluster.admin)
     cluster.run_until([agent], lambda: cluster.job(job)["state"] == "cancelled" and not agent._attempts())
+
+
+def test_explain_without_a_policy_asks_the_live_cluster(cluster, monkeypatch):
+    """`corral explain JOB` with no --policy prints the live job's reasons, in the
+    simulator's words: a job waiting behind another for GPUs says so."""
+    from typer.testing import CliRunner
+
+    import corral.cli.live as live
+    from corral.cli import app
+
+    agent = cluster.agent("n0", 4)
+    agent.register()
+    first = cluster.submit("team-a", 4, ["sh", "-c", "sleep 30"])
+    second = cluster.submit("team-b", 4, ["true"])
+    cluster.run_until([agent], lambda: cluster.job(first)["state"] == "running")
+    monkeypatch.setattr(
+        live,
+        "_client",
+        lambda server, token: cluster.http.__class__(
+            cluster.app, headers={"Authorization": f"Bearer {token}"}
+        ),
+    )
+    result = CliRunner().invoke(app, ["explain", second, "--server", "http://test", "--token", cluster.admin])
+    assert result.exit_code == 0, result.output
+    assert "waiting for GPUs: needs 4" in result.output or "reserved" in result.output
+    result = CliRunner().invoke(app, ["explain", "999", "--server", "http://test", "--token", cluster.admin])
+    assert result.exit_code == 2 and "no job '999'" in result.output
+    cluster.call("POST", f"/v1/jobs/{first}/cancel", cluster.admin)
+    cluster.clock.t += 31.0  # (past the grace: SIGKILL if SIGTERM was not enough)
+    cluster.run_until([agent], lambda: cluster.job(second)["state"] == "succeeded" and not agent._attempts())

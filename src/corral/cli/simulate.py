@@ -247,16 +247,28 @@ def simulate(
 @app.command()
 def explain(
     job: Annotated[str, typer.Argument(help="The job id.")],
-    policy: Annotated[str, typer.Option(help="The policy to replay.")],
+    policy: Annotated[
+        str | None, typer.Option(help="The policy to replay (none: ask the live cluster).")
+    ] = None,
     workload: Annotated[str | None, typer.Option(help="Job table or Philly-format trace.")] = None,
     fleet: Annotated[str | None, typer.Option(help="Preset, TOML file, or NxG.")] = None,
     scenario: Annotated[str | None, typer.Option(help="A built-in scenario.")] = None,
     days: Annotated[float, typer.Option(help="Days of arrivals a scenario generates.")] = 30.0,
     seed: Annotated[int, typer.Option(min=0, help="Random seed of a scenario.")] = 0,
     load: Annotated[float | None, typer.Option(help="Rescale arrivals to this offered load.")] = None,
+    server: Annotated[
+        str | None, typer.Option(envvar="CORRAL_SERVER", help="The live cluster's URL.")
+    ] = None,
+    token: Annotated[str | None, typer.Option(envvar="CORRAL_TOKEN", help="Your token there.")] = None,
 ) -> None:
-    """Replay, then print one job's history: why it waited, when it ran, who preempted it."""
+    """Replay, then print one job's history: why it waited, when it ran, who preempted it.
+    Without --policy, the same history of a job of the live cluster (CORRAL_SERVER)."""
+    if policy is None and workload is None and scenario is None:
+        _explain_live(job, server, token)
+        return
     with input_errors():
+        if policy is None:
+            raise InputError("give the --policy to replay", field="policy")
         setup = _inputs(workload, fleet, scenario, days, seed)
         the_fleet, jobs = setup.fleet, setup.jobs
         with progress_bars() as progress:
@@ -288,6 +300,30 @@ def explain(
         f"preempted {int(result.preemptions[i])} times, "
         f"losing {tables.duration(float(result.lost_s[i]))} of work"
     )
+
+
+def _explain_live(job: str, server: str | None, token: str | None) -> None:
+    """A live job's recorded reasons, in the words the simulator prints."""
+    from corral.cli.live import _call
+
+    with input_errors():
+        detail = _call(server, token, "GET", f"/v1/jobs/{job}")
+        history = _call(server, token, "GET", f"/v1/jobs/{job}/reasons")
+    console.print(
+        bold(
+            job,
+            f": {detail['gpus']} GPUs, queue {detail['queue']}, "
+            f"priority {detail['priority']}, {detail['state']}",
+        )
+    )
+    table = tables.Table(title_justify="left")
+    for name in ("since submit", "for", "state or reason"):
+        table.add_column(name, justify="left" if name == "state or reason" else "right")
+    ends = [h["time_s"] for h in history[1:]] + [None]
+    for h, end in zip(history, ends, strict=True):
+        lasted = "" if end is None else tables.duration(end - h["time_s"])
+        table.add_row(tables.duration(h["time_s"] - detail["submit_s"]), lasted, h["reason"])
+    console.print(table)
 
 
 @app.command()
