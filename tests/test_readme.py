@@ -31,6 +31,7 @@ LIVE = (
     "corral quota",
     "corral history",
     "corral fleet export",
+    "corral explain JOB",
 )
 LIVE_READS = ("week.parquet", "live.toml")
 
