@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
@@ -540,6 +540,11 @@ def create_app(
         for node in db.scalars(select(Node).where(Node.state != DOWN).order_by(Node.name)):
             pools.setdefault(node.pool, []).append(node.gpus)
         return fleet_text(pools, config)
+
+    @app.get("/", response_class=HTMLResponse)
+    def dashboard() -> str:
+        """The dashboard: one static page over the JSON API (the token is typed into it)."""
+        return (Path(__file__).parent / "dashboard.html").read_text()
 
     @app.get("/v1/health")
     def health() -> dict[str, str]:
