@@ -290,3 +290,39 @@ def test_explain_without_a_policy_asks_the_live_cluster(cluster, monkeypatch):
     cluster.call("POST", f"/v1/jobs/{first}/cancel", cluster.admin)
     cluster.clock.t += 31.0  # (past the grace: SIGKILL if SIGTERM was not enough)
     cluster.run_until([agent], lambda: cluster.job(second)["state"] == "succeeded" and not agent._attempts())
+
+
+def test_queues_and_the_policy_change_without_a_restart(cluster):
+    """The admin gives a new fleet file (a third queue) and a new policy: jobs go to the new
+    queue at once, the running job stays adopted, and a bad file is a 422 naming it."""
+    agent = cluster.agent("n0", 4)
+    agent.register()
+    running = cluster.submit("team-a", 2, ["sh", "-c", "echo up; sleep 30"])
+    cluster.run_until([agent], lambda: "up" in logs(cluster, running))
+    fleet = (
+        'hosts = 1\n[[cohorts]]\nname = "c"\n'
+        '[[queues]]\nname = "team-a"\nnominal_gpus = 2\ncohort = "c"\n'
+        '[[queues]]\nname = "team-b"\nnominal_gpus = 1\ncohort = "c"\n'
+        '[[queues]]\nname = "team-c"\nnominal_gpus = 1\ncohort = "c"\n'
+    )
+    a = cluster.teams["team-a"]
+    assert cluster.call("PUT", "/v1/config", a, json={"policy": "fair"}).status_code == 403
+    for bad, field in (
+        ({"fleet_toml": "hosts = x"}, "fleet_toml"),
+        ({"policy": "sjf"}, "policy"),
+        ({"policy": "nope"}, "policy"),
+    ):
+        response = cluster.call("PUT", "/v1/config", cluster.admin, json=bad)
+        assert response.status_code == 422 and field in str(response.json()["detail"]), response.text
+    response = cluster.call("PUT", "/v1/config", cluster.admin, json={"fleet_toml": fleet, "policy": "fair"})
+    assert response.status_code == 200 and response.json()["queues"] == ["team-a", "team-b", "team-c"]
+    out = cluster.call(
+        "POST", "/v1/teams", cluster.admin, json={"name": "team-c", "queues": ["team-c"]}
+    ).json()
+    cluster.teams["team-c"] = out["token"]
+    new = cluster.submit("team-c", 1, ["sh", "-c", "echo c"])
+    cluster.run_until([agent], lambda: cluster.job(new)["state"] == "succeeded")
+    assert cluster.job(running)["state"] == "running" and len(cluster.job(running)["attempts"]) == 1
+    cluster.call("POST", f"/v1/jobs/{running}/cancel", cluster.admin)
+    cluster.clock.t += 31.0
+    cluster.run_until([agent], lambda: not agent._attempts())

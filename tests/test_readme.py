@@ -32,6 +32,7 @@ LIVE = (
     "corral history",
     "corral fleet export",
     "corral explain JOB",
+    "corral config",
 )
 LIVE_READS = ("week.parquet", "live.toml")
 

@@ -288,9 +288,15 @@ _SEGMENT_FIELDS = (
 
 def fleet_from_toml(path: Path) -> Fleet:
     """Read a fleet file; see the README for the format."""
+    with reading(path):
+        text = path.read_text(encoding="utf-8")
+    return fleet_from_text(text, path)
+
+
+def fleet_from_text(text: str, path: Path = Path("<fleet>")) -> Fleet:
+    """A fleet from the text of a fleet file (`path` names it in errors)."""
     try:
-        with reading(path):
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         where = re.search(r"at line (\d+)", str(err))
         line = int(where.group(1)) if where else None

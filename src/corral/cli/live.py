@@ -399,3 +399,24 @@ def history(
     skipped = answer["never_ran"]
     left = f"; left out {len(skipped)} that never ran ({', '.join(skipped[:5])})" if skipped else ""
     console.print(f"wrote {len(rows):,} jobs to {out} (times from the first submission){left}")
+
+
+@app.command("config")
+def set_config(
+    fleet: Annotated[Path | None, typer.Option(help="Fleet TOML whose queues and cohorts now apply.")] = None,
+    policy: Annotated[str | None, typer.Option(help="The policy from now on.")] = None,
+    server: Server = None,
+    token: Token = None,
+) -> None:
+    """Change queues, quotas, cohorts or the policy of the running cluster (admin): no restart."""
+    from corral.errors import reading
+
+    with input_errors():
+        if fleet is None and policy is None:
+            raise InputError("give --fleet, --policy or both", field="fleet")
+        text = None
+        if fleet is not None:
+            with reading(fleet):
+                text = fleet.read_text(encoding="utf-8")
+        out = _call(server, token, "PUT", "/v1/config", json={"fleet_toml": text, "policy": policy})
+    console.print(f"policy {out['policy']}; queues {', '.join(out['queues']) or 'default'}")

@@ -198,10 +198,12 @@ class Reconciler:
         started = 0
         with Session(self.db) as session, session.begin():
             # After a rebuild every pool is passed, so that jobs found waiting may start, unless
-            # the reconciler before this one passed them at this very instant.
+            # the reconciler before this one passed them at this very instant, knowing every
+            # job this one found.
             note = session.get(Meta, "decided_s")
             touched: set[int] = set()
-            if self.rebuilt and (note is None or note.value["t"] < now):
+            known = max(self.row_of, default=0)
+            if self.rebuilt and (note is None or note.value["t"] < now or note.value.get("jobs", 0) < known):
                 touched = set(range(len(cluster.fleet.pools)))
             self.rebuilt = False
             touched |= self.nodes_touched
@@ -217,10 +219,11 @@ class Reconciler:
                 touched |= {p for p, sizes in enumerate(cluster.waiting_sizes) if sizes}
             for pool in sorted(touched):
                 started += self._decide(session, pool, now)
+            seen = {"t": now, "jobs": max(self.row_of, default=0)}
             if note is None:
-                session.add(Meta(key="decided_s", value={"t": now}))
+                session.add(Meta(key="decided_s", value=seen))
             else:
-                note.value = {"t": now}
+                note.value = seen
         return started
 
     def _nodes_changed(self, now: float) -> bool:

@@ -25,6 +25,8 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from corral.errors import InputError
+from corral.fleet import fleet_from_text
 from corral.live.db import (
     CORDONED,
     DOWN,
@@ -37,6 +39,7 @@ from corral.live.db import (
     UP,
     Attempt,
     Job,
+    Meta,
     Node,
     Team,
     hash_token,
@@ -44,6 +47,7 @@ from corral.live.db import (
     team_of,
 )
 from corral.live.reconciler import Config, Reconciler
+from corral.scheduling.registry import make_policy
 
 ADMIN, TEAM, NODE = "admin", "team", "node"
 
@@ -69,6 +73,14 @@ class NodeSpec(BaseModel, extra="forbid"):
     gpus: int = Field(ge=1, le=1024)
     pool: str = Field("default", min_length=1, max_length=200)
     address: str = Field("127.0.0.1", max_length=200)
+
+
+class ConfigSpec(BaseModel, extra="forbid"):
+    """A fleet TOML (its queues and cohorts apply; hosts come from the agents), a policy, or
+    both."""
+
+    fleet_toml: str | None = Field(None, max_length=1_000_000)
+    policy: str | None = Field(None, min_length=1, max_length=200)
 
 
 class Exit(BaseModel, extra="forbid"):
@@ -540,6 +552,29 @@ def create_app(
         for node in db.scalars(select(Node).where(Node.state != DOWN).order_by(Node.name)):
             pools.setdefault(node.pool, []).append(node.gpus)
         return fleet_text(pools, config)
+
+    @app.put("/v1/config")
+    def set_config(spec: ConfigSpec, who: Caller, db: Db) -> dict[str, Any]:
+        """Queues, quotas, cohorts and the policy, changed while the cluster runs: the
+        reconciler is rebuilt from the database with them at its next step, running jobs
+        adopted, waiting ones queued again under the new rules."""
+        require(who, ADMIN)
+        policy = spec.policy or config.policy
+        try:
+            new = Config.from_fleet(fleet_from_text(spec.fleet_toml) if spec.fleet_toml else None, policy)
+            if getattr(make_policy(policy), "needs_durations", False):
+                why = f"policy '{policy}' reads true durations: the simulator's only"
+                raise InputError(why, field="policy")
+        except InputError as err:
+            raise unprocessable("fleet_toml" if err.field != "policy" else "policy", str(err)) from None
+        note = db.get(Meta, "decided_s")
+        if note is not None:  # (the next reconciler passes every pool under the new rules)
+            db.delete(note)
+        with lock:
+            config.policy, config.queues, config.cohorts = new.policy, new.queues, new.cohorts
+            config.default_cohort = new.default_cohort
+            state["reconciler"] = None
+        return {"policy": config.policy, "queues": [q.name for q in config.queues]}
 
     @app.get("/", response_class=HTMLResponse)
     def dashboard() -> str:
