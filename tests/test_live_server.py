@@ -326,3 +326,22 @@ def test_queues_and_the_policy_change_without_a_restart(cluster):
     cluster.call("POST", f"/v1/jobs/{running}/cancel", cluster.admin)
     cluster.clock.t += 31.0
     cluster.run_until([agent], lambda: not agent._attempts())
+
+
+def test_a_cordoned_node_keeps_its_jobs_and_starts_nothing_new(cluster):
+    agent = cluster.agent("n0", 4)
+    agent.register()
+    running = cluster.submit("team-a", 2, ["sh", "-c", "echo up; sleep 30"])
+    cluster.run_until([agent], lambda: "up" in logs(cluster, running))
+    assert cluster.call("POST", "/v1/nodes/n0/cordon", cluster.teams["team-a"]).status_code == 403
+    assert cluster.call("POST", "/v1/nodes/n0/cordon", cluster.admin).json()["state"] == "cordoned"
+    waiting = cluster.submit("team-b", 1, ["true"])
+    for _ in range(5):
+        cluster.app.state.step()
+        agent.tick()
+    assert cluster.job(waiting)["state"] == "pending" and cluster.job(running)["state"] == "running"
+    assert cluster.call("POST", "/v1/nodes/n0/uncordon", cluster.admin).json()["state"] == "up"
+    cluster.run_until([agent], lambda: cluster.job(waiting)["state"] == "succeeded")
+    cluster.call("POST", f"/v1/jobs/{running}/cancel", cluster.admin)
+    cluster.clock.t += 31.0
+    cluster.run_until([agent], lambda: not agent._attempts())

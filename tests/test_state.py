@@ -222,3 +222,26 @@ def test_a_cancelled_job_is_never_started(policy_name):
     assert cluster.alloc.free[0] == 4
     assert [d.job for d in apply(cluster, policy, 2.0)] == [2]
     assert cluster.end[1] == 1.0 and math.isnan(cluster.first_start[1])
+
+
+def test_a_closed_host_keeps_its_jobs_and_gives_no_new_gpus():
+    """Cordoning closes a host: its running job keeps its GPUs, GPUs it frees stay hidden,
+    nothing new is placed there until it reopens; removing it still works."""
+    from corral.fleet import Fleet, Segment
+    from corral.state.cluster import ClusterState
+
+    cluster = ClusterState(Fleet("x", [Segment("p", 2, 4, 1, 1)], "p"))
+    cluster.add_jobs(make_jobs([(0, 2, 10), (0, 4, 10), (0, 1, 10)]))
+    for job in range(3):
+        cluster.submit(job)
+    cluster.start(0, ((0, 2),), 0.0)
+    cluster.alloc.close(0)
+    assert cluster.alloc.pool_free[0] == 4 and cluster.view.place(2) == ((1, 1),)
+    cluster.start(1, ((1, 4),), 0.0)
+    assert cluster.view.place(2) is None  # (host 0 has 2 GPUs free, hidden)
+    cluster.complete(0, 5.0)
+    assert cluster.view.place(2) is None and cluster.alloc.hidden[0] == 4
+    cluster.alloc.reopen(0)
+    assert cluster.view.place(2) == ((0, 1),) and cluster.alloc.pool_free[0] == 4
+    cluster.alloc.close(0)
+    assert cluster.remove_host(0, 6.0) == [] and cluster.alloc.pool_free[0] == 0

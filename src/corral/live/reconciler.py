@@ -26,8 +26,10 @@ from corral.fleet import Fleet, Segment
 from corral.live.db import (
     CANCELLED,
     COMMITTED,
+    CORDONED,
     DONE,
     DOWN,
+    DRAINING,
     EXITED,
     FAILED,
     PENDING,
@@ -236,6 +238,13 @@ class Reconciler:
             ):
                 node.state = DOWN
                 self._lose_node(session, node, now)
+            if self.cluster is not None:  # cordoned and draining nodes start nothing new
+                alloc = self.cluster.alloc
+                for node in session.scalars(select(Node).where(Node.state != DOWN, Node.host >= 0)):
+                    closing = node.state in (CORDONED, DRAINING)
+                    if closing != alloc.closed[node.host]:
+                        (alloc.close if closing else alloc.reopen)(node.host)
+                        self.nodes_touched.add(int(self.cluster.fleet.host_pool[node.host]))
             for node in session.scalars(select(Node).where(Node.state != DOWN, Node.host < 0)):
                 if self.cluster is None or node.pool not in self.cluster.fleet.pools:
                     return True

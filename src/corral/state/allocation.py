@@ -46,6 +46,10 @@ class FleetState:
         # cannot succeed before the epoch moves on.
         self.release_epoch = [0] * len(fleet.pools)
         self.out = np.zeros(len(self.free), dtype=bool)  # failed, in maintenance, or a spare
+        # Closed (cordoned) hosts give no new GPUs but keep their jobs: what they have free
+        # is hidden from placement until they reopen.
+        self.hidden = [0] * len(self.free)
+        self.closed = [False] * len(self.free)
 
     def grow(self, fleet: Fleet) -> None:
         """Take on the hosts `fleet` has beyond this state's (appended, in existing pools),
@@ -58,6 +62,8 @@ class FleetState:
         self.free = np.concatenate([self.free, added])
         self.used += [0] * len(added)
         self.out = np.concatenate([self.out, np.zeros(len(added), dtype=bool)])
+        self.hidden += [0] * len(added)
+        self.closed += [False] * len(added)
         for i, cap in enumerate(added.tolist()):
             host = old + i
             pool = self.host_pool[host]
@@ -90,6 +96,26 @@ class FleetState:
         self.out[host] = True
         self._move(pool, host, 0)
         self.pool_free[pool] -= cap
+
+    def close(self, host: int) -> None:
+        """Give no more GPUs on `host` (cordoned or draining); its jobs keep theirs."""
+        if self.closed[host] or self.out[host]:
+            return
+        pool = self.host_pool[host]
+        self.hidden[host] = int(self.free[host])
+        self.pool_free[pool] -= self.hidden[host]
+        self.closed[host] = True
+        self._move(pool, host, 0)
+
+    def reopen(self, host: int) -> None:
+        if not self.closed[host]:
+            return
+        pool = self.host_pool[host]
+        self.closed[host] = False
+        self._move(pool, host, self.hidden[host])
+        self.pool_free[pool] += self.hidden[host]
+        self.hidden[host] = 0
+        self.release_epoch[pool] += 1
 
     def put_back(self, host: int) -> None:
         if not self.out[host]:
@@ -142,12 +168,15 @@ class FleetState:
     def release(self, pool: int, placement: Placement, ids: GpuIds) -> None:
         cap = self.host_gpus
         for host, gpus in placement:
-            new_free = int(self.free[host]) + gpus
+            new_free = int(self.free[host]) + self.hidden[host] + gpus
             if new_free > cap[host] or self.out[host]:
                 raise AllocationError(f"host {host} would have {new_free} free GPUs of {cap[host]}")
         for (host, gpus), (_, taken) in zip(placement, ids, strict=True):
-            self._move(pool, host, int(self.free[host]) + gpus)
-            self.pool_free[pool] += gpus
+            if self.closed[host]:
+                self.hidden[host] += gpus
+            else:
+                self._move(pool, host, int(self.free[host]) + gpus)
+                self.pool_free[pool] += gpus
             for i in taken:
                 self.used[host] &= ~(1 << i)
         self.release_epoch[pool] += 1

@@ -353,6 +353,7 @@ class ClusterState:
         for job in jobs:
             self.interrupt(job, now, graceful=False)
         if not self.alloc.out[host]:
+            self.alloc.reopen(host)  # (a cordoned host: its hidden GPUs go out with it)
             self.alloc.take_out(host)
         self.removed.add(host)
         return jobs
