@@ -21,7 +21,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -622,10 +622,9 @@ def _launch_spec(db: Session, attempt: Attempt, job: Job, node: str) -> dict[str
 
 
 def _largest_pool(db: Session) -> int:
-    pools: dict[str, int] = {}
-    for node in db.scalars(select(Node).where(Node.state != DOWN)):
-        pools[node.pool] = pools.get(node.pool, 0) + node.gpus
-    return max(pools.values(), default=0)
+    """The GPUs of the largest pool of nodes that are not down (one aggregate query)."""
+    totals = db.execute(select(func.sum(Node.gpus)).where(Node.state != DOWN).group_by(Node.pool)).scalars()
+    return int(max(totals, default=0) or 0)
 
 
 def _total_gpus(db: Session) -> int:
