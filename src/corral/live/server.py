@@ -14,7 +14,7 @@ import fcntl
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -131,7 +131,10 @@ def attempt_view(a: Attempt) -> dict[str, Any]:
     }
 
 
-def _session(request: Request) -> Iterator[Session]:
+async def _session(request: Request) -> AsyncIterator[Session]:
+    """A session in one transaction. Requests run on the event loop (every endpoint is
+    async): their statements take a millisecond or two, less than handing them to a worker
+    thread costs, and SQLite takes one writer at a time anyway."""
     with Session(request.app.state.engine) as session, session.begin():
         yield session
 
@@ -139,7 +142,7 @@ def _session(request: Request) -> Iterator[Session]:
 Db = Annotated[Session, Depends(_session)]
 
 
-def _caller(db: Db, authorization: Annotated[str | None, Header()] = None) -> Team:
+async def _caller(db: Db, authorization: Annotated[str | None, Header()] = None) -> Team:
     if not authorization or not authorization.startswith("Bearer "):
         raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
     team = team_of(db, authorization.removeprefix("Bearer ").strip())
@@ -262,7 +265,7 @@ def create_app(
     # --- jobs ----------------------------------------------------------------------------
 
     @app.post("/v1/jobs", status_code=201)
-    def submit(spec: JobSpec, who: Caller, db: Db) -> dict[str, Any]:
+    async def submit(spec: JobSpec, who: Caller, db: Db) -> dict[str, Any]:
         require(who, TEAM, ADMIN)
         known = {q.name for q in config.queues} or {"default"}
         if spec.queue not in known:
@@ -291,7 +294,9 @@ def create_app(
         return {"job_id": job.job_id, "state": job.state}
 
     @app.get("/v1/jobs")
-    def jobs(who: Caller, db: Db, state: str | None = None, team: str | None = None) -> list[dict[str, Any]]:
+    async def jobs(
+        who: Caller, db: Db, state: str | None = None, team: str | None = None
+    ) -> list[dict[str, Any]]:
         require(who, TEAM, ADMIN)
         if state is not None and state not in JOB_STATES:
             raise HTTPException(
@@ -314,13 +319,13 @@ def create_app(
         return [job_view(j) for j in db.scalars(query)]
 
     @app.get("/v1/jobs/{job_id}")
-    def job(job_id: str, who: Caller, db: Db) -> dict[str, Any]:
+    async def job(job_id: str, who: Caller, db: Db) -> dict[str, Any]:
         row = own_job(db, who, job_id)
         attempts = list(db.scalars(select(Attempt).where(Attempt.job == row.id).order_by(Attempt.id)))
         return job_view(row, attempts)
 
     @app.post("/v1/jobs/{job_id}/cancel")
-    def cancel(job_id: str, who: Caller, db: Db) -> dict[str, Any]:
+    async def cancel(job_id: str, who: Caller, db: Db) -> dict[str, Any]:
         row = own_job(db, who, job_id)
         if row.state in ENDED:
             raise HTTPException(409, f"job {job_id} has already ended ({row.state})")
@@ -328,7 +333,7 @@ def create_app(
         return job_view(row)
 
     @app.get("/v1/jobs/{job_id}/logs", response_class=PlainTextResponse)
-    def job_logs(job_id: str, who: Caller, db: Db, attempt: int | None = None, offset: int = 0) -> str:
+    async def job_logs(job_id: str, who: Caller, db: Db, attempt: int | None = None, offset: int = 0) -> str:
         row = own_job(db, who, job_id)
         numbers = [
             a.id for a in db.scalars(select(Attempt).where(Attempt.job == row.id).order_by(Attempt.id))
@@ -346,7 +351,7 @@ def create_app(
             return handle.read().decode(errors="replace")
 
     @app.get("/v1/jobs/{job_id}/reasons")
-    def job_reasons(job_id: str, who: Caller, db: Db) -> list[dict[str, Any]]:
+    async def job_reasons(job_id: str, who: Caller, db: Db) -> list[dict[str, Any]]:
         row = own_job(db, who, job_id)
         with lock:
             history = reconciler().reasons(row.id)
@@ -355,7 +360,7 @@ def create_app(
     # --- teams, nodes, quota -------------------------------------------------------------
 
     @app.post("/v1/teams", status_code=201)
-    def add_team(spec: TeamSpec, who: Caller, db: Db) -> dict[str, Any]:
+    async def add_team(spec: TeamSpec, who: Caller, db: Db) -> dict[str, Any]:
         require(who, ADMIN)
         if db.get(Team, spec.name) is not None:
             raise HTTPException(409, f"team '{spec.name}' exists")
@@ -364,7 +369,7 @@ def create_app(
         return {"team": spec.name, "token": token, "queues": spec.queues}
 
     @app.get("/v1/nodes")
-    def nodes(who: Caller, db: Db) -> list[dict[str, Any]]:
+    async def nodes(who: Caller, db: Db) -> list[dict[str, Any]]:
         require(who, TEAM, ADMIN)
         busy: dict[str, list[int]] = {}
         for attempt in db.scalars(select(Attempt).where(Attempt.state.in_(("committed", STARTED, STOPPING)))):
@@ -383,7 +388,7 @@ def create_app(
         ]
 
     @app.post("/v1/nodes/{name}/{action}")
-    def node_action(name: str, action: str, who: Caller, db: Db) -> dict[str, Any]:
+    async def node_action(name: str, action: str, who: Caller, db: Db) -> dict[str, Any]:
         require(who, ADMIN)
         node = db.get(Node, name)
         if node is None:
@@ -397,7 +402,7 @@ def create_app(
         return {"name": name, "state": node.state}
 
     @app.get("/v1/quota")
-    def quota(who: Caller, db: Db) -> list[dict[str, Any]]:
+    async def quota(who: Caller, db: Db) -> list[dict[str, Any]]:
         require(who, TEAM, ADMIN)
         used: dict[str, int] = {}
         for job in db.scalars(select(Job).where(Job.state == "running")):
@@ -426,7 +431,7 @@ def create_app(
     # --- agents --------------------------------------------------------------------------
 
     @app.post("/v1/agent/register")
-    def register(spec: NodeSpec, who: Caller, db: Db) -> dict[str, Any]:
+    async def register(spec: NodeSpec, who: Caller, db: Db) -> dict[str, Any]:
         require(who, NODE, ADMIN)
         node = db.get(Node, spec.name)
         now = clock()
@@ -454,7 +459,7 @@ def create_app(
         return {"name": spec.name, "state": UP}
 
     @app.post("/v1/agent/{name}/heartbeat")
-    def heartbeat(name: str, have: Running, who: Caller, db: Db) -> dict[str, Any]:
+    async def heartbeat(name: str, have: Running, who: Caller, db: Db) -> dict[str, Any]:
         """The agent's work: attempts to start on its node, attempts to stop (with the time
         left before SIGKILL). Attempts it runs that the cluster has ended are stopped too."""
         require(who, NODE, ADMIN)
@@ -484,7 +489,7 @@ def create_app(
         return {"start": start, "stop": stop_now}
 
     @app.post("/v1/agent/attempts/{attempt_id}/started")
-    def started(attempt_id: int, who: Caller, db: Db) -> dict[str, Any]:
+    async def started(attempt_id: int, who: Caller, db: Db) -> dict[str, Any]:
         require(who, NODE, ADMIN)
         attempt = _attempt(db, attempt_id)
         if attempt.state == "committed":
@@ -492,7 +497,7 @@ def create_app(
         return attempt_view(attempt)
 
     @app.post("/v1/agent/attempts/{attempt_id}/exited")
-    def exited(attempt_id: int, end: Exit, who: Caller, db: Db) -> dict[str, Any]:
+    async def exited(attempt_id: int, end: Exit, who: Caller, db: Db) -> dict[str, Any]:
         """A rank's process ended. The attempt ends with its first rank to end (the rest of a
         gang is stopped by the reconciler's decision that follows)."""
         require(who, NODE, ADMIN)
@@ -502,7 +507,7 @@ def create_app(
         return attempt_view(attempt)
 
     @app.post("/v1/agent/attempts/{attempt_id}/log")
-    def append_log(attempt_id: int, chunk: LogChunk, who: Caller, db: Db) -> dict[str, int]:
+    async def append_log(attempt_id: int, chunk: LogChunk, who: Caller, db: Db) -> dict[str, int]:
         require(who, NODE, ADMIN)
         _attempt(db, attempt_id)
         logs.mkdir(parents=True, exist_ok=True)
@@ -511,14 +516,14 @@ def create_app(
         return {"bytes": len(chunk.text)}
 
     @app.post("/v1/agent/attempts/{attempt_id}/checkpoint")
-    def checkpoint(attempt_id: int, who: Caller, db: Db) -> dict[str, Any]:
+    async def checkpoint(attempt_id: int, who: Caller, db: Db) -> dict[str, Any]:
         require(who, NODE, ADMIN)
         attempt = _attempt(db, attempt_id)
         db.get(Job, attempt.job).checkpoint_s = clock()
         return attempt_view(attempt)
 
     @app.get("/v1/history")
-    def history(who: Caller, db: Db) -> dict[str, Any]:
+    async def history(who: Caller, db: Db) -> dict[str, Any]:
         """Ended jobs as the simulator's job table reads them (duration: the time they held
         GPUs), and those left out because they never ran."""
         require(who, ADMIN)
@@ -544,7 +549,7 @@ def create_app(
         return {"jobs": rows, "never_ran": never_ran}
 
     @app.get("/v1/fleet", response_class=PlainTextResponse)
-    def fleet_toml(who: Caller, db: Db) -> str:
+    async def fleet_toml(who: Caller, db: Db) -> str:
         """The live fleet as a fleet TOML the simulator reads: a pool per pool, its hosts
         and their GPUs, and the queues and cohorts of the configuration."""
         require(who, ADMIN)
@@ -554,7 +559,7 @@ def create_app(
         return fleet_text(pools, config)
 
     @app.put("/v1/config")
-    def set_config(spec: ConfigSpec, who: Caller, db: Db) -> dict[str, Any]:
+    async def set_config(spec: ConfigSpec, who: Caller, db: Db) -> dict[str, Any]:
         """Queues, quotas, cohorts and the policy, changed while the cluster runs: the
         reconciler is rebuilt from the database with them at its next step, running jobs
         adopted, waiting ones queued again under the new rules."""
@@ -577,12 +582,12 @@ def create_app(
         return {"policy": config.policy, "queues": [q.name for q in config.queues]}
 
     @app.get("/", response_class=HTMLResponse)
-    def dashboard() -> str:
+    async def dashboard() -> str:
         """The dashboard: one static page over the JSON API (the token is typed into it)."""
         return (Path(__file__).parent / "dashboard.html").read_text()
 
     @app.get("/v1/health")
-    def health() -> dict[str, str]:
+    async def health() -> dict[str, str]:
         return {"status": "ok"}
 
     return app
