@@ -345,3 +345,28 @@ def test_a_cordoned_node_keeps_its_jobs_and_starts_nothing_new(cluster):
     cluster.call("POST", f"/v1/jobs/{running}/cancel", cluster.admin)
     cluster.clock.t += 31.0
     cluster.run_until([agent], lambda: not agent._attempts())
+
+
+def test_a_drain_stops_what_is_left_at_its_deadline_and_the_job_moves(cluster):
+    """Drain n0 with a 10 s deadline: its job runs on until then, is stopped (SIGTERM, so
+    it saves) and starts again on n1, never on n0."""
+    agents = [cluster.agent(name, 4) for name in ("n0", "n1")]
+    for agent in agents:
+        agent.register()
+    job = cluster.submit("team-a", 4, ["sh", "-c", "echo up; sleep 30"])
+    cluster.run_until(agents, lambda: "up" in logs(cluster, job))
+    (first,) = cluster.job(job)["attempts"]
+    ((node, _),) = first["placement"]
+    other = "n1" if node == "n0" else "n0"
+    response = cluster.call("POST", f"/v1/nodes/{node}/drain?deadline_s=10", cluster.admin)
+    assert response.status_code == 200 and response.json()["state"] == "draining"
+    assert cluster.call("POST", f"/v1/nodes/{node}/cordon?deadline_s=10", cluster.admin).status_code == 422
+    cluster.run_until(agents, lambda: True)
+    assert len(cluster.job(job)["attempts"]) == 1  # (before the deadline it runs on)
+    cluster.clock.t += 11.0
+    cluster.run_until(agents, lambda: len(cluster.job(job)["attempts"]) == 2)
+    attempts = cluster.job(job)["attempts"]
+    assert attempts[0]["ended"] == "drained" and attempts[1]["placement"][0][0] == other
+    cluster.call("POST", f"/v1/jobs/{job}/cancel", cluster.admin)
+    cluster.clock.t += 31.0
+    cluster.run_until(agents, lambda: not any(a._attempts() for a in agents))

@@ -53,6 +53,7 @@ class Node(Base):
     registered_s: Mapped[float] = mapped_column(Float)
     heartbeat_s: Mapped[float] = mapped_column(Float)
     host: Mapped[int] = mapped_column(Integer, default=-1)  # its host number in the cluster state
+    drain_deadline_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # then its jobs stop
 
 
 class Job(Base):

@@ -245,6 +245,12 @@ class Reconciler:
                     if closing != alloc.closed[node.host]:
                         (alloc.close if closing else alloc.reopen)(node.host)
                         self.nodes_touched.add(int(self.cluster.fleet.host_pool[node.host]))
+                    if (
+                        node.state == DRAINING
+                        and node.drain_deadline_s is not None
+                        and node.drain_deadline_s <= now
+                    ):
+                        self._drain(session, node, now)
             for node in session.scalars(select(Node).where(Node.state != DOWN, Node.host < 0)):
                 if self.cluster is None or node.pool not in self.cluster.fleet.pools:
                     return True
@@ -253,6 +259,19 @@ class Reconciler:
                 self.node_of.append(node.name)
                 self.nodes_touched.add(self.cluster.fleet.pools.index(node.pool))
         return False
+
+    def _drain(self, session: Session, node: Node, now: float) -> None:
+        """A drain's deadline passed: the jobs still on the node are stopped as the
+        simulator's maintenance stops them (they save first) and wait again."""
+        assert self.cluster is not None
+        for job in sorted(self.cluster.on_host.get(node.host, ())):
+            self.cluster.interrupt(job, now, graceful=True)
+            self.policy.interrupted(job)
+            row = session.get(Job, self.row_of[job])
+            row.state = PENDING
+            self._stop(session, row, now, "drained")
+            self.nodes_touched.add(self.cluster.pool[job])
+        node.drain_deadline_s = None
 
     def _lose_node(self, session: Session, node: Node, now: float) -> None:
         """A node that stopped answering: its attempts end as failed, their jobs wait again

@@ -388,7 +388,11 @@ def create_app(
         ]
 
     @app.post("/v1/nodes/{name}/{action}")
-    async def node_action(name: str, action: str, who: Caller, db: Db) -> dict[str, Any]:
+    async def node_action(
+        name: str, action: str, who: Caller, db: Db, deadline_s: float | None = None
+    ) -> dict[str, Any]:
+        """cordon: start nothing new there; drain: the same, and stop (gracefully, so they
+        save) the jobs still running `deadline_s` from now; uncordon: back to work."""
         require(who, ADMIN)
         node = db.get(Node, name)
         if node is None:
@@ -398,8 +402,14 @@ def create_app(
             raise HTTPException(404, f"no action '{action}'; known: {', '.join(states)}")
         if node.state == DOWN:
             raise HTTPException(409, f"node '{name}' is down")
+        if deadline_s is not None and (action != "drain" or not 0 <= deadline_s < 1e9):
+            raise HTTPException(
+                422,
+                [{"loc": ["query", "deadline_s"], "msg": "a drain's seconds, >= 0", "type": "value_error"}],
+            )
         node.state = states[action]
-        return {"name": name, "state": node.state}
+        node.drain_deadline_s = None if deadline_s is None else clock() + deadline_s
+        return {"name": name, "state": node.state, "drain_deadline_s": node.drain_deadline_s}
 
     @app.get("/v1/quota")
     async def quota(who: Caller, db: Db) -> list[dict[str, Any]]:
