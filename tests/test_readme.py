@@ -33,6 +33,7 @@ LIVE = (
     "corral fleet export",
     "corral explain JOB",
     "corral config",
+    "corral cordon",
 )
 LIVE_READS = ("week.parquet", "live.toml")
 

@@ -420,3 +420,38 @@ def set_config(
                 text = fleet.read_text(encoding="utf-8")
         out = _call(server, token, "PUT", "/v1/config", json={"fleet_toml": text, "policy": policy})
     console.print(f"policy {out['policy']}; queues {', '.join(out['queues']) or 'default'}")
+
+
+def _node_action(
+    action: str, node: str, server: str | None, token: str | None, deadline: str | None = None
+) -> None:
+    with input_errors():
+        params = {} if deadline is None else {"deadline_s": parse_duration_s(deadline, "deadline")}
+        out = _call(server, token, "POST", f"/v1/nodes/{node}/{action}", params=params)
+    console.print(f"node {out['name']}: {out['state']}")
+
+
+NodeName = Annotated[str, typer.Argument(help="The node's name (corral nodes).")]
+
+
+@app.command()
+def cordon(node: NodeName, server: Server = None, token: Token = None) -> None:
+    """Start nothing new on a node; its jobs run on (admin)."""
+    _node_action("cordon", node, server, token)
+
+
+@app.command()
+def drain(
+    node: NodeName,
+    deadline: Annotated[str | None, typer.Option(help="Stop what still runs after this long (30m).")] = None,
+    server: Server = None,
+    token: Token = None,
+) -> None:
+    """Start nothing new on a node, and stop its jobs (they save first) at the deadline (admin)."""
+    _node_action("drain", node, server, token, deadline)
+
+
+@app.command()
+def uncordon(node: NodeName, server: Server = None, token: Token = None) -> None:
+    """Put a cordoned or drained node back to work (admin)."""
+    _node_action("uncordon", node, server, token)
