@@ -370,3 +370,21 @@ def test_a_drain_stops_what_is_left_at_its_deadline_and_the_job_moves(cluster):
     cluster.call("POST", f"/v1/jobs/{job}/cancel", cluster.admin)
     cluster.clock.t += 31.0
     cluster.run_until(agents, lambda: not any(a._attempts() for a in agents))
+
+
+def test_a_gang_ends_when_every_node_has_ended(cluster):
+    """Rank 0's node finishes first: the attempt runs on until the other node's rank ends
+    too; a rank that fails ends the attempt at once, with its exit code."""
+    agents = [cluster.agent(name, 8) for name in ("n0", "n1")]
+    for agent in agents:
+        agent.register()
+    slow = 'if [ "$NODE_RANK" = 1 ]; then sleep 1; fi; echo "done $NODE_RANK"'
+    job = cluster.submit("team-a", 16, ["sh", "-c", slow])
+    cluster.run_until(agents, lambda: "done 0" in logs(cluster, job))
+    assert cluster.job(job)["state"] == "running"  # (rank 0's node is done, node 1's is not)
+    cluster.run_until(agents, lambda: cluster.job(job)["state"] == "succeeded")
+    assert "done 1" in logs(cluster, job)
+    failing = cluster.submit("team-a", 16, ["sh", "-c", 'if [ "$NODE_RANK" = 1 ]; then exit 7; fi; sleep 30'])
+    cluster.run_until(agents, lambda: cluster.job(failing)["state"] == "failed")
+    assert cluster.job(failing)["exit_code"] == 7
+    cluster.run_until(agents, lambda: not any(a._attempts() for a in agents))

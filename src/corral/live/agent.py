@@ -86,7 +86,7 @@ class Agent:
                 marker.unlink(missing_ok=True)
             code = self._exit_code(attempt)
             if code is not None:
-                self._post(f"/v1/agent/attempts/{attempt}/exited", {"exit_code": code})
+                self._post(f"/v1/agent/attempts/{attempt}/exited", {"exit_code": code, "node": self.name})
                 self._forget(attempt)
         try:
             work = self._post(f"/v1/agent/{self.name}/heartbeat", {"running": self._attempts()})
@@ -121,8 +121,8 @@ class Agent:
         process still stopping on the same GPUs has gone."""
         attempt = int(spec["attempt"])
         folder = self.dir / str(attempt)
-        if (folder / "pid").exists():
-            return
+        if (folder / "pid").exists() or (self.dir.parent / "done" / str(attempt)).exists():
+            return  # (started here already: running, or ended)
         busy = {g for other in self._attempts() if other != attempt for g in self._gpus_of(other)}
         if busy & set(spec["gpu_ids"]):
             return  # (asked again next round)
@@ -146,7 +146,10 @@ class Agent:
         """SIGTERM now, SIGKILL after `grace_s` (once per attempt)."""
         if attempt in self.kill_at or not (self.dir / str(attempt) / "pid").exists():
             if not (self.dir / str(attempt)).exists():  # (never started here: nothing to stop)
-                self._post(f"/v1/agent/attempts/{attempt}/exited", {"exit_code": -int(signal.SIGTERM)})
+                self._post(
+                    f"/v1/agent/attempts/{attempt}/exited",
+                    {"exit_code": -int(signal.SIGTERM), "node": self.name},
+                )
             return
         self._signal(attempt, signal.SIGTERM)
         self.kill_at[attempt] = self.clock() + grace_s

@@ -91,6 +91,7 @@ class Attempt(Base):
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     ended: Mapped[str] = mapped_column(String(20), default="")  # completed, preempted, failed, ...
     stop_deadline_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    exits: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)  # node -> its exit code
 
 
 class Meta(Base):

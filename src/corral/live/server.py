@@ -85,6 +85,7 @@ class ConfigSpec(BaseModel, extra="forbid"):
 
 class Exit(BaseModel, extra="forbid"):
     exit_code: int = Field(ge=-255, le=255)
+    node: str | None = Field(None, max_length=200)  # the reporting node, for a gang's ranks
 
 
 class LogChunk(BaseModel, extra="forbid"):
@@ -483,7 +484,7 @@ def create_app(
         seen = set()
         for attempt in live:
             ranks = [n for n, _ in attempt.placement]
-            if name not in ranks:
+            if name not in ranks or name in (attempt.exits or {}):  # (its ranks here have ended)
                 continue
             seen.add(attempt.id)
             job = db.get(Job, attempt.job)
@@ -508,12 +509,20 @@ def create_app(
 
     @app.post("/v1/agent/attempts/{attempt_id}/exited")
     async def exited(attempt_id: int, end: Exit, who: Caller, db: Db) -> dict[str, Any]:
-        """A rank's process ended. The attempt ends with its first rank to end (the rest of a
-        gang is stopped by the reconciler's decision that follows)."""
+        """A node's ranks ended. A gang's attempt ends once every node's have, or at the
+        first that failed (the other nodes' ranks are then stopped); its exit code is the
+        first non-zero one."""
         require(who, NODE, ADMIN)
         attempt = _attempt(db, attempt_id)
-        if attempt.state in ("committed", STARTED, STOPPING):
-            attempt.state, attempt.exit_code, attempt.end_s = EXITED, end.exit_code, clock()
+        if attempt.state not in ("committed", STARTED, STOPPING):
+            return attempt_view(attempt)
+        nodes = {name for name, _ in attempt.placement}
+        exits = dict(attempt.exits or {})
+        exits[end.node if end.node in nodes else "?"] = end.exit_code
+        attempt.exits = exits
+        failed = [code for code in exits.values() if code != 0]
+        if failed or nodes <= set(exits) or end.node not in nodes:
+            attempt.state, attempt.exit_code, attempt.end_s = EXITED, failed[0] if failed else 0, clock()
         return attempt_view(attempt)
 
     @app.post("/v1/agent/attempts/{attempt_id}/log")
