@@ -250,7 +250,8 @@ def test_no_command_line_gives_a_traceback(tmp_path, args):
     jobs = tmp_path / "jobs.csv"
     jobs.write_text(f"{HEADER}\na,0,2,100,q\nb,10,8,50,q\n")
     args = [a.replace("{jobs}", str(jobs)).replace("{tmp}", str(tmp_path)) for a in args]
-    result = CliRunner().invoke(app, args)
+    with contextlib.chdir(tmp_path):  # (a relative --out such as `x` is written there)
+        result = CliRunner().invoke(app, args)
     assert result.exit_code in (0, 2), (args, result.output)
     assert result.exception is None or isinstance(result.exception, SystemExit), (args, result.exception)
     if result.exit_code == 2:
