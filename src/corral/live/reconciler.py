@@ -82,6 +82,7 @@ class Reconciler:
         self.policy: Policy = policy
         self.wakes: dict[int, float] = {}  # pool -> when the policy asked to decide again
         self.row_of: list[int] = []  # cluster job -> Job.id
+        self.last_row = 0  # the largest Job.id registered
         self.job_of: dict[int, int] = {}  # Job.id -> cluster job
         self.node_of: list[str] = []  # host -> node name
         self.nodes_touched: set[int] = set()  # pools where nodes joined or were lost
@@ -101,6 +102,7 @@ class Reconciler:
             for node in session.scalars(select(Node).where(Node.state == DOWN)):
                 node.host = -1
             self.cluster, self.node_of, self.row_of, self.job_of = None, [], [], {}
+            self.last_row = 0  # the largest Job.id registered
             self.rebuilt = True
             self.nodes_touched = set()
             self.policy = make_policy(self.config.policy)
@@ -185,6 +187,7 @@ class Reconciler:
         for job, i in zip(jobs, self.cluster.add_jobs(table), strict=True):
             self.row_of.append(job.id)
             self.job_of[job.id] = i
+        self.last_row = max(self.last_row, max(job.id for job in jobs))
 
     # --- one step ------------------------------------------------------------------------
 
@@ -204,8 +207,9 @@ class Reconciler:
             # job this one found.
             note = session.get(Meta, "decided_s")
             touched: set[int] = set()
-            known = max(self.row_of, default=0)
-            if self.rebuilt and (note is None or note.value["t"] < now or note.value.get("jobs", 0) < known):
+            if self.rebuilt and (
+                note is None or note.value["t"] < now or note.value.get("jobs", 0) < self.last_row
+            ):
                 touched = set(range(len(cluster.fleet.pools)))
             self.rebuilt = False
             touched |= self.nodes_touched
@@ -221,7 +225,7 @@ class Reconciler:
                 touched |= {p for p, sizes in enumerate(cluster.waiting_sizes) if sizes}
             for pool in sorted(touched):
                 started += self._decide(session, pool, now)
-            seen = {"t": now, "jobs": max(self.row_of, default=0)}
+            seen = {"t": now, "jobs": self.last_row}
             if note is None:
                 session.add(Meta(key="decided_s", value=seen))
             else:
@@ -322,7 +326,7 @@ class Reconciler:
         self.steps += 1
         query = select(Job.id).where(Job.state == PENDING)
         if self.steps % FULL_SCAN_EVERY:
-            query = query.where(Job.id > max(self.row_of, default=0) - LOOK_BACK_IDS)
+            query = query.where(Job.id > self.last_row - LOOK_BACK_IDS)
         unknown = [i for i in session.scalars(query) if i not in self.job_of]
         new = (
             list(session.scalars(select(Job).where(Job.id.in_(unknown)).order_by(Job.submit_s, Job.id)))
