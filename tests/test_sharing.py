@@ -440,6 +440,26 @@ def shared_cases(draw):
     return the_fleet, jobs(rows)
 
 
+def test_a_backfill_candidate_preempts_nobody_when_the_reservation_would_hold_it_anyway():
+    """Found by the invariant test below. q0 (nominal 18) and q1 (16) share a 24-GPU cohort;
+    q1's j1 (17 GPUs, priority 1) runs. At 1, q0's head j0 (17, priority 0: it may not
+    preempt j1) is reserved; behind it j2 (18, priority 1) could reclaim q0's quota from j1,
+    but would still be held by the quota reserved for j0. Preempting j1 for it only let j1
+    start again, pass after pass, for ever. Now nobody is preempted: j1 ends at 2, j0 runs
+    2-3, then j2 3-4."""
+    queues = [QueueSpec("q0", 18, cohort="c"), QueueSpec("q1", 16, cohort="c")]
+    rows = [
+        dict(submit_s=1, gpus=17, duration_s=1, queue="q0", priority=0),
+        dict(submit_s=0, gpus=17, duration_s=2, queue="q1", priority=1),
+        dict(submit_s=1, gpus=18, duration_s=1, queue="q0", priority=1),
+        dict(submit_s=0, gpus=1, duration_s=1, queue="q0"),
+        dict(submit_s=0, gpus=1, duration_s=1, queue="q0"),
+    ]
+    r = run(fleet(3, 8, 1, queues, [CohortSpec("c")]), jobs(rows), "fair")
+    assert r.end_s.tolist() == [3.0, 2.0, 4.0, 1.0, 1.0]
+    assert not any(kind == "stop" for _, kind, _, _ in r.log)
+
+
 @settings(max_examples=60, deadline=None)
 @given(shared_cases(), st.sampled_from(["quota-fifo", "fair", "fair-decay", "priority"]))
 def test_quota_priority_and_checkpoint_invariants(case, policy):

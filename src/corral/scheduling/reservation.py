@@ -117,6 +117,16 @@ class Reservation:
         assert self.quota is not None
         return self._beside().fits(queue, gpus)
 
+    def leaves_quota_without(self, queue: int, gpus: int, released: Iterable[int]) -> bool:
+        """Whether `gpus` more for `queue` would fit beside the reserved job's quota once the
+        running jobs `released` gave theirs back."""
+        assert self.quota is not None
+        view = self.view
+        trial = WhatIf(self.quota, list(self._beside().demand))
+        for job in released:
+            trial.add(view.queue[job], -view.gpus[job])
+        return trial.fits(queue, gpus)
+
     def quota_headroom(self, queue: int) -> float:
         """The most GPUs `queue` may start and leave the reserved job its quota."""
         assert self.quota is not None

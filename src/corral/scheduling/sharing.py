@@ -446,6 +446,14 @@ class Shared:
             why = self._admission(job)
             if why is not None and self._may_preempt_for_quota(job):
                 victims = self._quota_victims(pool, job)
+                if (
+                    victims
+                    and reservation is not None
+                    and not self._exempt(job, reservation)
+                    and not reservation.leaves_quota_without(view.queue[job], view.gpus[job], victims)
+                ):  # (it would take the reserved job's quota even with them gone: preempting
+                    # them for it would only let them start again, pass after pass)
+                    victims = []
                 if victims:
                     yield from self._evict(victims, self._reclaimed(q, job), job, preempted, reservation)
                     why = self._admission(job)
