@@ -4,6 +4,7 @@ database, and a fake executor that runs each attempt for its job's remaining wor
 from __future__ import annotations
 
 import math
+import socket
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -11,6 +12,13 @@ from sqlalchemy.orm import Session
 from corral.live.db import COMMITTED, EXITED, STARTED, STOPPING, Attempt, Job, Node, connect, migrate
 from corral.live.reconciler import Config, Reconciler
 from corral.workload import JobTable
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class Clock:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import threading
 import time
 from pathlib import Path
@@ -18,16 +17,11 @@ from corral.live.agent import Agent
 from corral.live.db import connect, migrate
 from corral.live.reconciler import Config
 from corral.live.server import bootstrap, create_app
+from tests.live_support import free_port
 
 CHROMEDRIVER = shutil.which("chromedriver")
 if CHROMEDRIVER is None and not os.environ.get("CORRAL_REQUIRE_BROWSER"):
     pytest.skip("no chromedriver (Debian: apt install chromium chromium-driver)", allow_module_level=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

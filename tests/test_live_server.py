@@ -211,20 +211,24 @@ def test_a_stop_sends_sigterm_then_sigkill_after_the_grace(cluster):
     assert {cluster.job(j)["state"] for j in (stubborn, polite)} == {"cancelled"}
 
 
-def test_a_checkpoint_marker_is_reported(cluster):
+def test_a_checkpoint_marker_shortens_the_work_a_lost_node_loses(cluster, tmp_path):
+    """A real process saves 20 s into its run (the marker file); its node is lost 35 s in:
+    the attempt keeps the 20 s its checkpoint holds, where the model would keep nothing."""
     agent = cluster.agent("n0", 4)
     agent.register()
-    job = cluster.submit(
-        "team-a", 1, ["sh", "-c", 'touch "$CORRAL_CHECKPOINT_DIR/.checkpoint-done"; sleep 0.2']
-    )
-    cluster.run_until([agent], lambda: cluster.job(job)["state"] == "succeeded")
-    from sqlalchemy import select
-    from sqlalchemy.orm import Session
-
-    from corral.live.db import Job
-
-    with Session(cluster.engine) as session:
-        assert session.scalar(select(Job.checkpoint_s).where(Job.job_id == job)) == cluster.clock.t
+    go = tmp_path / "go"
+    save = f'while [ ! -e {go} ]; do sleep 0.02; done; touch "$CORRAL_CHECKPOINT_DIR/.checkpoint-done"'
+    job = cluster.submit("team-a", 1, ["sh", "-c", f"echo up; {save}; sleep 30"])
+    cluster.run_until([agent], lambda: "up" in logs(cluster, job))
+    cluster.clock.t += 20.0
+    go.touch()
+    cluster.run_until([agent], lambda: cluster.job(job)["attempts"][0]["checkpoint_s"] is not None)
+    cluster.clock.t += 15.0 + 31.0  # (then silent past the heartbeat timeout)
+    cluster.app.state.step()
+    attempt = cluster.job(job)["attempts"][0]
+    assert attempt["ended"] == "failed" and attempt["kept_s"] == 20.0
+    cluster.call("POST", f"/v1/jobs/{job}/cancel", cluster.admin)
+    cluster.run_until([agent], lambda: cluster.job(job)["state"] == "cancelled" and not agent._attempts())
 
 
 def test_two_agents_run_an_8_plus_8_gang_with_its_ranks(cluster):

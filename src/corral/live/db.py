@@ -90,8 +90,11 @@ class Attempt(Base):
     end_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     ended: Mapped[str] = mapped_column(String(20), default="")  # completed, preempted, failed, ...
+    stop_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # when it was asked to stop
     stop_deadline_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     exits: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)  # node -> its exit code
+    checkpoint_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # last one reported
+    kept_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # useful work kept, once ended
 
 
 class Meta(Base):

@@ -7,6 +7,12 @@ exits first (in the order their attempts started), then arrivals in submission o
 pass over each pool something happened in. With a fake clock and a fake executor, a workload
 starts at the times the simulator gives it (tests/test_live_reconciler.py).
 
+A job's checkpoints are its own to report (a marker file the agent watches, or an API call).
+A job that has never reported is taken as the simulator takes a job with no checkpoint
+interval: a graceful stop keeps its work, a lost node loses it. Once it reports, a stop keeps
+exactly the work its last report holds, reports written in its grace period included
+(`kept_s`), and preempting it costs the work since that report.
+
 The cluster state lives in memory and is rebuilt from the database when the reconciler
 starts (after a crash too) and when a node of a new pool joins: the database is the truth.
 """
@@ -53,6 +59,20 @@ LOOK_BACK_IDS = 1000  # submissions a step looks back for jobs committed out of 
 FULL_SCAN_EVERY = 50  # steps between looks at every pending job
 
 
+def kept_s(attempt: Attempt, job: Job) -> float:
+    """The useful seconds an attempt that was stopped or lost left its job: up to its last
+    reported checkpoint (no further than the stop); with no report, by a job that never
+    reports, everything on a graceful stop and nothing on a failure."""
+    stop_s = attempt.stop_s if attempt.stop_s is not None else attempt.end_s
+    if stop_s is None:
+        stop_s = attempt.start_s
+    if attempt.checkpoint_s is not None:
+        return max(0.0, min(attempt.checkpoint_s, stop_s) - attempt.start_s)
+    if job.checkpoint_s is not None or attempt.ended == "failed":
+        return 0.0
+    return max(0.0, stop_s - attempt.start_s)
+
+
 @dataclass
 class Config:
     """What the fleet file gives a live cluster: queues, cohorts, pools and the policy."""
@@ -86,6 +106,8 @@ class Reconciler:
         self.job_of: dict[int, int] = {}  # Job.id -> cluster job
         self.node_of: list[str] = []  # host -> node name
         self.nodes_touched: set[int] = set()  # pools where nodes joined or were lost
+        self.reports: dict[int, float] = {}  # attempt -> the checkpoint report applied
+        self.usage: dict[str, list[float]] = {}  # the policy's past usage, as last saved
         self.steps = 0
         self.rebuild()
 
@@ -102,6 +124,7 @@ class Reconciler:
             for node in session.scalars(select(Node).where(Node.state == DOWN)):
                 node.host = -1
             self.cluster, self.node_of, self.row_of, self.job_of = None, [], [], {}
+            self.reports = {}
             self.last_row = 0  # the largest Job.id registered
             self.rebuilt = True
             self.nodes_touched = set()
@@ -138,23 +161,27 @@ class Reconciler:
                     continue
                 if attempt.state in (COMMITTED, STARTED):
                     running[attempt.job] = attempt
-                else:  # a run that was stopped: the work it did is kept (saved on stop)
-                    row = session.get(Job, attempt.job)
-                    end = attempt.end_s
-                    if end is None:
-                        end = (attempt.stop_deadline_s or now) - row.grace_s
-                    cluster.resume(i, max(0.0, end - attempt.start_s), 1)
+                else:  # a run that was stopped: the work its checkpoints kept
+                    kept = attempt.kept_s
+                    if kept is None:
+                        kept = kept_s(attempt, session.get(Job, attempt.job))
+                    cluster.resume(i, kept, 1)
             index = {name: host for host, name in enumerate(self.node_of)}
             view = cluster.view
             view.now_s = now
             view.explains_placement = not getattr(self.policy, "gives_reasons", False)
             for job in live:
                 i = self.job_of[job.id]
+                if job.checkpoint_s is not None:
+                    cluster.report_checkpoint(i, job.checkpoint_s)
                 attempt = running.get(job.id)
                 if attempt is not None and all(name in index for name, _ in attempt.placement):
                     placement = tuple((index[name], len(taken)) for name, taken in attempt.placement)
                     ids = tuple((index[name], tuple(taken)) for name, taken in attempt.placement)
                     cluster.adopt(i, placement, attempt.start_s, ids)
+                    if attempt.checkpoint_s is not None:
+                        cluster.report_checkpoint(i, attempt.checkpoint_s)
+                        self.reports[attempt.id] = attempt.checkpoint_s
             self.policy.bind(view, len(fleet.pools))
             for job in live:
                 i = self.job_of[job.id]
@@ -165,6 +192,10 @@ class Reconciler:
                         job.state = PENDING
                     cluster.submit(i)
                     self.policy.submitted(i)
+            saved = session.get(Meta, "usage")
+            self.usage = saved.value if saved is not None else {}
+            if self.usage and hasattr(self.policy, "restore_usage"):
+                self.policy.restore_usage(self.usage)
 
     def _register(self, jobs: list[Job]) -> None:
         """Register `jobs` (rows) with the cluster state, not yet arrived."""
@@ -214,6 +245,7 @@ class Reconciler:
             self.rebuilt = False
             touched |= self.nodes_touched
             self.nodes_touched = set()
+            self._checkpoints(session)
             touched |= self._exits(session, now)
             touched |= self._arrivals(session)
             touched |= self._cancellations(session, now)
@@ -230,7 +262,21 @@ class Reconciler:
                 session.add(Meta(key="decided_s", value=seen))
             else:
                 note.value = seen
+            self._save_usage(session)
         return started
+
+    def _save_usage(self, session: Session) -> None:
+        """Keep the policy's memory of past usage (fair share with decay) where a rebuilt
+        reconciler finds it, whenever it changed."""
+        usage = self.policy.usage() if hasattr(self.policy, "usage") else {}
+        if usage == self.usage:
+            return
+        self.usage = usage
+        saved = session.get(Meta, "usage")
+        if saved is None:
+            session.add(Meta(key="usage", value=usage))
+        else:
+            saved.value = usage
 
     def _nodes_changed(self, now: float) -> bool:
         """Nodes that joined (hosts added to their pool) or went silent (taken out, their
@@ -293,7 +339,24 @@ class Reconciler:
                 )
             ):
                 attempt.state, attempt.ended, attempt.end_s = DONE, "failed", now
+                attempt.kept_s = kept_s(attempt, row)
+                self.cluster.settle(job, attempt.kept_s)
         node.host = -1
+
+    def _checkpoints(self, session: Session) -> None:
+        """Checkpoints that running attempts reported since the last step."""
+        cluster = self.cluster
+        assert cluster is not None
+        for attempt in session.scalars(
+            select(Attempt).where(Attempt.state.in_((COMMITTED, STARTED)), Attempt.checkpoint_s.is_not(None))
+        ):
+            at = attempt.checkpoint_s
+            i = self.job_of.get(attempt.job)
+            if i is None or self.reports.get(attempt.id) == at:
+                continue
+            self.reports[attempt.id] = at
+            if cluster.status[i] == RUNNING_ and cluster.run_since[i] == attempt.start_s:
+                cluster.report_checkpoint(i, at)
 
     def _exits(self, session: Session, now: float) -> set[int]:
         """Attempts whose end an agent reported, in the order they started."""
@@ -304,10 +367,17 @@ class Reconciler:
             row = session.get(Job, attempt.job)
             i = self.job_of.get(row.id)
             attempt.state = DONE
+            self.reports.pop(attempt.id, None)
             row.run_s += (attempt.end_s or now) - attempt.start_s
             if attempt.ended:  # (stopped on purpose: applied when it was asked)
                 if row.cancel_requested and row.state != CANCELLED:
                     row.state, row.end_s = CANCELLED, now
+                elif attempt.ended != "cancelled":  # (what it kept is known now)
+                    attempt.kept_s = kept_s(attempt, row)
+                    if i is not None:
+                        if row.checkpoint_s is not None:
+                            cluster.report_checkpoint(i, row.checkpoint_s)
+                        cluster.settle(i, attempt.kept_s)
                 continue
             attempt.ended = "completed" if attempt.exit_code == 0 else "failed"
             row.state = SUCCEEDED if attempt.exit_code == 0 else FAILED
@@ -362,7 +432,7 @@ class Reconciler:
         for attempt in session.scalars(
             select(Attempt).where(Attempt.job == row.id, Attempt.state.in_((COMMITTED, STARTED)))
         ):
-            attempt.state, attempt.ended = STOPPING, why
+            attempt.state, attempt.ended, attempt.stop_s = STOPPING, why, now
             attempt.stop_deadline_s = now + row.grace_s
 
     def _decide(self, session: Session, pool: int, now: float) -> int:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,19 +23,21 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from corral.errors import InputError
 from corral.fleet import fleet_from_text
 from corral.live.db import (
+    COMMITTED,
     CORDONED,
     DOWN,
     DRAINING,
     ENDED,
     EXITED,
     JOB_STATES,
+    PENDING,
     STARTED,
     STOPPING,
     UP,
@@ -129,6 +133,8 @@ def attempt_view(a: Attempt) -> dict[str, Any]:
         "end_s": a.end_s,
         "exit_code": a.exit_code,
         "ended": a.ended,
+        "checkpoint_s": a.checkpoint_s,  # the last completed checkpoint it reported
+        "kept_s": a.kept_s,  # of a stopped or lost attempt: the useful seconds it kept
     }
 
 
@@ -201,6 +207,15 @@ def create_app(
     logs = data_dir / "logs"
     state: dict[str, Any] = {"reconciler": None}
     lock = threading.Lock()  # (the reconciler's state is read by the API: one at a time)
+    # The largest pool, for refusing jobs no pool can hold: asked at every submission, and
+    # the nodes seldom change, so it is read again after a second or a node's registration
+    # (a node lost meanwhile only lets a job through that then waits for its return).
+    largest: dict[str, float] = {"gpus": 0.0, "until": -math.inf}
+
+    def largest_pool(db: Session) -> int:
+        if time.monotonic() >= largest["until"]:
+            largest["gpus"], largest["until"] = _largest_pool(db), time.monotonic() + 1.0
+        return int(largest["gpus"])
 
     def reconciler() -> Reconciler:
         if state["reconciler"] is None:
@@ -256,8 +271,9 @@ def create_app(
             raise HTTPException(403, "a node token may not read jobs")
         return job
 
-    def unprocessable(field: str, message: str) -> HTTPException:
-        return HTTPException(422, [{"loc": ["body", field], "msg": message, "type": "value_error"}])
+    def unprocessable(field: str, message: str, part: str = "body") -> HTTPException:
+        """422 naming the field, as FastAPI's own validation does (`part`: body or query)."""
+        return HTTPException(422, [{"loc": [part, field], "msg": message, "type": "value_error"}])
 
     @app.exception_handler(ValueError)
     async def _value_error(_: Request, err: ValueError) -> JSONResponse:
@@ -273,26 +289,30 @@ def create_app(
             raise unprocessable("queue", f"unknown queue '{spec.queue}'; known: {', '.join(sorted(known))}")
         if who.role == TEAM and spec.queue not in who.queues and "*" not in who.queues:
             raise HTTPException(403, f"team {who.name} may not submit to queue '{spec.queue}'")
-        largest = _largest_pool(db)
-        if largest and spec.gpus > largest:
-            raise unprocessable("gpus", f"{spec.gpus} GPUs is more than any pool has ({largest})")
-        job = Job(
-            job_id="",
-            name=spec.name,
-            team=who.name,
-            queue=spec.queue,
-            gpus=spec.gpus,
-            priority=spec.priority,
-            preemptible=spec.preemptible,
-            estimate_s=spec.estimate_s,
-            grace_s=spec.grace_s,
-            command=spec.command,
-            submit_s=clock(),
-        )
-        db.add(job)
-        db.flush()
-        job.job_id = str(job.id)
-        return {"job_id": job.job_id, "state": job.state}
+        most = largest_pool(db)
+        if most and spec.gpus > most:
+            raise unprocessable("gpus", f"{spec.gpus} GPUs is more than any pool has ({most})")
+        # (two plain statements: the ORM's unit of work costs more than they do)
+        row = db.execute(
+            insert(Job)
+            .values(
+                job_id=f"new-{uuid.uuid4().hex}",
+                name=spec.name,
+                team=who.name,
+                queue=spec.queue,
+                gpus=spec.gpus,
+                priority=spec.priority,
+                preemptible=spec.preemptible,
+                estimate_s=spec.estimate_s,
+                grace_s=spec.grace_s,
+                command=spec.command,
+                submit_s=clock(),
+                state=PENDING,
+            )
+            .returning(Job.id)
+        ).scalar_one()
+        db.execute(update(Job).where(Job.id == row).values(job_id=str(row)))
+        return {"job_id": str(row), "state": PENDING}
 
     @app.get("/v1/jobs")
     async def jobs(
@@ -300,16 +320,7 @@ def create_app(
     ) -> list[dict[str, Any]]:
         require(who, TEAM, ADMIN)
         if state is not None and state not in JOB_STATES:
-            raise HTTPException(
-                422,
-                [
-                    {
-                        "loc": ["query", "state"],
-                        "msg": f"one of {', '.join(JOB_STATES)}",
-                        "type": "value_error",
-                    }
-                ],
-            )
+            raise unprocessable("state", f"one of {', '.join(JOB_STATES)}", "query")
         query = select(Job).order_by(Job.id)
         if who.role == TEAM:
             query = query.where(Job.team == who.name)
@@ -332,6 +343,19 @@ def create_app(
             raise HTTPException(409, f"job {job_id} has already ended ({row.state})")
         row.cancel_requested = True
         return job_view(row)
+
+    @app.post("/v1/jobs/{job_id}/checkpoint")
+    async def job_checkpoint(job_id: str, who: Caller, db: Db) -> dict[str, Any]:
+        """The job's running attempt completed a checkpoint (the API form of the marker file)."""
+        row = own_job(db, who, job_id)
+        live = db.scalars(
+            select(Attempt)
+            .where(Attempt.job == row.id, Attempt.state.in_((COMMITTED, STARTED, STOPPING)))
+            .order_by(Attempt.id.desc())
+        ).first()
+        if live is None:
+            raise HTTPException(409, f"job {job_id} has no attempt running ({row.state})")
+        return _report_checkpoint(db, live, clock())
 
     @app.get("/v1/jobs/{job_id}/logs", response_class=PlainTextResponse)
     async def job_logs(job_id: str, who: Caller, db: Db, attempt: int | None = None, offset: int = 0) -> str:
@@ -373,7 +397,7 @@ def create_app(
     async def nodes(who: Caller, db: Db) -> list[dict[str, Any]]:
         require(who, TEAM, ADMIN)
         busy: dict[str, list[int]] = {}
-        for attempt in db.scalars(select(Attempt).where(Attempt.state.in_(("committed", STARTED, STOPPING)))):
+        for attempt in db.scalars(select(Attempt).where(Attempt.state.in_((COMMITTED, STARTED, STOPPING)))):
             for name, ids in attempt.placement:
                 busy.setdefault(name, []).extend(ids)
         return [
@@ -404,10 +428,7 @@ def create_app(
         if node.state == DOWN:
             raise HTTPException(409, f"node '{name}' is down")
         if deadline_s is not None and (action != "drain" or not 0 <= deadline_s < 1e9):
-            raise HTTPException(
-                422,
-                [{"loc": ["query", "deadline_s"], "msg": "a drain's seconds, >= 0", "type": "value_error"}],
-            )
+            raise unprocessable("deadline_s", "a drain's seconds, >= 0", "query")
         node.state = states[action]
         node.drain_deadline_s = None if deadline_s is None else clock() + deadline_s
         return {"name": name, "state": node.state, "drain_deadline_s": node.drain_deadline_s}
@@ -444,6 +465,7 @@ def create_app(
     @app.post("/v1/agent/register")
     async def register(spec: NodeSpec, who: Caller, db: Db) -> dict[str, Any]:
         require(who, NODE, ADMIN)
+        largest["until"] = -math.inf
         node = db.get(Node, spec.name)
         now = clock()
         if node is not None and node.gpus == spec.gpus and node.pool == spec.pool and node.state != DOWN:
@@ -480,7 +502,7 @@ def create_app(
         now = clock()
         node.heartbeat_s = now
         start, stop_now = [], []
-        live = db.scalars(select(Attempt).where(Attempt.state.in_(("committed", STARTED, STOPPING))))
+        live = db.scalars(select(Attempt).where(Attempt.state.in_((COMMITTED, STARTED, STOPPING))))
         seen = set()
         for attempt in live:
             ranks = [n for n, _ in attempt.placement]
@@ -492,7 +514,7 @@ def create_app(
                 stop_now.append(
                     {"attempt": attempt.id, "grace_s": max(0.0, (attempt.stop_deadline_s or now) - now)}
                 )
-            else:
+            elif attempt.state == STARTED or not _still_stopping(db, attempt):
                 start.append(_launch_spec(db, attempt, job, name))
         for attempt_id in have.running:
             if attempt_id not in seen:  # (ended while the agent was away)
@@ -503,7 +525,7 @@ def create_app(
     async def started(attempt_id: int, who: Caller, db: Db) -> dict[str, Any]:
         require(who, NODE, ADMIN)
         attempt = _attempt(db, attempt_id)
-        if attempt.state == "committed":
+        if attempt.state == COMMITTED:
             attempt.state = STARTED
         return attempt_view(attempt)
 
@@ -514,7 +536,7 @@ def create_app(
         first non-zero one."""
         require(who, NODE, ADMIN)
         attempt = _attempt(db, attempt_id)
-        if attempt.state not in ("committed", STARTED, STOPPING):
+        if attempt.state not in (COMMITTED, STARTED, STOPPING):
             return attempt_view(attempt)
         nodes = {name for name, _ in attempt.placement}
         exits = dict(attempt.exits or {})
@@ -538,8 +560,9 @@ def create_app(
     async def checkpoint(attempt_id: int, who: Caller, db: Db) -> dict[str, Any]:
         require(who, NODE, ADMIN)
         attempt = _attempt(db, attempt_id)
-        db.get(Job, attempt.job).checkpoint_s = clock()
-        return attempt_view(attempt)
+        if attempt.state not in (COMMITTED, STARTED, STOPPING):
+            raise HTTPException(409, f"attempt {attempt_id} has ended")
+        return _report_checkpoint(db, attempt, clock())
 
     @app.get("/v1/history")
     async def history(who: Caller, db: Db) -> dict[str, Any]:
@@ -617,6 +640,23 @@ def _attempt(db: Session, attempt_id: int) -> Attempt:
     if attempt is None:
         raise HTTPException(404, f"no attempt {attempt_id}")
     return attempt
+
+
+def _still_stopping(db: Session, attempt: Attempt) -> bool:
+    """Whether an earlier attempt of the same job has yet to end and be settled: a new one
+    waits for it, so that it resumes from the checkpoint written in the grace period and
+    two processes never run one job at once."""
+    earlier = select(Attempt.id).where(
+        Attempt.job == attempt.job, Attempt.id < attempt.id, Attempt.state.in_((STOPPING, EXITED))
+    )
+    return db.scalars(earlier.limit(1)).first() is not None
+
+
+def _report_checkpoint(db: Session, attempt: Attempt, now: float) -> dict[str, Any]:
+    """Record a completed checkpoint of a live attempt (the reconciler applies it)."""
+    attempt.checkpoint_s = now
+    db.get(Job, attempt.job).checkpoint_s = now
+    return attempt_view(attempt)
 
 
 def _launch_spec(db: Session, attempt: Attempt, job: Job, node: str) -> dict[str, Any]:

@@ -227,6 +227,22 @@ class Shared:
         self.decayed[: len(data["decayed"])] = data["decayed"]
         self.decayed_at[: len(data["decayed_at"])] = data["decayed_at"]
 
+    def usage(self) -> dict[str, list[float]]:
+        """Decayed past usage per queue and cohort name, with when each was last brought up
+        to date: what a live cluster keeps across restarts of its reconciler (the rest of
+        this policy's state follows from the jobs alive)."""
+        if not self.decays:
+            return {}
+        names = self.quota.names
+        return {names[i]: [self.decayed[i], self.decayed_at[i]] for i in range(len(names)) if self.decayed[i]}
+
+    def restore_usage(self, usage: dict[str, list[float]]) -> None:
+        """Put back what `usage` gave (names no longer configured are dropped)."""
+        index = {name: i for i, name in enumerate(self.quota.names)}
+        for name, (value, at_s) in usage.items():
+            if name in index:
+                self.decayed[index[name]], self.decayed_at[index[name]] = value, at_s
+
     def _enqueue(self, job: int) -> None:
         view = self.view
         queues = self.waiting[view.pool[job]]

@@ -8,6 +8,8 @@ which GPUs, quota accounting and the run ledger, changed only through transition
     complete    it finished its work
     withdraw    cancelled while waiting, or killed while running
     adopt       a job found running (a restart, or a live agent's report)
+    report_checkpoint / settle
+                a live job's own checkpoint reports replace the model: what a stop keeps
     add_host / remove_host
 
 No clock: every transition is told `now`. No I/O: `export` gives plain data (JSON-able) and
@@ -79,6 +81,8 @@ LEDGER = (
     "writing",
     "attempts",
     "expected_end",
+    "reported",
+    "kept",
 )
 
 
@@ -150,6 +154,10 @@ class ClusterState:
         self.writing: list[float] = []
         self.attempts: list[int] = []  # starts so far: a live attempt's number
         self.expected_end: list[float] = []  # of a running job, if nothing stops it
+        # Live jobs that report their checkpoints: the useful seconds of the current run the
+        # last report holds (NaN: the job never reported; the checkpoint model applies)
+        self.reported: list[float] = []
+        self.kept: list[float] = []  # useful seconds the last stopped run kept
         self.placement: list[Placement | None] = []
         self.last_placement: list[Placement | None] = []
         self.gpu_ids: list[GpuIds | None] = []
@@ -160,6 +168,7 @@ class ClusterState:
         self.np_write = Column(np.zeros(0))
         self.np_gpus = Column(np.zeros(0))
         self.np_host = Column(np.zeros(0, dtype=np.int64))  # the host of a job on one host, else -1
+        self.np_reported = Column(np.zeros(0))
         self.live: list[dict[int, int]] = [{} for _ in fleet.pools]  # pool -> {queue: live jobs}
         self.waiting_sizes: list[dict[tuple, int]] = [{} for _ in fleet.pools]  # (gpus, level) -> jobs
         self.on_host: dict[int, set[int]] = {}
@@ -219,11 +228,11 @@ class ClusterState:
         self.remaining += duration
         self.run_since += [-1.0] * n
         self.overhead += [0.0] * n
-        for column in (self.first_start, self.end, self.last_stop, self.expected_end):
+        for column in (self.first_start, self.end, self.last_stop, self.expected_end, self.reported):
             column += [NAN] * n
         for column in (self.preemptions, self.interruptions, self.unexpected, self.attempts):
             column += [0] * n
-        for column in (self.lost, self.restarting, self.writing):
+        for column in (self.lost, self.restarting, self.writing, self.kept):
             column += [0.0] * n
         for column in (self.placement, self.last_placement, self.gpu_ids):
             column += [None] * n
@@ -233,6 +242,7 @@ class ClusterState:
         self.np_write.extend(jobs.checkpoint_write_s.astype(float))
         self.np_gpus.extend(jobs.gpus.astype(float))
         self.np_host.extend(np.full(n, -1, dtype=np.int64))
+        self.np_reported.extend(np.full(n, NAN))
         return range(first, first + n)
 
     @staticmethod
@@ -408,6 +418,8 @@ class ClusterState:
         self.gpu_ids[job] = taken
         self.np_host.a[job] = placement[0][0] if len(placement) == 1 else -1
         self.run_since[job] = self.np_run_since.a[job] = now
+        if not math.isnan(self.reported[job]):  # (a new run has saved nothing of its own yet)
+            self.reported[job] = self.np_reported.a[job] = 0.0
         if math.isnan(self.first_start[job]):
             self.first_start[job] = now
         self.attempts[job] += 1
@@ -437,6 +449,31 @@ class ClusterState:
         (a live cluster rebuilt from its records): it has that much less left."""
         self.remaining[job] = max(0.0, self.remaining[job] - worked_s)
         self.preemptions[job] += stops
+        self.kept[job] = worked_s
+
+    def report_checkpoint(self, job: int, at_s: float) -> None:
+        """`job` (live) reported a completed checkpoint at `at_s`: from now on a stop keeps
+        what its reports hold rather than what the checkpoint model assumes. A running job's
+        current run holds its work up to `at_s`."""
+        held = 0.0
+        if self.status[job] == RUNNING_:
+            held = max(0.0, at_s - self.run_since[job] - self.overhead[job])
+        if not math.isnan(self.reported[job]):
+            held = max(held, self.reported[job])
+        self.reported[job] = self.np_reported.a[job] = held
+
+    def settle(self, job: int, kept_s: float) -> None:
+        """The run `job` stopped last kept `kept_s` useful seconds, as its checkpoint reports
+        came to say once it had ended (those written in its grace period count), rather
+        than what was assumed when it was stopped."""
+        delta = kept_s - self.kept[job]
+        if delta == 0.0:
+            return
+        self.kept[job] = kept_s
+        self.lost[job] -= delta
+        self.remaining[job] = max(0.0, self.remaining[job] - delta)
+        if self.status[job] == RUNNING_:
+            self.expected_end[job] -= delta
 
     def set_interval(self, job: int, interval_s: float) -> None:
         """How often `job` checkpoints from its next start (a rule that follows failures)."""
@@ -460,12 +497,13 @@ class ClusterState:
 
     def interrupt(self, job: int, now: float, graceful: bool) -> float:
         """A host under running `job` was lost (it keeps its last completed checkpoint, or
-        nothing if it saves only on stop) or drained (`graceful`: it saves first). Returns
-        the useful seconds lost."""
+        nothing if it saves only on stop) or drained (`graceful`: it saves first, unless it
+        reports its checkpoints: then it keeps what it reported). Returns the useful
+        seconds lost."""
         if self.status[job] != RUNNING_:
             raise AllocationError(f"job {job} interrupted while not running")
         useful, saved, writing = self.run_parts(job, now)
-        if graceful:
+        if graceful and math.isnan(self.reported[job]):
             saved = useful
         else:
             saved = saved if self.checkpoint_s[job] > 0.0 else 0.0
@@ -481,6 +519,7 @@ class ClusterState:
         self._release(job)
         self.runs.close(job, now, why)
         self.lost[job] += useful - saved
+        self.kept[job] = saved
         self.restarting[job] += min(now - self.run_since[job], self.overhead[job])
         self.writing[job] += writing
         self.remaining[job] -= saved
@@ -572,6 +611,9 @@ class ClusterState:
         if since < 0.0:
             return 0.0, 0.0, 0.0
         elapsed = max(0.0, now - since - self.overhead[job])
+        reported = self.reported[job]
+        if not math.isnan(reported):  # (what the job's reports hold, not the model)
+            return elapsed, min(reported, elapsed), 0.0
         return run_parts(elapsed, self.checkpoint_s[job], self.write_s[job])
 
     def wall_s(self, job: int, useful: float) -> float:
@@ -683,7 +725,11 @@ class ClusterState:
         for name in LEDGER:
             column = getattr(state, name)
             column[:] = ledger[name]
-        for name, mirror in (("run_since", state.np_run_since), ("overhead", state.np_overhead)):
+        for name, mirror in (
+            ("run_since", state.np_run_since),
+            ("overhead", state.np_overhead),
+            ("reported", state.np_reported),
+        ):
             mirror.a[: len(state)] = ledger[name]
         state.np_checkpoint.a[: len(state)] = spec["checkpoint_s"]
         for j, p in data["last_placement"].items():

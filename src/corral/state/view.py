@@ -91,6 +91,8 @@ class ClusterView:
             return idx
         elapsed = np.maximum(0.0, self.now_s - c.np_run_since.a[idx] - c.np_overhead.a[idx])
         useful, saved = run_parts_many(elapsed, c.np_checkpoint.a[idx], c.np_write.a[idx])
+        reported = c.np_reported.a[idx]  # (live jobs that report their checkpoints)
+        saved = np.where(np.isnan(reported), saved, np.minimum(reported, useful))
         lost = (useful - saved) * c.np_gpus.a[idx]
         return idx[np.lexsort((idx, useful, lost))]
 
