@@ -392,3 +392,65 @@ def test_a_gang_ends_when_every_node_has_ended(cluster):
     cluster.run_until(agents, lambda: cluster.job(failing)["state"] == "failed")
     assert cluster.job(failing)["exit_code"] == 7
     cluster.run_until(agents, lambda: not any(a._attempts() for a in agents))
+
+
+def test_a_restarted_agent_re_adopts_its_process_and_sends_no_output_twice(cluster):
+    agent = cluster.agent("n0", 4)
+    agent.register()
+    go = cluster.data_dir / "go"
+    job = cluster.submit(
+        "team-a", 1, ["sh", "-c", f"echo once; while [ ! -e {go} ]; do sleep 0.02; done; echo end"]
+    )
+    cluster.run_until([agent], lambda: "once" in logs(cluster, job))
+    again = cluster.agent("n0", 4)  # (the agent restarted: a new one on the same folder)
+    again.register()
+    go.touch()
+    cluster.run_until([again], lambda: cluster.job(job)["state"] == "succeeded")
+    assert logs(cluster, job) == "once\nend\n"
+    assert len(cluster.job(job)["attempts"]) == 1
+
+
+def test_jobs_say_how_long_they_waited_and_ran(cluster):
+    job = cluster.submit("team-a", 1, ["sleep", "30"])
+    cluster.clock.t += 3.0
+    listed = cluster.call("GET", "/v1/jobs", cluster.admin).json()
+    assert [(j["waited_s"], j["ran_s"]) for j in listed] == [(3.0, 0.0)]
+    agent = cluster.agent("n0", 4)
+    agent.register()
+    cluster.run_until([agent], lambda: cluster.job(job)["attempts"] != [])
+    cluster.clock.t += 7.0
+    assert (cluster.job(job)["waited_s"], cluster.job(job)["ran_s"]) == (None, 7.0)
+    cluster.call("POST", f"/v1/jobs/{job}/cancel", cluster.admin)
+    cluster.run_until([agent], lambda: cluster.job(job)["state"] == "cancelled" and not agent._attempts())
+
+
+def test_a_stop_that_comes_before_the_launcher_has_its_group_is_not_lost(tmp_path):
+    """Cancelled within milliseconds of its start, before its launcher wrote its process
+    group: the SIGTERM is not spent on nothing, but sent when the server asks again."""
+    agent = Agent("http://127.0.0.1:9", "t", tmp_path, 1, name="n0", clock=Clock(0.0))
+    folder = tmp_path / "attempts" / "7"
+    folder.mkdir(parents=True)
+    (folder / "pid").write_text("999999")
+    agent.stop(7, 30.0)
+    assert agent.kill_at == {}
+    (folder / "pgid").write_text("999999")  # (no such group: the signal finds nobody)
+    agent.stop(7, 30.0)
+    assert agent.kill_at == {7: 30.0}
+
+
+def test_a_restarted_server_keeps_its_tokens_unless_told_to_rotate_them(database_url, tmp_path):
+    from corral.live.server import kept_tokens
+
+    engine = connect(database_url)
+    migrate(engine)
+    try:
+        path = tmp_path / "tokens.json"
+        first = kept_tokens(engine, path)
+        assert kept_tokens(engine, path) == first
+        assert path.stat().st_mode & 0o077 == 0  # (owner only)
+        rotated = kept_tokens(engine, path, rotate=True)
+        assert rotated[0] != first[0] and rotated[1] != first[1]
+        bootstrap(engine)  # (tokens changed behind the file's back: it issues new ones)
+        assert kept_tokens(engine, path) not in (first, rotated)
+    finally:
+        engine.dispose()

@@ -114,8 +114,12 @@ def test_a_newcomer_runs_preempts_crashes_resumes_and_replays(up, tmp_path):
     assert resumed > 0
     # SIGKILL the whole cluster mid-run; the job's process lives on, and is re-adopted
     up.kill(signal.SIGKILL)
-    env = up.start()
+    again = up.start()
+    assert again["CORRAL_TOKEN"] == env["CORRAL_TOKEN"]  # (the same cluster, the same tokens)
     wait_for(lambda: jobs(env)[low_id]["state"] == "succeeded", "the first job to finish after the restart")
+    assert set(jobs(teams["team-a"])) == {low_id}
+    # its output once, although the restarted agent took over shipping it
+    assert corral("logs", low_id, env=env).stdout.count("resumed at") == 1
     final = jobs(env)
     assert {final[low_id]["state"], final[high_id]["state"]} == {"succeeded"}
     detail = json.loads(corral("jobs", "--json", env=env).stdout)

@@ -87,6 +87,9 @@ FleetFile = Annotated[str | None, typer.Option("--fleet", help="Fleet TOML with 
 Database = Annotated[
     str | None, typer.Option("--db", help="Database URL (default: SQLite in --data-dir; CORRAL_DB).")
 ]
+NewTokens = Annotated[
+    bool, typer.Option("--new-tokens", help="Issue new admin and node tokens; the old stop working.")
+]
 
 
 @app.command()
@@ -99,10 +102,12 @@ def up(
     policy: Policy = "fifo",
     fleet: FleetFile = None,
     database: Database = None,
+    new_tokens: NewTokens = False,
 ) -> None:
     """A whole cluster on this machine: the server and an agent with its GPUs (or --gpus N
     fake ones). Writes DATA_DIR/env with CORRAL_SERVER and CORRAL_TOKEN once ready; run
-    again on the same folder, it resumes the same cluster and re-adopts running jobs."""
+    again on the same folder, it resumes the same cluster, with the same tokens, and
+    re-adopts running jobs."""
     from corral.live.agent import Agent, gpu_count
 
     with input_errors():
@@ -111,7 +116,7 @@ def up(
             raise InputError("no GPUs found here: give --gpus N for fake ones", field="gpus")
         engine, config, _ = _setup(data_dir, database, policy, fleet)
         _, _, server = _server_parts()
-        admin, node = server.bootstrap(engine)
+        admin, node = server.kept_tokens(engine, data_dir / "tokens.json", new_tokens)
 
         def ready(url: str, done: threading.Event) -> None:
             agent = Agent(url, node, data_dir / "agent", count, name="local")
@@ -131,12 +136,14 @@ def serve(
     policy: Policy = "fifo",
     fleet: FleetFile = None,
     database: Database = None,
+    new_tokens: NewTokens = False,
 ) -> None:
-    """The server alone; agents join with `corral agent`. Prints new admin and node tokens."""
+    """The server alone; agents join with `corral agent`. Prints the admin and node tokens,
+    the same on a restart (DATA_DIR/tokens.json) unless --new-tokens."""
     with input_errors():
         engine, config, _ = _setup(data_dir, database, policy, fleet)
         _, _, server = _server_parts()
-        admin, node = server.bootstrap(engine)
+        admin, node = server.kept_tokens(engine, data_dir / "tokens.json", new_tokens)
 
         def ready(url: str, _: threading.Event) -> None:
             console.print(f"corral serves {url}\nadmin token: {admin}\nnode token: {node}")
@@ -263,7 +270,8 @@ def jobs(
     for r in rows:
         table.add_row(
             r["job_id"], r["name"], r["team"], r["queue"], str(r["gpus"]), r["state"],
-            "" if r["exit_code"] is None else str(r["exit_code"]), tables.duration(r["run_s"]),
+            "" if r["exit_code"] is None else str(r["exit_code"]),
+            tables.duration(r["ran_s"] if r["waited_s"] is None else r["waited_s"]),
         )  # fmt: skip
     console.print(table)
 

@@ -151,6 +151,8 @@ class Agent:
                     {"exit_code": -int(signal.SIGTERM), "node": self.name},
                 )
             return
+        if self._group(attempt) is None:
+            return  # (its launcher has yet to start its group: the server asks again next round)
         self._signal(attempt, signal.SIGTERM)
         self.kill_at[attempt] = self.clock() + grace_s
 
@@ -186,16 +188,22 @@ class Agent:
         return int(code.read_text()) if code.exists() and code.read_text().strip() else -int(signal.SIGKILL)
 
     def _ship_log(self, attempt: int) -> None:
-        path = self.dir / str(attempt) / "output.log"
+        """Send the output written since the last call. How far it got is kept beside the log,
+        so that an agent restarted (re-adopting the process) does not send it again."""
+        folder = self.dir / str(attempt)
+        path, mark = folder / "output.log", folder / "shipped"
         if not path.exists():
             return
-        sent = self.sent.get(attempt, 0)
+        if attempt not in self.sent:
+            self.sent[attempt] = int(mark.read_text() or 0) if mark.exists() else 0
+        sent = self.sent[attempt]
         with path.open("rb") as handle:
             handle.seek(sent)
             data = handle.read(1 << 20)
         if data:
             self._post(f"/v1/agent/attempts/{attempt}/log", {"text": data.decode(errors="replace")})
             self.sent[attempt] = sent + len(data)
+            mark.write_text(str(sent + len(data)))
 
     def _forget(self, attempt: int) -> None:
         self._ship_log(attempt)

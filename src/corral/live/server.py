@@ -102,7 +102,11 @@ class Running(BaseModel, extra="forbid"):
     running: list[int] = Field(default_factory=list)
 
 
-def job_view(job: Job, attempts: list[Attempt] | None = None) -> dict[str, Any]:
+def job_view(
+    job: Job, attempts: list[Attempt] | None = None, now: float | None = None, since: float | None = None
+) -> dict[str, Any]:
+    """A job as the API shows it; with `now`, how long it has waited (while pending) and run
+    (its ended attempts, and its live one since `since`)."""
     out = {
         "job_id": job.job_id,
         "name": job.name,
@@ -118,6 +122,9 @@ def job_view(job: Job, attempts: list[Attempt] | None = None) -> dict[str, Any]:
         "command": job.command,
         "run_s": job.run_s,
     }
+    if now is not None:
+        out["ran_s"] = job.run_s + (max(0.0, now - since) if since is not None else 0.0)
+        out["waited_s"] = max(0.0, now - job.submit_s) if job.state == PENDING else None
     if attempts is not None:
         out["attempts"] = [attempt_view(a) for a in attempts]
     return out
@@ -328,13 +335,17 @@ def create_app(
             query = query.where(Job.team == team)
         if state is not None:
             query = query.where(Job.state == state)
-        return [job_view(j) for j in db.scalars(query)]
+        live = select(Attempt.job, Attempt.start_s).where(Attempt.state.in_((COMMITTED, STARTED, STOPPING)))
+        since = {job: start for job, start in db.execute(live)}
+        now = clock()
+        return [job_view(j, None, now, since.get(j.id)) for j in db.scalars(query)]
 
     @app.get("/v1/jobs/{job_id}")
     async def job(job_id: str, who: Caller, db: Db) -> dict[str, Any]:
         row = own_job(db, who, job_id)
         attempts = list(db.scalars(select(Attempt).where(Attempt.job == row.id).order_by(Attempt.id)))
-        return job_view(row, attempts)
+        live = [a.start_s for a in attempts if a.state in (COMMITTED, STARTED, STOPPING)]
+        return job_view(row, attempts, clock(), live[-1] if live else None)
 
     @app.post("/v1/jobs/{job_id}/cancel")
     async def cancel(job_id: str, who: Caller, db: Db) -> dict[str, Any]:
@@ -716,6 +727,24 @@ def fleet_text(pools: dict[str, list[int]], config: Config) -> str:
             lines += ["", f"[[{kind}]]"]
             lines += [f"{k} = {value(v)}" for k, v in vars(spec).items() if v is not None]
     return "\n".join(lines) + "\n"
+
+
+def kept_tokens(engine: Engine, path: Path, rotate: bool = False) -> tuple[str, str]:
+    """The admin and node tokens kept in `path` (readable by its owner only), while the
+    database still knows them: a server restarted keeps its agents and its users' scripts
+    working. New ones (the old stop working) where there are none yet, or with `rotate`."""
+    if not rotate and path.exists():
+        kept = json.loads(path.read_text())
+        with Session(engine) as session:
+            roles = [team_of(session, kept.get(k, "")) for k in ("admin", "node")]
+        if [t.role if t else None for t in roles] == [ADMIN, NODE]:
+            return kept["admin"], kept["node"]
+    admin, node = bootstrap(engine)
+    fresh = path.with_suffix(".tmp")
+    fresh.touch(mode=0o600)
+    fresh.write_text(json.dumps({"admin": admin, "node": node}))
+    fresh.replace(path)
+    return admin, node
 
 
 def bootstrap(engine: Engine) -> tuple[str, str]:
