@@ -133,6 +133,14 @@ def test_recomputation_changes_hardware_flops_not_model_flops() -> None:
     attention_fwd = 4 * L405.layers * L405.d_model * 8192 / 2
     assert recompute_flops_per_token(L405, 8192, "full") == pytest.approx(2 * layers_n + attention_fwd)
     assert est["full"].step_s > est["selective"].step_s > est["none"].step_s
+    # Both counts are printed: the model's (MFU's, `tflops_per_gpu`) and the hardware's (HFU's),
+    # which Megatron-style reports print: 1.31-1.33x under full recompute on such rows.
+    full = est["full"]
+    assert full.tflops_per_gpu == full.model_tflops_per_gpu
+    ratio = full.hardware_tflops_per_gpu / full.model_tflops_per_gpu
+    assert ratio == pytest.approx(full.hardware_flops_per_token / full.model_flops_per_token)
+    assert 1.31 <= ratio <= 1.33
+    assert full.hfu / full.mfu == pytest.approx(ratio)
 
 
 # -- layout --------------------------------------------------------------------------------
@@ -392,6 +400,7 @@ def test_cli_train_json_contract() -> None:
     data = json.loads(out.stdout)
     for key in ("tflops_per_gpu", "mfu", "memory_gib_per_gpu", "fits", "step_s", "tokens_per_s"):
         assert key in data
+    assert data["model_tflops_per_gpu"] == data["tflops_per_gpu"] <= data["hardware_tflops_per_gpu"]
     assert data["batch_tokens"] == 16 * MI
     out = runner.invoke(app, (TRAIN + " --batch-tokens 16M --tokens 15.6T --json").split())
     data = json.loads(out.stdout)

@@ -59,7 +59,10 @@ def _step_rows(est: StepEstimate) -> list[tuple[str, str]]:
         ("schedule", f"{schedule}; {est.micro_batches} micro-batches of {lay.micro_batch}"),
         ("ZeRO / recompute", f"{lay.zero} / {lay.recompute}"),
         ("batch", f"{est.batch_tokens:,} tokens of {est.seq:,}"),
-        ("TFLOPs per GPU", f"{est.tflops_per_gpu:,.0f}"),
+        (
+            "TFLOPs per GPU, model / hardware",
+            f"{est.model_tflops_per_gpu:,.0f} / {est.hardware_tflops_per_gpu:,.0f}",
+        ),
         ("MFU / HFU", f"{est.mfu:.1%} / {est.hfu:.1%}"),
         ("tokens per second", f"{est.tokens_per_s:,.0f}"),
         ("step", f"{est.step_s:.3f} s"),
@@ -232,7 +235,8 @@ def plan_search(
         "v",
         "ZeRO",
         "recompute",
-        "TFLOPs",
+        "model TF",
+        "hw TF",
         "MFU",
         "step",
         "tok/s",
@@ -248,7 +252,8 @@ def plan_search(
                 for x in (lay.tp, lay.pp, lay.cp, lay.dp, lay.ep, lay.micro_batch, e.virtual_stages, lay.zero)
             ),
             lay.recompute,
-            f"{e.tflops_per_gpu:,.0f}",
+            f"{e.model_tflops_per_gpu:,.0f}",
+            f"{e.hardware_tflops_per_gpu:,.0f}",
             f"{e.mfu:.1%}",
             f"{e.step_s:.2f}s",
             f"{e.tokens_per_s:,.0f}",
@@ -286,7 +291,10 @@ def plan_recipe(
                 "phase": p.phase.name,
                 **p.run.as_dict(),
                 "tflops_per_gpu": p.step.tflops_per_gpu,
+                "model_tflops_per_gpu": p.step.model_tflops_per_gpu,
+                "hardware_tflops_per_gpu": p.step.hardware_tflops_per_gpu,
                 "mfu": p.step.mfu,
+                "hfu": p.step.hfu,
             }
             for p in phases
         ]

@@ -68,7 +68,20 @@ class StepEstimate:
 
     @property
     def tflops_per_gpu(self) -> float:
+        """Model FLOPs per second per GPU (MFU's count): `model_tflops_per_gpu`."""
+        return self.model_tflops_per_gpu
+
+    @property
+    def model_tflops_per_gpu(self) -> float:
+        """What the model needs per token (6 N + attention) at the achieved rate: recomputed
+        work does not count (MFU)."""
         return self.model_flops_per_token * self.tokens_per_s / self.gpus / 1e12
+
+    @property
+    def hardware_tflops_per_gpu(self) -> float:
+        """What the GPUs execute, recomputation included (HFU): the figure Megatron-style
+        reports print, 1.33x the model count under full recompute."""
+        return self.hardware_flops_per_token * self.tokens_per_s / self.gpus / 1e12
 
     @property
     def mfu(self) -> float:
@@ -94,7 +107,16 @@ class StepEstimate:
         out = {k: v for k, v in asdict(self).items() if k not in ("layout", "memory")}
         out["layout"] = asdict(self.layout) | {"virtual_stages": self.virtual_stages}
         out["memory"] = asdict(self.memory) | {"total_gib": self.memory.total_gib}
-        for name in ("tokens_per_s", "tflops_per_gpu", "mfu", "hfu", "memory_gib_per_gpu", "fits"):
+        for name in (
+            "tokens_per_s",
+            "tflops_per_gpu",
+            "model_tflops_per_gpu",
+            "hardware_tflops_per_gpu",
+            "mfu",
+            "hfu",
+            "memory_gib_per_gpu",
+            "fits",
+        ):
             out[name] = getattr(self, name)
         out["memory_margin_gib"] = self.memory_margin_gib
         return out
