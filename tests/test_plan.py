@@ -16,6 +16,7 @@ from corral.cli import app
 from corral.config import parse_count
 from corral.errors import InputError
 from corral.hardware import gpu, load_gpu
+from corral.plan import pipeline
 from corral.plan.estimate import HOST_OVERHEAD, PUE, Reliability, estimate_run, tokens_for_flops
 from corral.plan.flops import recompute_flops_per_token, training_flops_per_token
 from corral.plan.layout import Layout, layers_by_rank, shape
@@ -217,6 +218,35 @@ def test_1f1b_first_rank_holds_p_micro_batches_and_interleaving_more() -> None:
     s4 = shape(L405, Layout(8, 16, 1, 128, virtual_stages=4), 16384, 8192, 16 * MI)
     # Megatron interleaved warm-up: 2 (p - 1) + (v - 1) p + 1 = 79 chunks of a quarter rank.
     assert in_flight(s4, 0) == pytest.approx(min(16 * 4, 79) / 4)
+
+
+def test_pipeline_schedules_by_hand_pp4_with_8_micro_batches() -> None:
+    """PP 4, 8 micro-batches. 1F1B: the bubble is 3 stage-times; rank 0 holds 4 micro-batches
+    at its peak, rank 3 one; 8 exchanges each way in the steady state and 3 boundaries each
+    way in fill and drain: 22 messages. Interleaved, v = 2: the bubble halves to 1.5; rank
+    0 warms up 2 x 3 + 1 x 4 = 10 chunks and holds 11 half-ranks (5.5 micro-batches' worth),
+    rank 3 holds 5 (2.5); 16 exchanges each way and 7 boundaries each way: 46 messages."""
+    assert pipeline.bubble_stages(4, 1) == 3.0
+    assert [pipeline.in_flight(4, 1, 8, r) for r in range(4)] == [4, 3, 2, 1]
+    assert pipeline.p2p_messages(4, 1, 8) == 22
+    assert pipeline.bubble_stages(4, 2) == 1.5
+    assert [pipeline.in_flight(4, 2, 8, r) for r in range(4)] == [5.5, 4.5, 3.5, 2.5]
+    assert pipeline.p2p_messages(4, 2, 8) == 46
+    # fewer micro-batches than the warm-up: every chunk of every micro-batch is in flight
+    assert pipeline.in_flight(4, 2, 2, 0) == 2.0
+    assert pipeline.p2p_messages(1, 1, 8) == 0
+
+
+def test_interleaving_pays_for_its_messages() -> None:
+    """More virtual stages shrink the bubble but multiply the point-to-point messages."""
+    est = {
+        v: estimate_step(L405, H100, 16384, Layout(8, 16, 1, 128, virtual_stages=v), 8192, 16 * MI)
+        for v in (1, 2, 4, 7)
+    }
+    hops = [est[v].pp_p2p_s / pipeline.p2p_messages(16, v, 16) for v in (1, 2, 4, 7)]
+    assert hops == pytest.approx([hops[0]] * 4)
+    assert est[1].pp_p2p_s < est[2].pp_p2p_s < est[4].pp_p2p_s < est[7].pp_p2p_s
+    assert est[1].bubble_s > est[2].bubble_s > est[4].bubble_s > est[7].bubble_s
 
 
 def test_a_layout_that_does_not_fit_reports_its_margin() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from corral.plan import pipeline
 from corral.plan.layout import Shape
 from corral.plan.model import Transformer
 
@@ -70,14 +71,8 @@ def stored_activation_elements(model: Transformer, recompute: str) -> float:
 
 
 def in_flight(shape: Shape, rank: int) -> float:
-    """Micro-batches' worth of a rank's layers whose activations are alive at the peak:
-    p - r for 1F1B; for the interleaved schedule Megatron's warm-up of 2 (p - r - 1) +
-    (v - 1) p chunks plus the one running, each of layers / v."""
-    p, v, m = len(shape.layers_by_rank), shape.virtual_stages, shape.micro_batches
-    if v == 1:
-        return float(min(m, p - rank))
-    chunks = min(m * v, 2 * (p - rank - 1) + (v - 1) * p + 1)
-    return chunks / v
+    """Micro-batches' worth of a rank's layers alive at its peak, under its schedule."""
+    return pipeline.in_flight(len(shape.layers_by_rank), shape.virtual_stages, shape.micro_batches, rank)
 
 
 @dataclass(frozen=True)

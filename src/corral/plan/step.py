@@ -2,8 +2,8 @@
 critical path, the pipeline bubble and its point-to-point hops, data-parallel reduction left
 after overlap, and the optimizer. The result carries MFU, HFU, memory and whether it fits.
 
-The slowest pipeline rank sets the pace; a step is m micro-batches of it plus (p - 1) / v
-of the bubble (Narayanan et al. 2021, interleaved 1F1B). FSDP/ZeRO traffic overlaps with one
+The slowest pipeline rank sets the pace; a step is m micro-batches of it, the schedule's
+bubble and its point-to-point messages (`pipeline`). FSDP/ZeRO traffic overlaps with one
 micro-batch of compute at each end of the step (prefetched gathers, reductions as gradients
 are ready); what does not fit in that window is exposed.
 """
@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from corral.errors import InputError
 from corral.hardware import GPU
 from corral.plan import efficiency as eff
+from corral.plan import pipeline
 from corral.plan.flops import recompute_flops_per_token, training_flops_per_token
 from corral.plan.layout import Layout, Shape
 from corral.plan.layout import shape as make_shape
@@ -235,8 +236,8 @@ def estimate_step(
             / layout.tp
             / net.link_bytes_per_s(2 * layout.tp * layout.cp)
         )
-    bubble_s = (p - 1) * stage_s / v
-    p2p_s = 2 * (p - 1) * hop_s
+    bubble_s = pipeline.bubble_stages(p, v) * stage_s
+    p2p_s = pipeline.p2p_messages(p, v, m) * hop_s
 
     params = max((rank_params(model, shape, r) for r in range(p)), key=lambda q: q.total)
     gather_s = _dp_gather_s(params, shape, net) if layout.dp * layout.cp > 1 else 0.0
