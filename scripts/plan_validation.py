@@ -1,9 +1,12 @@
-"""The planner against Llama 3 405B: Table 4's three layouts and the pre-training GPU-hours.
+"""The planner against published training runs: Llama 3 405B's Table 4 and pre-training
+GPU-hours, and Megatron-style runs on A100 (MT-NLG 530B, BLOOM 176B).
 
     python scripts/plan_validation.py [--out docs/plan-validation.png]
 
 Prints the predicted and reported TFLOPs per GPU for each Table 4 row, with and without
-activation recomputation, and draws where each step's time goes.
+activation recomputation, then the A100 runs against the hardware count their reports
+print (recompute included), with the error per row and the mean and largest per source;
+and draws where each Table 4 step's time goes.
 """
 
 from __future__ import annotations
@@ -14,18 +17,44 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+from dataclasses import replace  # noqa: E402
+
 import matplotlib.pyplot as plt  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from corral.hardware import gpu  # noqa: E402
 from corral.plan.layout import Layout  # noqa: E402
-from corral.plan.model import PRESETS  # noqa: E402
+from corral.plan.model import PRESETS, Transformer  # noqa: E402
 from corral.plan.recipe import LLAMA3_405B_GPU_HOURS, RECIPES, estimate_recipe  # noqa: E402
 from corral.plan.step import estimate_step  # noqa: E402
 from corral.report.terminal import console  # noqa: E402
 
 # Llama 3 paper, Table 4: (GPUs, CP, DP, sequence, TFLOPs/GPU). Row 3's DP is 8 (see docs/planning.md).
 TABLE4 = [(8192, 1, 64, 8192, 430), (16384, 1, 128, 8192, 400), (16384, 16, 8, 131072, 380)]
+# Megatron-style runs on A100, whose reports count the recomputed forward (hardware FLOPs):
+# (source, model, GPU memory GiB, layout, sequence, batch in sequences, reported TFLOPs/GPU).
+MT_NLG = Transformer("mt-nlg-530b", 105, 20480, 81920, 128, 128, 51200, swiglu=False)
+BLOOM = Transformer("bloom-176b", 70, 14336, 57344, 112, 112, 250880, swiglu=False, tied_embeddings=True)
+A100_RUNS = [
+    # Smith et al. 2022, "Using DeepSpeed and Megatron to Train Megatron-Turing NLG 530B",
+    # section 2.4: 280/350/420 DGX A100 40GB, TP 8, PP 35, batch 1920 x 2048, 60.1/50.2/44.4 s
+    # per iteration = 126/121/113 TFLOPs per GPU.
+    ("MT-NLG 530B", MT_NLG, 40, Layout(8, 35, 1, 8, recompute="full", virtual_stages=1), 2048, 1920, 126),
+    ("MT-NLG 530B", MT_NLG, 40, Layout(8, 35, 1, 10, recompute="full", virtual_stages=1), 2048, 1920, 121),
+    ("MT-NLG 530B", MT_NLG, 40, Layout(8, 35, 1, 12, recompute="full", virtual_stages=1), 2048, 1920, 113),
+    # BigScience, BLOOM 176B training notes (bigscience.notion.site; Le Scao et al. 2022):
+    # 384 A100 80GB, one replica on 48 GPUs (TP 4 x PP 12), batch 2048 x 2048, "about 150
+    # TFLOPs" per GPU.
+    (
+        "BLOOM 176B",
+        BLOOM,
+        80,
+        Layout(4, 12, 1, 8, micro_batch=2, recompute="full", virtual_stages=1),
+        2048,
+        2048,
+        150,
+    ),
+]
 PARTS = ("compute_s", "tp_comm_s", "cp_comm_s", "bubble_s", "pp_p2p_s", "dp_exposed_s", "optimizer_s")
 
 
@@ -61,6 +90,8 @@ def main() -> None:
         f"({hours / LLAMA3_405B_GPU_HOURS - 1:+.1%})"
     )
 
+    a100_runs()
+
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     labels = [c[0] for c in chosen]
     xs = range(len(chosen))
@@ -85,6 +116,33 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=120)
     console.print(f"wrote {args.out}")
+
+
+def a100_runs() -> None:
+    """The A100 runs: predicted hardware TFLOPs per GPU against the reported ones."""
+    table = Table(title="Megatron-style runs on A100: hardware TFLOPs per GPU", title_justify="left")
+    for name in ("run", "GPUs", "TP/PP/DP", "reported", "corral", "error", "model TF", "GiB"):
+        table.add_column(name, justify="left" if name == "run" else "right")
+    errors: dict[str, list[float]] = {}
+    for source, model, memory_gib, layout, seq, seqs, reported in A100_RUNS:
+        a100 = replace(gpu("a100"), memory_gib=memory_gib)
+        est = estimate_step(model, a100, layout.gpus, layout, seq, seqs * seq)
+        error = est.hardware_tflops_per_gpu / reported - 1
+        errors.setdefault(source, []).append(error)
+        table.add_row(
+            source,
+            f"{layout.gpus:,}",
+            f"{layout.tp}/{layout.pp}/{layout.dp}",
+            f"{reported}",
+            f"{est.hardware_tflops_per_gpu:.0f}",
+            f"{error:+.1%}",
+            f"{est.model_tflops_per_gpu:.0f}",
+            f"{est.memory_gib_per_gpu:.1f} of {est.memory_capacity_gib:.1f}",
+        )
+    console.print(table)
+    for source, errs in errors.items():
+        mean = sum(abs(e) for e in errs) / len(errs)
+        console.print(f"{source}: mean |error| {mean:.1%}, largest {max(errs, key=abs):+.1%}")
 
 
 if __name__ == "__main__":
