@@ -5,12 +5,11 @@ fitted per case. docs/planning.md says where each comes from and how far to trus
 
 from __future__ import annotations
 
-# Dense BF16/FP8 GEMMs at training shapes, sustained over a step under the board power cap,
-# as a fraction of datasheet peak. Best-case shapes reach ~0.80 on H100 (Bekman's "maximum
-# achievable matmul FLOPS" measurements); real layers lose more to shapes, the power cap and
-# wave quantisation. Judgement: the one constant chosen with Llama 3 Table 4's 8,192-GPU row
-# in view; the other rows and the GPU-hours are predictions.
-MATMUL_EFFICIENCY = 0.62
+# Matrix multiplies: their efficiency depends on each GEMM's shape and the GPU (plan/gemm.py).
+
+# FP8 training casts every GEMM's input to FP8 in the forward pass and its output gradient in
+# the backward pass: read two bytes, write one, per element (Transformer Engine's casts).
+FP8_CAST_BYTES = 3
 
 # Fused (flash) attention kernels: FlashAttention-2 reaches about 35% of H100 peak (Shah et
 # al. 2024, FlashAttention-3, abstract), the generation of kernel Llama 3 was trained with.
@@ -18,6 +17,10 @@ MATMUL_EFFICIENCY = 0.62
 # MFU accounting credits it 2x; the model charges the 2.5x.
 ATTENTION_EFFICIENCY = 0.35
 ATTENTION_BACKWARD_WORK = 2.5
+
+# With TP communication overlap, each collective is split into chunks pipelined with the
+# GEMM beside it; the first chunk (of Megatron's default 4-way split) waits in the open.
+TP_OVERLAP_EXPOSED = 0.25
 
 # Elementwise and normalisation kernels are bound by HBM bandwidth; STREAM-like kernels
 # sustain about 80-90% of datasheet HBM bandwidth on H100.

@@ -20,7 +20,9 @@ class Layout:
     Megatron's interleaved 1F1B; None picks two layers per virtual stage of the fullest
     pipeline stage. `zero` is the
     ZeRO stage of the data-parallel group (1: optimizer states sharded, 2: and gradients,
-    3: and weights, gathered for every micro-batch)."""
+    3: and weights, gathered for every micro-batch). `tp_overlap` runs the TP collectives
+    in chunks beside the GEMMs that produce and consume them (Megatron's `--tp-comm-overlap`,
+    torchtitan's async TP) instead of between them."""
 
     tp: int = 1
     pp: int = 1
@@ -31,6 +33,7 @@ class Layout:
     virtual_stages: int | None = None
     zero: int = 1
     recompute: str = "selective"
+    tp_overlap: bool = False
 
     @property
     def gpus(self) -> int:

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from corral.errors import InputError
 from corral.hardware import GPU
 from corral.plan import efficiency as eff
-from corral.plan import pipeline
+from corral.plan import gemm, pipeline
 from corral.plan.flops import recompute_flops_per_token, training_flops_per_token
 from corral.plan.layout import Layout, Shape
 from corral.plan.layout import shape as make_shape
@@ -143,11 +143,19 @@ def _rank_time(
     layers = shape.layers_by_rank[rank]
     tokens = lay.micro_batch * shape.seq / lay.cp
     d = model.d_model
-    matmul_peak = peak_flops(gpu, precision) * eff.MATMUL_EFFICIENCY
+    peak = peak_flops(gpu, precision)
     attention_peak = gpu.bf16_flops * eff.ATTENTION_EFFICIENCY
     hbm = gpu.hbm_bytes_per_s * eff.HBM_EFFICIENCY
 
-    matmul_fwd = 2 * tokens * (model.attention_params + model.active_mlp_params) / lay.tp
+    linears = _linears(model, lay, tokens)
+    matmul_s = sum(
+        count * gemm.linear_s(gpu, peak, precision, rows, k, n, eff.HBM_EFFICIENCY)
+        for count, rows, k, n in linears
+    )
+    matmul_fwd_s = sum(
+        count * gemm.gemm_s(gpu, peak, precision, rows, n, k, eff.HBM_EFFICIENCY)
+        for count, rows, k, n in linears
+    )
     context = shape.seq / 2 if model.causal else shape.seq
     attention_fwd = 4 * tokens * context * model.heads * model.head_dim / lay.tp
     width = (model.active_experts + model.shared_experts) * model.moe_ffn if model.is_moe else model.ffn
@@ -158,15 +166,17 @@ def _rank_time(
         * ((eff.NORM_ELEMENTS + eff.RESIDUAL_ELEMENTS + rotary) * d + (3 if model.swiglu else 2) * width)
         / lay.tp
     )
-    matmul_s = 3 * matmul_fwd / matmul_peak
     attention_s = (1 + eff.ATTENTION_BACKWARD_WORK) * attention_fwd / attention_peak
     elementwise_s = (1 + eff.BACKWARD_ELEMENTWISE) * elementwise_fwd / hbm
+    if precision == "fp8":  # every GEMM's input cast forward, its output gradient backward
+        cast = sum(count * rows * (k + n) for count, rows, k, n in linears)
+        elementwise_s += eff.FP8_CAST_BYTES * cast / hbm
     forward_passes = 1.0
     if lay.recompute == "selective":
         attention_s += attention_fwd / attention_peak
         elementwise_s += elementwise_fwd / hbm
     elif lay.recompute == "full":
-        matmul_s += matmul_fwd / matmul_peak
+        matmul_s += matmul_fwd_s
         attention_s += attention_fwd / attention_peak
         elementwise_s += elementwise_fwd / hbm
         forward_passes = 2.0
@@ -184,12 +194,35 @@ def _rank_time(
         routed = WEIGHT_BYTES * tokens * model.active_experts * d / lay.tp
         ep_s = (2 + 2 * forward_passes) * net.all_to_all_s(routed, lay.ep, lay.tp)
 
+    if lay.tp_overlap:  # (hidden behind the GEMMs, all but the chunk that starts the pipeline)
+        tp_s = max(tp_s - matmul_s, tp_s * eff.TP_OVERLAP_EXPOSED)
     compute_s = layers * (matmul_s + attention_s + elementwise_s)
     if rank == len(shape.layers_by_rank) - 1:
-        head_fwd = 2 * tokens * model.head_params / lay.tp
         logits_bytes = 4 * tokens * model.vocab / lay.tp
-        compute_s += 3 * head_fwd / matmul_peak + 3 * logits_bytes / hbm
+        head_s = gemm.linear_s(gpu, peak, precision, tokens, d, model.vocab / lay.tp, eff.HBM_EFFICIENCY)
+        compute_s += head_s + 3 * logits_bytes / hbm
     return _RankTime(compute_s, layers * tp_s, layers * cp_s, layers * ep_s)
+
+
+def _linears(model: Transformer, lay: Layout, tokens: float) -> list[tuple[float, float, float, float]]:
+    """One layer's linear layers on one GPU as (how many, rows, k in, n out): Q/K/V and the
+    output projection sharded by TP; the MLP's up (and gate) and down projections; for a
+    mixture of experts, each local expert's projections on the tokens routed to it (the
+    tokens of the EP group spread over the experts) and the shared experts on every token."""
+    d, tp = model.d_model, lay.tp
+    gates = 2 if model.swiglu else 1
+    qkv = (d + 2 * model.kv_heads * model.head_dim) / tp
+    out: list[tuple[float, float, float, float]] = [(1, tokens, d, qkv), (1, tokens, d / tp, d)]
+    if not model.is_moe:
+        return out + [(1, tokens, d, gates * model.ffn / tp), (1, tokens, model.ffn / tp, d)]
+    width = model.moe_ffn / tp
+    local = model.experts / lay.ep
+    routed = tokens * lay.ep * model.active_experts / model.experts
+    out += [(local, routed, d, gates * width), (local, routed, width, d)]
+    if model.shared_experts:
+        shared = model.shared_experts * width
+        out += [(1, tokens, d, gates * shared), (1, tokens, shared, d)]
+    return out
 
 
 def _dp_gather_s(params: RankParams, shape: Shape, net: Network) -> float:
