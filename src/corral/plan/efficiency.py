@@ -31,6 +31,12 @@ HBM_EFFICIENCY = 0.8
 # ~40 GB/s of a 400 Gb/s NIC over RoCE.
 COLLECTIVE_EFFICIENCY = 0.8
 
+# The fixed latency of one step of a ring collective or one point-to-point transfer: about
+# 2 us between GPUs of an NVLink domain and 8 us across the network with NCCL's low-latency
+# protocols (nccl-tests' small-message times; judgement within that range).
+NVLINK_STEP_S = 2e-6
+NETWORK_STEP_S = 8e-6
+
 # Bytes moved per element by elementwise work in one layer's forward pass, in units of
 # d_model (or the MLP width) per token, read plus write, BF16: two RMSNorms (read x, write
 # y), two residual adds (read two, write one), rotary embedding on Q and K (read, write) and

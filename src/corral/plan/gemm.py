@@ -53,9 +53,9 @@ K_OVERHEAD = 256
 # achievable matmul FLOPS" measurements) by what a whole step loses besides shapes: power
 # and clock limits, kernels that share the GPU with communication, launch gaps.
 SUSTAINED = {
-    ("a100", "bf16"): 0.555,
-    ("h100", "bf16"): 0.647,
-    ("h100", "fp8"): 0.542,
+    ("a100", "bf16"): 0.556,
+    ("h100", "bf16"): 0.649,
+    ("h100", "fp8"): 0.543,
 }
 DEFAULT_GPU = "h100"  # (GPUs with no calibration of their own borrow H100's fractions)
 

@@ -262,12 +262,9 @@ def estimate_step(
     tokens = layout.micro_batch * seq / layout.cp
     hop_s = 0.0
     if p > 1:
-        hop_s = (
-            WEIGHT_BYTES
-            * tokens
-            * model.d_model
-            / layout.tp
-            / net.link_bytes_per_s(2 * layout.tp * layout.cp)
+        span = 2 * layout.tp * layout.cp
+        hop_s = net.step_s(span) + WEIGHT_BYTES * tokens * model.d_model / layout.tp / net.link_bytes_per_s(
+            span
         )
     bubble_s = pipeline.bubble_stages(p, v) * stage_s
     p2p_s = pipeline.p2p_messages(p, v, m) * hop_s
