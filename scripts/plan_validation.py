@@ -21,7 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from corral.plan.published import LLAMA3, RUNS, calibrate  # noqa: E402
+from corral.plan.published import CHECKS, LLAMA3, MOSAIC, RUNS, calibrate  # noqa: E402
 from corral.plan.recipe import LLAMA3_405B_GPU_HOURS, RECIPES, estimate_recipe  # noqa: E402
 from corral.report.terminal import console  # noqa: E402
 
@@ -100,6 +100,18 @@ def main() -> None:
         f"Llama 3 405B pre-training GPU-hours: {hours / 1e6:.2f}M predicted, 30.84M reported "
         f"({hours / LLAMA3_405B_GPU_HOURS - 1:+.1%})"
     )
+    checks = Table(title=f"outside the targets: {MOSAIC}", title_justify="left")
+    for name in ("run", "measured", "corral", "error"):
+        checks.add_column(name, justify="left" if name == "run" else "right")
+    for run in CHECKS:
+        predicted = run.predicted_tflops()
+        checks.add_row(
+            run.name,
+            f"{run.tflops_per_gpu:.0f}",
+            f"{predicted:.0f}",
+            f"{predicted / run.tflops_per_gpu - 1:+.1%}",
+        )
+    console.print(checks)
     table4 = [(run, est) for run, est, _, _ in rows if run.source == LLAMA3]
     without = Table(title="Llama 3 Table 4 without recompute, as trained", title_justify="left")
     for name in ("run", "TFLOPs", "GiB", "usable"):
