@@ -13,7 +13,8 @@ from corral.report.terminal import errors
 
 
 @contextmanager
-def progress_bars() -> Iterator[Callable[[str], Callable[[int, int], None]]]:
+def progress_bars(verb: str = "simulating") -> Iterator[Callable[[str], Callable[[int, int], None]]]:
+    """A bar per task (`verb name`), on the terminal only, gone when done."""
     with Progress(
         TextColumn("{task.description}", markup=False),
         BarColumn(),
@@ -25,7 +26,7 @@ def progress_bars() -> Iterator[Callable[[str], Callable[[int, int], None]]]:
     ) as bar:
 
         def for_policy(name: str) -> Callable[[int, int], None]:
-            task = bar.add_task(f"simulating {name}", total=None)
+            task = bar.add_task(f"{verb} {name}", total=None)
 
             def update(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
