@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -14,13 +13,13 @@ from corral.errors import InputError
 from corral.plan.model import PRESETS
 from corral.plan.scaling import (
     LAWS,
-    Points,
     fit_frontier,
     fit_loss_law,
     isoflop_profiles,
     load_law,
     model_for_params,
     read_points,
+    synthetic_sweep,
 )
 
 runner = CliRunner()
@@ -50,24 +49,9 @@ def test_llama3_law_at_3_8e25_gives_about_402b_on_16_55t() -> None:
     assert params == pytest.approx(402e9, rel=0.05)
 
 
-def noisy_points(law, seed: int = 1, noise: float = 0.005) -> Points:
-    """Six IsoFLOP budgets from 1e18 to 1e22, nine sizes each around the law's optimum, with
-    multiplicative noise on the loss."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for flops in np.logspace(18, 22, 6):
-        best, _ = law.optimal(flops)
-        for factor in np.logspace(-0.8, 0.8, 9):
-            n = best * factor
-            d = flops / (6 * n)
-            rows.append((n, d, law.loss(n, d) * np.exp(rng.normal(0, noise))))
-    table = np.array(rows)
-    return Points(table[:, 0], table[:, 1], table[:, 2], 6 * table[:, 0] * table[:, 1])
-
-
 @pytest.fixture(scope="module")
 def fitted():
-    return fit_loss_law(noisy_points(EPOCH), bootstrap=40, seed=0)
+    return fit_loss_law(synthetic_sweep(EPOCH), bootstrap=40, seed=0)
 
 
 def test_a_fit_to_noisy_points_recovers_the_constants_within_its_intervals(fitted) -> None:
@@ -91,7 +75,7 @@ def test_the_fitted_optimum_and_its_loss_interval_hold_the_truth(fitted) -> None
 
 def test_isoflop_profiles_recover_the_frontier_exponent() -> None:
     """Approach 2 on points from a known law: N_opt grows as C^(beta / (alpha + beta))."""
-    points = noisy_points(EPOCH, noise=0.001)
+    points = synthetic_sweep(EPOCH, noise=0.001)
     profiles = isoflop_profiles(points)
     assert len(profiles) == 6 and all(p.points == 9 for p in profiles)
     frontier = fit_frontier(profiles)
@@ -149,12 +133,10 @@ def test_cli_optimal_json_contract() -> None:
 
 
 def test_cli_fit_writes_a_law_that_optimal_reads(tmp_path) -> None:
-    points = noisy_points(EPOCH)
     csv = tmp_path / "runs.csv"
-    csv.write_text(
-        "params,tokens,loss\n"
-        + "".join(f"{n},{d},{v}\n" for n, d, v in zip(points.params, points.tokens, points.loss, strict=True))
-    )
+    assert cli("example --out", str(csv)).exit_code == 0
+    points = read_points(csv)
+    assert len(points) == 54 and points.loss == pytest.approx(synthetic_sweep(EPOCH).loss, rel=1e-4)
     law_file = tmp_path / "law.json"
     out = cli("fit --bootstrap 10 --json", str(csv), "--out", str(law_file))
     assert out.exit_code == 0, out.output

@@ -599,6 +599,30 @@ def test_settled_pools_are_skipped_only_where_a_pass_would_decide_nothing(case, 
     assert logs[0] == logs[1]
 
 
+def test_a_pass_that_starts_a_job_does_not_settle_the_pool_it_changed():
+    """Found by the test above. One 4-GPU host; q2 (nominal 4) waits with a 4-GPU job (j0)
+    while q3 (nominal 1) runs one GPU. At 10 a pass finds nobody to reclaim from for j0 (q3
+    is within its quota), then starts a 2-GPU q3 job, which makes q3 a borrower. That pass
+    must not mark the pool settled in the state after its start: at 12 (an arrival behind
+    other waiting jobs) j0 reclaims from q3, as passing at every event does."""
+    queues = [QueueSpec(q, n, cohort="c") for q, n in (("q0", 0), ("q1", 0), ("q2", 4), ("q3", 1))]
+    # (submit, GPUs, duration, queue, checkpoint interval, restart)
+    spec = [(1, 4, 1, "q2", 0, 0), (0, 1, 1, "q0", 0, 0), (0, 1, 1, "q0", 0, 0), (0, 4, 1, "q0", 0, 0)]
+    spec += [(10, 2, 3, "q3", 3, 0), (0, 2, 1, "q0", 0, 0), (0, 2, 1, "q0", 0, 2), (0, 1, 1, "q0", 7, 2)]
+    spec += [(12, 3, 1, "q0", 3, 2), (2, 2, 1, "q0", 1e9, 0), (6, 2, 1, "q0", 1e9, 2), (6, 1, 1, "q3", 0, 0)]
+    spec += [(0, 1, 1, "q0", 0, 0), (0, 1, 31, "q3", 0, 0)] + [(0, 1, 1, "q0", 0, 0)] * 6
+    rows = [
+        dict(submit_s=t, gpus=g, duration_s=d, queue=q, checkpoint_interval_s=c, restart_s=r)
+        for t, g, d, q, c, r in spec
+    ]
+    parts = Parts("fair", reclaim=True, priority_preemption=False)
+    the_fleet, table = fleet(1, 4, 1, queues, [CohortSpec("c")]), jobs(rows)
+    settled = Engine(the_fleet, table, Shared("x", parts), record=True, sample_s=0).run().log
+    every = Engine(the_fleet, table, _NeverSettles("x", parts), record=True, sample_s=0).run().log
+    assert settled == every
+    assert (12.0, "start", 0, ((0, 4),)) in settled
+
+
 class _NeverSettles(Shared):
     """Passes every pool at every event."""
 

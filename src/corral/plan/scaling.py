@@ -208,6 +208,21 @@ def read_points(path: Path) -> Points:
     return Points(table[:, 0], table[:, 1], table[:, 2], flops)
 
 
+def synthetic_sweep(law: LossLaw, noise: float = 0.005, seed: int = 1) -> Points:
+    """An IsoFLOP sweep drawn from `law`: six budgets from 1e18 to 1e22 FLOPs, nine sizes each
+    from 1/6.3 to 6.3 times the optimum, the loss with multiplicative log-normal `noise`."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for flops in np.logspace(18, 22, 6):
+        best, _ = law.optimal(flops)
+        for factor in np.logspace(-0.8, 0.8, 9):
+            params = best * factor
+            tokens = flops / (6 * params)
+            rows.append((params, tokens, law.loss(params, tokens) * math.exp(rng.normal(0, noise)), flops))
+    table = np.array(rows)
+    return Points(table[:, 0], table[:, 1], table[:, 2], table[:, 3])
+
+
 # --- fitting the parametric law -----------------------------------------------------------
 
 

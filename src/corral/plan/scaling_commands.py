@@ -25,6 +25,7 @@ from corral.plan.scaling import (
     model_for_params,
     read_points,
     save_law,
+    synthetic_sweep,
 )
 from corral.plan.search import search
 from corral.report import tables
@@ -119,6 +120,30 @@ def _price(params: float, tokens: float, gpu: str, gpus: int, seq: int, batch: f
         "mfu": step.mfu,
         "tokens_per_s": step.tokens_per_s,
     } | run.as_dict()
+
+
+@scaling_app.command("example")
+def example(
+    out: Annotated[Path, typer.Option(help="Where to write the runs (CSV).")] = Path("runs.csv"),
+    law: LawName = "epoch-2024",
+    noise: Annotated[float, typer.Option(min=0, max=0.5, help="Multiplicative noise on the loss.")] = 0.005,
+    seed: Annotated[int, typer.Option(help="Seed of the noise.")] = 1,
+) -> None:
+    """A synthetic IsoFLOP sweep to try `fit` and `isoflop` on: six budgets from 1e18 to 1e22
+    FLOPs, nine sizes each around the law's optimum, losses from the law with noise."""
+    with input_errors():
+        the_law = load_law(law)
+        if not isinstance(the_law, LossLaw):
+            raise InputError(f"law '{the_law.name}' predicts no loss to sample", field="law")
+        points = synthetic_sweep(the_law, noise, seed)
+        rows = ["params,tokens,loss,flops"] + [
+            f"{n:.6g},{d:.6g},{v:.5f},{c:.3g}"
+            for n, d, v, c in zip(points.params, points.tokens, points.loss, points.flops, strict=True)
+        ]
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text("\n".join(rows) + "\n")
+        tmp.replace(out)
+    console.print(f"wrote {out}: {len(points)} runs from {the_law.name}, {noise:.1%} noise")
 
 
 @scaling_app.command("fit")

@@ -393,10 +393,14 @@ class Shared:
         told: set[int] = set()
         for _ in range(MAX_PASSES):
             preempted: list[int] = []
+            # A pass that starts a job may leave a job it looked at earlier decidable now (the
+            # start made a borrower it could reclaim from): the pool counts as settled only in
+            # the state the pass began from, so that it is passed again unless nothing moved.
+            before = self._settles(pool) if self.settles_at_all else None
             stale = yield from self._pass(pool, preempted, told)
             if not preempted and not stale:
                 if self.settles_at_all:
-                    self.settled[pool] = self._settles(pool)
+                    self.settled[pool] = before
                     self.new_head[pool] = False
                 if explain:
                     yield from self._untold(pool, told)
