@@ -352,6 +352,29 @@ def parse_integer(text: str, source: str, line: int, name: str, minimum: int | N
     return int(value)
 
 
+def concat_jobs(tables: list[JobTable], source: str = "<combined>") -> JobTable:
+    """One table of the jobs of `tables`, in order (their ids must not clash); an extra
+    column one table lacks is empty for its jobs."""
+    names = list(dict.fromkeys(k for t in tables for k in t.extra))
+    return JobTable(
+        job_id=[j for t in tables for j in t.job_id],
+        submit_s=np.concatenate([t.submit_s for t in tables]),
+        gpus=np.concatenate([t.gpus for t in tables]),
+        duration_s=np.concatenate([t.duration_s for t in tables]),
+        queue=[q for t in tables for q in t.queue],
+        user=[u for t in tables for u in t.user],
+        kind=[k for t in tables for k in t.kind],
+        priority=np.concatenate([t.priority for t in tables]),
+        preemptible=np.concatenate([t.preemptible for t in tables]),
+        source=source,
+        extra={k: [v for t in tables for v in t.extra.get(k, [""] * len(t.job_id))] for k in names},
+        checkpoint_interval_s=np.concatenate([t.checkpoint_interval_s for t in tables]),
+        restart_s=np.concatenate([t.restart_s for t in tables]),
+        topology=[x for t in tables for x in t.topology],
+        checkpoint_write_s=np.concatenate([t.checkpoint_write_s for t in tables]),
+    )
+
+
 def write_jobs(jobs: JobTable, path: str | Path) -> None:
     """Write the canonical table as CSV or Parquet (by extension), atomically."""
     import pyarrow as pa

@@ -305,10 +305,10 @@ def fit_loss_law(
     with replacement (started from the fit and near it) for intervals; `progress(done,
     total)` after each refit."""
     log_n, log_d, log_l = np.log(points.params), np.log(points.tokens), np.log(points.loss)
-    theta = _minimise(_starts(), log_n, log_d, log_l)
     rng = np.random.default_rng(seed)
-    samples = []
     spread = np.array([1.0, 1.0, 0.2, 0.05, 0.05])  # (in log A, log B, log E, alpha, beta)
+    theta = _minimise(_starts(), log_n, log_d, log_l)
+    samples = []
     for _ in range(bootstrap):
         pick = rng.integers(0, len(points), len(points))
         # The Huber loss at this delta is nearly piecewise linear, so L-BFGS stalls at kinks:
@@ -387,14 +387,21 @@ VOCAB = 128256  # Llama 3's tokenizer
 
 def model_for_params(params: float, name: str | None = None) -> Transformer:
     """A Llama-3-shaped decoder of about `params` weights: 128-wide heads, 8 KV heads, a
-    SwiGLU MLP 3.5 d wide, and about d / 128 layers (Llama 3's 8B and 405B ratio): the
-    width rounded to a multiple of 8 heads, the layers to what the size leaves."""
+    SwiGLU MLP about 3.5 d wide, and about d / 128 layers (Llama 3's 8B and 405B ratio).
+    The width is a multiple of 8 heads, the layers a multiple a deep pipeline can split,
+    and the MLP's width takes up what rounding those left over."""
     if not params >= 1e6:
         raise InputError("a model needs at least 1e6 parameters", field="params")
     d = max(1024, round((128 * params / 12.5) ** (1 / 3) / 1024) * 1024)  # (heads a multiple of 8)
-    ffn = round(3.5 * d / 256) * 256
-    probe = Transformer("probe", 1, d, ffn, d // 128, min(8, d // 128), VOCAB)
-    layers = max(1, round((params - 2 * VOCAB * d) / probe.layer_params))
-    return Transformer(
-        name or f"dense-{params / 1e9:.3g}b", layers, d, ffn, d // 128, min(8, d // 128), VOCAB
-    )
+    heads, kv = d // 128, min(8, d // 128)
+
+    def shape(layers: int, ffn: int) -> Transformer:
+        return Transformer(name or f"dense-{params / 1e9:.3g}b", layers, d, ffn, heads, kv, VOCAB)
+
+    probe = shape(1, round(3.5 * d / 256) * 256)
+    layers = max(1.0, (params - 2 * VOCAB * d) / probe.layer_params)
+    step = 1 if layers < 16 else 8 if layers < 64 else 16 if layers < 128 else 32
+    layers = max(step, round(layers / step) * step)
+    per_layer = (params - 2 * VOCAB * d - d) / layers
+    ffn = max(256, round((per_layer - probe.attention_params - 2 * d) / (3 * d) / 256) * 256)
+    return shape(layers, ffn)

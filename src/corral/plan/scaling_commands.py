@@ -67,7 +67,7 @@ def optimal(
         if (gpu is None) != (gpus is None):
             raise InputError("give both --gpu and --gpus to price the run", field="gpus")
         if gpu is not None and gpus is not None:
-            out["run"] = _price(
+            out["run"] = price(
                 params, tokens, gpu, gpus, seq, parse_count(batch_tokens, "batch-tokens", binary=True)
             )
     if as_json:
@@ -104,7 +104,7 @@ def optimal(
     console.print(tables.key_values(f"compute-optimal at {budget:.3g} FLOPs", rows))
 
 
-def _price(params: float, tokens: float, gpu: str, gpus: int, seq: int, batch: float) -> dict[str, object]:
+def price(params: float, tokens: float, gpu: str, gpus: int, seq: int, batch: float) -> dict[str, object]:
     """The run of a Llama-shaped model of `params` on `tokens`, on the best layout that fits."""
     model = model_for_params(params)
     the_gpu = load_gpu(gpu)
