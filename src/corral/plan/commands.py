@@ -16,6 +16,7 @@ from corral.plan.model import load_model
 from corral.plan.network import Network
 from corral.plan.programme_commands import programme
 from corral.plan.recipe import LLAMA3_405B_GPU_HOURS, estimate_recipe, load_recipe
+from corral.plan.roadmap_commands import fleet
 from corral.plan.scaling_commands import scaling_app
 from corral.plan.search import search
 from corral.plan.step import StepEstimate, estimate_step
@@ -26,6 +27,7 @@ from corral.report.terminal import console, input_errors
 plan_app = typer.Typer(no_args_is_help=True, help="Predict a training run: MFU, memory, days, energy, cost.")
 plan_app.add_typer(scaling_app, name="scaling")
 plan_app.command("programme")(programme)
+plan_app.command("fleet")(fleet)
 
 Model = Annotated[str, typer.Option(help="Preset (llama3-8b/70b/405b, mixtral-8x7b) or a TOML/JSON file.")]
 Gpu = Annotated[str, typer.Option(help="GPU (a100, h100, h200, b200, gb200) or a TOML/JSON file.")]
