@@ -11,11 +11,17 @@ from typer.testing import CliRunner
 
 from corral.cli import app
 from corral.hardware import gpu
-from corral.plan.programme import Run, calendar_days, job_table, plan_programme, run_hours
+from corral.plan.programme import Run, calendar_days, energy_mwh, job_table, plan_programme, run_hours
 from corral.plan.scaling import LAWS
 from corral.traces import read_jobs
 
 H100 = gpu("h100")
+
+
+def test_energy_of_runs_by_hand() -> None:
+    """1,000 GPU-hours of H100 at 700 W, hosts 10.2 kW per 5.6 kW of GPUs, PUE 1.09."""
+    runs = [Run("ladder", 1, 1, 1, 10, 100.0)]
+    assert energy_mwh(runs, H100) == pytest.approx(1000 * 700 * 10.2 / 5.6 * 1.09 / 1e6)
 
 
 def test_run_hours_and_calendar_by_hand() -> None:
@@ -78,6 +84,9 @@ def test_cli_programme_json_and_job_table(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["ladder"]["runs"] == 16 and data["ablations"]["runs"] == 2
+    assert data["ladder"]["energy_mwh"] == pytest.approx(
+        data["ladder"]["gpu_hours"] * 700 * 10.2 / 5.6 * 1.09 / 1e6
+    )
     assert data["end_day"] == pytest.approx(data["start_day"] + data["flagship"]["days"])
     assert len(data["tradeoff"]) == 2
     jobs = read_jobs(out)

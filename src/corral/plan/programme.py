@@ -19,6 +19,7 @@ import numpy as np
 
 from corral.errors import InputError
 from corral.hardware import GPU
+from corral.plan.estimate import HOST_OVERHEAD, PUE
 from corral.plan.scaling import Law, LossLaw, Points, fit_loss_law
 from corral.workload import JobTable
 
@@ -77,6 +78,12 @@ class Programme:
 def run_hours(flops: float, gpus: int, gpu: GPU, mfu: float) -> float:
     """Wall-clock hours of a run of `flops` model FLOPs on `gpus` at `mfu` of BF16 peak."""
     return flops / (gpus * gpu.bf16_flops * mfu) / HOUR_S
+
+
+def energy_mwh(runs: list[Run], gpu: GPU) -> float:
+    """Energy of the runs at the GPUs' TDP, hosts and PUE included (as `estimate_run` counts
+    it: an upper bound)."""
+    return sum(r.gpu_hours for r in runs) * gpu.power_w * HOST_OVERHEAD * PUE / 1e6
 
 
 def calendar_days(runs: list[Run], share_gpus: int) -> float:

@@ -15,8 +15,8 @@ import typer
 from corral.cli.common import progress_bars
 from corral.config import parse_count
 from corral.errors import InputError
-from corral.hardware import load_gpu
-from corral.plan.programme import Programme, Run, job_table, plan_programme
+from corral.hardware import GPU, load_gpu
+from corral.plan.programme import Programme, Run, energy_mwh, job_table, plan_programme
 from corral.plan.scaling import LossLaw, load_law
 from corral.plan.scaling_commands import AsJson, price
 from corral.report import tables
@@ -60,6 +60,7 @@ def programme(
         bool, typer.Option("--simulate", help="Replay the ladder beside the research-fleet scenario's load.")
     ] = False,
     policy: Annotated[str, typer.Option(help="Policy of the simulated research fleet.")] = "priority",
+    plot: Annotated[Path | None, typer.Option(help="Draw the trade-off (PNG; the plot extra).")] = None,
     as_json: AsJson = False,
 ) -> None:
     """Plan the research before a flagship: an IsoFLOP ladder and ablations on a share of the
@@ -106,12 +107,14 @@ def programme(
         jobs = job_table(plan, flagship_job, "pretrain", 50)
         if out is not None:
             write_jobs(jobs, out)
+        if plot is not None:
+            _draw(plan, plot)
         if simulate:
             with progress_bars("simulating") as bars:
                 queueing = _simulate(plan, policy, seed, bars(f"the research fleet under {policy}"))
         else:
             queueing = None
-    summary = _summary(plan, flagship_run, queueing)
+    summary = _summary(plan, flagship_run, queueing, the_gpu)
     if as_json:
         print(json.dumps(summary))
         return
@@ -154,14 +157,22 @@ def _simulate(plan: Programme, policy: str, seed: int, progress: Callable[[int, 
     }
 
 
-def _summary(plan: Programme, flagship: dict, queueing: dict | None) -> dict:
+def _summary(plan: Programme, flagship: dict, queueing: dict | None, gpu: GPU) -> dict:
     low, high = plan.fitted.loss_interval(plan.flagship_flops) or (None, None)
     ladder_hours = sum(r.gpu_hours for r in plan.ladder)
     ablation_hours = sum(r.gpu_hours for r in plan.ablations)
     out = {
         "flagship_flops": plan.flagship_flops,
-        "ladder": {"runs": len(plan.ladder), "gpu_hours": ladder_hours},
-        "ablations": {"runs": len(plan.ablations), "gpu_hours": ablation_hours},
+        "ladder": {
+            "runs": len(plan.ladder),
+            "gpu_hours": ladder_hours,
+            "energy_mwh": energy_mwh(plan.ladder, gpu),
+        },
+        "ablations": {
+            "runs": len(plan.ablations),
+            "gpu_hours": ablation_hours,
+            "energy_mwh": energy_mwh(plan.ablations, gpu),
+        },
         "ladder_days": plan.ladder_days,
         "flagship": {
             "params": plan.flagship_params,
@@ -189,16 +200,57 @@ def _summary(plan: Programme, flagship: dict, queueing: dict | None) -> dict:
     return out
 
 
+def _runs_text(part: dict) -> str:
+    return f"{part['runs']} runs, {tables.count(part['gpu_hours'])} GPU-hours, {part['energy_mwh']:,.0f} MWh"
+
+
+def _draw(plan: Programme, path: Path) -> None:
+    """The trade-off: the flagship's loss interval and the calendar against ladder GPU-hours."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise InputError("--plot needs the plot extra: pip install 'corral[plot]'", field="plot") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rungs = plan.tradeoff
+    hours = [r.gpu_hours for r in rungs]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    left.errorbar(
+        hours,
+        [r.loss for r in rungs],
+        yerr=[[r.loss - r.loss_low for r in rungs], [r.loss_high - r.loss for r in rungs]],
+        fmt="o-",
+        capsize=4,
+    )
+    for r in rungs:
+        left.annotate(
+            f"to {r.top_flops:.0e}", (r.gpu_hours, r.loss_high), fontsize=7, ha="center", va="bottom"
+        )
+    left.set_xscale("log")
+    left.set_xlabel("ladder GPU-hours")
+    left.set_ylabel("flagship's predicted loss (90% interval)")
+    left.set_title(f"What the ladder buys ({plan.flagship_flops:.1e} FLOPs flagship)")
+    right.plot(hours, [r.width for r in rungs], "o-", label="interval width")
+    twin = right.twinx()
+    twin.plot(hours, [r.days for r in rungs], "s--", color="C1", label="days to the flagship's start")
+    right.set_xscale("log")
+    right.set_xlabel("ladder GPU-hours")
+    right.set_ylabel("width of the 90% interval")
+    twin.set_ylabel("days of ladder on the share")
+    right.set_title("Uncertainty against calendar")
+    fig.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def _print(plan: Programme, summary: dict, out: Path | None) -> None:
     flagship = summary["flagship"]
     low, high = flagship["loss_interval_90"]
     rows = [
         ("flagship budget", f"{plan.flagship_flops:.3g} FLOPs"),
-        ("ladder", f"{len(plan.ladder)} runs, {tables.count(summary['ladder']['gpu_hours'])} GPU-hours"),
-        (
-            "ablations",
-            f"{len(plan.ablations)} runs, {tables.count(summary['ablations']['gpu_hours'])} GPU-hours",
-        ),
+        ("ladder", _runs_text(summary["ladder"])),
+        ("ablations", _runs_text(summary["ablations"])),
         ("ladder and ablations", f"{plan.ladder_days:.1f} days on the share"),
         (
             "flagship",
