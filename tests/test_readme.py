@@ -16,7 +16,7 @@ from corral.cli import app
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # minutes rather than seconds on a 2-core machine
-SLOW = ("--scenario", "explain ", "reliability study", "--jobs 1000000", "--reasons")
+SLOW = ("--scenario", "explain ", "reliability study", "--jobs 1000000", "--reasons", "corral sweep")
 # commands of a running cluster (tests/test_live_up.py runs that loop in real processes)
 LIVE = (
     "corral up",

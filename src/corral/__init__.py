@@ -3,8 +3,9 @@
 from corral.errors import InputError
 from corral.fleet import Fleet, load_fleet
 from corral.simulate import simulate
+from corral.sweeps import sweep
 from corral.traces import read_jobs
 from corral.workload import JobTable, write_jobs
 
-__all__ = ["Fleet", "InputError", "JobTable", "load_fleet", "read_jobs", "simulate", "write_jobs"]
+__all__ = ["Fleet", "InputError", "JobTable", "load_fleet", "read_jobs", "simulate", "sweep", "write_jobs"]
 __version__ = "0.1.0"
