@@ -113,3 +113,23 @@ def test_cli_sweep_contract(inputs, tmp_path) -> None:
         app, ["sweep", "--workload", workload, "--fleet", fleet, "--policy", "nope", "--load", "1"]
     )
     assert unknown.exit_code != 0 and "nope" in unknown.output
+
+
+def test_a_sweep_on_ray_gives_the_same_rows(inputs, tmp_path) -> None:
+    """On a Ray cluster started here (the runs as tasks), the same metrics as on local
+    processes, and a failed task reported the same way."""
+    import ray  # (the test extra installs it)
+    workload, fleet = inputs
+    try:
+        on_ray, failed = sweep(
+            workload, fleet, ["fifo", "las"], [1e-12, 0.5], 2, tmp_path / "ray", ray="local"
+        )
+    finally:
+        ray.shutdown()
+    local, _ = sweep(workload, fleet, ["fifo", "las"], [0.5], 2, tmp_path / "local", workers=2)
+
+    def jct(table):
+        return {(r["policy"], r["load"], r["seed"]): r["avg_jct_s"] for r in table.to_pylist()}
+
+    assert jct(on_ray) == jct(local) and len(jct(local)) == 4
+    assert len(failed) == 4 and all("load" in text for _, text in failed)

@@ -114,10 +114,12 @@ def sweep(
     out: str | Path,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    ray: str | None = None,
 ):
     """Run every (policy, load, seed) not already in `out`/runs.parquet, on `workers`
-    processes (all cores by default); returns the whole table (a pyarrow Table: `.to_pandas()`
-    for a DataFrame) and the runs that failed, as (point, error text)."""
+    processes (all cores by default), or as tasks of a Ray cluster (`ray`: "auto" or an
+    address to join one, "local" to start one here); returns the whole table (a pyarrow
+    Table: `.to_pandas()` for a DataFrame) and the runs that failed, as (point, error)."""
     import pyarrow as pa
 
     from corral.scheduling.registry import make_policy
@@ -139,7 +141,10 @@ def sweep(
         if (p, load, s) not in have
     ]
     failed: list[tuple[Point, str]] = []
-    if todo:
+    if todo and ray is not None:
+        _on_ray(ray, workload, fleet, todo, rows, failed, progress)
+        _write(folder, rows)
+    elif todo:
         count = workers or os.cpu_count() or 1
         with ProcessPoolExecutor(max_workers=min(count, len(todo))) as pool:
             futures = {pool.submit(run_point, workload, fleet, point): point for point in todo}
@@ -158,6 +163,45 @@ def sweep(
         _write(folder, rows)
     table = pa.Table.from_pylist(sorted(rows, key=lambda r: (r["policy"], r["load"], r["seed"])))
     return table, failed
+
+
+def _on_ray(
+    address: str,
+    workload: str,
+    fleet: str,
+    todo: list[Point],
+    rows: list[dict],
+    failed: list[tuple[Point, str]],
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    """The runs as Ray tasks, one CPU each. The workload and fleet paths must be readable on
+    every node (a shared file system, or one machine)."""
+    try:
+        import ray
+    except ImportError:
+        raise InputError("--ray needs the ray extra: pip install 'corral[ray]'", field="ray") from None
+    if not ray.is_initialized():
+        ray.init(
+            address=None if address == "local" else address,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    task = ray.remote(num_cpus=1)(run_point)
+    pending = {task.remote(workload, fleet, point): point for point in todo}
+    done = 0
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        point = pending.pop(ready[0])
+        try:
+            rows.append(ray.get(ready[0]))
+        except ray.exceptions.RayTaskError as err:
+            cause = err.as_instanceof_cause()
+            text = cause.message if isinstance(cause, InputError) else str(cause).strip().splitlines()[-1]
+            failed.append((point, text))
+        done += 1
+        if progress is not None:
+            progress(done, len(todo))
 
 
 def draw(table, path: Path) -> None:

@@ -27,6 +27,9 @@ def sweep(
         Path, typer.Option(help="Folder of runs.parquet (runs already there are skipped).")
     ] = Path("sweep"),
     workers: Annotated[int | None, typer.Option(min=1, help="Processes (default: every core).")] = None,
+    ray: Annotated[
+        str | None, typer.Option(help="Run on Ray: auto or an address to join a cluster, local to start one.")
+    ] = None,
     plot: Annotated[
         Path | None, typer.Option(help="Draw JCT, utilisation and preemptions against load.")
     ] = None,
@@ -38,7 +41,7 @@ def sweep(
         loads = sweeps.loads_from(load)
         with progress_bars("sweeping") as bars:
             table, failed = sweeps.sweep(
-                workload, fleet, policy, loads, seeds, out, workers, progress=bars(f"{len(policy)} policies")
+                workload, fleet, policy, loads, seeds, out, workers, bars(f"{len(policy)} policies"), ray
             )
         if plot is not None:
             try:
