@@ -411,3 +411,21 @@ def test_the_sharing_table_fits_a_narrow_terminal_without_cutting_numbers():
         text = narrow.export_text()
         assert "…" not in text and "123,456" in text and "2.34" in text and "worst" in text
         assert all(len(line) <= 80 for line in text.splitlines())
+
+
+def test_synth_sets_the_rate_from_a_load_over_the_arrival_window(tmp_path) -> None:
+    """GPU-seconds asked / (fleet GPUs x arrival window) = 0.9 on meta-24k, with no job
+    longer than the cap."""
+    out = tmp_path / "contended.parquet"
+    args = ["workload", "synth", "--jobs", "5000", "--load", "0.9", "--fleet", "meta-24k"]
+    result = runner.invoke(app, [*args, "--max-duration", "2d", "--seed", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    jobs = read_jobs(str(out))
+    assert jobs.offered_load(load_fleet("meta-24k").total_gpus) == pytest.approx(0.9, rel=1e-6)
+    assert jobs.duration_s.max() <= 2 * 86400
+    for bad in (["--rate", "10", "--load", "0.9", "--fleet", "meta-24k"], ["--load", "0.9"], []):
+        wrong = runner.invoke(
+            app, ["workload", "synth", "--jobs", "10", "--out", str(tmp_path / "x.csv"), *bad]
+        )
+        assert wrong.exit_code != 0 and "--rate" in wrong.output
+    assert not (tmp_path / "x.csv").exists()

@@ -119,6 +119,7 @@ def test_a_sweep_on_ray_gives_the_same_rows(inputs, tmp_path) -> None:
     """On a Ray cluster started here (the runs as tasks), the same metrics as on local
     processes, and a failed task reported the same way."""
     import ray  # (the test extra installs it)
+
     workload, fleet = inputs
     try:
         on_ray, failed = sweep(

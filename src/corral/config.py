@@ -68,6 +68,17 @@ Whole = Annotated[int, Field(strict=True, ge=1, le=MAX_COUNT)]
 NonNegative = Annotated[float, Field(strict=True, ge=0.0, allow_inf_nan=False)]
 
 
+DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([smhd]?)\s*$")
+
+
+def parse_duration_s(text: str, field: str) -> float:
+    """'90', '90s', '30m', '2h', '1.5d'."""
+    match = DURATION.match(text)
+    if not match:
+        raise InputError(f"'{text}' is not a duration (a number with s, m, h or d)", field=field)
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
 def read_mapping(path: Path, section: str) -> dict[str, Any]:
     """The file's `[section]` table, or the whole file when it has none."""
     try:

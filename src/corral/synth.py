@@ -28,8 +28,11 @@ def synth_jobs(
     seed: int = 0,
     queues: int = 1,
     max_gpus: int | None = None,
+    max_duration_s: float | None = None,
 ) -> JobTable:
-    """`jobs` Philly-like jobs; `max_gpus` drops sizes above it from the size distribution."""
+    """`jobs` Philly-like jobs; `max_gpus` drops sizes above it from the size distribution,
+    `max_duration_s` caps durations (so the work asked stays within reach of the arrival
+    window when the load is set over it)."""
     if not 1 <= jobs <= MAX_JOBS:
         raise InputError(f"need 1 to {MAX_JOBS:,} jobs, got {jobs}", field="jobs")
     if not 0 < arrivals_per_hour < math.inf:
@@ -57,6 +60,10 @@ def synth_jobs(
     u = rng.random(jobs) * (log_q.size - 1)
     duration = np.round(np.exp(np.interp(u, np.arange(log_q.size), log_q)))
     duration = np.maximum(duration, 1.0)
+    if max_duration_s is not None:
+        if not max_duration_s >= 1:
+            raise InputError("the duration cap must be at least 1 s", field="max_duration")
+        duration = np.minimum(duration, max_duration_s)
     queue_ids = rng.integers(0, queues, size=jobs)
     names = [f"q{i}" for i in range(queues)] if queues > 1 else ["default"]
     return JobTable(

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from corral.cli.app import fleet_app, trace_app, workload_app
+from corral.config import parse_duration_s
 from corral.errors import InputError
 from corral.fleet import load_fleet
 from corral.report import tables
@@ -99,18 +100,34 @@ def trace_stats_cmd(
 @workload_app.command("synth")
 def workload_synth(
     jobs: Annotated[int, typer.Option(help="Number of jobs.")],
-    rate: Annotated[float, typer.Option(help="Arrivals per hour.")],
     out: Annotated[Path, typer.Option(help="Table to write (.csv, .csv.gz or .parquet).")],
+    rate: Annotated[float | None, typer.Option(help="Arrivals per hour (or --load and --fleet).")] = None,
+    load: Annotated[
+        float | None,
+        typer.Option(help="Instead of --rate: GPU-seconds asked over fleet GPUs x arrival window."),
+    ] = None,
+    fleet: Annotated[str | None, typer.Option(help="The fleet --load is for.")] = None,
+    max_duration: Annotated[
+        str | None, typer.Option(help="Cap on a job's duration (30d, 12h, 3600).")
+    ] = None,
     seed: Annotated[int, typer.Option(min=0, help="Random seed.")] = 0,
     queues: Annotated[int, typer.Option(help="Number of queues to spread jobs over.")] = 1,
     max_gpus: Annotated[int | None, typer.Option(help="Largest job size to draw.")] = None,
 ) -> None:
-    """N Philly-like jobs with Poisson arrivals, seeded."""
+    """N Philly-like jobs with Poisson arrivals, seeded: at --rate an hour, or at the rate
+    that offers --load to --fleet over the arrival window (with --max-duration, so that the
+    work asked is not carried far past that window by the longest jobs)."""
     with input_errors():
         check_output_table(out, "out")
-        table = synth_jobs(jobs, rate, seed, queues, max_gpus)
+        if (rate is None) == (load is None) or (load is None) != (fleet is None):
+            raise InputError("give --rate, or --load and --fleet", field="rate")
+        cap = parse_duration_s(max_duration, "max-duration") if max_duration is not None else None
+        table = synth_jobs(jobs, rate or 1.0, seed, queues, max_gpus, cap)
+        if load is not None and fleet is not None:
+            table = table.with_load(load, load_fleet(fleet).total_gpus)
         write_jobs(table, out)
-    console.print(f"wrote {len(table):,} jobs to {out}")
+    span_h = float(table.submit_s.max() - table.submit_s.min()) / 3600
+    console.print(f"wrote {len(table):,} jobs to {out} (arrivals over {span_h:,.1f} h)")
 
 
 @fleet_app.command("export")

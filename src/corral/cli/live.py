@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import threading
 import time
@@ -15,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from corral.cli.app import app
+from corral.config import parse_duration_s
 from corral.errors import InputError
 from corral.report import tables
 from corral.report.terminal import console, input_errors
@@ -22,15 +22,6 @@ from corral.report.terminal import console, input_errors
 Server = Annotated[str | None, typer.Option(envvar="CORRAL_SERVER", help="The server's URL.")]
 Token = Annotated[str | None, typer.Option(envvar="CORRAL_TOKEN", help="Your team's (or the admin's) token.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([smhd]?)\s*$")
-
-
-def parse_duration_s(text: str, field: str) -> float:
-    """'90', '90s', '30m', '2h', '1.5d'."""
-    match = DURATION.match(text)
-    if not match:
-        raise InputError(f"'{text}' is not a duration (a number with s, m, h or d)", field=field)
-    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
 
 
 def _server_parts() -> Any:
