@@ -9,6 +9,8 @@
     python benchmarks/run.py plan              # planner: layout searches and the 405B recipe
     python benchmarks/run.py load [n]          # reading n synthetic jobs (5,000,000) from Parquet and CSV
     python benchmarks/run.py explain           # explain and --reasons against the plain runs
+    python benchmarks/run.py contended [policy ...]  # 1,000,000 lab-shaped jobs queued on meta-24k
+                                               # (load 0.9 over the arrival window, 30-day cap)
 
 Synthetic arrivals are rescaled so the offered load is 0.95 (or the second argument).
 Each prints one JSON line per run: wall time of the simulation itself, events, and the
@@ -24,6 +26,8 @@ import sys
 import time
 from importlib import resources
 
+import numpy as np
+
 from corral.fleet import load_fleet
 from corral.sim.metrics import summary
 from corral.simulate import simulate
@@ -37,6 +41,7 @@ def peak_rss_gib() -> float:
 
 def report(name: str, result, setup_s: float) -> None:
     row = summary(result)
+    wait = result.end_s - result.jobs.submit_s - result.jobs.duration_s
     print(
         json.dumps(
             {
@@ -50,6 +55,8 @@ def report(name: str, result, setup_s: float) -> None:
                 "gpu_utilization": round(row["gpu_utilization"], 3),
                 "avg_jct_s": round(row["avg_jct_s"]),
                 "avg_wait_s": round(row["avg_wait_s"]),
+                "p50_wait_s": round(float(np.median(wait))),
+                "p99_wait_s": round(row["p99_wait_s"]),
                 "peak_rss_gib": round(peak_rss_gib(), 2),
                 "python": platform.python_version(),
             }
@@ -211,6 +218,15 @@ def main(which: str) -> None:
         return
     if which == "explain":
         explain_bench()
+        return
+    if which == "contended":
+        began = time.perf_counter()
+        fleet = load_fleet("meta-24k")
+        jobs = synth_jobs(1_000_000, 1.0, seed=1, max_duration_s=30 * 86400.0, shape="lab")
+        jobs = jobs.with_load(0.9, fleet.total_gpus)
+        setup = time.perf_counter() - began
+        for policy in sys.argv[2:] or ["fifo-backfill"]:
+            report("contended-24k", simulate(jobs, fleet, [policy])[0], setup)
         return
     fleet_name = {"synth-24k": "meta-24k", "synth-2024": "meta-2024"}[which]
     began = time.perf_counter()

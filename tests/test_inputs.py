@@ -429,3 +429,20 @@ def test_synth_sets_the_rate_from_a_load_over_the_arrival_window(tmp_path) -> No
         )
         assert wrong.exit_code != 0 and "--rate" in wrong.output
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_the_lab_shape_is_the_contended_benchmarks_regime() -> None:
+    """80% of jobs on 1 GPU, 0.1% gangs of 1,024, sizes in powers of two; durations
+    log-normal with a median of 30 minutes (sigma 1.6: the 84th percentile near 2.5 h)."""
+    import numpy as np
+
+    from corral.synth import synth_jobs
+
+    jobs = synth_jobs(200_000, 100.0, seed=1, shape="lab")
+    assert (jobs.gpus == 1).mean() == pytest.approx(0.8, abs=0.005)
+    assert (jobs.gpus == 1024).mean() == pytest.approx(0.001, abs=0.0003)
+    assert set(np.unique(jobs.gpus)) <= {1, 2, 4, 8, 16, 32, 64, 128, 1024}
+    assert np.median(jobs.duration_s) == pytest.approx(1800, rel=0.03)
+    assert np.percentile(jobs.duration_s, 84.13) == pytest.approx(1800 * np.exp(1.6), rel=0.05)
+    with pytest.raises(InputError, match="shape"):
+        synth_jobs(10, 1.0, shape="nope")

@@ -1,6 +1,11 @@
-"""Synthetic Philly-like workloads for scale tests: sizes from the Philly job-size histogram,
-durations from its duration quantiles (log-interpolated), Poisson arrivals at a chosen rate.
-The shape is derived from the packaged trace by scripts/derive_data.py."""
+"""Synthetic workloads for scale tests, Poisson arrivals at a chosen rate, in two shapes:
+
+- `philly`: sizes from the Philly job-size histogram, durations from its duration quantiles
+  (log-interpolated), derived from the packaged trace by scripts/derive_data.py;
+- `lab`: a large lab's research queue, the regime of the contended benchmarks: 80% of jobs
+  on 1 GPU, a tail of 2-128 GPUs (each power of two half as likely as the one before), 0.1%
+  gangs of 1,024 GPUs; durations log-normal with a median of 30 minutes and sigma 1.6.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,9 @@ from corral.errors import InputError
 from corral.workload import MAX_TIME_S, JobTable
 
 MAX_JOBS = 100_000_000  # (a hundred times the README's million; 5M load in 1.3 GiB)
+SHAPES = ("philly", "lab")
+LAB_TAIL = (2, 4, 8, 16, 32, 64, 128)
+LAB_MEDIAN_S, LAB_SIGMA = 1800.0, 1.6
 
 
 @cache
@@ -29,6 +37,7 @@ def synth_jobs(
     queues: int = 1,
     max_gpus: int | None = None,
     max_duration_s: float | None = None,
+    shape: str = "philly",
 ) -> JobTable:
     """`jobs` Philly-like jobs; `max_gpus` drops sizes above it from the size distribution,
     `max_duration_s` caps durations (so the work asked stays within reach of the arrival
@@ -44,21 +53,31 @@ def synth_jobs(
         )
     if not 1 <= queues <= jobs:
         raise InputError(f"need 1 to {jobs:,} queues (one per job at most), got {queues}", field="queues")
-    shape = philly_shape()
-    sizes = np.array([int(k) for k in shape["gpus_histogram"]])
-    weights = np.array(list(shape["gpus_histogram"].values()), dtype=float)
+    if shape not in SHAPES:
+        raise InputError(f"shape must be one of {', '.join(SHAPES)}, not '{shape}'", field="shape")
+    if shape == "lab":
+        tail = 0.5 ** np.arange(len(LAB_TAIL))
+        sizes = np.array([1, *LAB_TAIL, 1024])
+        weights = np.array([0.8, *(0.199 * tail / tail.sum()), 0.001])
+    else:
+        histogram = philly_shape()["gpus_histogram"]
+        sizes = np.array([int(k) for k in histogram])
+        weights = np.array(list(histogram.values()), dtype=float)
     if max_gpus is not None:
         keep = sizes <= max_gpus
         if not keep.any():
-            raise InputError(f"no Philly job size fits in {max_gpus} GPUs", field="max_gpus")
+            raise InputError(f"no job size of the {shape} shape fits in {max_gpus} GPUs", field="max_gpus")
         sizes, weights = sizes[keep], weights[keep]
     rng = np.random.default_rng(seed)
     gaps = rng.exponential(3600.0 / arrivals_per_hour, size=jobs)
     submit = np.cumsum(gaps) - gaps[0]
     gpus = rng.choice(sizes, size=jobs, p=weights / weights.sum())
-    log_q = np.log(np.asarray(shape["duration_quantiles_s"]))
-    u = rng.random(jobs) * (log_q.size - 1)
-    duration = np.round(np.exp(np.interp(u, np.arange(log_q.size), log_q)))
+    if shape == "lab":
+        duration = np.round(rng.lognormal(math.log(LAB_MEDIAN_S), LAB_SIGMA, jobs))
+    else:
+        log_q = np.log(np.asarray(philly_shape()["duration_quantiles_s"]))
+        u = rng.random(jobs) * (log_q.size - 1)
+        duration = np.round(np.exp(np.interp(u, np.arange(log_q.size), log_q)))
     duration = np.maximum(duration, 1.0)
     if max_duration_s is not None:
         if not max_duration_s >= 1:

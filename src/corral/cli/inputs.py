@@ -113,8 +113,12 @@ def workload_synth(
     seed: Annotated[int, typer.Option(min=0, help="Random seed.")] = 0,
     queues: Annotated[int, typer.Option(help="Number of queues to spread jobs over.")] = 1,
     max_gpus: Annotated[int | None, typer.Option(help="Largest job size to draw.")] = None,
+    shape: Annotated[
+        str, typer.Option(help="philly (its sizes and durations) or lab (see docs).")
+    ] = "philly",
 ) -> None:
-    """N Philly-like jobs with Poisson arrivals, seeded: at --rate an hour, or at the rate
+    """N jobs with Poisson arrivals, seeded, shaped like Philly's or a large lab's research
+    queue (--shape lab): at --rate an hour, or at the rate
     that offers --load to --fleet over the arrival window (with --max-duration, so that the
     work asked is not carried far past that window by the longest jobs)."""
     with input_errors():
@@ -122,7 +126,7 @@ def workload_synth(
         if (rate is None) == (load is None) or (load is None) != (fleet is None):
             raise InputError("give --rate, or --load and --fleet", field="rate")
         cap = parse_duration_s(max_duration, "max-duration") if max_duration is not None else None
-        table = synth_jobs(jobs, rate or 1.0, seed, queues, max_gpus, cap)
+        table = synth_jobs(jobs, rate or 1.0, seed, queues, max_gpus, cap, shape)
         if load is not None and fleet is not None:
             table = table.with_load(load, load_fleet(fleet).total_gpus)
         write_jobs(table, out)
