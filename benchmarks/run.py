@@ -11,6 +11,7 @@
     python benchmarks/run.py explain           # explain and --reasons against the plain runs
     python benchmarks/run.py contended [policy ...]  # 1,000,000 lab-shaped jobs queued on meta-24k
                                                # (load 0.9 over the arrival window, 30-day cap)
+    python benchmarks/run.py contended-2024 [policy ...]  # the same on meta-2024 (651,264 GPUs)
 
 Synthetic arrivals are rescaled so the offered load is 0.95 (or the second argument).
 Each prints one JSON line per run: wall time of the simulation itself, events, and the
@@ -219,14 +220,14 @@ def main(which: str) -> None:
     if which == "explain":
         explain_bench()
         return
-    if which == "contended":
+    if which in ("contended", "contended-2024"):
         began = time.perf_counter()
-        fleet = load_fleet("meta-24k")
+        fleet = load_fleet("meta-24k" if which == "contended" else "meta-2024")
         jobs = synth_jobs(1_000_000, 1.0, seed=1, max_duration_s=30 * 86400.0, shape="lab")
         jobs = jobs.with_load(0.9, fleet.total_gpus)
         setup = time.perf_counter() - began
         for policy in sys.argv[2:] or ["fifo-backfill"]:
-            report("contended-24k", simulate(jobs, fleet, [policy])[0], setup)
+            report(which, simulate(jobs, fleet, [policy])[0], setup)
         return
     fleet_name = {"synth-24k": "meta-24k", "synth-2024": "meta-2024"}[which]
     began = time.perf_counter()
