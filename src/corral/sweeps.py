@@ -24,7 +24,7 @@ import numpy as np
 
 from corral.errors import InputError
 from corral.fleet import Fleet, load_fleet
-from corral.workload import JobTable
+from corral.workload import JobTable, write_table
 
 RUNS_FILE = "runs.parquet"
 
@@ -96,15 +96,6 @@ def _done(out: Path) -> list[dict]:
     return pq.read_table(path).to_pylist()
 
 
-def _write(out: Path, rows: list[dict]) -> None:
-    import pyarrow as pa
-
-    from corral.workload import write_table
-
-    rows = sorted(rows, key=lambda r: (r["policy"], r["load"], r["seed"]))
-    write_table(pa.Table.from_pylist(rows), out / RUNS_FILE)
-
-
 def sweep(
     workload: str,
     fleet: str,
@@ -143,7 +134,6 @@ def sweep(
     failed: list[tuple[Point, str]] = []
     if todo and ray is not None:
         _on_ray(ray, workload, fleet, todo, rows, failed, progress)
-        _write(folder, rows)
     elif todo:
         count = workers or os.cpu_count() or 1
         with ProcessPoolExecutor(max_workers=min(count, len(todo))) as pool:
@@ -160,8 +150,9 @@ def sweep(
                     failed.append((futures[future], text.strip()))
                 if progress is not None:
                     progress(done, len(todo))
-        _write(folder, rows)
     table = pa.Table.from_pylist(sorted(rows, key=lambda r: (r["policy"], r["load"], r["seed"])))
+    if todo:
+        write_table(table, folder / RUNS_FILE)
     return table, failed
 
 
@@ -207,10 +198,9 @@ def _on_ray(
 def draw(table, path: Path) -> None:
     """Average and p99 JCT against load per policy, with 95% bands over the seeds;
     utilisation; preemptions."""
-    import matplotlib
+    from corral.report.outputs import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = table.to_pylist()
     policies = sorted({r["policy"] for r in rows})

@@ -17,11 +17,10 @@ from corral.cli.app import app
 from corral.config import parse_duration_s
 from corral.errors import InputError
 from corral.report import tables
-from corral.report.terminal import console, input_errors
+from corral.report.terminal import AsJson, console, input_errors
 
 Server = Annotated[str | None, typer.Option(envvar="CORRAL_SERVER", help="The server's URL.")]
 Token = Annotated[str | None, typer.Option(envvar="CORRAL_TOKEN", help="Your team's (or the admin's) token.")]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def _server_parts() -> Any:

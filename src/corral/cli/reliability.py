@@ -10,14 +10,14 @@ from typing import Annotated
 import typer
 
 from corral.cli.app import reliability_app
-from corral.cli.common import progress_bars, write_json
+from corral.cli.common import write_json
 from corral.errors import InputError
 from corral.reliability.ettr import best_interval_s, expected_ettr, mtbf_s, young_interval_s
 from corral.reliability.failures import LLAMA3_RATE
 from corral.reliability.scenarios import hundred_k_steps
 from corral.report import tables
 from corral.report.outputs import check_output_dir, output_dir
-from corral.report.terminal import console, input_errors
+from corral.report.terminal import console, input_errors, progress_bars
 from corral.sim.metrics import job_reliability
 from corral.simulate import simulate as run_simulation
 

@@ -11,7 +11,7 @@ import typer
 from corral.capacity.commands import SCENARIO as FUNGIBLE
 from corral.capacity.commands import simulate_fungible
 from corral.cli.app import app
-from corral.cli.common import progress_bars, write_json
+from corral.cli.common import write_json
 from corral.errors import InputError
 from corral.fleet import Fleet, load_fleet
 from corral.hardware import gpu
@@ -22,7 +22,7 @@ from corral.plan.step import estimate_step
 from corral.reliability.failures import FailureModel
 from corral.report import tables
 from corral.report.outputs import check_output_dir, check_output_table, output_dir
-from corral.report.terminal import bold, console, input_errors
+from corral.report.terminal import bold, console, input_errors, progress_bars
 from corral.scenarios import SCENARIOS, Scenario, load_scenario
 from corral.scheduling.registry import policy_help
 from corral.sim.engine import SimResult

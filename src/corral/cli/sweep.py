@@ -10,10 +10,8 @@ import typer
 
 from corral import sweeps
 from corral.cli.app import app
-from corral.cli.common import progress_bars
-from corral.errors import InputError
 from corral.report import tables
-from corral.report.terminal import console, errors, input_errors
+from corral.report.terminal import console, errors, input_errors, progress_bars
 
 
 @app.command()
@@ -44,12 +42,7 @@ def sweep(
                 workload, fleet, policy, loads, seeds, out, workers, bars(f"{len(policy)} policies"), ray
             )
         if plot is not None:
-            try:
-                sweeps.draw(table, plot)
-            except ImportError:
-                raise InputError(
-                    "--plot needs the plot extra: pip install 'corral[plot]'", field="plot"
-                ) from None
+            sweeps.draw(table, plot)
     for point, text in failed:
         errors.print(
             f"run {point.policy} at load {point.load:g}, seed {point.seed} failed: {text}", markup=False

@@ -22,7 +22,7 @@ from corral.plan.search import search
 from corral.plan.step import StepEstimate, estimate_step
 from corral.reliability.failures import LLAMA3_RATE
 from corral.report import tables
-from corral.report.terminal import console, input_errors
+from corral.report.terminal import AsJson, console, input_errors
 
 plan_app = typer.Typer(no_args_is_help=True, help="Predict a training run: MFU, memory, days, energy, cost.")
 plan_app.add_typer(scaling_app, name="scaling")
@@ -33,7 +33,6 @@ Model = Annotated[str, typer.Option(help="Preset (llama3-8b/70b/405b, mixtral-8x
 Gpu = Annotated[str, typer.Option(help="GPU (a100, h100, h200, b200, gb200) or a TOML/JSON file.")]
 Seq = Annotated[int, typer.Option(min=1, max=MAX_COUNT, help="Sequence length in tokens.")]
 Batch = Annotated[str, typer.Option(help="Global batch in tokens; K/M are binary (16M = 2048 x 8192).")]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 ScaleOut = Annotated[float | None, typer.Option(help="Scale-out bandwidth per GPU in Gb/s (default: GPU's).")]
 Oversub = Annotated[float, typer.Option(help="Oversubscription of links between pods.")]
 PodGpus = Annotated[int, typer.Option(help="GPUs per full-bisection pod.")]

@@ -12,15 +12,15 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from corral.cli.common import progress_bars
 from corral.config import parse_count
 from corral.errors import InputError
 from corral.hardware import GPU, load_gpu
 from corral.plan.programme import Programme, Run, energy_mwh, job_table, plan_programme
 from corral.plan.scaling import LossLaw, load_law
-from corral.plan.scaling_commands import AsJson, price
+from corral.plan.scaling_commands import price
 from corral.report import tables
-from corral.report.terminal import console, input_errors
+from corral.report.outputs import pyplot
+from corral.report.terminal import AsJson, console, input_errors, progress_bars
 from corral.workload import write_jobs
 
 LLAMA3_FLOPS = 3.8e25  # the last flagship, by default: Llama 3 405B's pre-training
@@ -206,12 +206,7 @@ def _runs_text(part: dict) -> str:
 
 def _draw(plan: Programme, path: Path) -> None:
     """The trade-off: the flagship's loss interval and the calendar against ladder GPU-hours."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise InputError("--plot needs the plot extra: pip install 'corral[plot]'", field="plot") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rungs = plan.tradeoff
     hours = [r.gpu_hours for r in rungs]

@@ -22,9 +22,9 @@ from corral.plan.roadmap import (
     quarter_index,
     quarter_name,
 )
-from corral.plan.scaling_commands import AsJson
 from corral.report import tables
-from corral.report.terminal import console, input_errors
+from corral.report.outputs import pyplot
+from corral.report.terminal import AsJson, console, input_errors
 
 
 def fleet(
@@ -163,12 +163,7 @@ def _print(plan: Plan, summary: dict) -> None:
 
 
 def _draw(plan: Plan, path: Path) -> None:
-    try:
-        import matplotlib
-    except ImportError:
-        raise InputError("--plot needs the plot extra: pip install 'corral[plot]'", field="plot") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = [q.name for q in plan.quarters]
     xs = list(range(len(names)))

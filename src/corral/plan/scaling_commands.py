@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 
-from corral.cli.common import progress_bars
 from corral.config import parse_count
 from corral.errors import InputError
 from corral.hardware import load_gpu
@@ -29,13 +28,13 @@ from corral.plan.scaling import (
 )
 from corral.plan.search import search
 from corral.report import tables
-from corral.report.terminal import console, input_errors
+from corral.report.outputs import pyplot
+from corral.report.terminal import AsJson, console, input_errors, progress_bars
 
 scaling_app = typer.Typer(
     no_args_is_help=True, help="Scaling laws: the model and tokens a budget should buy."
 )
 
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 LawName = Annotated[str, typer.Option(help=f"Built-in law ({', '.join(LAWS)}) or a law file from `fit`.")]
 PointsFile = Annotated[Path, typer.Argument(help="CSV of runs: params, tokens, loss [, flops].")]
 
@@ -225,12 +224,7 @@ def isoflop(
 
 
 def _draw_isoflop(points, profiles, frontier: FrontierLaw, path: Path) -> None:
-    try:
-        import matplotlib
-    except ImportError:
-        raise InputError("--plot needs the plot extra: pip install 'corral[plot]'", field="plot") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))

@@ -152,10 +152,6 @@ def _rank_time(
         count * gemm.linear_s(gpu, peak, precision, rows, k, n, eff.HBM_EFFICIENCY)
         for count, rows, k, n in linears
     )
-    matmul_fwd_s = sum(
-        count * gemm.gemm_s(gpu, peak, precision, rows, n, k, eff.HBM_EFFICIENCY)
-        for count, rows, k, n in linears
-    )
     context = shape.seq / 2 if model.causal else shape.seq
     attention_fwd = 4 * tokens * context * model.heads * model.head_dim / lay.tp
     width = (model.active_experts + model.shared_experts) * model.moe_ffn if model.is_moe else model.ffn
@@ -175,8 +171,11 @@ def _rank_time(
     if lay.recompute == "selective":
         attention_s += attention_fwd / attention_peak
         elementwise_s += elementwise_fwd / hbm
-    elif lay.recompute == "full":
-        matmul_s += matmul_fwd_s
+    elif lay.recompute == "full":  # (the layer's forward GEMMs again)
+        matmul_s += sum(
+            count * gemm.gemm_s(gpu, peak, precision, rows, n, k, eff.HBM_EFFICIENCY)
+            for count, rows, k, n in linears
+        )
         attention_s += attention_fwd / attention_peak
         elementwise_s += elementwise_fwd / hbm
         forward_passes = 2.0

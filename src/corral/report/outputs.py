@@ -9,12 +9,26 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from corral.errors import InputError
 from corral.report.terminal import console
 from corral.workload import current_umask
 
 TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet")
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on a file backend, or an error naming `--plot` when the plot extra
+    is not installed."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise InputError("--plot needs the plot extra: pip install 'corral[plot]'", field="plot") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _writable_parent(path: Path, field: str) -> None:

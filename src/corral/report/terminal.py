@@ -1,5 +1,5 @@
-"""The terminal every command writes to, and how bad input ends a command: one red line
-naming file, line and field on stderr, and exit status 2.
+"""The terminal every command writes to, how bad input ends a command (one red line naming
+file, line and field on stderr, and exit status 2), progress bars, and the `--json` option.
 
 Markup is off: queue names, job ids and file names come from users and print as written
 (`team[red]a` stays `team[red]a`); styles are given as `Text` instead."""
@@ -7,11 +7,13 @@ Markup is off: queue names, job ids and file names come from users and print as 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from corral.errors import InputError
@@ -33,3 +35,30 @@ def input_errors() -> Iterator[None]:
 def bold(head: str, rest: str) -> Text:
     """`head` in bold, then `rest`, both printed as written."""
     return Text.assemble((head, "bold"), rest)
+
+
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+@contextmanager
+def progress_bars(verb: str = "simulating") -> Iterator[Callable[[str], Callable[[int, int], None]]]:
+    """A bar per task (`verb name`), on the terminal only, gone when done."""
+    with Progress(
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=errors,
+        transient=True,
+        disable=not errors.is_terminal,
+    ) as bar:
+
+        def for_policy(name: str) -> Callable[[int, int], None]:
+            task = bar.add_task(f"{verb} {name}", total=None)
+
+            def update(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            return update
+
+        yield for_policy
