@@ -125,11 +125,20 @@ def plan_train(
     dp: Annotated[int | None, typer.Option(help="Data parallel (default: what the GPUs leave).")] = None,
     ep: Annotated[int, typer.Option(help="Expert parallel, inside DP.")] = 1,
     zero: Annotated[int, typer.Option(help="ZeRO stage of the DP group (3 = FSDP).")] = 1,
-    recompute: Annotated[str, typer.Option(help="none, selective or full.")] = "selective",
+    recompute: Annotated[
+        str,
+        typer.Option(
+            help="none, pointwise (norms and activation functions rebuilt, as torch.compile does), "
+            "selective or full."
+        ),
+    ] = "selective",
     virtual_stages: Annotated[int | None, typer.Option(help="Interleaved stages (1 = 1F1B).")] = None,
     micro_batch: Annotated[int, typer.Option(help="Sequences per micro-batch.")] = 1,
     tp_overlap: Annotated[
         bool, typer.Option("--tp-overlap", help="Overlap TP collectives with the GEMMs beside them.")
+    ] = False,
+    fp32_grads: Annotated[
+        bool, typer.Option("--fp32-grads", help="Keep gradients in an FP32 buffer (Megatron's main_grad).")
     ] = False,
     seq: Seq = 8192,
     batch_tokens: Batch = "16M",
@@ -157,7 +166,9 @@ def plan_train(
             if min(tp, pp, cp) < 1 or gpus % (tp * pp * cp):
                 raise InputError(f"TP {tp} x PP {pp} x CP {cp} does not divide {gpus} GPUs", field="dp")
             dp = gpus // (tp * pp * cp)
-        layout = Layout(tp, pp, cp, dp, ep, micro_batch, virtual_stages, zero, recompute, tp_overlap)
+        layout = Layout(
+            tp, pp, cp, dp, ep, micro_batch, virtual_stages, zero, recompute, tp_overlap, fp32_grads
+        )
         net = _network(the_gpu, scale_out_gbps, oversubscription, pod_gpus)
         batch = parse_count(batch_tokens, "batch-tokens", binary=True)
         est = estimate_step(the_model, the_gpu, gpus, layout, seq, batch, net, precision)

@@ -54,7 +54,7 @@ K_OVERHEAD = 256
 # and clock limits, kernels that share the GPU with communication, launch gaps.
 SUSTAINED = {
     ("a100", "bf16"): 0.556,
-    ("h100", "bf16"): 0.649,
+    ("h100", "bf16"): 0.633,
     ("h100", "fp8"): 0.543,
 }
 DEFAULT_GPU = "h100"  # (GPUs with no calibration of their own borrow H100's fractions)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from corral.errors import InputError
 from corral.plan.model import Transformer
 
-RECOMPUTE = ("none", "selective", "full")
+RECOMPUTE = ("none", "pointwise", "selective", "full")
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,9 @@ class Layout:
     ZeRO stage of the data-parallel group (1: optimizer states sharded, 2: and gradients,
     3: and weights, gathered for every micro-batch). `tp_overlap` runs the TP collectives
     in chunks beside the GEMMs that produce and consume them (Megatron's `--tp-comm-overlap`,
-    torchtitan's async TP) instead of between them."""
+    torchtitan's async TP) instead of between them. `fp32_grads` keeps gradients in an FP32
+    buffer (Megatron's `main_grad`, for accumulation over micro-batches), full size below
+    ZeRO 2 as Megatron's distributed optimizer keeps it."""
 
     tp: int = 1
     pp: int = 1
@@ -34,6 +36,7 @@ class Layout:
     zero: int = 1
     recompute: str = "selective"
     tp_overlap: bool = False
+    fp32_grads: bool = False
 
     @property
     def gpus(self) -> int:

@@ -21,6 +21,7 @@ from corral.plan.model import Transformer
 GIB = 2.0**30
 WEIGHT_BYTES = 2
 GRAD_BYTES = 2
+FP32_GRAD_BYTES = 4
 ADAM_BYTES = 12
 
 
@@ -65,6 +66,12 @@ def stored_activation_elements(model: Transformer, recompute: str) -> float:
         # block inputs, Q/K/V and the MLP's pre-activation; norms, the activation function
         # and the attention core are recomputed
         return 1 + qkv + 1 + gates * width
+    if recompute == "pointwise":
+        # what a compiler's min-cut partitioner (torch.compile) or fused norm and gate kernels
+        # keep: the GEMM and attention inputs and outputs it cannot rebuild cheaply, i.e. the
+        # block inputs, Q/K/V, the attention output and the MLP's pre-activation; the norms'
+        # outputs and the activation function's output are rebuilt from them
+        return 1 + qkv + 1 + 1 + gates * width
     # none: block input, norm output, Q/K/V, attention output; block input, norm output,
     # pre-activation and activation output of the MLP
     return (1 + 1 + qkv + 1) + (1 + 1 + gates * width + width)
@@ -121,7 +128,7 @@ def rank_memory(model: Transformer, shape: Shape, rank: int) -> Memory:
         logits = tokens * model.vocab / lay.tp * (WEIGHT_BYTES + 4)
     return Memory(
         weights * WEIGHT_BYTES / GIB,
-        grads * GRAD_BYTES / GIB,
+        grads * (FP32_GRAD_BYTES if lay.fp32_grads else GRAD_BYTES) / GIB,
         optimizer * ADAM_BYTES / GIB,
         activations / GIB,
         (working + cp_kv + gathered + logits) / GIB,

@@ -168,7 +168,9 @@ def _rank_time(
         cast = sum(count * rows * (k + n) for count, rows, k, n in linears)
         elementwise_s += eff.FP8_CAST_BYTES * cast / hbm
     forward_passes = 1.0
-    if lay.recompute == "selective":
+    if lay.recompute == "pointwise":  # norms and the activation function run again
+        elementwise_s += elementwise_fwd / hbm
+    elif lay.recompute == "selective":
         attention_s += attention_fwd / attention_peak
         elementwise_s += elementwise_fwd / hbm
     elif lay.recompute == "full":  # (the layer's forward GEMMs again)
