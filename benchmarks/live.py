@@ -3,6 +3,8 @@
     python benchmarks/live.py submit [n]       # sustained submissions per second (n = 2,000)
     python benchmarks/live.py step             # a reconcile step with 10,000 pending on 1,000 nodes
     python benchmarks/live.py start [n]        # submit to process start on an idle `corral up` (n = 10)
+    python benchmarks/live.py ray-start [n]    # the same through `corral serve --executor ray`, for
+                                               # 1-GPU jobs and 8+8-GPU gangs on a local 2-node Ray cluster
 
 Submissions go to `corral serve` over HTTP from 8 client threads. Each prints one JSON line
 per database. PostgreSQL is the server at
@@ -167,55 +169,81 @@ def bench_start(n: int) -> None:
     """`corral up --gpus 4` in a subprocess; each job prints the time its process began."""
     with tempfile.TemporaryDirectory() as folder:
         data = Path(folder) / "cluster"
-        up = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "corral.cli",
-                "up",
-                "--gpus",
-                "4",
-                "--data-dir",
-                str(data),
-                "--port",
-                "8799",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
+        command = ["up", "--gpus", "4", "--data-dir", str(data), "--port", "8799"]
+        up = subprocess.Popen([sys.executable, "-m", "corral.cli", *command], stdout=subprocess.DEVNULL)
         try:
             while not (data / "env").exists():
                 time.sleep(0.05)
-            env = {
-                **os.environ,
-                **dict(line.split("=", 1) for line in (data / "env").read_text().splitlines()),
-            }
-            import httpx
-
-            client = httpx.Client(
-                base_url=env["CORRAL_SERVER"], headers={"Authorization": f"Bearer {env['CORRAL_TOKEN']}"}
-            )
-            delays = []
-            for _ in range(n):
-                job = client.post(
-                    "/v1/jobs",
-                    json={"gpus": 1, "command": [sys.executable, "-c", "import time; print(time.time())"]},
-                ).json()
-                while client.get(f"/v1/jobs/{job['job_id']}").json()["state"] != "succeeded":
-                    time.sleep(0.05)
-                detail = client.get(f"/v1/jobs/{job['job_id']}").json()
-                began = float(client.get(f"/v1/jobs/{job['job_id']}/logs").text.split()[0])
-                delays.append(began - detail["submit_s"])
-            delays.sort()
-            row = {
-                "bench": "submit to start",
-                "db": "sqlite",
-                "jobs": n,
-                "median_s": round(delays[n // 2], 2),
-            }
-            print(json.dumps(row | {"max_s": round(delays[-1], 2)}))
+            env = dict(line.split("=", 1) for line in (data / "env").read_text().splitlines())
+            delays = time_starts(env["CORRAL_SERVER"], env["CORRAL_TOKEN"], n, 1)
+            print(json.dumps({"bench": "submit to start", "executor": "agent", "gpus": 1} | summary(delays)))
         finally:
             up.terminate()
             up.wait(timeout=30)
+
+
+def bench_ray_start(n: int) -> None:
+    """`corral serve --executor ray` on a local Ray cluster of two 8-GPU worker nodes (fake
+    GPUs); 1-GPU jobs, then 16-GPU gangs, each rank printing the time its process began."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.ray_cluster import RayCluster
+
+    cluster = RayCluster({"n0": 8, "n1": 8})
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            data = Path(folder) / "cluster"
+            command = ["serve", "--executor", "ray", "--ray-address", cluster.address]
+            command += [
+                "--ray-work-dir",
+                str(Path(folder) / "ray"),
+                "--data-dir",
+                str(data),
+                "--port",
+                "8798",
+            ]
+            serve = subprocess.Popen(
+                [sys.executable, "-m", "corral.cli", *command], stdout=subprocess.PIPE, text=True
+            )
+            try:
+                admin = ""
+                while not admin:
+                    line = serve.stdout.readline()
+                    if line.startswith("admin token:"):
+                        admin = line.split(":", 1)[1].strip()
+                for gpus in (1, 16):
+                    delays = time_starts("http://127.0.0.1:8798", admin, n, gpus)
+                    row = {"bench": "submit to start", "executor": "ray", "gpus": gpus}
+                    print(json.dumps(row | summary(delays)))
+            finally:
+                serve.terminate()
+                serve.wait(timeout=30)
+    finally:
+        cluster.stop()
+
+
+def time_starts(server: str, token: str, n: int, gpus: int) -> list[float]:
+    """Submit `n` jobs one after another; for each, the seconds from its submission to the
+    start of its last rank's process."""
+    import httpx
+
+    client = httpx.Client(base_url=server, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    command = [sys.executable, "-c", "import time; print(time.time())"]
+    delays = []
+    for _ in range(n):
+        job = client.post("/v1/jobs", json={"gpus": gpus, "command": command}).json()["job_id"]
+        while client.get(f"/v1/jobs/{job}").json()["state"] != "succeeded":
+            time.sleep(0.05)
+        began = max(float(t) for t in client.get(f"/v1/jobs/{job}/logs").text.split())
+        delays.append(began - client.get(f"/v1/jobs/{job}").json()["submit_s"])
+    return sorted(delays)
+
+
+def summary(delays: list[float]) -> dict:
+    return {
+        "jobs": len(delays),
+        "median_s": round(delays[len(delays) // 2], 2),
+        "max_s": round(delays[-1], 2),
+    }
 
 
 if __name__ == "__main__":
@@ -226,5 +254,7 @@ if __name__ == "__main__":
         bench_step()
     elif which == "start":
         bench_start(int(sys.argv[2]) if len(sys.argv) > 2 else 10)
+    elif which == "ray-start":
+        bench_ray_start(int(sys.argv[2]) if len(sys.argv) > 2 else 10)
     else:
         raise SystemExit(f"unknown benchmark '{which}'")

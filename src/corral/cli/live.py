@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -127,18 +128,62 @@ def serve(
     fleet: FleetFile = None,
     database: Database = None,
     new_tokens: NewTokens = False,
+    executor: Annotated[
+        str, typer.Option(help="Who runs the jobs: 'agents' (corral agent on each node) or 'ray'.")
+    ] = "agents",
+    ray_address: Annotated[str, typer.Option(help="The Ray cluster (with --executor ray).")] = "auto",
+    ray_work_dir: Annotated[
+        Path, typer.Option(help="Where each Ray node keeps its ranks' folders and checkpoints.")
+    ] = Path("/tmp/corral-ray"),
 ) -> None:
-    """The server alone; agents join with `corral agent`. Prints the admin and node tokens,
-    the same on a restart (DATA_DIR/tokens.json) unless --new-tokens."""
+    """The server alone; agents join with `corral agent`, or with --executor ray the nodes of
+    a Ray cluster run the jobs. Prints the admin and node tokens, the same on a restart
+    (DATA_DIR/tokens.json) unless --new-tokens."""
     with input_errors():
+        if executor not in ("agents", "ray"):
+            raise InputError(f"executor must be 'agents' or 'ray', not '{executor}'", field="executor")
         engine, config, _ = _setup(data_dir, database, policy, fleet)
         _, _, server = _server_parts()
         admin, node = server.kept_tokens(engine, data_dir / "tokens.json", new_tokens)
+        runner = (
+            _ray_executor(f"http://127.0.0.1:{port}", node, ray_address, ray_work_dir)
+            if executor == "ray"
+            else None
+        )
 
-        def ready(url: str, _: threading.Event) -> None:
+        def ready(url: str, done: threading.Event) -> None:
             console.print(f"corral serves {url}\nadmin token: {admin}\nnode token: {node}")
+            if runner is not None:
+                threading.Thread(target=runner.run, kwargs={"stop": done.is_set}, daemon=True).start()
+                console.print(f"jobs run on the Ray cluster at {ray_address}")
 
         _serve(engine, config, data_dir, port, ready)
+
+
+def _ray_executor(url: str, node_token: str, address: str, work_dir: Path) -> Any:
+    """The Ray executor, connected to its cluster (a clear error if it cannot be)."""
+    try:
+        from corral.live.ray_executor import RayExecutor
+    except ImportError as err:
+        raise InputError(
+            f"--executor ray needs the ray extra: pip install 'corral[ray]' ({err.name})", field="executor"
+        ) from None
+    host, _, port = address.rpartition(":")
+    if address != "auto" and not address.startswith("ray://"):
+        if not host or not port.isdigit():
+            raise InputError(
+                f"--ray-address must be 'auto' or HOST:PORT, not '{address}'", field="ray_address"
+            )
+        try:  # (Ray itself would retry an address with nothing behind it for minutes)
+            socket.create_connection((host, int(port)), timeout=3).close()
+        except OSError as err:
+            raise InputError(
+                f"cannot reach the Ray cluster at '{address}': {err}", field="ray_address"
+            ) from None
+    try:
+        return RayExecutor(url, node_token, work_dir, address=address)
+    except (ConnectionError, ValueError, RuntimeError) as err:  # (unreachable, or not an address)
+        raise InputError(f"cannot reach the Ray cluster at '{address}': {err}", field="ray_address") from None
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""Runs one attempt's command and records how it ended: `python -m corral.live.launch DIR`.
+"""Runs one attempt's command and records how it ended: `python -I launch.py DIR`.
 
 It leads a session (and so a process group) of its own, so the agent can signal the whole
 group and can restart without taking the job down. It writes its group id to DIR/pgid,

@@ -679,6 +679,7 @@ def _launch_spec(db: Session, attempt: Attempt, job: Job, node: str) -> dict[str
     return {
         "attempt": attempt.id,
         "job_id": job.job_id,
+        "nodes": names,
         "command": job.command,
         "gpu_ids": attempt.placement[rank][1],
         "grace_s": job.grace_s,
