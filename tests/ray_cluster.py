@@ -25,6 +25,9 @@ class RayCluster:
 
         self.port = free_port()
         self.address = f"{get_node_ip_address()}:{self.port}"
+        # Token authentication off for the nodes and for this process's client alike: a token
+        # that an earlier local `ray.init()` left in ~/.ray would switch `ray start` to it.
+        os.environ["RAY_AUTH_MODE"] = "disabled"
         self.env = {  # (a lost node is noticed in a few seconds rather than Ray's default 15-30 s)
             **os.environ,
             "RAY_USAGE_STATS_ENABLED": "0",
@@ -96,3 +99,7 @@ class RayCluster:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
+        # (`ray start` leaves its address for later `ray.init()` calls to join: not this one)
+        current = Path("/tmp/ray/ray_current_cluster")
+        if current.exists() and current.read_text().strip() == self.address:
+            current.unlink(missing_ok=True)

@@ -7,7 +7,9 @@ Skipped where Ray is not installed, unless CORRAL_REQUIRE_RAY is set (as in CI).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 
 import pytest
 from fastapi.testclient import TestClient
@@ -60,6 +62,13 @@ def restarted(cluster: Cluster, data_dir) -> Cluster:
     again.app = create_app(cluster.engine, config, data_dir, cluster.clock, reconcile_every_s=None)
     again.http = TestClient(again.app, raise_server_exceptions=False)
     return again
+
+
+def kill_ranks(node_dir) -> None:
+    """What losing a machine does to the processes it ran."""
+    for pgid in node_dir.glob("attempts/*/pgid"):
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.killpg(int(pgid.read_text()), signal.SIGKILL)
 
 
 def wait(cluster: Cluster, runner: RayExecutor, done) -> None:
@@ -147,6 +156,7 @@ def test_a_lost_ray_node_is_a_node_failure_and_the_job_waits_again(cluster, tmp_
     wait(cluster, runner, lambda: "up" in logs(cluster, job))
     ((name, _),) = cluster.job(job)["attempts"][0]["placement"]
     ray_cluster.kill(name)
+    kill_ranks(tmp_path / "ray" / name)  # (on one machine they outlive their node)
     ray_cluster.wait_for({"n0", "n1"} - {name})
     cluster.clock.t += 31.0
     runner.tick()  # (n0 heartbeats at the new time; n1 is silent)
