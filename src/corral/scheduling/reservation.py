@@ -259,8 +259,14 @@ def shadow_placement(view: View, job: int, ends: Iterable[tuple[float, int]]) ->
         whole = int(np.count_nonzero(free[hosts] == caps[hosts]))
     tried = promising = False
     at = -math.inf
+    # The walk adds to Python ints (numpy's scalars cost several times more); the vector
+    # that placement reads catches up with the hosts changed since, before each try.
+    left_of, changed = free.tolist(), []
     for end, running in chain(ends, ((math.inf, None),)):  # the last try after the last end
         if (promising or not tried) and avail >= need and whole >= whole_needed and -math.inf < at < end:
+            for h in changed:
+                free[h] = left_of[h]
+            changed.clear()
             spot = view.place_on(job, free)
             if spot is not None:
                 return at, avail, free, spot
@@ -270,8 +276,9 @@ def shadow_placement(view: View, job: int, ends: Iterable[tuple[float, int]]) ->
         at = end
         avail += gpus[running]
         for h, g in placement_of(running) or ():
-            left = free[h] + g
-            free[h] = left
+            left = left_of[h] + g
+            left_of[h] = left
+            changed.append(h)
             if left >= enough:
                 promising = True
                 if whole_needed and left == caps[h]:

@@ -58,7 +58,17 @@ def grow_until_placed(
     until `job` has a placement there, trying only once `ready()` holds. Returns the
     candidates freed and the placement, or None if even all of them would not do."""
     free = view.free_vector()
-    gpus = view.gpus[job]
+    # The walk adds to Python ints (numpy's scalars cost several times more); the vector
+    # that placement reads catches up with the hosts changed since, before each try.
+    left_of, changed = free.tolist(), []
+
+    def synced() -> np.ndarray:
+        for h in changed:
+            free[h] = left_of[h]
+        changed.clear()
+        return free
+
+    gpus = int(view.gpus[job])
     total = view.free_gpus(view.pool[job])
     one_host = gpus <= view.max_host_gpus(view.pool[job])
     # A job on one host is placed once some host has room, and only freed hosts gain it.
@@ -68,22 +78,25 @@ def grow_until_placed(
     for victim in candidates:
         if not take(victim):
             continue
-        placement = view.placement_of(victim)
-        _release(free, placement)
         added.append(victim)
         total += view.gpus[victim]
+        for h, k in view.placement_of(victim) or ():
+            left = left_of[h] + k
+            left_of[h] = left
+            changed.append(h)
+            if left >= gpus:
+                host_found = host_found or one_host
         if one_host:
-            host_found = host_found or any(free[h] >= gpus for h, _ in placement or ())
             if host_found and ready():
-                return added, view.place_on(job, free)
+                return added, view.place_on(job, synced())
         elif total >= next_try and ready():
-            found = view.place_on(job, free)
+            found = view.place_on(job, synced())
             if found is not None:
                 return added, found
             # Topology, not count, is short: try again after a few more candidates.
             next_try = total + max(view.gpus[victim], total // 8)
     if added and total >= gpus and ready():
-        return added, view.place_on(job, free)
+        return added, view.place_on(job, synced())
     return added, None
 
 

@@ -49,6 +49,18 @@ class Placer:
 
     def grow(self, fleet) -> None:  # noqa: ANN001 (a Fleet with hosts added)
         self._domains = [fleet.host_rack, fleet.host_pod, fleet.host_cluster]
+        self._by_pool: dict[int, list[tuple[np.ndarray, int]]] = {}
+
+    def _pool_domains(self, pool: int) -> list[tuple[np.ndarray, int]]:
+        """Each level's domain of every host of `pool` (rack, pod, cluster, then one domain
+        for the whole pool), with the number of bins it needs: fixed until hosts are added."""
+        found = self._by_pool.get(pool)
+        if found is None:
+            hosts = self.state.fleet.pool_hosts[pool]
+            found = [(domain[hosts], int(domain[hosts].max()) + 1) for domain in self._domains]
+            found.append((np.zeros(hosts.size, dtype=np.int32), 1))
+            self._by_pool[pool] = found
+        return found
 
     def find(
         self,
@@ -107,10 +119,9 @@ class Placer:
         host_gpus = self.state.pool_max_host_gpus[pool]
         n_whole, remainder = divmod(gpus, host_gpus)
         partial = (~whole) & (free >= remainder) if remainder else np.zeros_like(whole)
-        levels = [*self._domains, None] if level is None else self._domains[:level]
-        for domain in levels:
-            dom = domain[hosts] if domain is not None else np.zeros(hosts.size, dtype=np.int32)
-            whole_count = np.bincount(dom[whole], minlength=int(dom.max()) + 1)
+        domains = self._pool_domains(pool)
+        for dom, bins in domains if level is None else domains[:level]:
+            whole_count = np.bincount(dom[whole], minlength=bins)
             if remainder:
                 has_partial = np.bincount(dom[partial], minlength=whole_count.size) > 0
                 fits = (whole_count >= n_whole) & (has_partial | (whole_count > n_whole))
