@@ -96,7 +96,7 @@ def test_a_newcomer_runs_preempts_crashes_resumes_and_replays(up, tmp_path):
         assert out.returncode == 0, out.stderr
         teams[team] = {**env, "CORRAL_TOKEN": json.loads(out.stdout)["token"]}
     low = corral("submit", "--gpus", "4", "--queue", "team-a", "--grace", "10s", "--json", "--",
-                 "sh", "-c", TRAIN.replace("STEPS", "60"), env=teams["team-a"])  # fmt: skip
+                 "sh", "-c", TRAIN.replace("STEPS", "150"), env=teams["team-a"])  # fmt: skip
     assert low.returncode == 0, low.stderr
     low_id = json.loads(low.stdout)["job_id"]
     wait_for(lambda: jobs(env)[low_id]["state"] == "running", "the first job to run")
