@@ -94,11 +94,13 @@ class RayCluster:
         ray.shutdown()
         for process in self.nodes.values():
             os.killpg(process.pid, signal.SIGTERM)
+        until = time.monotonic() + 5.0  # (then killed: nothing of a test cluster is kept)
         for process in self.nodes.values():
             try:
-                process.wait(timeout=20)
+                process.wait(timeout=max(0.1, until - time.monotonic()))
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
         # (`ray start` leaves its address for later `ray.init()` calls to join: not this one)
         current = Path("/tmp/ray/ray_current_cluster")
         if current.exists() and current.read_text().strip() == self.address:
