@@ -104,7 +104,6 @@ class Pending:
 
     group: PlacementGroup
     specs: dict[str, dict[str, Any]]  # node name -> its rank's launch spec
-    nodes: dict[str, RayNode]
 
 
 @dataclass
@@ -245,7 +244,7 @@ class RayExecutor:
             lifetime="detached",
             bundle_label_selector=selectors,
         )
-        self.pending[attempt] = Pending(group, specs, {name: nodes[name] for name in names})
+        self.pending[attempt] = Pending(group, specs)
 
     def _start_ready(self) -> None:
         """Start the ranks of every attempt whose placement group Ray has made."""
