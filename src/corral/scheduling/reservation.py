@@ -28,7 +28,7 @@ import numpy as np
 
 from corral.quota import QuotaTree, WhatIf
 from corral.scheduling.policy import View
-from corral.state.allocation import Placement
+from corral.state.allocation import FreeTally, Placement
 from corral.state.reasons import Reason
 
 
@@ -259,26 +259,18 @@ def shadow_placement(view: View, job: int, ends: Iterable[tuple[float, int]]) ->
         whole = int(np.count_nonzero(free[hosts] == caps[hosts]))
     tried = promising = False
     at = -math.inf
-    # The walk adds to Python ints (numpy's scalars cost several times more); the vector
-    # that placement reads catches up with the hosts changed since, before each try.
-    left_of, changed = free.tolist(), []
+    tally = FreeTally(free)
     for end, running in chain(ends, ((math.inf, None),)):  # the last try after the last end
         if (promising or not tried) and avail >= need and whole >= whole_needed and -math.inf < at < end:
-            for h in changed:
-                free[h] = left_of[h]
-            changed.clear()
-            spot = view.place_on(job, free)
+            spot = view.place_on(job, tally.vector())
             if spot is not None:
-                return at, avail, free, spot
+                return at, avail, tally.vector(), spot
             tried, promising = True, False
         if running is None:
             break
         at = end
         avail += gpus[running]
-        for h, g in placement_of(running) or ():
-            left = left_of[h] + g
-            left_of[h] = left
-            changed.append(h)
+        for h, left in tally.release(placement_of(running)):
             if left >= enough:
                 promising = True
                 if whole_needed and left == caps[h]:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 
 from corral.scheduling.policy import View
-from corral.state.allocation import Placement
+from corral.state.allocation import FreeTally, Placement
 
 
 def victims_for_placement(view: View, job: int, candidates: Iterable[int]) -> list[int] | None:
@@ -57,22 +57,12 @@ def grow_until_placed(
     """Free `candidates` in order on a hypothetical free-GPU vector (those `take` accepts)
     until `job` has a placement there, trying only once `ready()` holds. Returns the
     candidates freed and the placement, or None if even all of them would not do."""
-    free = view.free_vector()
-    # The walk adds to Python ints (numpy's scalars cost several times more); the vector
-    # that placement reads catches up with the hosts changed since, before each try.
-    left_of, changed = free.tolist(), []
-
-    def synced() -> np.ndarray:
-        for h in changed:
-            free[h] = left_of[h]
-        changed.clear()
-        return free
-
+    tally = FreeTally(view.free_vector())
     gpus = int(view.gpus[job])
     total = view.free_gpus(view.pool[job])
     one_host = gpus <= view.max_host_gpus(view.pool[job])
     # A job on one host is placed once some host has room, and only freed hosts gain it.
-    host_found = one_host and view.place_on(job, free) is not None
+    host_found = one_host and view.place_on(job, tally.vector()) is not None
     added: list[int] = []
     next_try = gpus
     for victim in candidates:
@@ -80,23 +70,19 @@ def grow_until_placed(
             continue
         added.append(victim)
         total += view.gpus[victim]
-        for h, k in view.placement_of(victim) or ():
-            left = left_of[h] + k
-            left_of[h] = left
-            changed.append(h)
-            if left >= gpus:
-                host_found = host_found or one_host
+        touched = tally.release(view.placement_of(victim))
         if one_host:
+            host_found = host_found or any(left >= gpus for _, left in touched)
             if host_found and ready():
-                return added, view.place_on(job, synced())
+                return added, view.place_on(job, tally.vector())
         elif total >= next_try and ready():
-            found = view.place_on(job, synced())
+            found = view.place_on(job, tally.vector())
             if found is not None:
                 return added, found
             # Topology, not count, is short: try again after a few more candidates.
             next_try = total + max(view.gpus[victim], total // 8)
     if added and total >= gpus and ready():
-        return added, view.place_on(job, synced())
+        return added, view.place_on(job, tally.vector())
     return added, None
 
 

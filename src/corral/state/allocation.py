@@ -180,3 +180,30 @@ class FleetState:
             for i in taken:
                 self.used[host] &= ~(1 << i)
         self.release_epoch[pool] += 1
+
+
+class FreeTally:
+    """A hypothetical per-host free-GPU vector that jobs' GPUs are given back to one at a
+    time, as the what-if searches (EASY's shadow time, preemption victims) walk. The adding
+    is done on Python ints, since numpy's scalars cost several times more; the numpy vector
+    that placement reads catches up with the hosts changed only when asked for."""
+
+    def __init__(self, free: np.ndarray) -> None:
+        self._vector, self.left = free, free.tolist()
+        self._changed: list[int] = []
+
+    def release(self, placement: Placement | None) -> list[tuple[int, int]]:
+        """Give back `placement`'s GPUs; each host it touched with its free GPUs now."""
+        touched = []
+        for host, k in placement or ():
+            left = self.left[host] + k
+            self.left[host] = left
+            self._changed.append(host)
+            touched.append((host, left))
+        return touched
+
+    def vector(self) -> np.ndarray:
+        for host in self._changed:
+            self._vector[host] = self.left[host]
+        self._changed.clear()
+        return self._vector

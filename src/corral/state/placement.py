@@ -57,7 +57,7 @@ class Placer:
         found = self._by_pool.get(pool)
         if found is None:
             hosts = self.state.fleet.pool_hosts[pool]
-            found = [(domain[hosts], int(domain[hosts].max()) + 1) for domain in self._domains]
+            found = [(dom, int(dom.max()) + 1) for dom in (domain[hosts] for domain in self._domains)]
             found.append((np.zeros(hosts.size, dtype=np.int32), 1))
             self._by_pool[pool] = found
         return found
