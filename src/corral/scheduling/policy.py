@@ -15,6 +15,7 @@ What a policy is told:
     interrupted(job)    a running job lost its GPUs to a failure, a drain or a lost host; it
                         keeps its last checkpoint and waits to be placed again
     withdrawn(job)      a waiting job was cancelled, or a running one killed (its GPUs are free)
+                        or, just before a Resize it decided, leaves to be adopted at its new size
     decide(pool)        what to do now in `pool`
 
 and what it gives back: `export()` is the state it cannot derive from the cluster state
@@ -52,6 +53,20 @@ class Preempt:
 
 
 @dataclass(frozen=True, slots=True)
+class Resize:
+    """Restart running elastic `job` on `placement` (another whole number of its steps):
+    it checkpoints, then pays its restart before working at the new size."""
+
+    job: int
+    placement: Placement
+    graceful: bool = True  # False: too short a notice to write; it keeps its last checkpoint
+
+    @property
+    def gpus(self) -> int:
+        return sum(g for _, g in self.placement)
+
+
+@dataclass(frozen=True, slots=True)
 class Hold:
     """`job` stays pending for `reason` (read only when the mechanism records reasons)."""
 
@@ -67,7 +82,7 @@ class Wake:
     at_s: float
 
 
-Decision = Start | Preempt | Wake | Hold
+Decision = Start | Preempt | Resize | Wake | Hold
 
 
 class View(Protocol):
@@ -103,6 +118,10 @@ class View(Protocol):
     def contenders(self, job: int) -> int: ...
     def place(self, job: int) -> Placement | None: ...
     def place_on(self, job: int, free: np.ndarray) -> Placement | None: ...
+    def place_size(self, job: int, gpus: int, free: np.ndarray) -> Placement | None: ...
+    def elastic(self, job: int) -> tuple[int, int, int] | None: ...
+    def speedup(self, job: int, gpus: int) -> float: ...
+    def resize_cost_s(self, job: int) -> float: ...
     def generation(self, pool: int) -> int | None: ...
     def unplaceable_from(self, pool: int, level: int | None) -> float: ...
     def cheapest_first(self, jobs: Sequence[int] | np.ndarray) -> np.ndarray: ...

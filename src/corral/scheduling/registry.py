@@ -1,6 +1,7 @@
 """Policy names as the CLI, scenario files and the library accept them, with the parameters
 papers vary: `las:thresholds=3250,7200:knob=8`, `fair-decay:half_life=86400`,
-`ftf:lease=300:margin=1.5`, `fifo-backfill:depth=100`."""
+`ftf:lease=300:margin=1.5`, `fifo-backfill:depth=100`. Any policy followed by `+elastic`
+resizes elastic jobs around its decisions (scheduling/elastic.py): `fair+elastic:hold=600`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from corral.errors import InputError
+from corral.scheduling.elastic import Elastic
 from corral.scheduling.fifo import Fifo, FifoBackfill, FifoFirstFit
 from corral.scheduling.ftf import FinishTimeFair
 from corral.scheduling.las import ORDERS, STARVE_FROM, Las
@@ -120,12 +122,23 @@ def make_policy(spec: str) -> Policy:
     parameters carries the spec as its name, so its results say what ran."""
     name, *settings = [part.strip() for part in spec.strip().split(":")]
     key = name.lower()
+    elastic = key.endswith("+elastic")
+    key = key.removesuffix("+elastic")
     if key not in POLICY_KINDS:
         raise InputError(f"unknown policy '{name}'; known: {', '.join(POLICY_KINDS)}", field="policy")
     kind = POLICY_KINDS[key]
     given: dict[str, Any] = {}
-    for setting in settings:
+    hold: dict[str, float] = {}
+    elastic_settings = settings
+    settings = [x for x in settings if not (elastic and x.partition("=")[0] == "hold")]
+    for setting in elastic_settings:
         param, sep, text = setting.partition("=")
+        if elastic and param == "hold":
+            try:
+                hold["hold_s"] = _at_least_zero(text)
+            except ValueError as e:
+                raise InputError(f"policy {key}+elastic: hold={text!r}: {e}", field="policy") from None
+            continue
         if param not in kind.params:
             known = ", ".join(kind.params) or "none"
             raise InputError(f"policy {key} has no parameter '{param}' (it has: {known})", field="policy")
@@ -144,6 +157,9 @@ def make_policy(spec: str) -> Policy:
         raise InputError(f"policy {spec.strip()}: {e}", field="policy") from None
     if settings:
         policy.name = ":".join([key, *settings])
+    if elastic:
+        policy = Elastic(policy, **hold)
+        policy.name = ":".join([f"{key}+elastic", *elastic_settings])
     return policy
 
 
@@ -153,4 +169,4 @@ def policy_help() -> str:
     for name, kind in POLICY_KINDS.items():
         params = ",".join(kind.params)
         parts.append(f"{name}[:{params}=..]" if params else name)
-    return "; ".join(parts)
+    return "; ".join(parts) + "; any of them +elastic[:hold=SECONDS]"

@@ -27,7 +27,7 @@ from corral.fleet import Fleet
 from corral.reliability.ettr import daly_interval_s, mtbf_s, young_interval_s
 from corral.reliability.failures import FailureModel
 from corral.scheduling.hosts import drain_order, hosts_to_lend, spare_for
-from corral.scheduling.policy import Hold, Policy, Preempt, Start, Wake
+from corral.scheduling.policy import Hold, Policy, Preempt, Resize, Start, Wake
 from corral.state.cluster import CANCELLED, FUTURE, PENDING, RUNNING_, ClusterState
 from corral.state.placement import PlacementConfig
 from corral.state.reasons import Reason
@@ -254,6 +254,9 @@ class Engine:
                     self._start(decision.job, decision.placement, now)
                 elif type(decision) is Preempt:
                     cluster.preempt(decision.job, now, decision.why, decision.by)
+                elif type(decision) is Resize:
+                    end = cluster.resize(decision.job, decision.placement, now, decision.graceful)
+                    self._push(end, FINISH, decision.job, cluster.attempts[decision.job])
                 elif type(decision) is Hold:
                     cluster.hold(decision.job, now, decision.reason)
                 elif type(decision) is Wake:
@@ -264,6 +267,14 @@ class Engine:
                     raise TypeError(f"unknown decision {decision!r}")
             if now >= self.next_sample[p]:
                 self._sample(p, now)
+
+    def decide_at(self, now_s: float, pools: set[int]) -> None:
+        """Apply every instant up to `now_s`, then pass `pools` at `now_s`: for a mechanism
+        outside the engine that changed what its policy will decide (a capacity broker's
+        target for an elastic job)."""
+        self.advance(now_s)
+        self.now = self.cluster.view.now_s = max(self.now, now_s)
+        self._decide(pools, self.now)
 
     def _quota_waiters(self) -> set[int]:
         """Pools where jobs wait, when quota spans pools: GPUs of a queue's quota returned in

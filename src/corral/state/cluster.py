@@ -7,6 +7,7 @@ which GPUs, quota accounting and the run ledger, changed only through transition
     interrupt   a host under it was lost or drained; graceful stops save first
     complete    it finished its work
     withdraw    cancelled while waiting, or killed while running
+    resize      an elastic job's run ends at a checkpoint and restarts at a new size
     adopt       a job found running (a restart, or a live agent's report)
     report_checkpoint / settle
                 a live job's own checkpoint reports replace the model: what a stop keeps
@@ -30,6 +31,7 @@ from corral.hardware import gpu as gpu_model
 from corral.quota import QuotaTree
 from corral.state.allocation import AllocationError, FleetState, GpuIds, Placement
 from corral.state.checkpoint import run_parts, wall_s
+from corral.state.elastic import ELASTIC_COLUMNS, elastic_columns, speed
 from corral.state.placement import HOST, LEVELS, RACK, PlacementConfig, Placer
 from corral.state.reasons import (
     BY_POLICY,
@@ -42,7 +44,7 @@ from corral.state.reasons import (
     Reason,
 )
 from corral.state.runs import CANCELLED as RUN_CANCELLED
-from corral.state.runs import COMPLETED, DRAINED, FAILED, PREEMPTED, RunLog
+from corral.state.runs import COMPLETED, DRAINED, FAILED, PREEMPTED, RESIZED, RunLog
 from corral.state.view import ClusterView
 from corral.workload import JobTable, parse_number
 
@@ -52,7 +54,7 @@ NAN = math.nan
 SPEC = (
     "job_id",
     "submit_s",
-    "gpus",
+    "ref_gpus",
     "duration_s",
     "estimate_s",
     "queue_name",
@@ -62,6 +64,10 @@ SPEC = (
     "write_s",
     "restart_cost_s",
     "topology",
+    "min_gpus",
+    "max_gpus",
+    "step_gpus",
+    "scaling",
 )
 # what the run ledger keeps per job, as exported
 LEDGER = (
@@ -83,6 +89,10 @@ LEDGER = (
     "expected_end",
     "reported",
     "kept",
+    "resizes",
+    "gpus",
+    "rate",
+    "kept_rate",
 )
 
 
@@ -124,7 +134,13 @@ class ClusterState:
         self.job_id: list[str] = []
         self.index: dict[str, int] = {}
         self.submit_s: list[float] = []
+        # what a job holds while it runs, else what it asks for; an elastic job's changes
         self.gpus: list[int] = []
+        self.ref_gpus: list[int] = []  # the size its duration refers to (what it asked)
+        self.min_gpus: list[int] = []
+        self.max_gpus: list[int] = []
+        self.step_gpus: list[int] = []
+        self.scaling: list[float] = []
         self.duration_s: list[float] = []
         self.estimate_s: list[float] = []
         self.queue_name: list[str] = []
@@ -137,10 +153,14 @@ class ClusterState:
         self.checkpoint_s: list[float] = []
         self.write_s: list[float] = []
         self.restart_cost_s: list[float] = []
-        # the run ledger
+        # the run ledger. Work (remaining, lost, kept) is in seconds at the size a job asked
+        # for; a run at another size does `rate` of them per second.
         self.status: list[int] = []
         self.contenders: list[int] = []
         self.remaining: list[float] = []
+        self.rate: list[float] = []  # of the current (or next) run
+        self.kept_rate: list[float] = []  # of the last stopped run, for its late reports
+        self.resizes: list[int] = []
         self.run_since: list[float] = []
         self.overhead: list[float] = []  # restart cost paid at the start of the current run
         self.first_start: list[float] = []
@@ -208,9 +228,15 @@ class ClusterState:
             self._check_ceilings(jobs, queue)
         self.index.update((job_id, first + i) for i, job_id in enumerate(ids))
         duration = jobs.duration_s.tolist()
+        elastic = elastic_columns(jobs)
         self.job_id += ids
         self.submit_s += jobs.submit_s.tolist()
         self.gpus += jobs.gpus.tolist()
+        self.ref_gpus += jobs.gpus.tolist()
+        self.min_gpus += elastic.min_gpus
+        self.max_gpus += elastic.max_gpus
+        self.step_gpus += elastic.step_gpus
+        self.scaling += elastic.scaling
         self.duration_s += duration
         self.estimate_s += self._estimates(jobs, duration)
         self.queue_name += list(jobs.queue)
@@ -230,8 +256,10 @@ class ClusterState:
         self.overhead += [0.0] * n
         for column in (self.first_start, self.end, self.last_stop, self.expected_end, self.reported):
             column += [NAN] * n
-        for column in (self.preemptions, self.interruptions, self.unexpected, self.attempts):
+        for column in (self.preemptions, self.interruptions, self.unexpected, self.attempts, self.resizes):
             column += [0] * n
+        self.rate += [1.0] * n
+        self.kept_rate += [1.0] * n
         for column in (self.lost, self.restarting, self.writing, self.kept):
             column += [0.0] * n
         for column in (self.placement, self.last_placement, self.gpu_ids):
@@ -392,13 +420,19 @@ class ClusterState:
         else:
             del counts[key]
 
-    def start(self, job: int, placement: Placement, now: float, ids: GpuIds | None = None) -> float:
-        """Give waiting `job` the GPUs of `placement` (at `ids`, else the lowest free indices);
-        returns when it will end if nothing stops it."""
+    def start(
+        self, job: int, placement: Placement, now: float, ids: GpuIds | None = None, extra_s: float = 0.0
+    ) -> float:
+        """Give waiting `job` the GPUs of `placement` (at `ids`, else the lowest free indices),
+        after `extra_s` of overhead besides a restart's; returns when it will end if nothing
+        stops it."""
         if self.status[job] != PENDING:
             raise AllocationError(f"job {job} started while not waiting")
-        if sum(g for _, g in placement) != self.gpus[job]:
-            raise AllocationError(f"job {job} needs {self.gpus[job]} GPUs, placement gives {placement}")
+        size = sum(g for _, g in placement)
+        if size != self.gpus[job]:
+            if self.min_gpus[job] == self.max_gpus[job]:
+                raise AllocationError(f"job {job} needs {self.gpus[job]} GPUs, placement gives {placement}")
+            self._set_size(job, size)
         if now < self.submit_s[job]:
             raise AllocationError(f"job {job} started before it was submitted")
         if self.enforce_quota and self.gpus[job] > self.quota.headroom(self.queue[job]) + 1e-6:
@@ -411,8 +445,8 @@ class ClusterState:
             self.on_host.setdefault(host, set()).add(job)
         self._wait(job, -1)
         self.status[job] = RUNNING_
-        again = self.preemptions[job] or self.interruptions[job]
-        overhead = self.restart_cost_s[job] if again else 0.0
+        again = self.preemptions[job] or self.interruptions[job] or self.resizes[job]
+        overhead = (self.restart_cost_s[job] if again else 0.0) + extra_s
         self.overhead[job] = self.np_overhead.a[job] = overhead
         self.placement[job] = self.last_placement[job] = placement
         self.gpu_ids[job] = taken
@@ -423,7 +457,8 @@ class ClusterState:
         if math.isnan(self.first_start[job]):
             self.first_start[job] = now
         self.attempts[job] += 1
-        run = self.wall_s(job, self.remaining[job])
+        self.rate[job] = speed(self.gpus[job], self.ref_gpus[job], self.scaling[job])
+        run = self.wall_s(job, self.remaining[job] / self.rate[job])
         self.expected_end[job] = now + (overhead + run)
         if self.reasons is not None:
             self.hold(job, now, RUNNING)
@@ -446,7 +481,8 @@ class ClusterState:
 
     def resume(self, job: int, worked_s: float, stops: int) -> None:
         """Registered `job` ran before, `stops` times stopped after `worked_s` of work kept
-        (a live cluster rebuilt from its records): it has that much less left."""
+        (seconds at the size it asked for; a live cluster rebuilt from its records): it has
+        that much less left."""
         self.remaining[job] = max(0.0, self.remaining[job] - worked_s)
         self.preemptions[job] += stops
         self.kept[job] = worked_s
@@ -463,17 +499,17 @@ class ClusterState:
         self.reported[job] = self.np_reported.a[job] = held
 
     def settle(self, job: int, kept_s: float) -> None:
-        """The run `job` stopped last kept `kept_s` useful seconds, as its checkpoint reports
-        came to say once it had ended (those written in its grace period count), rather
-        than what was assumed when it was stopped."""
-        delta = kept_s - self.kept[job]
+        """The run `job` stopped last kept `kept_s` useful seconds (of that run's time), as
+        its checkpoint reports came to say once it had ended (those written in its grace
+        period count), rather than what was assumed when it was stopped."""
+        delta = kept_s * self.kept_rate[job] - self.kept[job]
         if delta == 0.0:
             return
-        self.kept[job] = kept_s
+        self.kept[job] += delta
         self.lost[job] -= delta
         self.remaining[job] = max(0.0, self.remaining[job] - delta)
         if self.status[job] == RUNNING_:
-            self.expected_end[job] -= delta
+            self.expected_end[job] -= delta / self.rate[job]
 
     def set_interval(self, job: int, interval_s: float) -> None:
         """How often `job` checkpoints from its next start (a rule that follows failures)."""
@@ -509,20 +545,59 @@ class ClusterState:
             saved = saved if self.checkpoint_s[job] > 0.0 else 0.0
             self.unexpected[job] += 1
         self.interruptions[job] += 1
+        rate = self.rate[job]
         self._stop(job, now, useful, saved, writing, DRAINED if graceful else FAILED)
         if self.reasons is not None:
             self.hold(job, now, HOST_DRAINED if graceful else HOST_FAILED)
-        return useful - saved
+        return (useful - saved) * rate
+
+    def resize(
+        self, job: int, placement: Placement, now: float, graceful: bool = True, ids: GpuIds | None = None
+    ) -> float:
+        """Elastic `job` ends its run and starts again on `placement`, of another whole
+        number of steps within its bounds. `graceful`: it checkpoints first (everything
+        kept; the write is paid before the new run, with the restart); else (too short a
+        notice) it keeps its last completed checkpoint. Returns the new expected end."""
+        if self.status[job] != RUNNING_:
+            raise AllocationError(f"job {job} resized while not running")
+        gpus = sum(g for _, g in placement)
+        if self.min_gpus[job] == self.max_gpus[job]:
+            raise AllocationError(f"job {self.job_id[job]} is not elastic")
+        useful, saved, writing = self.run_parts(job, now)
+        write = 0.0
+        if graceful and math.isnan(self.reported[job]):
+            saved, write = useful, self.write_s[job]
+        self._stop(job, now, useful, saved, writing, RESIZED)
+        self.resizes[job] += 1
+        if self.log is not None:
+            self.log.append((now, "resize", job, gpus))
+        return self.start(job, placement, now, ids, write)
+
+    def _set_size(self, job: int, gpus: int) -> None:
+        """Waiting elastic `job` is to run on `gpus`: a whole number of steps in its bounds."""
+        lo, hi, step = self.min_gpus[job], self.max_gpus[job], self.step_gpus[job]
+        if not lo <= gpus <= hi or gpus % step:
+            raise AllocationError(
+                f"job {self.job_id[job]} cannot run on {gpus} GPUs (elastic {lo}-{hi} in steps of {step})"
+            )
+        self._wait(job, -1)
+        self.gpus[job] = gpus
+        self.np_gpus.a[job] = float(gpus)
+        self._wait(job, +1)
 
     def _stop(self, job: int, now: float, useful: float, saved: float, writing: float, why: str) -> None:
         """Release a running job's GPUs and quota, keeping `saved` seconds of its run."""
         self._release(job)
         self.runs.close(job, now, why)
-        self.lost[job] += useful - saved
-        self.kept[job] = saved
+        rate = self.kept_rate[job] = self.rate[job]
+        self.lost[job] += (useful - saved) * rate
+        self.kept[job] = saved * rate
         self.restarting[job] += min(now - self.run_since[job], self.overhead[job])
         self.writing[job] += writing
-        self.remaining[job] -= saved
+        self.remaining[job] -= saved * rate
+        if self.gpus[job] != self.ref_gpus[job]:  # (a resized job asks for its own size again)
+            self.gpus[job] = self.ref_gpus[job]
+            self.np_gpus.a[job] = float(self.gpus[job])
         self.run_since[job] = self.np_run_since.a[job] = -1.0
         self.last_stop[job] = now
         self.placement[job] = self.gpu_ids[job] = None
@@ -563,7 +638,7 @@ class ClusterState:
             self._release(job)
             self.runs.close(job, now, RUN_CANCELLED)
             self.restarting[job] += min(now - self.run_since[job], self.overhead[job])
-            self.lost[job] += useful
+            self.lost[job] += useful * self.rate[job]
             self.writing[job] += writing
         elif status == PENDING:
             self._wait(job, -1)
@@ -691,7 +766,7 @@ class ClusterState:
         jobs = JobTable(
             job_id=spec["job_id"],
             submit_s=np.asarray(spec["submit_s"], dtype=float),
-            gpus=np.asarray(spec["gpus"], dtype=np.int64),
+            gpus=np.asarray(spec["ref_gpus"], dtype=np.int64),
             duration_s=np.asarray(spec["duration_s"], dtype=float),
             queue=spec["queue_name"],
             user=[""] * len(spec["job_id"]),
@@ -702,7 +777,10 @@ class ClusterState:
             restart_s=np.asarray(spec["restart_cost_s"], dtype=float),
             checkpoint_write_s=np.asarray(spec["write_s"], dtype=float),
             topology=spec["topology"],
-            extra={"estimate_s": spec["estimate_s"]},
+            extra={
+                "estimate_s": spec["estimate_s"],
+                **{c: [str(v) for v in spec[c]] for c in ELASTIC_COLUMNS},
+            },
         )
         enforce, state.enforce_quota = state.enforce_quota, False  # (checked when first registered)
         state.add_jobs(jobs)
@@ -718,6 +796,7 @@ class ClusterState:
                 placement = tuple((h, len(taken)) for h, taken in ids)
                 state.preemptions[j] = ledger["preemptions"][j]  # (whether a restart cost is due)
                 state.interruptions[j] = ledger["interruptions"][j]
+                state.resizes[j] = ledger["resizes"][j]
                 state.remaining[j] = ledger["remaining"][j]
                 state.adopt(j, placement, ledger["run_since"][j], ids)
             elif status in (DONE, CANCELLED):
@@ -732,6 +811,7 @@ class ClusterState:
         ):
             mirror.a[: len(state)] = ledger[name]
         state.np_checkpoint.a[: len(state)] = spec["checkpoint_s"]
+        state.np_gpus.a[: len(state)] = state.gpus
         for j, p in data["last_placement"].items():
             state.last_placement[int(j)] = tuple((h, g) for h, g in p)
         for host in data["removed"]:

@@ -15,7 +15,8 @@ PREEMPTED = "preempted"  # a policy stopped it
 FAILED = "failed"  # a host under it failed
 DRAINED = "drained"  # a host under it was taken out on purpose (maintenance, lending): it saved first
 CANCELLED = "cancelled"
-ENDINGS = (COMPLETED, PREEMPTED, FAILED, DRAINED, CANCELLED)
+RESIZED = "resized"  # an elastic job checkpointed to restart at another size
+ENDINGS = (COMPLETED, PREEMPTED, FAILED, DRAINED, CANCELLED, RESIZED)
 
 
 class RunLog:

@@ -14,6 +14,7 @@ import numpy as np
 
 from corral.state.allocation import Placement
 from corral.state.checkpoint import run_parts_many
+from corral.state.elastic import speed
 from corral.state.reasons import capacity_reason
 
 if TYPE_CHECKING:
@@ -60,9 +61,9 @@ class ClusterView:
     def remaining_s(self, job: int) -> float:
         """Work left (oracle: from the true duration)."""
         c = self._c
-        return (
-            c.remaining[job] if c.run_since[job] < 0.0 else c.remaining[job] - c.run_parts(job, self.now_s)[0]
-        )
+        if c.run_since[job] < 0.0:
+            return c.remaining[job]
+        return c.remaining[job] - c.run_parts(job, self.now_s)[0] * c.rate[job]
 
     def run_s(self, job: int) -> float:
         """How long waiting `job` would run if started now, by its estimate: the work left,
@@ -119,6 +120,28 @@ class ClusterView:
     def place_on(self, job: int, free: np.ndarray) -> Placement | None:
         c = self._c
         return c.placer.find(c.pool[job], c.gpus[job], False, c.level[job], free)
+
+    def place_size(self, job: int, gpus: int, free: np.ndarray) -> Placement | None:
+        """Where `job` would go on `free` at another size (an elastic job's resize)."""
+        c = self._c
+        return c.placer.find(c.pool[job], gpus, False, c.level[job], free)
+
+    def speedup(self, job: int, gpus: int) -> float:
+        """How much faster running `job` would work on `gpus` GPUs than on what it holds."""
+        c = self._c
+        return speed(gpus, c.ref_gpus[job], c.scaling[job]) / c.rate[job]
+
+    def resize_cost_s(self, job: int) -> float:
+        """What a resize costs running `job` before it works again: its checkpoint write
+        and its restart."""
+        c = self._c
+        return c.write_s[job] + c.restart_cost_s[job]
+
+    def elastic(self, job: int) -> tuple[int, int, int] | None:
+        """An elastic job's (min_gpus, max_gpus, step_gpus); None for a rigid one."""
+        c = self._c
+        lo, hi = c.min_gpus[job], c.max_gpus[job]
+        return None if lo == hi else (lo, hi, c.step_gpus[job])
 
     def executed_s(self, job: int) -> float:
         return self.duration_s[job] - self.remaining_s(job)
