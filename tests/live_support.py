@@ -73,9 +73,6 @@ class FakeExecutor:
         """Stop what is stopping, then start what was committed (at `now`)."""
         with Session(self.engine) as session, session.begin():
             for attempt in session.scalars(select(Attempt).where(Attempt.state == STOPPING)):
-                if attempt.id not in self.began:  # started and stopped in one step: ran for 0 s
-                    self.began[attempt.id] = (session.get(Job, attempt.job).job_id, now)
-                    self.ends[attempt.id] = now
                 job_id, since = self.began[attempt.id]
                 self.left[job_id] -= now - since
                 del self.ends[attempt.id]
@@ -143,7 +140,8 @@ def replay(
                 break
             reconciler.step()
             executor.take(clock.t)
-    starts: dict[str, list[float]] = {}
-    for job_id, t in sorted(executor.began.values(), key=lambda x: x[1]):
-        starts.setdefault(job_id, []).append(t)
+    starts: dict[str, list[float]] = {}  # (attempts the reconciler committed, launched or not)
+    with Session(engine) as session:
+        for attempt in session.scalars(select(Attempt).order_by(Attempt.start_s, Attempt.id)):
+            starts.setdefault(session.get(Job, attempt.job).job_id, []).append(attempt.start_s)
     return starts, reconciler, engine

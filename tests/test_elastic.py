@@ -65,14 +65,14 @@ def test_without_the_elastic_part_an_elastic_job_runs_at_its_ask():
 
 
 def test_a_resize_pays_the_restart_and_holds_its_size():
-    # Restart 50 s. A grows at 0 (1,000 s at 4 -> 250 s at 16, +50: worth it): it restarts
-    # until 50 and works 50 s at 16 (200 s of its work) before B arrives at 100. It shrinks
-    # to 8 for B and, held for an hour from its last resize, stays there after B ends: 50 s
-    # of restart, then 800 s of work at 2x: it ends at 550.
+    # Restart 50 s. A grows at 0, the instant it starts: it has not begun, so that costs no
+    # restart; it works 100 s at 16 (400 s of its work) before B arrives at 100. It shrinks
+    # to 8 for B and, held for an hour from that resize, stays there after B ends: 50 s of
+    # restart, then 600 s of work at 2x: it ends at 450.
     jobs = elastic_jobs([(0, 4, 1000, "default", True, 50.0), (100, 8, 100)], {0: (4, 16, 4)})
     r = run("fifo+elastic:hold=3600", flat_fleet(2, 8), jobs)
-    assert r.end_s.tolist() == [pytest.approx(550), 200]
-    assert r.restart_s.tolist() == [100, 0]
+    assert r.end_s.tolist() == [pytest.approx(450), 200]
+    assert r.restart_s.tolist() == [50, 0]
 
 
 def test_growth_that_does_not_pay_for_its_restart_is_not_made():
@@ -210,8 +210,9 @@ def test_elastic_runs_conserve_gpus_and_work(rows, inner, hold):
     for j in range(len(jobs)):  # work at each run's rate, less what was lost, is the duration
         mine = [i for i in range(len(runs)) if runs.job[i] == j]
         done = 0.0
-        for k, i in enumerate(mine):
-            size = sum(g for _, g in runs.placement[i])
-            restart = cluster.restart_cost_s[j] if k else 0.0  # (paid before working, except at first)
-            done += max(0.0, runs.end_s[i] - runs.start_s[i] - restart) * size / jobs.gpus[j]
+        again = False  # (a restart is paid after any stop but a resize at the instant of a start)
+        for i in mine:
+            size, span = sum(g for _, g in runs.placement[i]), runs.end_s[i] - runs.start_s[i]
+            done += max(0.0, span - (cluster.restart_cost_s[j] if again else 0.0)) * size / jobs.gpus[j]
+            again = again or span > 0 or runs.ended[i] != RESIZED
         assert done - cluster.lost[j] == pytest.approx(jobs.duration_s[j], rel=1e-9, abs=1e-6)

@@ -2,7 +2,9 @@
 an elastic pre-training job and preemptible research take what serving leaves, and GPUs
 lent at night are reclaimed, at a notice, when serving wants them back.
 
-Mechanism only; the broker (capacity/broker.py) is the policy. Time advances in steps of
+Mechanism only; the broker (capacity/broker.py) is the policy. The elastic job is an
+ordinary engine job (capacity/training.py): its runs, checkpoints, restarts and lost work are
+the shared cluster state's ledger. Time advances in steps of
 `step_s` (5 minutes by default): serving demand changes on that scale, and start-up times
 and notices are charged in whole steps. Order of GPU claims: the research teams' fixed quota,
 then serving (services in the order given), then the elastic job, then best-effort
@@ -18,8 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from corral.capacity.broker import Broker
+from corral.capacity.training import Ledger, TrainingRun
 from corral.errors import InputError
-from corral.state.checkpoint import run_parts
 
 HOUR_S = 3600.0
 
@@ -44,7 +46,8 @@ class ElasticJob:
     data-parallel replica). Throughput follows gpus ** `scaling_exponent` (1: linear). Any
     resize is a checkpoint (when the notice allows the write) and a restart; it grows at most
     once per `min_hold_s` and leaves `buffer_gpus` to preemptible work, which serving takes
-    back first, so lent capacity does not make it flap."""
+    back first, so lent capacity does not make it flap. It runs as an engine job whose
+    table gives these as its min_gpus, max_gpus, step_gpus and scaling columns."""
 
     name: str
     min_gpus: int
@@ -54,9 +57,6 @@ class ElasticJob:
     write_s: float = 15.0
     restart_s: float = 300.0
     scaling_exponent: float = 1.0
-    # Or a measured curve: (GPUs, throughput per GPU relative to max_gpus) points, linearly
-    # interpolated; it replaces the exponent when given.
-    scaling_points: tuple[tuple[int, float], ...] = ()
     min_hold_s: float = 3600.0
     buffer_gpus: int = 0  # left to preemptible work, so small serving moves do not restart it
 
@@ -65,13 +65,8 @@ class ElasticJob:
             raise InputError("need 0 < step_gpus <= min_gpus <= max_gpus", source=self.name, field="min_gpus")
         if self.min_gpus % self.step_gpus or self.max_gpus % self.step_gpus:
             raise InputError("min_gpus and max_gpus must be whole steps", source=self.name, field="step_gpus")
-        xs = [g for g, _ in self.scaling_points]
-        if self.scaling_points and (xs != sorted(set(xs)) or any(not e > 0 for _, e in self.scaling_points)):
-            raise InputError(
-                "scaling points need increasing GPU counts and positive throughputs",
-                source=self.name,
-                field="scaling_points",
-            )
+        if not 0 < self.scaling_exponent <= 1:
+            raise InputError("scaling_exponent must be in (0, 1]", source=self.name, field="scaling_exponent")
 
     def fit(self, gpus: int) -> int:
         """The most this job runs on when `gpus` are open to it: whole replicas, the buffer
@@ -79,14 +74,18 @@ class ElasticJob:
         n = min(self.max_gpus, max(0, gpus - self.buffer_gpus) // self.step_gpus * self.step_gpus)
         return n if n >= self.min_gpus else 0
 
-    def speed(self, gpus: int) -> float:
-        """Useful GPU-equivalents per GPU-second on `gpus` GPUs, relative to max_gpus."""
-        if not gpus:
-            return 0.0
-        if self.scaling_points:
-            xs, ys = zip(*self.scaling_points, strict=True)
-            return float(np.interp(gpus, xs, ys))
-        return (gpus / self.max_gpus) ** (self.scaling_exponent - 1.0)
+    def run(self) -> TrainingRun:
+        """The job, not yet started, in an engine of its own."""
+        return TrainingRun(
+            self.name,
+            self.min_gpus,
+            self.max_gpus,
+            self.step_gpus,
+            self.checkpoint_interval_s,
+            self.write_s,
+            self.restart_s,
+            self.scaling_exponent,
+        )
 
 
 @dataclass(frozen=True)
@@ -120,65 +119,6 @@ class CapacityFleet:
 
 
 @dataclass
-class _Training:
-    """The elastic job's state and its GPU-second ledger: allocated = kept + overhead + lost.
-    Work and periodic checkpoint writes follow the one checkpoint model (state/checkpoint.py)
-    over the time the current run has worked; restarts and the final write of a graceful
-    resize are overhead paid first."""
-
-    job: ElasticJob
-    gpus: int = 0
-    elapsed_s: float = 0.0  # of the current run, after its overhead
-    overhead_left_s: float = 0.0
-    last_resize_s: float = -math.inf
-    allocated: float = 0.0
-    kept: float = 0.0
-    overhead: float = 0.0
-    lost: float = 0.0
-    useful: float = 0.0  # kept GPU-seconds weighted by the scaling curve
-    resizes: int = 0
-
-    def _parts(self) -> tuple[float, float, float]:
-        return run_parts(self.elapsed_s, self.job.checkpoint_interval_s, self.job.write_s)
-
-    def resize(self, gpus: int, now_s: float, graceful: bool) -> None:
-        if gpus == self.gpus:
-            return
-        if self.gpus:
-            if graceful:
-                self.overhead_left_s += self.job.write_s
-            else:
-                done, saved, _ = self._parts()
-                lost = self.gpus * (done - saved)
-                self.lost += lost
-                self.kept -= lost
-                self.useful -= lost * self.job.speed(self.gpus)
-            self.elapsed_s = 0.0
-        self.resizes += 1
-        self.gpus = gpus
-        self.last_resize_s = now_s
-        if gpus:
-            self.overhead_left_s += self.job.restart_s
-
-    def run(self, step_s: float) -> None:
-        """One step on the current GPUs: pending overhead first, then work with periodic
-        checkpoint writes."""
-        n, job = self.gpus, self.job
-        if not n:
-            return
-        self.allocated += n * step_s
-        spent = min(step_s, self.overhead_left_s)
-        self.overhead_left_s -= spent
-        self.overhead += n * spent
-        done, _, writing = self._parts()
-        self.elapsed_s += step_s - spent
-        done_now, _, writing_now = self._parts()
-        self.kept += n * (done_now - done)
-        self.useful += n * (done_now - done) * job.speed(n)
-        self.overhead += n * (writing_now - writing)
-
-
-@dataclass
 class CapacityResult:
     broker: str
     step_s: float
@@ -191,7 +131,7 @@ class CapacityResult:
     fleet_gpus: int
     service_names: tuple[str, ...]
     slo_targets: tuple[float, ...]
-    training: _Training
+    training: Ledger
     dedicated_useful: float
     replica_starts: int = 0
     replica_stops: int = 0
@@ -270,7 +210,7 @@ def simulate_capacity(fleet: CapacityFleet, broker: Broker) -> CapacityResult:
     lent = np.zeros(steps)
     pending: list[list[tuple[int, int]]] = [[] for _ in services]  # (ready step, replicas)
     ready = np.zeros(len(services), dtype=np.int64)
-    tr = _Training(fleet.training)
+    tr = fleet.training.run()
     result = CapacityResult(
         broker.kind,
         step_s,
@@ -283,7 +223,7 @@ def simulate_capacity(fleet: CapacityFleet, broker: Broker) -> CapacityResult:
         fleet.gpus,
         tuple(s.name for s in services),
         tuple(s.slo for s in services),
-        tr,
+        Ledger(0.0, 0.0, 0.0, 0.0, 0),
         0.0,
     )
     job = fleet.training
@@ -358,16 +298,14 @@ def simulate_capacity(fleet: CapacityFleet, broker: Broker) -> CapacityResult:
             if fit > tr.gpus:
                 tr.resize(fit, now, True)
         be = pool - serving - tr.gpus
-        tr.run(step_s)
         capacity[:, t] = ready * per_replica
         provisioned[:, t] = held * per_replica
         training_gpus[t] = tr.gpus
         best_effort[t] = be
         lent[t] = max(0, nominal - serving)
     result.lent = lent
-    dedicated = _Training(job)
+    result.training = tr.ledger(steps * step_s)
+    dedicated = job.run()
     dedicated.resize(job.max_gpus, 0.0, True)  # the same job alone on max_gpus
-    for _ in range(steps):
-        dedicated.run(step_s)
-    result.dedicated_useful = dedicated.useful
+    result.dedicated_useful = dedicated.ledger(steps * step_s).useful
     return result

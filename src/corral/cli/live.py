@@ -256,11 +256,21 @@ def submit(
     estimate: Annotated[str | None, typer.Option(help="How long it runs (2h): backfill reads it.")] = None,
     grace: Annotated[str, typer.Option(help="SIGTERM to SIGKILL when stopped (30s).")] = "30s",
     name: Annotated[str, typer.Option(help="A name to recognise it by.")] = "",
+    min_gpus: Annotated[int | None, typer.Option(help="Elastic: the fewest GPUs it runs on.")] = None,
+    max_gpus: Annotated[int | None, typer.Option(help="Elastic: the most GPUs it runs on.")] = None,
+    step_gpus: Annotated[
+        int | None, typer.Option(help="Elastic: GPUs per data-parallel replica (default: --min-gpus).")
+    ] = None,
+    scaling: Annotated[
+        float | None, typer.Option(help="Elastic: throughput ~ GPUs ** scaling (default 1: linear).")
+    ] = None,
     server: Server = None,
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
-    """Queue a command: corral submit --gpus 8 --queue team-a -- python train.py ..."""
+    """Queue a command: corral submit --gpus 8 --queue team-a -- python train.py ...
+    An elastic job (--min-gpus/--max-gpus) is resized by a policy with +elastic: it gets
+    SIGTERM, checkpoints, and its ranks start again with the new WORLD_SIZE."""
     with input_errors():
         command = list(ctx.args)
         if not command:
@@ -277,6 +287,8 @@ def submit(
             "name": name,
             "command": command,
         }
+        elastic = {"min_gpus": min_gpus, "max_gpus": max_gpus, "step_gpus": step_gpus, "scaling": scaling}
+        body |= {k: v for k, v in elastic.items() if v is not None}
         out = _call(server, token, "POST", "/v1/jobs", json=body)
     if as_json:
         print(json.dumps(out))

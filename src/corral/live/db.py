@@ -76,6 +76,11 @@ class Job(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     checkpoint_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # last completed one
     run_s: Mapped[float] = mapped_column(Float, default=0.0)  # time it held GPUs, all attempts
+    # elastic: the sizes it may be resized to (state/elastic.py); None for a rigid job
+    min_gpus: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_gpus: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    step_gpus: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    scaling: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Attempt(Base):

@@ -49,9 +49,10 @@ from corral.live.db import (
     Node,
 )
 from corral.quota import CohortSpec, QueueSpec
-from corral.scheduling.policy import Hold, Policy, Preempt, Start, Wake
+from corral.scheduling.policy import Hold, Policy, Preempt, Resize, Start, Wake
 from corral.scheduling.registry import make_policy
 from corral.state.cluster import RUNNING_, ClusterState
+from corral.state.elastic import ELASTIC_COLUMNS, speed
 from corral.workload import JobTable
 
 UNKNOWN_DURATION_S = 365 * 86400.0  # what the state assumes of a job with no estimate
@@ -71,6 +72,29 @@ def kept_s(attempt: Attempt, job: Job) -> float:
     if job.checkpoint_s is not None or attempt.ended == "failed":
         return 0.0
     return max(0.0, stop_s - attempt.start_s)
+
+
+def job_table(jobs: list[Job]) -> JobTable:
+    """Job rows as the cluster state registers them (an elastic job's sizes as the elastic
+    columns; a job with no estimate as one that runs a year)."""
+    estimate = [UNKNOWN_DURATION_S if j.estimate_s is None else j.estimate_s for j in jobs]
+
+    def text(value: float | None) -> str:
+        return "" if value is None else repr(value)
+
+    return JobTable(
+        job_id=[j.job_id for j in jobs],
+        submit_s=np.array([j.submit_s for j in jobs], dtype=float),
+        gpus=np.array([j.gpus for j in jobs], dtype=np.int64),
+        duration_s=np.array(estimate, dtype=float),
+        queue=[j.queue for j in jobs],
+        user=[j.team or "" for j in jobs],
+        kind=["experiment"] * len(jobs),
+        priority=np.array([j.priority or 0 for j in jobs], dtype=np.int64),
+        preemptible=np.array([j.preemptible is not False for j in jobs], dtype=bool),
+        source="<live>",
+        extra={name: [text(getattr(j, name)) for j in jobs] for name in ELASTIC_COLUMNS},
+    )
 
 
 @dataclass
@@ -109,6 +133,7 @@ class Reconciler:
         self.reports: dict[int, float] = {}  # attempt -> the checkpoint report applied
         self.usage: dict[str, list[float]] = {}  # the policy's past usage, as last saved
         self.steps = 0
+        self.fresh: set[int] = set()  # attempts committed in this step's transaction
         self.rebuild()
 
     # --- the state from the database -----------------------------------------------------
@@ -161,11 +186,13 @@ class Reconciler:
                     continue
                 if attempt.state in (COMMITTED, STARTED):
                     running[attempt.job] = attempt
-                else:  # a run that was stopped: the work its checkpoints kept
+                else:  # a run that was stopped: the work its checkpoints kept, at its size
+                    row = session.get(Job, attempt.job)
                     kept = attempt.kept_s
                     if kept is None:
-                        kept = kept_s(attempt, session.get(Job, attempt.job))
-                    cluster.resume(i, kept, 1)
+                        kept = kept_s(attempt, row)
+                    size = sum(len(ids) for _, ids in attempt.placement)
+                    cluster.resume(i, kept * speed(size, row.gpus, cluster.scaling[i]), 1)
             index = {name: host for host, name in enumerate(self.node_of)}
             view = cluster.view
             view.now_s = now
@@ -202,20 +229,7 @@ class Reconciler:
         if not jobs:
             return
         assert self.cluster is not None
-        estimate = [UNKNOWN_DURATION_S if j.estimate_s is None else j.estimate_s for j in jobs]
-        table = JobTable(
-            job_id=[j.job_id for j in jobs],
-            submit_s=np.array([j.submit_s for j in jobs], dtype=float),
-            gpus=np.array([j.gpus for j in jobs], dtype=np.int64),
-            duration_s=np.array(estimate, dtype=float),
-            queue=[j.queue for j in jobs],
-            user=[j.team for j in jobs],
-            kind=["experiment"] * len(jobs),
-            priority=np.array([j.priority for j in jobs], dtype=np.int64),
-            preemptible=np.array([j.preemptible for j in jobs], dtype=bool),
-            source="<live>",
-        )
-        for job, i in zip(jobs, self.cluster.add_jobs(table), strict=True):
+        for job, i in zip(jobs, self.cluster.add_jobs(job_table(jobs)), strict=True):
             self.row_of.append(job.id)
             self.job_of[job.id] = i
         self.last_row = max(self.last_row, max(job.id for job in jobs))
@@ -232,6 +246,7 @@ class Reconciler:
             return 0
         cluster.view.now_s = now
         started = 0
+        self.fresh = set()
         with Session(self.db) as session, session.begin():
             # After a rebuild every pool is passed, so that jobs found waiting may start, unless
             # the reconciler before this one passed them at this very instant, knowing every
@@ -432,8 +447,11 @@ class Reconciler:
         for attempt in session.scalars(
             select(Attempt).where(Attempt.job == row.id, Attempt.state.in_((COMMITTED, STARTED)))
         ):
-            attempt.state, attempt.ended, attempt.stop_s = STOPPING, why, now
-            attempt.stop_deadline_s = now + row.grace_s
+            attempt.ended, attempt.stop_s = why, now
+            if attempt.id in self.fresh:  # (committed in this transaction: no agent has seen it)
+                attempt.state, attempt.end_s, attempt.kept_s = DONE, now, 0.0
+                continue
+            attempt.state, attempt.stop_deadline_s = STOPPING, now + row.grace_s
 
     def _decide(self, session: Session, pool: int, now: float) -> int:
         cluster = self.cluster
@@ -441,16 +459,16 @@ class Reconciler:
         started = 0
         for decision in self.policy.decide(pool):
             if type(decision) is Start:
+                cluster.start(decision.job, decision.placement, now)
+                self._commit(session, decision.job, now)
+                started += 1
+            elif type(decision) is Resize:
+                # the gang stops (SIGTERM: it checkpoints) and starts again at its new size
+                # from the same checkpoint folder, once the old one has ended
                 i = decision.job
-                cluster.start(i, decision.placement, now)
-                row = session.get(Job, self.row_of[i])
-                placement = [[self.node_of[host], list(taken)] for host, taken in cluster.gpu_ids[i]]
-                number = cluster.attempts[i]
-                session.add(
-                    Attempt(job=row.id, number=number, placement=placement, state=COMMITTED, start_s=now)
-                )
-                row.state = RUNNING
-                session.flush()  # (the attempt is in the transaction before anything can launch it)
+                cluster.resize(i, decision.placement, now, decision.graceful)
+                self._stop(session, session.get(Job, self.row_of[i]), now, "resized")
+                self._commit(session, i, now)
                 started += 1
             elif type(decision) is Preempt:
                 cluster.preempt(decision.job, now, decision.why, decision.by)
@@ -462,6 +480,21 @@ class Reconciler:
             elif type(decision) is Wake and now < decision.at_s < self.wakes.get(decision.pool, math.inf):
                 self.wakes[decision.pool] = decision.at_s
         return started
+
+    def _commit(self, session: Session, i: int, now: float) -> None:
+        """An attempt row for the run job `i` has just been given, in the transaction before
+        anything can launch it."""
+        cluster = self.cluster
+        assert cluster is not None
+        row = session.get(Job, self.row_of[i])
+        placement = [[self.node_of[host], list(taken)] for host, taken in cluster.gpu_ids[i]]  # type: ignore[union-attr]
+        attempt = Attempt(
+            job=row.id, number=cluster.attempts[i], placement=placement, state=COMMITTED, start_s=now
+        )
+        session.add(attempt)
+        row.state = RUNNING
+        session.flush()
+        self.fresh.add(attempt.id)
 
     def next_wake_s(self) -> float:
         """When the policy asked to decide again with nothing else happening (inf if never)."""

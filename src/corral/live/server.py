@@ -50,8 +50,9 @@ from corral.live.db import (
     new_token,
     team_of,
 )
-from corral.live.reconciler import Config, Reconciler
+from corral.live.reconciler import Config, Reconciler, job_table
 from corral.scheduling.registry import make_policy
+from corral.state.elastic import elastic_columns
 
 ADMIN, TEAM, NODE = "admin", "team", "node"
 
@@ -65,6 +66,12 @@ class JobSpec(BaseModel, extra="forbid"):
     grace_s: float = Field(30.0, ge=0, le=86_400, allow_inf_nan=False)
     name: str = Field("", max_length=200)
     command: list[str] = Field(min_length=1)
+    # elastic: resized between these in whole steps (policies with +elastic), throughput
+    # (gpus / asked) ** scaling
+    min_gpus: int | None = Field(None, ge=1, le=10_000_000)
+    max_gpus: int | None = Field(None, ge=1, le=10_000_000)
+    step_gpus: int | None = Field(None, ge=1, le=10_000_000)
+    scaling: float | None = Field(None, gt=0, le=1, allow_inf_nan=False)
 
 
 class TeamSpec(BaseModel, extra="forbid"):
@@ -121,6 +128,9 @@ def job_view(
         "end_s": job.end_s,
         "command": job.command,
         "run_s": job.run_s,
+        "min_gpus": job.min_gpus,
+        "max_gpus": job.max_gpus,
+        "step_gpus": job.step_gpus,
     }
     if now is not None:
         out["ran_s"] = job.run_s + (max(0.0, now - since) if since is not None else 0.0)
@@ -299,6 +309,12 @@ def create_app(
         most = largest_pool(db)
         if most and spec.gpus > most:
             raise unprocessable("gpus", f"{spec.gpus} GPUs is more than any pool has ({most})")
+        try:  # (an elastic job's sizes, checked as a job table's are)
+            fields = ("gpus", "queue", "min_gpus", "max_gpus", "step_gpus", "scaling")
+            asked = Job(job_id="submitted", submit_s=0.0, **{f: getattr(spec, f) for f in fields})
+            elastic_columns(job_table([asked]))
+        except InputError as err:
+            raise unprocessable(err.field or "gpus", err.message) from None
         # (two plain statements: the ORM's unit of work costs more than they do)
         row = db.execute(
             insert(Job)
@@ -313,6 +329,10 @@ def create_app(
                 estimate_s=spec.estimate_s,
                 grace_s=spec.grace_s,
                 command=spec.command,
+                min_gpus=spec.min_gpus,
+                max_gpus=spec.max_gpus,
+                step_gpus=spec.step_gpus,
+                scaling=spec.scaling,
                 submit_s=clock(),
                 state=PENDING,
             )
@@ -447,9 +467,10 @@ def create_app(
     @app.get("/v1/quota")
     async def quota(who: Caller, db: Db) -> list[dict[str, Any]]:
         require(who, TEAM, ADMIN)
-        used: dict[str, int] = {}
-        for job in db.scalars(select(Job).where(Job.state == "running")):
-            used[job.queue] = used.get(job.queue, 0) + job.gpus
+        used: dict[str, int] = {}  # (what live attempts hold: an elastic job's size now)
+        held = select(Job.queue, Attempt.placement).join(Attempt, Attempt.job == Job.id)
+        for queue, placement in db.execute(held.where(Attempt.state.in_((COMMITTED, STARTED)))):
+            used[queue] = used.get(queue, 0) + sum(len(ids) for _, ids in placement)
         specs = config.queues or ()
         rows = [
             {
@@ -686,7 +707,7 @@ def _launch_spec(db: Session, attempt: Attempt, job: Job, node: str) -> dict[str
         "env": {
             "MASTER_ADDR": first.address if first is not None else "127.0.0.1",
             "MASTER_PORT": str(20000 + attempt.id % 20000),
-            "WORLD_SIZE": str(job.gpus),
+            "WORLD_SIZE": str(sum(len(ids) for _, ids in attempt.placement)),  # (an elastic job's size now)
             "NODE_RANK": str(rank),
             "NNODES": str(len(names)),
             "RANK": str(sum(len(ids) for _, ids in attempt.placement[:rank])),

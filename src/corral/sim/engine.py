@@ -276,6 +276,13 @@ class Engine:
         self.now = self.cluster.view.now_s = max(self.now, now_s)
         self._decide(pools, self.now)
 
+    def stop(self, job: int, graceful: bool = True) -> None:
+        """Stop running `job` now (between instants): its GPUs are taken back for another use
+        by a mechanism outside the engine. It saves first when `graceful` (else it keeps its
+        last completed checkpoint) and waits again."""
+        self.cluster.interrupt(job, self.now, graceful)
+        self.policy.interrupted(job)
+
     def _quota_waiters(self) -> set[int]:
         """Pools where jobs wait, when quota spans pools: GPUs of a queue's quota returned in
         one pool may admit a job of its cohort waiting in another, which no event there

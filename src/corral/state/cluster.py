@@ -557,18 +557,20 @@ class ClusterState:
         """Elastic `job` ends its run and starts again on `placement`, of another whole
         number of steps within its bounds. `graceful`: it checkpoints first (everything
         kept; the write is paid before the new run, with the restart); else (too short a
-        notice) it keeps its last completed checkpoint. Returns the new expected end."""
+        notice) it keeps its last completed checkpoint. A run resized at the instant it
+        started has not begun: it is placed again at no cost. Returns the new expected end."""
         if self.status[job] != RUNNING_:
             raise AllocationError(f"job {job} resized while not running")
         gpus = sum(g for _, g in placement)
         if self.min_gpus[job] == self.max_gpus[job]:
             raise AllocationError(f"job {self.job_id[job]} is not elastic")
+        fresh = now == self.run_since[job]
         useful, saved, writing = self.run_parts(job, now)
         write = 0.0
-        if graceful and math.isnan(self.reported[job]):
+        if graceful and math.isnan(self.reported[job]) and not fresh:
             saved, write = useful, self.write_s[job]
         self._stop(job, now, useful, saved, writing, RESIZED)
-        self.resizes[job] += 1
+        self.resizes[job] += not fresh
         if self.log is not None:
             self.log.append((now, "resize", job, gpus))
         return self.start(job, placement, now, ids, write)

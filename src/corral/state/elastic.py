@@ -41,7 +41,7 @@ def elastic_columns(jobs: JobTable) -> ElasticColumns:
     if not any(v is not None for v in given.values()):
         return out
     for i in range(n):
-        line = jobs.where(i) or 0
+        line = jobs.where(i)  # (None: a job given by the API, not a file)
         text = {c: "" if v is None else str(v[i]).strip() for c, v in given.items()}
         if not any(text.values()):
             continue
