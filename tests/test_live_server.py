@@ -24,13 +24,13 @@ class Cluster:
     """A server on `url` (stepped by hand) with a fake clock, an admin, a node token and two
     teams, each allowed its own queue."""
 
-    def __init__(self, url: str, data_dir: Path, policy: str = "priority") -> None:
+    def __init__(self, url: str, data_dir: Path, policy: str = "priority", broker=None) -> None:
         self.engine = connect(url)
         migrate(self.engine)
         self.clock = Clock(1000.0)
         self.app = create_app(
             self.engine,
-            Config(policy, QUEUES, (CohortSpec("c"),)),
+            Config(policy, QUEUES, (CohortSpec("c"),), broker=broker),
             data_dir,
             self.clock,
             reconcile_every_s=None,

@@ -65,15 +65,20 @@ class Broker:
             self._below = [0] * services
         out = np.zeros(services, dtype=np.int64)
         for s in range(services):
-            if self.kind == "static":
-                want = float(demand[s].max())
-            elif self.kind == "reactive":
-                want = float(demand[s, t])
-            else:
-                want = max(float(demand[s, t]), self._forecast(demand[s], t, int(lead_steps[s]), step_s))
+            want = self.wanted(t, demand[s], int(lead_steps[s]), step_s)
             need = self.replicas_for(want, int(gpus_per_replica[s]), int(min_replicas[s]))
             out[s] = need if self.kind == "static" else self._hysteresis(s, need)
         return out
+
+    def wanted(self, t: int, series: np.ndarray, lead_steps: int, step_s: float) -> float:
+        """The demand, in GPUs, a service's replicas are sized for at step `t`: the horizon's
+        peak (static), demand now (reactive), or the larger of now and the forecast over the
+        lead (predictive)."""
+        if self.kind == "static":
+            return float(series.max())
+        if self.kind == "reactive":
+            return float(series[t])
+        return max(float(series[t]), self._forecast(series, t, lead_steps, step_s))
 
     def replicas_for(self, gpus: float, gpus_per_replica: int, min_replicas: int) -> int:
         """Replicas that serve `gpus` of demand with the headroom, never below the floor."""

@@ -139,6 +139,7 @@ class CapacityResult:
     gpus_reclaimed: int = 0
     best_effort_lost: float = 0.0
     lent: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    targets: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))  # replicas asked
 
     def metrics(self) -> dict[str, object]:
         step_h = self.step_s / HOUR_S
@@ -208,6 +209,7 @@ def simulate_capacity(fleet: CapacityFleet, broker: Broker) -> CapacityResult:
     training_gpus = np.zeros(steps)
     best_effort = np.zeros(steps)
     lent = np.zeros(steps)
+    asked = np.zeros((len(services), steps), dtype=np.int64)
     pending: list[list[tuple[int, int]]] = [[] for _ in services]  # (ready step, replicas)
     ready = np.zeros(len(services), dtype=np.int64)
     tr = fleet.training.run()
@@ -244,6 +246,7 @@ def simulate_capacity(fleet: CapacityFleet, broker: Broker) -> CapacityResult:
             return broker.lendable_ceiling(t + past, seen, per_replica, floor, held_gpus, horizon, step_s)
 
         target = broker.targets(t + past, seen, per_replica, floor, lead, step_s)
+        asked[:, t] = target
         held = ready + np.array([sum(n for _, n in p) for p in pending])
         # Shrink first (pending replicas go before ready ones), then grow.
         for i in range(len(services)):
@@ -303,7 +306,7 @@ def simulate_capacity(fleet: CapacityFleet, broker: Broker) -> CapacityResult:
         training_gpus[t] = tr.gpus
         best_effort[t] = be
         lent[t] = max(0, nominal - serving)
-    result.lent = lent
+    result.lent, result.targets = lent, asked
     result.training = tr.ledger(steps * step_s)
     dedicated = job.run()
     dedicated.resize(job.max_gpus, 0.0, True)  # the same job alone on max_gpus

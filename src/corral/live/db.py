@@ -81,6 +81,7 @@ class Job(Base):
     max_gpus: Mapped[int | None] = mapped_column(Integer, nullable=True)
     step_gpus: Mapped[int | None] = mapped_column(Integer, nullable=True)
     scaling: Mapped[float | None] = mapped_column(Float, nullable=True)
+    service: Mapped[str | None] = mapped_column(String(200), nullable=True)  # a replica of this service
 
 
 class Attempt(Base):
@@ -100,6 +101,53 @@ class Attempt(Base):
     exits: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)  # node -> its exit code
     checkpoint_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # last one reported
     kept_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # useful work kept, once ended
+
+
+class Service(Base):
+    """An inference service: replicas of `gpus_per_replica` GPUs running `command`, between
+    `min_replicas` and `max_replicas`, each serving `replica_rps` requests per second within
+    its SLO (`slo_latency_s` at percentile `slo_percentile`), ready `startup_s` after it
+    starts. The broker sets `target_replicas` from the demand it has seen."""
+
+    __tablename__ = "services"
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    team: Mapped[str] = mapped_column(String(200))
+    queue: Mapped[str] = mapped_column(String(200))
+    gpus_per_replica: Mapped[int] = mapped_column(Integer)
+    min_replicas: Mapped[int] = mapped_column(Integer)
+    max_replicas: Mapped[int] = mapped_column(Integer)
+    replica_rps: Mapped[float] = mapped_column(Float)
+    startup_s: Mapped[float] = mapped_column(Float)
+    slo_latency_s: Mapped[float] = mapped_column(Float)
+    slo_percentile: Mapped[float] = mapped_column(Float)
+    command: Mapped[list[Any]] = mapped_column()
+    target_replicas: Mapped[int] = mapped_column(Integer)
+    created_s: Mapped[float] = mapped_column(Float)
+
+
+class Demand(Base):
+    """Requests per second a service was asked for at `t_s` (pushed, or counted by its proxy)."""
+
+    __tablename__ = "demand"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    service: Mapped[str] = mapped_column(ForeignKey("services.name", ondelete="CASCADE"), index=True)
+    t_s: Mapped[float] = mapped_column(Float)
+    requests_per_s: Mapped[float] = mapped_column(Float)
+
+
+class Move(Base):
+    """A broker decision: a service's target replicas, or the GPUs lent to elastic training,
+    changed from `before` to `after` at `t_s`, and why."""
+
+    __tablename__ = "moves"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    t_s: Mapped[float] = mapped_column(Float)
+    step: Mapped[int] = mapped_column(Integer)
+    service: Mapped[str] = mapped_column(String(200))  # "" for lending
+    kind: Mapped[str] = mapped_column(String(20))  # "replicas" or "lend"
+    before: Mapped[int] = mapped_column(Integer)
+    after: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(500))
 
 
 class Meta(Base):

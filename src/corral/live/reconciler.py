@@ -47,7 +47,9 @@ from corral.live.db import (
     Job,
     Meta,
     Node,
+    Service,
 )
+from corral.live.services import BrokerConfig, LiveBroker
 from corral.quota import CohortSpec, QueueSpec
 from corral.scheduling.policy import Hold, Policy, Preempt, Resize, Start, Wake
 from corral.scheduling.registry import make_policy
@@ -106,6 +108,7 @@ class Config:
     cohorts: tuple[CohortSpec, ...] = ()
     default_cohort: str | None = None
     heartbeat_timeout_s: float = 30.0
+    broker: BrokerConfig | None = None  # services' replicas and lending (live/services.py)
 
     @classmethod
     def from_fleet(cls, fleet: Fleet | None, policy: str) -> Config:
@@ -134,6 +137,7 @@ class Reconciler:
         self.usage: dict[str, list[float]] = {}  # the policy's past usage, as last saved
         self.steps = 0
         self.fresh: set[int] = set()  # attempts committed in this step's transaction
+        self.broker: LiveBroker | None = None
         self.rebuild()
 
     # --- the state from the database -----------------------------------------------------
@@ -155,6 +159,7 @@ class Reconciler:
             self.nodes_touched = set()
             self.policy = make_policy(self.config.policy)
             self.wakes = {}
+            self.broker = LiveBroker(self.config.broker) if self.config.broker is not None else None
             if not nodes:
                 return
             segments = [Segment(node.pool, 1, node.gpus, 1, 1) for node in nodes]
@@ -262,6 +267,7 @@ class Reconciler:
             self.nodes_touched = set()
             self._checkpoints(session)
             touched |= self._exits(session, now)
+            touched |= self._services(session, now)
             touched |= self._arrivals(session)
             touched |= self._cancellations(session, now)
             touched |= {pool for pool, at in self.wakes.items() if at <= now}
@@ -279,6 +285,23 @@ class Reconciler:
                 note.value = seen
             self._save_usage(session)
         return started
+
+    def _services(self, session: Session, now: float) -> set[int]:
+        """The broker's step, when one is due: replicas submitted or cancelled to meet its
+        targets (arrivals and cancellations of this same step apply them), and the GPUs
+        held out of elastic growth in the services' pool."""
+        cluster = self.cluster
+        if self.broker is None or cluster is None or not self.broker.due(now):
+            return set()
+        first = session.scalar(select(Service.queue).order_by(Service.created_s, Service.name).limit(1))
+        pool = cluster.fleet.pool_of_queue(first) if first is not None else None
+        if pool is None:
+            return set()
+        reserve = self.broker.step(session, now, cluster.fleet.pool_gpus[pool])
+        if reserve is None or reserve == cluster.reserved[pool]:
+            return set()
+        cluster.reserved[pool] = reserve
+        return {pool}
 
     def _save_usage(self, session: Session) -> None:
         """Keep the policy's memory of past usage (fair share with decay) where a rebuilt

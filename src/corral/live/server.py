@@ -16,11 +16,11 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import func, insert, select, text, update
@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from corral.errors import InputError
 from corral.fleet import fleet_from_text
+from corral.live.api import ADMIN, NODE, TEAM, Caller, Db, require, unprocessable
 from corral.live.db import (
     COMMITTED,
     CORDONED,
@@ -51,10 +52,9 @@ from corral.live.db import (
     team_of,
 )
 from corral.live.reconciler import Config, Reconciler, job_table
+from corral.live.services_api import replica_port, service_routes
 from corral.scheduling.registry import make_policy
 from corral.state.elastic import elastic_columns
-
-ADMIN, TEAM, NODE = "admin", "team", "node"
 
 
 class JobSpec(BaseModel, extra="forbid"):
@@ -155,29 +155,6 @@ def attempt_view(a: Attempt) -> dict[str, Any]:
     }
 
 
-async def _session(request: Request) -> AsyncIterator[Session]:
-    """A session in one transaction. Requests run on the event loop (every endpoint is
-    async): their statements take a millisecond or two, less than handing them to a worker
-    thread costs, and SQLite takes one writer at a time anyway."""
-    with Session(request.app.state.engine) as session, session.begin():
-        yield session
-
-
-Db = Annotated[Session, Depends(_session)]
-
-
-async def _caller(db: Db, authorization: Annotated[str | None, Header()] = None) -> Team:
-    if not authorization or not authorization.startswith("Bearer "):
-        raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-    team = team_of(db, authorization.removeprefix("Bearer ").strip())
-    if team is None:
-        raise HTTPException(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})
-    return team
-
-
-Caller = Annotated[Team, Depends(_caller)]
-
-
 class LeaderLock:
     """One reconciler per cluster: a PostgreSQL advisory lock held on its own connection, or
     a file lock beside a SQLite database."""
@@ -272,13 +249,10 @@ def create_app(
             thread.join(timeout=5)
 
     app = FastAPI(title="corral", lifespan=lifespan)
+    app.include_router(service_routes(clock, lambda: {q.name for q in config.queues} or {"default"}))
     app.state.engine = engine
     app.state.step = step
     app.state.reconciler = reconciler
-
-    def require(who: Team, *roles: str) -> None:
-        if who.role not in roles:
-            raise HTTPException(403, f"a {who.role} token may not do this")
 
     def own_job(db: Session, who: Team, job_id: str) -> Job:
         job = db.scalar(select(Job).where(Job.job_id == job_id))
@@ -287,10 +261,6 @@ def create_app(
         if who.role == NODE:
             raise HTTPException(403, "a node token may not read jobs")
         return job
-
-    def unprocessable(field: str, message: str, part: str = "body") -> HTTPException:
-        """422 naming the field, as FastAPI's own validation does (`part`: body or query)."""
-        return HTTPException(422, [{"loc": [part, field], "msg": message, "type": "value_error"}])
 
     @app.exception_handler(ValueError)
     async def _value_error(_: Request, err: ValueError) -> JSONResponse:
@@ -714,6 +684,7 @@ def _launch_spec(db: Session, attempt: Attempt, job: Job, node: str) -> dict[str
             "LOCAL_WORLD_SIZE": str(len(attempt.placement[rank][1])),
             "CORRAL_JOB_ID": job.job_id,
             "CORRAL_ATTEMPT": str(attempt.number),
+            "CORRAL_PORT": str(replica_port(attempt.id)),  # (where a service's replica listens)
         },
     }
 

@@ -4,13 +4,14 @@ The inner policy decides who starts and who is preempted, at the sizes jobs ask 
 the same pass:
 
 - shrink: while jobs the inner policy could not start wait in the pool, running elastic jobs
-  above their minimum give back whole data-parallel steps (those grown most recently first)
-  until the longest-waiting job's GPUs are free, and the inner policy decides again: what an
-  elastic job took beyond its ask was lent, and waiting work takes it back before anything
-  is preempted;
-- grow: when nothing waits in the pool, running elastic jobs (oldest first) grow to the
-  largest size that free GPUs allow, if the restart pays for itself before the job would
-  end at its present size (by its estimate) and it has held its size for `hold_s`.
+  of no higher priority, above their minimum, give back whole data-parallel steps (those
+  resized most recently first) until the GPUs the waiting jobs of the highest priority ask
+  for are free (or as many as they can give), and the inner policy decides again: what an
+  elastic job took beyond its ask was lent, and waiting work takes it back;
+- grow: when no job of its priority or higher waits in the pool, a running elastic job
+  (oldest first) grows to the largest size that the free GPUs, less those a broker holds for
+  services (`view.reserved_gpus`), allow, if the restart pays for itself before the job
+  would end at its present size (by its estimate) and it has held its size for `hold_s`.
 
 A resize is the job's checkpoint and restart (state/cluster.py `resize`). The inner policy
 sees it as the job leaving and being adopted again at its new size, so its own accounts
@@ -100,6 +101,8 @@ class Elastic:
 
     def decide(self, pool: int) -> Iterator[Decision]:
         yield from self._inner(pool)
+        if not self.running[pool]:
+            return
         if self.waiting[pool]:
             freed = False
             for decision in self._shrink(pool):
@@ -107,8 +110,7 @@ class Elastic:
                 yield decision
             if freed:
                 yield from self._inner(pool)
-        if not self.waiting[pool]:
-            yield from self._grow(pool)
+        yield from self._grow(pool)
 
     def _inner(self, pool: int) -> Iterator[Decision]:
         """The inner policy's pass, keeping track of whom it starts and stops."""
@@ -129,11 +131,15 @@ class Elastic:
 
     def _shrink(self, pool: int) -> Iterator[Decision]:
         view = self.view
-        head = next(iter(self.waiting[pool]))
-        short = view.gpus[head] - view.free_gpus(pool)
-        donors = sorted(self.running[pool], key=lambda j: (-self.resized_s.get(j, -math.inf), j))
+        prio = view.priority
+        head = min(self.waiting[pool], key=lambda j: -prio[j])  # (the first of the highest priority)
+        short = sum(view.gpus[j] for j in self.waiting[pool] if prio[j] == prio[head]) - view.free_gpus(pool)
+        donors = sorted(
+            (j for j in self.running[pool] if prio[j] <= prio[head]),
+            key=lambda j: (-self.resized_s.get(j, -math.inf), j),
+        )
         spare = sum(view.gpus[j] - view.elastic(j)[0] for j in donors)  # type: ignore[index]
-        if short <= 0 or spare < short:  # (placement, not count, holds it back; or too little to give)
+        if short <= 0 or not spare:  # (placement, not count, holds them back; or nothing to give)
             return
         for job in donors:
             if short <= 0:
@@ -149,10 +155,13 @@ class Elastic:
     def _grow(self, pool: int) -> Iterator[Decision]:
         view = self.view
         now, wake = view.now_s, math.inf
+        waits = max((view.priority[j] for j in self.waiting[pool]), default=-math.inf)
         for job in list(self.running[pool]):
-            free = view.free_gpus(pool)
-            if not free:
+            free = view.free_gpus(pool) - view.reserved_gpus(pool)
+            if free <= 0:
                 return
+            if view.priority[job] <= waits:  # (waiting work of its priority or more comes first)
+                continue
             lo, hi, step = view.elastic(job)  # type: ignore[misc]
             gpus = view.gpus[job]
             ready_s = self.resized_s.get(job, -math.inf) + self.hold_s

@@ -190,6 +190,9 @@ class ClusterState:
         self.np_host = Column(np.zeros(0, dtype=np.int64))  # the host of a job on one host, else -1
         self.np_reported = Column(np.zeros(0))
         self.live: list[dict[int, int]] = [{} for _ in fleet.pools]  # pool -> {queue: live jobs}
+        # free GPUs per pool that elastic jobs may not grow into: what a broker expects
+        # services to want back within its lending horizon (a mechanism sets it)
+        self.reserved: list[int] = [0] * len(fleet.pools)
         self.waiting_sizes: list[dict[tuple, int]] = [{} for _ in fleet.pools]  # (gpus, level) -> jobs
         self.on_host: dict[int, set[int]] = {}
         self.failed_from: dict[tuple, tuple[int, int]] = {}  # placement failures since GPUs came back

@@ -137,6 +137,10 @@ class ClusterView:
         c = self._c
         return c.write_s[job] + c.restart_cost_s[job]
 
+    def reserved_gpus(self, pool: int) -> int:
+        """Free GPUs elastic jobs may not grow into (held for services by a broker)."""
+        return self._c.reserved[pool]
+
     def elastic(self, job: int) -> tuple[int, int, int] | None:
         """An elastic job's (min_gpus, max_gpus, step_gpus); None for a rigid one."""
         c = self._c
