@@ -36,7 +36,9 @@ def _server_parts() -> Any:
     return uvicorn, db, server
 
 
-def _setup(data_dir: Path, database: str | None, policy: str, fleet: str | None) -> tuple[Any, Any, Any]:
+def _setup(
+    data_dir: Path, database: str | None, policy: str, fleet: str | None, broker: Any = None
+) -> tuple[Any, Any, Any]:
     """The database (migrated) and the configuration of a cluster kept in `data_dir`."""
     _, db, _ = _server_parts()
     from corral.fleet import load_fleet
@@ -48,7 +50,23 @@ def _setup(data_dir: Path, database: str | None, policy: str, fleet: str | None)
     url = database or os.environ.get("CORRAL_DB") or db.sqlite_url(data_dir / "corral.db")
     engine = db.connect(url)
     db.migrate(engine)
-    return engine, Config.from_fleet(load_fleet(fleet) if fleet else None, policy), url
+    config = Config.from_fleet(load_fleet(fleet) if fleet else None, policy)
+    config.broker = broker
+    return engine, config, url
+
+
+def _broker(kind: str | None, step: str, day: str) -> Any:
+    """The services' broker a cluster runs (None: services keep what they are given)."""
+    if kind is None:
+        return None
+    from corral.capacity.broker import Broker
+    from corral.live.services import BrokerConfig
+
+    Broker(kind)  # (an unknown kind is refused before anything starts)
+    step_s, day_s = parse_duration_s(step, "broker-step"), parse_duration_s(day, "day")
+    if not step_s > 0 or not day_s > 0:
+        raise InputError("--broker-step and --day must be longer than 0", field="broker-step")
+    return BrokerConfig(kind, step_s=step_s, day_s=day_s)
 
 
 def _serve(engine: Any, config: Any, data_dir: Path, port: int, on_ready: Any) -> None:
@@ -81,6 +99,16 @@ Database = Annotated[
 NewTokens = Annotated[
     bool, typer.Option("--new-tokens", help="Issue new admin and node tokens; the old stop working.")
 ]
+BrokerKind = Annotated[
+    str | None,
+    typer.Option(
+        "--broker", help="Scale services with demand: static, reactive or predictive (docs/capacity.md)."
+    ),
+]
+BrokerStep = Annotated[str, typer.Option("--broker-step", help="How often the broker decides.")]
+Day = Annotated[
+    str, typer.Option("--day", help="The length of the demand's day (shorter to replay one faster).")
+]
 
 
 @app.command()
@@ -94,6 +122,9 @@ def up(
     fleet: FleetFile = None,
     database: Database = None,
     new_tokens: NewTokens = False,
+    broker: BrokerKind = None,
+    broker_step: BrokerStep = "300s",
+    day: Day = "24h",
 ) -> None:
     """A whole cluster on this machine: the server and an agent with its GPUs (or --gpus N
     fake ones). Writes DATA_DIR/env with CORRAL_SERVER and CORRAL_TOKEN once ready; run
@@ -105,7 +136,7 @@ def up(
         count = gpus or gpu_count()
         if count < 1:
             raise InputError("no GPUs found here: give --gpus N for fake ones", field="gpus")
-        engine, config, _ = _setup(data_dir, database, policy, fleet)
+        engine, config, _ = _setup(data_dir, database, policy, fleet, _broker(broker, broker_step, day))
         _, _, server = _server_parts()
         admin, node = server.kept_tokens(engine, data_dir / "tokens.json", new_tokens)
 
@@ -135,6 +166,9 @@ def serve(
     ray_work_dir: Annotated[
         Path, typer.Option(help="Where each Ray node keeps its ranks' folders and checkpoints.")
     ] = Path("/tmp/corral-ray"),
+    broker: BrokerKind = None,
+    broker_step: BrokerStep = "300s",
+    day: Day = "24h",
 ) -> None:
     """The server alone; agents join with `corral agent`, or with --executor ray the nodes of
     a Ray cluster run the jobs. Prints the admin and node tokens, the same on a restart
@@ -142,7 +176,7 @@ def serve(
     with input_errors():
         if executor not in ("agents", "ray"):
             raise InputError(f"executor must be 'agents' or 'ray', not '{executor}'", field="executor")
-        engine, config, _ = _setup(data_dir, database, policy, fleet)
+        engine, config, _ = _setup(data_dir, database, policy, fleet, _broker(broker, broker_step, day))
         _, _, server = _server_parts()
         admin, node = server.kept_tokens(engine, data_dir / "tokens.json", new_tokens)
         runner = (
