@@ -10,7 +10,12 @@ Writes into src/corral/data/:
 - philly_vc_nodes.csv: node count per Philly VC from the Helios artifact
   (S-Lab-System-Group/HeliosArtifact), copied;
 - philly_shape.json: the job-size histogram and 201 duration quantiles of that trace, from
-  which `corral workload synth` draws Philly-like jobs.
+  which `corral workload synth` draws Philly-like jobs;
+- serving_shapes.json: the Azure LLM traces' 5-minute request counts and mean tokens, and
+  the GPUs of Alibaba's DLRM serving instances per hour;
+- azure_llm_conv_requests.csv.gz: the Azure LLM conversation trace's requests (Azure
+  AzurePublicDataset AzureLLMInferenceDataset2023, CC-BY 4.0) as seconds from the first,
+  context and generated tokens: what the live capacity run replays (scripts/capacity_live.py).
 """
 
 from __future__ import annotations
@@ -56,7 +61,24 @@ def main() -> None:
         "Alibaba cluster-trace-gpu-v2025 DLRM instances (alibaba/clusterdata)"
     )
     (OUT / "serving_shapes.json").write_text(json.dumps(serving, indent=1) + "\n")
+    llm_requests(traces / "azure_llm_conv_2023.csv", OUT / "azure_llm_conv_requests.csv.gz")
     print(f"wrote {OUT}")
+
+
+def llm_requests(path: Path, out: Path) -> None:
+    """Each request of the trace: offset_s from the first (ms precision), context_tokens,
+    generated_tokens, in the trace's order."""
+    from datetime import datetime
+
+    rows = list(csv.DictReader(path.open()))
+    times = [datetime.fromisoformat(r["TIMESTAMP"][:26]) for r in rows]
+    start = min(times)
+    lines = ["offset_s,context_tokens,generated_tokens"]
+    for t, r in zip(times, rows, strict=True):
+        offset = (t - start).total_seconds()
+        lines.append(f"{offset:.3f},{int(r['ContextTokens'])},{int(r['GeneratedTokens'])}")
+    with gzip.GzipFile(out, "wb", mtime=0) as handle:
+        handle.write(("\n".join(lines) + "\n").encode())
 
 
 def llm_shape(path: Path) -> dict:

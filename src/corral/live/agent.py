@@ -137,6 +137,11 @@ class Agent:
         if rank.signal(signal.SIGTERM):  # (else its launcher has yet to start its group: the
             self.kill_at[attempt] = self.clock() + grace_s  # server asks again next round)
 
+    def kill_all(self) -> None:
+        """SIGKILL every rank this agent runs now (a cluster torn down, not a job stopped)."""
+        for attempt in self._attempts():
+            self._rank(attempt).signal(signal.SIGKILL)
+
     def _rank(self, attempt: int) -> Rank:
         return Rank(self.dir / str(attempt))
 

@@ -3,10 +3,10 @@
 It asks the server every `refresh_s` where the service's replicas run, probes each new one
 (`GET /health` must answer 200: the replica has loaded and warmed up) before sending it
 anything, and sends each request to the ready replica with the fewest requests in flight. A
-replica that refuses a connection is dropped until it answers its probe again, and the
-request goes to another. With no ready replica a request waits (up to `wait_s`) for one.
-Every `push_s` it pushes the requests per second it received to the server: the demand
-signal the broker reads.
+replica that refuses or drops a connection is dropped until it answers its probe again, and
+the request goes to another (at most three tries). With no ready replica a request waits
+(up to `wait_s`) for one. Every `push_s` it pushes the requests per second it received to
+the server: the demand signal the broker reads.
 """
 
 from __future__ import annotations
@@ -130,8 +130,8 @@ class Proxy:
                     content=body,
                     headers=headers,
                 )
-            except (httpx.ConnectError, httpx.RemoteProtocolError):
-                self.ready.pop(url, None)  # (gone or going: probed again before its next request)
+            except httpx.TransportError:  # (refused, reset or cut: gone or going)
+                self.ready.pop(url, None)  # (probed again before its next request)
                 continue
             finally:
                 if url in self.ready:
