@@ -57,7 +57,8 @@ class FakeServer:
         self.pushed: list[float] = []
 
         async def endpoints(_: Request) -> JSONResponse:
-            return JSONResponse([{"url": u, "job_id": str(i), "since_s": 0.0} for i, u in enumerate(self.urls)])
+            rows = [{"url": u, "job_id": str(i), "since_s": 0.0} for i, u in enumerate(self.urls)]
+            return JSONResponse(rows)
 
         async def demand(request: Request) -> JSONResponse:
             self.pushed.append((await request.json())["requests_per_s"])
