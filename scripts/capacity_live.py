@@ -5,10 +5,11 @@ behind corral's proxy, while an elastic training job and best-effort jobs fill t
 
     python scripts/capacity_live.py [--day 150] [--broker static --broker predictive] [--json]
 
-Each run starts its own server (SQLite, a temporary folder), an agent with 16 fake GPUs,
-the `chat` service (1 GPU per replica, 5 requests/s each within its SLO, 2 s start-up), the
-proxy, one elastic training job (2-14 GPUs in steps of 2, not preemptible) and best-effort
-jobs (1 GPU, 20 s of work, preemptible, checkpointing). A load generator on loopback sends
+Each run starts, as a user would, `corral serve --broker KIND` (SQLite in a temporary
+folder), `corral agent --gpus 16` (fake GPUs) and `corral proxy chat`, then creates the
+`chat` service (1 GPU per replica, REPLICA_RPS requests/s each within its SLO, 2 s start-up),
+one elastic training job (2-14 GPUs in steps of 2, not preemptible) and best-effort jobs
+(1 GPU, 20 s of work, preemptible, checkpointing). A load generator on loopback sends
 requests at the diurnal rate of the `fungible-fleet` chat service (peak 40 requests/s, 3:1
 trough, peak at 14:00 of the compressed day), each with the context and generated tokens of
 the next row of the Azure LLM conversation trace (the model server's service time follows
@@ -22,36 +23,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import gzip
 import json
 import math
+import os
+import signal
 import socket
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 from importlib import resources
 from pathlib import Path
 
 import httpx
 import numpy as np
-import uvicorn
 from rich.console import Console
 from rich.table import Table
 
 from corral.capacity.demand import Diurnal
-from corral.live.agent import Agent
-from corral.live.db import connect, migrate, sqlite_url
-from corral.live.proxy import Proxy
-from corral.live.reconciler import Config
-from corral.live.server import bootstrap, create_app
-from corral.live.services import BrokerConfig
 
 HERE = Path(__file__).resolve().parent / "capacity_live"
 GPUS = 16
 PEAK_RPS, PEAK_TO_TROUGH = 40.0, 3.0
-REPLICA_RPS, STARTUP_S = 5.0, 2.0
+REPLICA_RPS, STARTUP_S = 4.0, 2.0
 SLO_S, SLO_PERCENTILE = 2.5, 0.99
 BEST_EFFORT_JOBS = 12
 MODEL_DAY_S = 86400.0
@@ -74,14 +71,6 @@ def rate_rps(t_s: float, day_s: float) -> float:
     curve = Diurnal(PEAK_RPS, PEAK_TO_TROUGH, weekend=1.0)
     model_t = t_s * MODEL_DAY_S / day_s
     return float(curve.curve(1.0, 60.0)[int(model_t // 60.0) % 1440])
-
-
-def serve(app: object, port: int) -> uvicorn.Server:
-    web = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=web.run, daemon=True).start()
-    while not web.started:
-        time.sleep(0.05)
-    return web
 
 
 Sample = tuple[float, float, int]  # (sent at, latency, HTTP status)
@@ -121,23 +110,75 @@ async def load(url: str, day_s: float, rows: list[tuple[int, int]], seed: int) -
     return out
 
 
-def run(kind: str, day_s: float, seed: int) -> dict:
-    folder = Path(tempfile.mkdtemp(prefix=f"corral-capacity-{kind}-"))
-    engine = connect(sqlite_url(folder / "corral.db"))
-    migrate(engine)
-    step_s = day_s / 96  # (15 minutes of the day)
-    broker = BrokerConfig(
-        kind, step_s=step_s, day_s=day_s, headroom=0.1, notice_s=1.0, lend_horizon_s=day_s / 8
+def corral(*args: str, env: dict | None = None) -> subprocess.Popen:
+    """A corral command in a process of its own (and its own process group)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "corral.cli", *args],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
-    app = create_app(engine, Config("priority+elastic:hold=5", broker=broker), folder)
-    admin, node = bootstrap(engine)
-    port = free_port()
+
+
+def wait_for(check, limit_s: float, what: str) -> None:
+    deadline = time.monotonic() + limit_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"capacity_live: {what} did not happen within {limit_s:g} s")
+        time.sleep(0.1)
+
+
+def run(kind: str, day_s: float, seed: int) -> dict:
+    """One broker: the cluster up (server, agent, proxy: corral's own commands), a day of
+    requests, the figures, the cluster torn down."""
+    folder = Path(tempfile.mkdtemp(prefix=f"corral-capacity-{kind}-"))
+    step_s = day_s / 96  # (15 minutes of the day)
+    port, proxy_port = free_port(), free_port()
     url = f"http://127.0.0.1:{port}"
-    web = serve(app, port)
-    done = threading.Event()
-    agent = Agent(url, node, folder / "agent", GPUS, name="local")
-    threading.Thread(target=agent.run, kwargs={"every_s": 0.2, "stop": done.is_set}, daemon=True).start()
-    api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin}"}, timeout=10.0)
+    procs = [
+        corral("serve", "--data-dir", str(folder), "--port", str(port), "--policy", "priority+elastic:hold=5",
+               "--broker", kind, "--broker-step", f"{step_s}s", "--day", f"{day_s}s")
+    ]  # fmt: skip
+    try:
+        wait_for(lambda: (folder / "tokens.json").exists(), 60, "the server's start")
+        tokens = json.loads((folder / "tokens.json").read_text())
+        api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {tokens['admin']}"}, timeout=10.0)
+        wait_for(lambda: _answers(api), 60, "the server's start")
+        procs.append(corral("agent", "--server", url, "--token", tokens["node"], "--data-dir",
+                            str(folder / "agent"), "--gpus", str(GPUS), "--name", "local"))  # fmt: skip
+        wait_for(lambda: len(api.get("/v1/nodes").json()) == 1, 60, "the agent's registration")
+        return _day(kind, day_s, seed, folder, api, url, tokens["admin"], proxy_port, procs, step_s)
+    finally:
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for pgid in (folder / "agent" / "attempts").glob("*/pgid"):  # (the jobs' processes)
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.killpg(int(pgid.read_text()), signal.SIGKILL)
+        for proc in procs:
+            proc.wait(timeout=30)
+
+
+def _answers(api: httpx.Client) -> bool:
+    try:
+        return api.get("/v1/health").status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _day(
+    kind: str,
+    day_s: float,
+    seed: int,
+    folder: Path,
+    api: httpx.Client,
+    url: str,
+    admin: str,
+    proxy_port: int,
+    procs: list,
+    step_s: float,
+) -> dict:
     python = sys.executable
     api.post(
         "/v1/services",
@@ -169,24 +210,26 @@ def run(kind: str, day_s: float, seed: int) -> dict:
             json={"gpus": 1, "grace_s": 3.0, "estimate_s": 20.0, "name": f"research-{k}",
                   "command": [python, str(HERE / "best_effort.py")]},
         ).raise_for_status()  # fmt: skip
-    front = Proxy(url, admin, "chat", refresh_s=0.25, push_s=step_s)
-    proxy_port = free_port()
-    proxy_web = serve(front.app, proxy_port)
-    deadline = time.monotonic() + 60
-    while not front.ready and time.monotonic() < deadline:
-        time.sleep(0.1)
+    env = {"CORRAL_SERVER": url, "CORRAL_TOKEN": admin}
+    procs.append(corral("proxy", "chat", "--port", str(proxy_port), "--push", f"{step_s}s", env=env))
+    front = f"http://127.0.0.1:{proxy_port}"
+    wait_for(lambda: api.get("/v1/services/chat/endpoints").json() and _serves(front), 120, "a ready replica")
     began = time.time()
-    samples = asyncio.run(load(f"http://127.0.0.1:{proxy_port}", day_s, trace_rows(), seed))
+    samples = asyncio.run(load(front, day_s, trace_rows(), seed))
     ended = time.time()
+    progress = folder / "agent" / "checkpoints" / train / "progress.json"
+    trained = json.loads(progress.read_text()) if progress.exists() else {"gpu_s": 0.0, "restarts": 0}
     moves = api.get("/v1/moves").json()
     job = api.get(f"/v1/jobs/{train}").json()
     jobs = api.get("/v1/jobs").json()
-    progress = folder / "agent" / "checkpoints" / train / "progress.json"
-    trained = json.loads(progress.read_text()) if progress.exists() else {"gpu_s": 0.0, "restarts": 0}
-    done.set()
-    agent.kill_all()
-    proxy_web.should_exit = web.should_exit = True
     return summarize(kind, samples, moves, job, jobs, trained, began, ended, day_s)
+
+
+def _serves(front: str) -> bool:
+    try:
+        return httpx.post(f"{front}/generate", json={}, timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def summarize(

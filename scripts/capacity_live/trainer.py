@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 RESTART_S = float(os.environ.get("TRAIN_RESTART_S", "1.5"))
-SAVE_S = 5.0
+SAVE_S = 1.0
 
 folder = Path(os.environ["CORRAL_CHECKPOINT_DIR"])
 folder.mkdir(parents=True, exist_ok=True)

@@ -56,7 +56,9 @@ def _setup(
 
 
 def _broker(kind: str | None, step: str, day: str) -> Any:
-    """The services' broker a cluster runs (None: services keep what they are given)."""
+    """The services' broker a cluster runs (None: services keep what they are given). Its
+    notice (2 minutes) and lending horizon (3 hours) are times of the demand's day, so a day
+    replayed faster shortens them alike."""
     if kind is None:
         return None
     from corral.capacity.broker import Broker
@@ -66,7 +68,10 @@ def _broker(kind: str | None, step: str, day: str) -> Any:
     step_s, day_s = parse_duration_s(step, "broker-step"), parse_duration_s(day, "day")
     if not step_s > 0 or not day_s > 0:
         raise InputError("--broker-step and --day must be longer than 0", field="broker-step")
-    return BrokerConfig(kind, step_s=step_s, day_s=day_s)
+    scale = day_s / 86400.0
+    return BrokerConfig(
+        kind, step_s=step_s, day_s=day_s, notice_s=120.0 * scale, lend_horizon_s=3 * 3600.0 * scale
+    )
 
 
 def _serve(engine: Any, config: Any, data_dir: Path, port: int, on_ready: Any) -> None:

@@ -1,7 +1,8 @@
 """Elasticity: a part that wraps any policy (`fifo-backfill+elastic`, `fair+elastic`).
 
-The inner policy decides who starts and who is preempted, at the sizes jobs ask for. Then, in
-the same pass:
+The inner policy decides who starts and who is preempted, at the sizes jobs ask for. Around
+it, in the same pass (growth first, so that work of lower priority does not take what was
+freed before an elastic job of higher priority can grow into it, and again at the end):
 
 - shrink: while jobs the inner policy could not start wait in the pool, running elastic jobs
   of no higher priority, above their minimum, give back whole data-parallel steps (those
@@ -100,6 +101,8 @@ class Elastic:
     # --- deciding ------------------------------------------------------------------------
 
     def decide(self, pool: int) -> Iterator[Decision]:
+        if self.running[pool]:  # (before lower-priority work takes what was freed)
+            yield from self._grow(pool)
         yield from self._inner(pool)
         if not self.running[pool]:
             return
