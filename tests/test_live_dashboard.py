@@ -1,6 +1,7 @@
 """The dashboard in headless Chromium (Debian's chromium and chromium-driver, through
 Selenium): load the page, submit a job through the API, see it appear and finish, open it
-and read its output, take a screenshot. Bounded waits on a real server and real processes."""
+and read its output, see a service's broker move, take a screenshot. Bounded waits on a real
+server and real processes."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from corral.live.agent import Agent
 from corral.live.db import connect, migrate
 from corral.live.reconciler import Config
 from corral.live.server import bootstrap, create_app
+from corral.live.services import BrokerConfig
 from tests.live_support import free_port
 
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -30,7 +32,8 @@ def live(tmp_path):
 
     engine = connect(f"sqlite:///{tmp_path}/corral.db")
     migrate(engine)
-    app = create_app(engine, Config("fifo"), tmp_path, reconcile_every_s=0.1)
+    broker = BrokerConfig("reactive", step_s=0.5)
+    app = create_app(engine, Config("fifo", broker=broker), tmp_path, reconcile_every_s=0.1)
     admin, node = bootstrap(engine)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -77,6 +80,11 @@ def test_the_dashboard_shows_a_job_submitted_through_the_api(live, tmp_path):
         browser.find_element(By.XPATH, row).click()
         wait.until(lambda b: "hi from 0" in b.find_element(By.ID, "log").text)
         assert "local:0" in browser.find_element(By.ID, "job").text
+        service = {"name": "chat", "replica_rps": 2.0, "startup_s": 0, "command": ["sleep", "30"]}
+        assert client.post("/v1/services", json=service).status_code == 201
+        assert client.post("/v1/services/chat/demand", json={"requests_per_s": 3.0}).status_code == 200
+        wait.until(lambda b: "reactive: demand now" in b.find_element(By.ID, "moves").text)
+        assert "chat" in browser.find_element(By.ID, "services").text
         shot = Path(tmp_path) / "dashboard.png"
         browser.save_screenshot(str(shot))
         assert shot.stat().st_size > 1000

@@ -324,6 +324,12 @@ def _explain_live(job: str, server: str | None, token: str | None) -> None:
         lasted = "" if end is None else tables.duration(end - h["time_s"])
         table.add_row(tables.duration(h["time_s"] - detail["submit_s"]), lasted, h["reason"])
     console.print(table)
+    if detail.get("service"):  # (a replica: the broker's moves that sized its service)
+        with input_errors():
+            moves = [m for m in _call(server, token, "GET", "/v1/moves") if m["service"] == detail["service"]]
+        console.print(f"a replica of service {detail['service']}; the broker's last moves for it:")
+        for m in moves[-5:]:
+            console.print(f"  {m['time_s']:,.0f}s  {m['before']} -> {m['after']} replicas: {m['reason']}")
 
 
 @app.command()

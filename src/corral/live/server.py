@@ -128,6 +128,7 @@ def job_view(
         "end_s": job.end_s,
         "command": job.command,
         "run_s": job.run_s,
+        "service": job.service,
         "min_gpus": job.min_gpus,
         "max_gpus": job.max_gpus,
         "step_gpus": job.step_gpus,
