@@ -32,6 +32,10 @@ def create(
     startup: Annotated[str, typer.Option(help="How long a replica takes to be ready (60s).")] = "60s",
     slo_latency: Annotated[str, typer.Option(help="The latency target (1s).")] = "1s",
     slo_percentile: Annotated[float, typer.Option(help="Of requests within the target.")] = 0.99,
+    metrics_path: Annotated[
+        str | None, typer.Option(help="Read demand from the replicas' Prometheus metrics here (/metrics).")
+    ] = None,
+    metrics_counter: Annotated[str, typer.Option(help="The request counter there.")] = "requests_total",
     server: Server = None,
     token: Token = None,
     as_json: AsJson = False,
@@ -53,6 +57,8 @@ def create(
             "slo_latency_s": parse_duration_s(slo_latency, "slo-latency"),
             "slo_percentile": slo_percentile,
             "command": command,
+            "metrics_path": metrics_path,
+            "metrics_counter": metrics_counter,
         }
         out = _call(server, token, "POST", "/v1/services", json=body)
     print(json.dumps(out)) if as_json else console.print(f"created service {out['name']}")

@@ -123,6 +123,10 @@ class Service(Base):
     command: Mapped[list[Any]] = mapped_column()
     target_replicas: Mapped[int] = mapped_column(Integer)
     created_s: Mapped[float] = mapped_column(Float)
+    # demand read from the replicas' Prometheus metrics (the rate of this counter at this
+    # path, summed over replicas), rather than pushed
+    metrics_path: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    metrics_counter: Mapped[str] = mapped_column(String(200), default="requests_total")
 
 
 class Demand(Base):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import select
@@ -44,18 +45,22 @@ from corral.live.db import (
     STOPPING,
     SUCCEEDED,
     Attempt,
+    Demand,
     Job,
     Meta,
     Node,
     Service,
 )
-from corral.live.services import BrokerConfig, LiveBroker
+from corral.live.services import BrokerConfig, LiveBroker, endpoints
 from corral.quota import CohortSpec, QueueSpec
 from corral.scheduling.policy import Hold, Policy, Preempt, Resize, Start, Wake
 from corral.scheduling.registry import make_policy
 from corral.state.cluster import RUNNING_, ClusterState
 from corral.state.elastic import ELASTIC_COLUMNS, speed
 from corral.workload import JobTable
+
+if TYPE_CHECKING:
+    from corral.live.scrape import Scraper
 
 UNKNOWN_DURATION_S = 365 * 86400.0  # what the state assumes of a job with no estimate
 LOOK_BACK_IDS = 1000  # submissions a step looks back for jobs committed out of id order
@@ -138,6 +143,7 @@ class Reconciler:
         self.steps = 0
         self.fresh: set[int] = set()  # attempts committed in this step's transaction
         self.broker: LiveBroker | None = None
+        self.scraper: Scraper | None = None  # (of services whose demand is their replicas' metrics)
         self.rebuild()
 
     # --- the state from the database -----------------------------------------------------
@@ -297,6 +303,16 @@ class Reconciler:
         pool = cluster.fleet.pool_of_queue(first) if first is not None else None
         if pool is None:
             return set()
+        for service in session.scalars(select(Service).where(Service.metrics_path.is_not(None))):
+            if self.scraper is None:
+                from corral.live.scrape import Scraper
+
+                self.scraper = Scraper()
+            urls = [e["url"] for e in endpoints(session, service.name)]
+            rate = self.scraper.rate(urls, service.metrics_path, service.metrics_counter, now)  # type: ignore[arg-type]
+            if rate is not None:
+                session.add(Demand(service=service.name, t_s=now, requests_per_s=rate))
+        session.flush()
         reserve = self.broker.step(session, now, cluster.fleet.pool_gpus[pool])
         if reserve is None or reserve == cluster.reserved[pool]:
             return set()

@@ -52,7 +52,8 @@ from corral.live.db import (
     team_of,
 )
 from corral.live.reconciler import Config, Reconciler, job_table
-from corral.live.services_api import replica_port, service_routes
+from corral.live.services import replica_port
+from corral.live.services_api import service_routes
 from corral.scheduling.registry import make_policy
 from corral.state.elastic import elastic_columns
 

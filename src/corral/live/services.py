@@ -22,15 +22,43 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from corral.capacity.broker import DAY_S, Broker
-from corral.live.db import PENDING, RUNNING, Demand, Job, Meta, Move, Service
+from corral.live.db import PENDING, RUNNING, STARTED, Attempt, Demand, Job, Meta, Move, Node, Service
 
 REPLICA_PRIORITY = 1_000_000  # replicas go before any job a team submits
+REPLICA_PORT_BASE = 30000  # a replica listens on CORRAL_PORT = base + attempt id % 20000
+
+
+def replica_port(attempt_id: int) -> int:
+    return REPLICA_PORT_BASE + attempt_id % 20000
+
+
+def endpoints(db: Session, service: str) -> list[dict[str, Any]]:
+    """The replicas of `service` that run now: where each listens and since when."""
+    rows = db.execute(
+        select(Attempt, Job.job_id)
+        .join(Job, Attempt.job == Job.id)
+        .where(Job.service == service, Attempt.state == STARTED)
+        .order_by(Attempt.id)
+    ).all()
+    out = []
+    for attempt, job_id in rows:
+        node = db.get(Node, attempt.placement[0][0])
+        address = node.address if node is not None else "127.0.0.1"
+        out.append(
+            {
+                "url": f"http://{address}:{replica_port(attempt.id)}",
+                "job_id": job_id,
+                "since_s": attempt.start_s,
+            }
+        )
+    return out
 
 
 @dataclass

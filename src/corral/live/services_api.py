@@ -15,24 +15,15 @@ from sqlalchemy.orm import Session
 
 from corral.live.api import ADMIN, NODE, TEAM, Caller, Db, require, unprocessable
 from corral.live.db import (
-    COMMITTED,
     PENDING,
     RUNNING,
-    STARTED,
-    Attempt,
     Demand,
     Job,
     Move,
-    Node,
     Service,
     Team,
 )
-
-REPLICA_PORT_BASE = 30000  # a replica listens on CORRAL_PORT = base + attempt id % 20000
-
-
-def replica_port(attempt_id: int) -> int:
-    return REPLICA_PORT_BASE + attempt_id % 20000
+from corral.live.services import endpoints
 
 
 class ServiceSpec(BaseModel, extra="forbid"):
@@ -46,6 +37,9 @@ class ServiceSpec(BaseModel, extra="forbid"):
     slo_latency_s: float = Field(1.0, gt=0, allow_inf_nan=False)
     slo_percentile: float = Field(0.99, gt=0, lt=1)
     command: list[str] = Field(min_length=1)
+    # demand from the replicas' Prometheus metrics: the rate of this counter at this path
+    metrics_path: str | None = Field(None, max_length=200, pattern=r"^/")
+    metrics_counter: str = Field("requests_total", max_length=200, pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 
 
 class DemandSpec(BaseModel, extra="forbid"):
@@ -68,27 +62,10 @@ def service_view(s: Service) -> dict[str, Any]:
         "slo_latency_s": s.slo_latency_s,
         "slo_percentile": s.slo_percentile,
         "command": s.command,
+        "metrics_path": s.metrics_path,
+        "metrics_counter": s.metrics_counter,
         "target_replicas": s.target_replicas,
     }
-
-
-def endpoints(db: Session, service: str) -> list[dict[str, Any]]:
-    """The replicas of `service` that run now: where each listens and since when."""
-    rows = db.execute(
-        select(Attempt, Job.job_id)
-        .join(Job, Attempt.job == Job.id)
-        .where(Job.service == service, Attempt.state.in_((COMMITTED, STARTED)))
-        .order_by(Attempt.id)
-    ).all()
-    out = []
-    for attempt, job_id in rows:
-        if attempt.state != STARTED:
-            continue
-        node = db.get(Node, attempt.placement[0][0])
-        address = node.address if node is not None else "127.0.0.1"
-        port = replica_port(attempt.id)
-        out.append({"url": f"http://{address}:{port}", "job_id": job_id, "since_s": attempt.start_s})
-    return out
 
 
 def service_routes(clock: Callable[[], float], queues: Callable[[], set[str]]) -> APIRouter:
