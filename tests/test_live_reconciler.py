@@ -98,5 +98,15 @@ def test_the_same_on_sqlite_and_postgresql(database_url):
         from sqlalchemy import text
 
         with engine.begin() as connection:
-            for name in ("attempts", "jobs", "nodes", "teams", "meta", "alembic_version"):
+            for name in (
+                "attempts",
+                "demand",
+                "moves",
+                "services",
+                "jobs",
+                "nodes",
+                "teams",
+                "meta",
+                "alembic_version",
+            ):
                 connection.execute(text(f"DROP TABLE {name}"))
