@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from sortedcontainers import SortedList
 
 from corral.scheduling.policy import Decision, Start, View
-from corral.scheduling.reservation import Reservation, shadow_placement
+from corral.scheduling.reservation import Reservation, ShadowCache
 from corral.scheduling.sjf import ListScheduling
 
 
@@ -95,6 +95,8 @@ class FifoBackfill:
         self.generation: list[int | None] = [None] * pools  # the pool's, at the last pass
         # the head's reservation, kept while no GPUs are released in the pool
         self.reservation: list[Reservation | None] = [None] * pools
+        # its shadow time, kept across completions that cannot have moved it
+        self.shadows = [ShadowCache(view, pool, self.expected_end) for pool in range(pools)]
 
     def submitted(self, job: int) -> None:
         pool = self.view.pool[job]
@@ -112,17 +114,22 @@ class FifoBackfill:
         self._started(job)
 
     def interrupted(self, job: int) -> None:
-        self.finished(job)
+        self._ended(job, completed=False)
         self.queues[self.view.pool[job]].add((self.arrival_of[job], job))
 
     def finished(self, job: int) -> None:
+        self._ended(job, completed=True)
+
+    def _ended(self, job: int, completed: bool) -> None:
         pool = self.view.pool[job]
-        self.ends[pool].remove((self.expected_end.pop(job), job))
+        end = self.expected_end.pop(job)
+        self.ends[pool].remove((end, job))
         self.released[pool] = True
+        self.shadows[pool].stopped(job, completed, end > self.view.now_s)
 
     def withdrawn(self, job: int) -> None:
         if job in self.expected_end:
-            self.finished(job)
+            self._ended(job, completed=False)
         else:
             pool = self.view.pool[job]
             self.queues[pool].discard((self.arrival_of[job], job))
@@ -140,6 +147,7 @@ class FifoBackfill:
         end = self.view.expected_end_s(job)
         self.expected_end[job] = end
         self.ends[self.view.pool[job]].add((end, job))
+        self.shadows[self.view.pool[job]].started(job)
 
     def decide(self, pool: int) -> Iterator[Decision]:
         view = self.view
@@ -175,8 +183,8 @@ class FifoBackfill:
             # Arrivals since the last pass; some may have started as the head since.
             candidates = (entry for entry in fresh if entry != head_entry and entry in queue)
         else:
-            ends = self.ends[pool]
-            reservation = Reservation(view, head, lambda: shadow_placement(view, head, ends))
+            ends, cache = self.ends[pool], self.shadows[pool]
+            reservation = Reservation(view, head, lambda: cache.find(head, ends))
             stop = None if self.depth is None else self.depth + 1
             candidates = queue.islice(1, stop)
         assert reservation is not None

@@ -183,8 +183,10 @@ class ShadowCache:
     that started since and end by it leave the GPUs free then as they were (and only make
     earlier instants worse); those that outlast it take their GPUs from then, so the job is
     placed again there; completions change nothing from now on, as the GPUs they return were
-    counted from their expected end. A preemption, or GPUs gained or lost otherwise (a
-    repaired or lent host), means a new search."""
+    counted from their expected end (or before: one that ran past its estimate was counted
+    free earlier, which only made instants already past better). A job that ends before its
+    expected end, a preemption, or GPUs gained or lost otherwise (a repaired or lent host)
+    means a new search."""
 
     def __init__(self, view: View, pool: int, end_of: dict[int, float]) -> None:
         self.view, self.pool, self.end_of = view, pool, end_of
@@ -199,8 +201,10 @@ class ShadowCache:
             self.starts.append(job)
             self.free -= self.view.gpus[job]
 
-    def stopped(self, job: int, completed: bool) -> None:
-        if self.found is not None and completed and self.epoch is not None:
+    def stopped(self, job: int, completed: bool, early: bool = False) -> None:
+        """`job` stopped: `completed` (not preempted nor lost), `early` (before the end
+        the search counted its GPUs back from)."""
+        if self.found is not None and completed and not early and self.epoch is not None:
             self.epoch += 1
             self.free += self.view.gpus[job]
         else:

@@ -306,7 +306,7 @@ class Shared:
             end = self.end_of.pop(job)
             if self.new_ends[pool].pop(job, None) is None:
                 self.ends[pool].remove((end, job))
-            self.shadows[pool].stopped(job, completed)
+            self.shadows[pool].stopped(job, completed, end > self.view.now_s)
 
     def _running(self, job: int, sign: int) -> None:
         """Account for `job` starting (sign 1) or stopping (-1): the GPUs held under its
