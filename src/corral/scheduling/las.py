@@ -39,6 +39,7 @@ import heapq
 import math
 from collections.abc import Iterator
 
+import numpy as np
 from sortedcontainers import SortedList
 
 from corral.scheduling.policy import Decision, View, Wake
@@ -88,6 +89,12 @@ class Las(PreemptivePriority):
         self.wait_from: dict[int, float | None] = {}
         # running[pool][q]: running jobs of queue q as (key, job)
         self.running: list[list[SortedList]] = [[SortedList() for _ in range(queues)] for _ in range(pools)]
+        # held[pool][q][host]: GPUs of preemptible running jobs of queue q on each host, so
+        # that a one-host job no host could serve is known without walking its victims
+        self.held: list[list[np.ndarray]] = [
+            [np.zeros(len(view.host_gpus), dtype=np.int64) for _ in range(queues)] for _ in range(pools)
+        ]
+        self.held_on: dict[int, tuple] = {}  # running preemptible job -> its placement then
         self.demotions: list[list[tuple[float, int, float]]] = [[] for _ in range(pools)]
         self.promotions: list[list[tuple[float, int, float]]] = [[] for _ in range(pools)]
         self.demoted = [0] * pools  # running jobs demoted so far, per pool
@@ -150,7 +157,7 @@ class Las(PreemptivePriority):
             self.waited_s[job], self.wait_from[job] = waited, wait_from
         self.entries = data["entries"]
         for job, segment in data["segment_s"]:
-            self.running[self.view.pool[job]][self.queue[job]].add((self.key[job], job))
+            self._run(job, self.queue[job], 1)
             self.segment_s[job] = segment
         self.demotions = [[tuple(e) for e in heap] for heap in data["demotions"]]
         self.promotions = [[tuple(e) for e in heap] for heap in data["promotions"]]
@@ -164,7 +171,7 @@ class Las(PreemptivePriority):
     def started(self, job: int) -> None:
         view = self.view
         pool, q = view.pool[job], self.queue[job]
-        self.running[pool][q].add((self.key[job], job))
+        self._run(job, q, 1)
         since, left = view.run_start(job)
         self.segment_s[job] = since
         wait_from = self.wait_from[job]
@@ -177,8 +184,46 @@ class Las(PreemptivePriority):
             heapq.heappush(self.demotions[pool], (at, job, since))
 
     def _unindex(self, job: int) -> None:
-        self.running[self.view.pool[job]][self.queue[job]].remove((self.key[job], job))
+        self._run(job, self.queue[job], -1)
         del self.segment_s[job]
+
+    def _run(self, job: int, q: int, sign: int) -> None:
+        """Index running `job` in queue q (sign 1) or out of it (-1), with its GPUs per host."""
+        view = self.view
+        pool = view.pool[job]
+        if sign > 0:
+            self.running[pool][q].add((self.key[job], job))
+        else:
+            self.running[pool][q].remove((self.key[job], job))
+        if not view.preemptible[job]:
+            return
+        # (where it ran: a job that ended or was interrupted has no placement any more)
+        placement = view.placement_of(job) if sign > 0 else self.held_on.pop(job)
+        if sign > 0:
+            self.held_on[job] = placement or ()
+        held = self.held[pool][q]
+        for host, gpus in placement or ():
+            if host >= len(held):  # (hosts joined since)
+                grown = np.zeros(len(view.host_gpus), dtype=np.int64)
+                grown[: len(held)] = held
+                held = self.held[pool][q] = grown
+            held[host] += sign * gpus
+
+    def victim_gpus(self, pool: int, job: int) -> np.ndarray:
+        """Per host, the GPUs of every preemptible job `victims` would offer `job`: those of
+        later queues, from the index, and those of its own queue ranked below it."""
+        view = self.view
+        held, q = self.held[pool], self.queue[job]
+        out = np.zeros(len(view.host_gpus), dtype=np.int64)
+        for later in range(q + 1, len(held)):
+            out[: len(held[later])] += held[later]
+        mine = (self.key[job], job)
+        for entry in reversed(self.running[pool][q]):
+            if entry <= mine:
+                break
+            for host, gpus in self.held_on.get(entry[1], ()):
+                out[host] += gpus
+        return out
 
     def stopped(self, job: int) -> None:
         """Preempted: index it out and, past the first queue, schedule its promotion."""
@@ -231,11 +276,11 @@ class Las(PreemptivePriority):
                 # restarting or writing checkpoints, it did less work than time went by
                 heapq.heappush(demotions, (now + short_s, job, segment))
                 continue
-            self.running[pool][self.queue[job]].remove((self.key[job], job))
+            self._run(job, self.queue[job], -1)
             self.demoted[pool] += 1
             q = self.queue[job] = self.queue[job] + 1
             self.key[job] = self._place(at)
-            self.running[pool][q].add((self.key[job], job))
+            self._run(job, q, 1)
             if q < len(self.thresholds):
                 nxt = at + (self.thresholds[q] - self.thresholds[q - 1]) / view.gpus[job]
                 heapq.heappush(demotions, (nxt, job, segment))

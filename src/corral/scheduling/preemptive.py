@@ -231,10 +231,26 @@ class PreemptivePriority:
         known = None if generation is None or stamp is None else (entry[0], generation, stamp)
         if known is not None and self.no_victims.get(job) == known:
             return None
-        chosen = victims_for_placement(self.view, job, self.victims(pool, job))
+        if self._no_host_can(pool, job):
+            chosen = None
+        else:
+            chosen = victims_for_placement(self.view, job, self.victims(pool, job))
         if chosen is None and known is not None:
             self.no_victims[job] = known
         return chosen
+
+
+    def _no_host_can(self, pool: int, job: int) -> bool:
+        """Whether `job`, on one host, could not be placed even were every victim it may take
+        stopped: no host of the pool has its GPUs free or held by those victims. Known from
+        a per-host index where the policy keeps one (`victim_gpus`), without the walk."""
+        view = self.view
+        per_host = getattr(self, "victim_gpus", None)
+        if per_host is None or view.gpus[job] > view.max_host_gpus(pool):
+            return False
+        hosts = view.pool_hosts(pool)
+        room = view.free_vector()[hosts] + per_host(pool, job)[hosts]
+        return int(room.max()) < view.gpus[job]
 
 
 class Srtf(PreemptivePriority):
