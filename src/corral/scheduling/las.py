@@ -217,12 +217,17 @@ class Las(PreemptivePriority):
         out = np.zeros(len(view.host_gpus), dtype=np.int64)
         for later in range(q + 1, len(held)):
             out[: len(held[later])] += held[later]
-        mine = (self.key[job], job)
-        for entry in reversed(self.running[pool][q]):
-            if entry <= mine:
-                break
-            for host, gpus in self.held_on.get(entry[1], ()):
-                out[host] += gpus
+        # its own queue: the jobs ranked below it, or all less those above, whichever are fewer
+        running = self.running[pool][q]
+        at = running.bisect_right((self.key[job], job))
+        if at < len(running) - at:
+            out[: len(held[q])] += held[q]
+            sign, side = -1, running.islice(0, at)
+        else:
+            sign, side = 1, running.islice(at)
+        for _, other in side:
+            for host, gpus in self.held_on.get(other, ()):
+                out[host] += sign * gpus
         return out
 
     def stopped(self, job: int) -> None:
