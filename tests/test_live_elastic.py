@@ -37,6 +37,9 @@ def test_an_elastic_job_grows_then_shrinks_for_waiting_work(cluster):
     envs = {name: s[0]["env"] for name, s in specs.items()}
     assert {e["WORLD_SIZE"] for e in envs.values()} == {"8"}
     assert sorted(e["RANK"] for e in envs.values()) == ["0", "4"]
+    assert cluster.job(elastic)["held_gpus"] == 8
+    (row,) = cluster.call("GET", "/v1/jobs", cluster.admin).json()
+    assert (row["gpus"], row["held_gpus"]) == (2, 8)
     quota = cluster.call("GET", "/v1/quota", cluster.admin).json()
     assert {q["queue"]: q["used_gpus"] for q in quota}["team-a"] == 8
 

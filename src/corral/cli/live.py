@@ -335,6 +335,12 @@ def submit(
         console.print(f"submitted job {out['job_id']}")
 
 
+def _gpus(row: dict) -> str:
+    """What a job holds now where an elastic one holds other than it asked."""
+    held = row.get("held_gpus")
+    return str(row["gpus"]) if held in (None, row["gpus"]) else f"{held} (asks {row['gpus']})"
+
+
 @app.command()
 def jobs(
     state: Annotated[str | None, typer.Option(help="Only jobs in this state.")] = None,
@@ -355,7 +361,7 @@ def jobs(
         table.add_column(column, justify="right" if column in ("GPUs", "exit") else "left")
     for r in rows:
         table.add_row(
-            r["job_id"], r["name"], r["team"], r["queue"], str(r["gpus"]), r["state"],
+            r["job_id"], r["name"], r["team"], r["queue"], _gpus(r), r["state"],
             "" if r["exit_code"] is None else str(r["exit_code"]),
             tables.duration(r["ran_s"] if r["waited_s"] is None else r["waited_s"]),
         )  # fmt: skip

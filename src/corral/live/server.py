@@ -111,10 +111,15 @@ class Running(BaseModel, extra="forbid"):
 
 
 def job_view(
-    job: Job, attempts: list[Attempt] | None = None, now: float | None = None, since: float | None = None
+    job: Job,
+    attempts: list[Attempt] | None = None,
+    now: float | None = None,
+    since: float | None = None,
+    held: int | None = None,
 ) -> dict[str, Any]:
     """A job as the API shows it; with `now`, how long it has waited (while pending) and run
-    (its ended attempts, and its live one since `since`)."""
+    (its ended attempts, and its live one since `since`); `held`: the GPUs its live attempt
+    holds (an elastic job's size now)."""
     out = {
         "job_id": job.job_id,
         "name": job.name,
@@ -133,6 +138,7 @@ def job_view(
         "min_gpus": job.min_gpus,
         "max_gpus": job.max_gpus,
         "step_gpus": job.step_gpus,
+        "held_gpus": held,
     }
     if now is not None:
         out["ran_s"] = job.run_s + (max(0.0, now - since) if since is not None else 0.0)
@@ -327,17 +333,25 @@ def create_app(
             query = query.where(Job.team == team)
         if state is not None:
             query = query.where(Job.state == state)
-        live = select(Attempt.job, Attempt.start_s).where(Attempt.state.in_((COMMITTED, STARTED, STOPPING)))
-        since = {job: start for job, start in db.execute(live)}
+        live = select(Attempt.job, Attempt.start_s, Attempt.state, Attempt.placement).where(
+            Attempt.state.in_((COMMITTED, STARTED, STOPPING))
+        )
+        since, held = {}, {}
+        for job_row, start, attempt_state, placement in db.execute(live.order_by(Attempt.id)):
+            since[job_row] = start
+            if attempt_state != STOPPING:
+                held[job_row] = sum(len(ids) for _, ids in placement)
         now = clock()
-        return [job_view(j, None, now, since.get(j.id)) for j in db.scalars(query)]
+        return [job_view(j, None, now, since.get(j.id), held.get(j.id)) for j in db.scalars(query)]
 
     @app.get("/v1/jobs/{job_id}")
     async def job(job_id: str, who: Caller, db: Db) -> dict[str, Any]:
         row = own_job(db, who, job_id)
         attempts = list(db.scalars(select(Attempt).where(Attempt.job == row.id).order_by(Attempt.id)))
-        live = [a.start_s for a in attempts if a.state in (COMMITTED, STARTED, STOPPING)]
-        return job_view(row, attempts, clock(), live[-1] if live else None)
+        live = [a for a in attempts if a.state in (COMMITTED, STARTED, STOPPING)]
+        holding = [a for a in live if a.state != STOPPING]
+        held = sum(len(ids) for _, ids in holding[-1].placement) if holding else None
+        return job_view(row, attempts, clock(), live[-1].start_s if live else None, held)
 
     @app.post("/v1/jobs/{job_id}/cancel")
     async def cancel(job_id: str, who: Caller, db: Db) -> dict[str, Any]:
