@@ -34,6 +34,9 @@ LIVE = (
     "corral explain JOB",
     "corral config",
     "corral cordon",
+    "corral service",
+    "corral proxy",
+    "corral moves",
 )
 LIVE_READS = ("week.parquet", "live.toml")
 
