@@ -60,7 +60,7 @@ def replicas():
 def test_rates_sum_over_replicas_and_survive_resets(replicas):
     a, b = replicas
     urls = [a.url, b.url]
-    scraper = Scraper()
+    scraper = Scraper(timeout_s=10.0)
     a.count, b.count = 100, 10
     assert scraper.rate(urls, "/metrics", "requests_total", 0.0) is None  # (nothing to compare with)
     a.count, b.count = 150, 30  # 50 and 20 in 10 s
@@ -93,6 +93,7 @@ def test_the_broker_sizes_replicas_from_scraped_metrics(tmp_path, replicas, monk
     config = Config("priority", broker=BrokerConfig("reactive", step_s=10.0, headroom=0.0))
     config.heartbeat_timeout_s = math.inf
     reconciler = Reconciler(engine, config, clock)
+    reconciler.scraper = Scraper(timeout_s=10.0)  # (a loaded test machine may answer slowly)
     reconciler.step()  # (the first scrape: no rate yet)
     for r in replicas:
         r.count = 150.0  # 300 requests in 10 s over the two
