@@ -147,6 +147,39 @@ def test_a_restarted_server_takes_up_the_running_ranks(cluster, tmp_path):
     assert logs(again, job).count("up") == 2  # (no output sent twice)
 
 
+def test_an_elastic_gang_restarts_on_ray_at_its_new_size(ray_cluster, tmp_path):
+    """An elastic job (8-16 GPUs, not preemptible) grows to both Ray nodes at once; a job of
+    higher priority makes it give one back: its 16-GPU gang gets SIGTERM on both nodes and,
+    once both ranks have exited, starts again as an 8-GPU gang with WORLD_SIZE 8."""
+    cluster = Cluster(f"sqlite:///{tmp_path}/corral.db", tmp_path, policy="priority+elastic:hold=0")
+    try:
+        runner = executor(cluster, tmp_path)
+        loop = "trap 'echo term; exit 143' TERM; echo world=$WORLD_SIZE; while :; do sleep 0.05; done"
+        job = cluster.submit(
+            "team-a", 8, ["sh", "-c", loop], min_gpus=8, max_gpus=16, step_gpus=8, preemptible=False
+        )
+        wait(cluster, runner, lambda: logs(cluster, job).count("world=16") == 2)
+        cluster.submit("team-b", 8, ["sh", "-c", "sleep 30"], priority=5)
+
+        def shrunk() -> bool:
+            attempts = cluster.job(job)["attempts"]
+            return attempts[-1]["state"] == "running" and "world=8" in logs(cluster, job)
+
+        wait(cluster, runner, shrunk)
+        attempts = cluster.job(job)["attempts"]
+        assert [(a["ended"], sum(len(ids) for _, ids in a["placement"])) for a in attempts] == [
+            ("resized", 8),  # (grown in the pass that started it: never reached Ray)
+            ("resized", 16),
+            ("", 8),
+        ]
+        assert attempts[1]["exit_code"] == 143
+        for running in cluster.call("GET", "/v1/jobs", cluster.admin).json():
+            cluster.call("POST", f"/v1/jobs/{running['job_id']}/cancel", cluster.admin)
+        wait(cluster, runner, lambda: not runner.ranks)
+    finally:
+        cluster.engine.dispose()
+
+
 def test_a_lost_ray_node_is_a_node_failure_and_the_job_waits_again(cluster, tmp_path, ray_cluster):
     """n1's Ray node is killed under a running gang: corral hears nothing from it, marks it
     down after the heartbeat timeout, ends the attempt as failed and requeues the job, which
