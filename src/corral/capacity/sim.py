@@ -76,16 +76,7 @@ class ElasticJob:
 
     def run(self) -> TrainingRun:
         """The job, not yet started, in an engine of its own."""
-        return TrainingRun(
-            self.name,
-            self.min_gpus,
-            self.max_gpus,
-            self.step_gpus,
-            self.checkpoint_interval_s,
-            self.write_s,
-            self.restart_s,
-            self.scaling_exponent,
-        )
+        return TrainingRun(self)
 
 
 @dataclass(frozen=True)

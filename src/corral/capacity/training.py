@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,6 +19,9 @@ from corral.fleet import Fleet, Segment
 from corral.scheduling.policy import Decision, Resize, Start, View
 from corral.sim.engine import Engine
 from corral.workload import JobTable
+
+if TYPE_CHECKING:
+    from corral.capacity.sim import ElasticJob
 
 FOREVER_S = 100 * 365 * 86400.0  # the job's work: more than any horizon
 
@@ -87,23 +91,13 @@ class Ledger:
 class TrainingRun:
     """One elastic job in an engine on a fleet of exactly its maximum size."""
 
-    def __init__(
-        self,
-        name: str,
-        min_gpus: int,
-        max_gpus: int,
-        step_gpus: int,
-        checkpoint_interval_s: float,
-        write_s: float,
-        restart_s: float,
-        scaling_exponent: float,
-    ) -> None:
-        host = math.gcd(step_gpus, 8)
-        fleet = Fleet("training", [Segment("default", max_gpus // host, host, 2, 192)], "default")
+    def __init__(self, job: ElasticJob) -> None:
+        host = math.gcd(job.step_gpus, 8)
+        fleet = Fleet("training", [Segment("default", job.max_gpus // host, host, 2, 192)], "default")
         jobs = JobTable(
-            job_id=[name],
+            job_id=[job.name],
             submit_s=np.zeros(1),
-            gpus=np.array([max_gpus]),
+            gpus=np.array([job.max_gpus]),
             duration_s=np.array([FOREVER_S]),
             queue=["training"],
             user=[""],
@@ -111,14 +105,14 @@ class TrainingRun:
             priority=np.zeros(1, dtype=np.int64),
             preemptible=np.ones(1, dtype=bool),
             extra={
-                "min_gpus": [str(min_gpus)],
-                "max_gpus": [str(max_gpus)],
-                "step_gpus": [str(step_gpus)],
-                "scaling": [repr(scaling_exponent)],
+                "min_gpus": [str(job.min_gpus)],
+                "max_gpus": [str(job.max_gpus)],
+                "step_gpus": [str(job.step_gpus)],
+                "scaling": [repr(job.scaling_exponent)],
             },
-            checkpoint_interval_s=np.array([checkpoint_interval_s]),
-            restart_s=np.array([restart_s]),
-            checkpoint_write_s=np.array([write_s]),
+            checkpoint_interval_s=np.array([job.checkpoint_interval_s]),
+            restart_s=np.array([job.restart_s]),
+            checkpoint_write_s=np.array([job.write_s]),
         )
         self.policy = Directed()
         self.engine = Engine(fleet, jobs, self.policy, sample_s=math.inf)
@@ -139,8 +133,7 @@ class TrainingRun:
             return
         before = self._overhead_s()
         if held and not gpus:
-            self.engine.advance(now_s)
-            self.engine.now = self.cluster.view.now_s = now_s
+            self.engine.decide_at(now_s, set())  # (brought to now_s, deciding nothing)
             self.engine.stop(0, graceful)
         self.policy.target, self.policy.graceful = gpus, graceful
         self.engine.decide_at(now_s, {0})

@@ -95,10 +95,10 @@ def job_table(jobs: list[Job]) -> JobTable:
         gpus=np.array([j.gpus for j in jobs], dtype=np.int64),
         duration_s=np.array(estimate, dtype=float),
         queue=[j.queue for j in jobs],
-        user=[j.team or "" for j in jobs],
+        user=[j.team for j in jobs],
         kind=["experiment"] * len(jobs),
-        priority=np.array([j.priority or 0 for j in jobs], dtype=np.int64),
-        preemptible=np.array([j.preemptible is not False for j in jobs], dtype=bool),
+        priority=np.array([j.priority for j in jobs], dtype=np.int64),
+        preemptible=np.array([j.preemptible for j in jobs], dtype=bool),
         source="<live>",
         extra={name: [text(getattr(j, name)) for j in jobs] for name in ELASTIC_COLUMNS},
     )

@@ -288,8 +288,19 @@ def create_app(
         if most and spec.gpus > most:
             raise unprocessable("gpus", f"{spec.gpus} GPUs is more than any pool has ({most})")
         try:  # (an elastic job's sizes, checked as a job table's are)
-            fields = ("gpus", "queue", "min_gpus", "max_gpus", "step_gpus", "scaling")
-            asked = Job(job_id="submitted", submit_s=0.0, **{f: getattr(spec, f) for f in fields})
+            fields = (
+                "gpus",
+                "queue",
+                "priority",
+                "preemptible",
+                "min_gpus",
+                "max_gpus",
+                "step_gpus",
+                "scaling",
+            )
+            asked = Job(
+                job_id="submitted", team=who.name, submit_s=0.0, **{f: getattr(spec, f) for f in fields}
+            )
             elastic_columns(job_table([asked]))
         except InputError as err:
             raise unprocessable(err.field or "gpus", err.message) from None

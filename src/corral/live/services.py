@@ -91,7 +91,6 @@ class LiveBroker:
         self.dirty = 0  # the first step whose demand must be computed again
         self.decided = -1  # the last step the broker decided
         self.first = -1  # the first (earlier steps' demand is history it learns from)
-        self.acted = -1  # the last step whose decision was applied (after a rebuild: replayed)
         self.loaded_id = 0  # demand rows read so far
         self.lendable: int | None = None
 
@@ -130,26 +129,30 @@ class LiveBroker:
             targets = np.minimum(targets, [s.max_replicas for s in services])
         self.decided = t
         last = -1 if note is None else int(note.value["step"])
-        if t <= last and self.acted < 0:  # (a rebuilt reconciler: already applied)
-            self.acted = t
+        if t <= last:  # (a rebuilt reconciler: applied by the one before it)
             return self._hold(demand, t, per, floor, horizon, targets, pool_gpus, None, now)
         for i, service in enumerate(services):
             target = int(targets[i])
             if target != service.target_replicas:
                 why = self._why(services, demand, i, t, int(lead[i]), target)
                 before = service.target_replicas
-                move = Move(
-                    t_s=now, step=t, service=service.name, kind="replicas", before=before, after=target
+                session.add(
+                    Move(
+                        t_s=now,
+                        step=t,
+                        service=service.name,
+                        kind="replicas",
+                        before=before,
+                        after=target,
+                        reason=why,
+                    )
                 )
-                session.add(move)
-                move.reason = why
                 service.target_replicas = target
             self._replicas(session, service, now)
         if note is None:
             session.add(Meta(key="broker_step", value={"first": self.first, "step": t}))
         else:
             note.value = {"first": self.first, "step": t}
-        self.acted = t
         return self._hold(demand, t, per, floor, horizon, targets, pool_gpus, session, now)
 
     def _hold(
@@ -202,10 +205,9 @@ class LiveBroker:
         """The set of services changed: the broker starts over on the whole history."""
         self.names = tuple(s.name for s in services)
         self.broker.reset()
-        self.decided, self.acted, self.loaded_id, self.lendable = -1, -1, 0, None
-        self.first = -1
-        self.sums: dict[str, dict[int, list[float]]] = {s.name: {} for s in services}
-        self.gpus: list[list[float]] = [[] for _ in services]
+        self.decided, self.first, self.loaded_id, self.lendable = -1, -1, 0, None
+        self.sums = {s.name: {} for s in services}
+        self.gpus = [[] for _ in services]
         self.dirty = 0
         self.origin = session.scalar(select(func.min(Demand.t_s)))
 

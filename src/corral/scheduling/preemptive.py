@@ -239,7 +239,6 @@ class PreemptivePriority:
             self.no_victims[job] = known
         return chosen
 
-
     def _no_host_can(self, pool: int, job: int) -> bool:
         """Whether `job`, on one host, could not be placed even were every victim it may take
         stopped: no host of the pool has its GPUs free or held by those victims. Known from
