@@ -161,10 +161,13 @@ class Reservation:
         view = self.view
         self.moves += 1
         if self.found is not None and self.spot is not None and not self.ends_by_shadow(job):
+            # (GPUs taken from hosts the reserved job could not use leave its place then)
+            unmoved = sign > 0 and view.unmoved_by(self.job, self.at_shadow, [h for h, _ in placement])
             self.extra_gpus -= sign * view.gpus[job]
             for h, g in placement:
                 self.at_shadow[h] -= sign * g
-            self._replace()
+            if not unmoved:
+                self._replace()
         if self.beside is not None:
             self.beside.add(view.queue[job], sign * view.gpus[job])
 

@@ -41,6 +41,30 @@ class PlacementConfig:
             )
 
 
+class PoolLayout:
+    """A pool's hosts, their sizes and, per level (rack, pod, cluster, then the whole pool as
+    one domain), each host's domain, the number of domains and, where every domain of the
+    level below lies inside one of this level, that map (so counts add up level by level)."""
+
+    def __init__(self, fleet, pool: int, domains: list[np.ndarray]) -> None:  # noqa: ANN001
+        hosts = fleet.pool_hosts[pool]
+        self.hosts = hosts
+        self.every_host = hosts.size == len(fleet.host_gpus)  # (hosts are then 0..n-1, in order)
+        self.size = fleet.host_gpus[hosts]
+        self.uniform = int(self.size.min()) == int(self.size.max())
+        self.levels: list[tuple[np.ndarray, int, np.ndarray | None]] = []
+        below: tuple[np.ndarray, int] | None = None
+        for dom in [domain[hosts] for domain in domains] + [np.zeros(hosts.size, dtype=np.int64)]:
+            bins, parent = int(dom.max()) + 1, None
+            if below is not None:
+                parent = np.zeros(below[1], dtype=np.int64)
+                parent[below[0]] = dom
+                if not np.array_equal(parent[below[0]], dom):
+                    parent = None
+            self.levels.append((dom, bins, parent))
+            below = (dom, bins)
+
+
 class Placer:
     def __init__(self, state: FleetState, config: PlacementConfig | None = None) -> None:
         self.state = state
@@ -49,16 +73,13 @@ class Placer:
 
     def grow(self, fleet) -> None:  # noqa: ANN001 (a Fleet with hosts added)
         self._domains = [fleet.host_rack, fleet.host_pod, fleet.host_cluster]
-        self._by_pool: dict[int, list[tuple[np.ndarray, int]]] = {}
+        self._by_pool: dict[int, PoolLayout] = {}
 
-    def _pool_domains(self, pool: int) -> list[tuple[np.ndarray, int]]:
-        """Each level's domain of every host of `pool` (rack, pod, cluster, then one domain
-        for the whole pool), with the number of bins it needs: fixed until hosts are added."""
+    def _layout(self, pool: int) -> PoolLayout:
+        """`pool`'s hosts and topology: fixed until hosts are added."""
         found = self._by_pool.get(pool)
         if found is None:
-            hosts = self.state.fleet.pool_hosts[pool]
-            found = [(dom, int(dom.max()) + 1) for dom in (domain[hosts] for domain in self._domains)]
-            found.append((np.zeros(hosts.size, dtype=np.int32), 1))
+            found = PoolLayout(self.state.fleet, pool, self._domains)
             self._by_pool[pool] = found
         return found
 
@@ -91,6 +112,20 @@ class Placer:
             return self._spread(pool, gpus, state.free if free is None else free)
         return None
 
+    def unmoved_by(self, pool: int, gpus: int, free: np.ndarray, hosts: list[int]) -> bool:
+        """Whether taking GPUs from `hosts` of the vector `free` leaves where `find` puts
+        `gpus` on it as it is (placed or not): none of those hosts could take a part of the
+        job (a small job's host with room for it; a gang's whole host, or one with room for
+        its remainder), so no count or choice `find` makes changes."""
+        state = self.state
+        host_gpus = state.pool_max_host_gpus[pool]
+        if gpus <= host_gpus:
+            return all(free[h] < gpus for h in hosts)
+        if not self._layout(pool).uniform:  # (a smaller whole host counts as a full one)
+            return False
+        remainder = gpus % host_gpus
+        return all(free[h] < host_gpus and (not remainder or free[h] < remainder) for h in hosts)
+
     def _best_fit(self, pool: int, gpus: int, free: np.ndarray) -> int | None:
         hosts = self.state.fleet.pool_hosts[pool]
         f = free[hosts]
@@ -111,38 +146,44 @@ class Placer:
     def _consolidated(
         self, pool: int, gpus: int, level: int | None, all_free: np.ndarray
     ) -> Placement | None:
-        fleet = self.state.fleet
-        hosts = fleet.pool_hosts[pool]
-        free = all_free[hosts]
-        size = fleet.host_gpus[hosts]
-        whole = free == size
+        """Whole free hosts (and one host with room for the remainder) in the smallest level
+        of domain that has them, the fullest such domain. Hosts are counted per rack once;
+        a wider domain's counts are the sums of its racks' (or pods')."""
+        layout = self._layout(pool)
+        hosts = layout.hosts
+        free = all_free if layout.every_host else all_free[hosts]
+        whole = free == layout.size
         host_gpus = self.state.pool_max_host_gpus[pool]
         n_whole, remainder = divmod(gpus, host_gpus)
-        partial = (~whole) & (free >= remainder) if remainder else np.zeros_like(whole)
-        domains = self._pool_domains(pool)
-        for dom, bins in domains if level is None else domains[:level]:
-            whole_count = np.bincount(dom[whole], minlength=bins)
-            if remainder:
-                has_partial = np.bincount(dom[partial], minlength=whole_count.size) > 0
-                fits = (whole_count >= n_whole) & (has_partial | (whole_count > n_whole))
+        whole_at = np.flatnonzero(whole)  # (local indices, ascending)
+        partial_at = np.flatnonzero((free >= remainder) & ~whole) if remainder else whole_at[:0]
+        if whole_at.size < n_whole or (whole_at.size == n_whole and not partial_at.size and remainder):
+            return None  # (no domain has more than the whole pool)
+        levels = layout.levels if level is None else layout.levels[:level]
+        whole_count = partial_count = np.zeros(0)
+        for i, (dom, bins, parent) in enumerate(levels):
+            if i == 0 or parent is None:
+                whole_count = np.bincount(dom[whole_at], minlength=bins)
+                if remainder:
+                    partial_count = np.bincount(dom[partial_at], minlength=bins)
             else:
-                fits = whole_count >= n_whole
-            if not fits.any():
-                continue
-            candidates = np.flatnonzero(fits)
-            best = int(candidates[np.argmin(whole_count[candidates])])
-            in_dom = dom == best
-            chosen = hosts[in_dom & whole][:n_whole]
-            placement = [(int(h), int(host_gpus)) for h in chosen]
+                whole_count = np.bincount(parent, weights=whole_count, minlength=bins)
+                if remainder:
+                    partial_count = np.bincount(parent, weights=partial_count, minlength=bins)
+            fits = whole_count >= n_whole
             if remainder:
-                part = in_dom & partial
-                if part.any():
-                    idx = np.flatnonzero(part)
-                    pick = idx[np.argmin(free[idx])]  # first minimum = lowest host
-                    placement.append((int(hosts[pick]), remainder))
-                else:
-                    spare = hosts[in_dom & whole][n_whole]
-                    placement.append((int(spare), remainder))
+                fits &= (partial_count > 0) | (whole_count > n_whole)
+            candidates = np.flatnonzero(fits)
+            if not candidates.size:
+                continue
+            best = int(candidates[np.argmin(whole_count[candidates])])
+            members = whole_at[dom[whole_at] == best]
+            placement = [(int(h), host_gpus) for h in hosts[members[:n_whole]].tolist()]
+            if remainder:
+                part = partial_at[dom[partial_at] == best]
+                # (the partial host with fewest free GPUs, lowest first; else one more whole)
+                pick = int(part[np.argmin(free[part])]) if part.size else int(members[n_whole])
+                placement.append((int(hosts[pick]), remainder))
             return tuple(placement)
         return None
 

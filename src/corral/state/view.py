@@ -121,6 +121,11 @@ class ClusterView:
         c = self._c
         return c.placer.find(c.pool[job], c.gpus[job], False, c.level[job], free)
 
+    def unmoved_by(self, job: int, free: np.ndarray, hosts: list[int]) -> bool:
+        """Whether taking GPUs from `hosts` of `free` leaves `place_on(job, free)` as it is."""
+        c = self._c
+        return c.placer.unmoved_by(c.pool[job], c.gpus[job], free, hosts)
+
     def place_size(self, job: int, gpus: int, free: np.ndarray) -> Placement | None:
         """Where `job` would go on `free` at another size (an elastic job's resize)."""
         c = self._c
