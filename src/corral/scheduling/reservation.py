@@ -48,6 +48,11 @@ class Reservation:
         self.extra_gpus = 0  # GPUs free at the shadow time beyond its need
         self.at_shadow = np.zeros(0, dtype=np.int64)  # per host, GPUs free at the shadow time
         self.spot: dict[int, int] | None = None  # host -> GPUs it would take then; None: no time
+        # the spot's hosts, and the most GPUs each may have free now for jobs that outlast
+        # the shadow time (what it has free then less what the reserved job takes): worked
+        # out when first needed
+        self.spot_bounds: tuple[np.ndarray, np.ndarray] | None = None
+        self.delay: Reason | None = None
         self.lost = False  # jobs exempt from holding took what it needs at the shadow time
         # sizes (GPUs, level) `admit` refused, with the count of starts and stops then: a job
         # of that size is refused again until GPUs change hands
@@ -66,6 +71,14 @@ class Reservation:
             self.spot = dict(spot) if spot is not None else None
         return self
 
+    def _spot_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.spot_bounds is None:
+            spot = self.spot or {}
+            hosts = np.fromiter(spot, dtype=np.int64, count=len(spot))
+            taken = np.fromiter(spot.values(), dtype=np.int64, count=len(spot))
+            self.spot_bounds = hosts, self.at_shadow[hosts] - taken
+        return self.spot_bounds
+
     def ends_by_shadow(self, job: int) -> bool:
         return self.view.now_s + self.view.run_s(job) <= self.known().shadow_s
 
@@ -82,7 +95,9 @@ class Reservation:
         return Reason("holding", "holding: would take the quota reserved for job {job0}", (self.job,))
 
     def delays(self) -> Reason:
-        return Reason("holding", "holding: would delay the reservation of job {job0}", (self.job,))
+        if self.delay is None:
+            self.delay = Reason("holding", "holding: would delay the reservation of job {job0}", (self.job,))
+        return self.delay
 
     def refuses(self, gpus: int, level: int | None) -> bool:
         """Whether `admit` refused a job of this size since GPUs last changed hands."""
@@ -99,8 +114,8 @@ class Reservation:
         if all(at[h] - g >= spot.get(h, 0) for h, g in placement):
             return placement
         free = view.free_vector()
-        for h, g in spot.items():
-            free[h] = min(free[h], at[h] - g)
+        hosts, left = self._spot_bounds()
+        free[hosts] = np.minimum(free[hosts], left)
         off = view.place_on(job, free)
         if off is not None:
             return off
@@ -175,6 +190,7 @@ class Reservation:
         """Where the reserved job would go at the shadow time, after GPUs changed hands."""
         spot = self.view.place_on(self.job, self.at_shadow)
         self.spot = dict(spot) if spot is not None else {}
+        self.spot_bounds = None
         self.lost = spot is None
 
 

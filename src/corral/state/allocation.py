@@ -7,6 +7,7 @@ This is mechanism: it records allocations and refuses impossible ones; it never 
 
 from __future__ import annotations
 
+import functools
 import heapq
 
 import numpy as np
@@ -80,6 +81,9 @@ class FleetState:
         ids = []
         for host, gpus in placement:
             used, taken, bit = self.used[host], [], 0
+            if not used:  # (an idle host: the first `gpus`)
+                ids.append((host, _first(gpus)))
+                continue
             while len(taken) < gpus:
                 if not used >> bit & 1:
                     taken.append(bit)
@@ -161,8 +165,7 @@ class FleetState:
         for (host, gpus), (_, taken) in zip(placement, ids, strict=True):
             self._move(pool, host, int(free[host]) - gpus)
             self.pool_free[pool] -= gpus
-            for i in taken:
-                self.used[host] |= 1 << i
+            self.used[host] |= _mask(taken)
         return ids
 
     def release(self, pool: int, placement: Placement, ids: GpuIds) -> None:
@@ -177,9 +180,19 @@ class FleetState:
             else:
                 self._move(pool, host, int(self.free[host]) + gpus)
                 self.pool_free[pool] += gpus
-            for i in taken:
-                self.used[host] &= ~(1 << i)
+            self.used[host] &= ~_mask(taken)
         self.release_epoch[pool] += 1
+
+
+@functools.cache
+def _first(gpus: int) -> tuple[int, ...]:
+    return tuple(range(gpus))
+
+
+@functools.cache
+def _mask(taken: tuple[int, ...]) -> int:
+    """The bits of GPU indices `taken`."""
+    return sum(1 << i for i in taken)
 
 
 class FreeTally:

@@ -174,6 +174,9 @@ class ClusterState:
         self.writing: list[float] = []
         self.attempts: list[int] = []  # starts so far: a live attempt's number
         self.expected_end: list[float] = []  # of a running job, if nothing stops it
+        # how long a job would run if started now (the view's `run_s`; NaN: not worked out
+        # since its work left or checkpoint interval last changed), asked pass after pass
+        self.run_estimate: list[float] = []
         # Live jobs that report their checkpoints: the useful seconds of the current run the
         # last report holds (NaN: the job never reported; the checkpoint model applies)
         self.reported: list[float] = []
@@ -257,7 +260,14 @@ class ClusterState:
         self.remaining += duration
         self.run_since += [-1.0] * n
         self.overhead += [0.0] * n
-        for column in (self.first_start, self.end, self.last_stop, self.expected_end, self.reported):
+        for column in (
+            self.first_start,
+            self.end,
+            self.last_stop,
+            self.expected_end,
+            self.reported,
+            self.run_estimate,
+        ):
             column += [NAN] * n
         for column in (self.preemptions, self.interruptions, self.unexpected, self.attempts, self.resizes):
             column += [0] * n
@@ -488,6 +498,7 @@ class ClusterState:
         that much less left."""
         self.remaining[job] = max(0.0, self.remaining[job] - worked_s)
         self.preemptions[job] += stops
+        self.run_estimate[job] = NAN
         self.kept[job] = worked_s
 
     def report_checkpoint(self, job: int, at_s: float) -> None:
@@ -511,12 +522,14 @@ class ClusterState:
         self.kept[job] += delta
         self.lost[job] -= delta
         self.remaining[job] = max(0.0, self.remaining[job] - delta)
+        self.run_estimate[job] = NAN
         if self.status[job] == RUNNING_:
             self.expected_end[job] -= delta / self.rate[job]
 
     def set_interval(self, job: int, interval_s: float) -> None:
         """How often `job` checkpoints from its next start (a rule that follows failures)."""
         self.checkpoint_s[job] = self.np_checkpoint.a[job] = interval_s
+        self.run_estimate[job] = NAN
 
     def preempt(self, job: int, now: float, reason: Reason | None = None, by: int = -1) -> None:
         """A policy stops `job`: it keeps its last checkpoint (everything, with no interval)."""
@@ -600,6 +613,7 @@ class ClusterState:
         self.restarting[job] += min(now - self.run_since[job], self.overhead[job])
         self.writing[job] += writing
         self.remaining[job] -= saved * rate
+        self.run_estimate[job] = NAN
         if self.gpus[job] != self.ref_gpus[job]:  # (a resized job asks for its own size again)
             self.gpus[job] = self.ref_gpus[job]
             self.np_gpus.a[job] = float(self.gpus[job])
@@ -825,6 +839,7 @@ class ClusterState:
             if not state.alloc.out[host]:
                 state.alloc.take_out(host)
         state.runs = RunLog.restore(data["runs"])  # (adopting running jobs opened runs again)
+        state.run_estimate[:] = [NAN] * len(state)
         if state.reasons is not None:
             state.reasons.clear()
         if state.log is not None:

@@ -69,9 +69,13 @@ class ClusterView:
         """How long waiting `job` would run if started now, by its estimate: the work left,
         the checkpoint writes on the way and, if it ran before, its restart cost."""
         c = self._c
+        known = c.run_estimate[job]
+        if known == known:  # (not NaN)
+            return known
         again = c.preemptions[job] or c.interruptions[job]
         left = max(0.0, c.remaining[job] + (c.estimate_s[job] - c.duration_s[job]))
-        return (c.restart_cost_s[job] if again else 0.0) + c.wall_s(job, left)
+        known = c.run_estimate[job] = (c.restart_cost_s[job] if again else 0.0) + c.wall_s(job, left)
+        return known
 
     def expected_end_s(self, job: int) -> float:
         """When running `job` ends by its estimate if nothing stops it (its start plus what
