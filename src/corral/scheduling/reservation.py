@@ -244,12 +244,15 @@ class ShadowCache:
             # (a start that has completed since ended by now, before the shadow time)
             outlast = [s for s in self.starts if self.end_of.get(s, -math.inf) > shadow]
             if outlast:
-                at = at.copy()
+                at, moved = at.copy(), False
                 for s in outlast:
+                    placement = view.placement_of(s) or ()
+                    moved = moved or not view.unmoved_by(job, at, [h for h, _ in placement])
                     avail -= view.gpus[s]
-                    for h, g in view.placement_of(s) or ():
+                    for h, g in placement:
                         at[h] -= g
-                spot = view.place_on(job, at)
+                if moved:  # (else it goes where it went: no host it could use lost GPUs)
+                    spot = view.place_on(job, at)
             if spot is not None:
                 return self._keep(job, (shadow, avail, at, spot))
         return self._keep(job, shadow_placement(view, job, ends))
