@@ -53,6 +53,7 @@ def report(name: str, result, setup_s: float) -> None:
                 "sim_wall_s": round(row["wall_s"], 2),
                 "setup_s": round(setup_s, 2),
                 "events_per_s": round(row["events"] / row["wall_s"]),
+                "us_per_event": round(1e6 * row["wall_s"] / max(1, row["events"]), 1),
                 "gpu_utilization": round(row["gpu_utilization"], 3),
                 "avg_jct_s": round(row["avg_jct_s"]),
                 "avg_wait_s": round(row["avg_wait_s"]),

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from sortedcontainers import SortedList
 
 from corral.scheduling.policy import Decision, Start, View
 from corral.scheduling.reservation import Reservation, ShadowCache
 from corral.scheduling.sjf import ListScheduling
+from corral.scheduling.waiting import BySize
+
+WALK_BY_SIZE = 64  # queues longer than this are walked size by size (`_backfill_walk`)
 
 
 class Fifo:
@@ -74,7 +78,8 @@ class FifoBackfill:
     then (reservation.py).
 
     `depth` bounds how many queued jobs one pass examines (Slurm's bf_max_job_test);
-    None examines them all.
+    None examines them all: a long queue is then walked size by size, passing over the jobs
+    that could not start beside the reservation without looking at each (`_backfill_walk`).
     """
 
     name = "fifo-backfill"
@@ -97,11 +102,13 @@ class FifoBackfill:
         self.reservation: list[Reservation | None] = [None] * pools
         # its shadow time, kept across completions that cannot have moved it
         self.shadows = [ShadowCache(view, pool, self.expected_end) for pool in range(pools)]
+        self.by_size = [BySize(view) for _ in range(pools)]  # the queues' entries by size
 
     def submitted(self, job: int) -> None:
         pool = self.view.pool[job]
         entry = (self._arrive(job), job)
         self.queues[pool].add(entry)
+        self.by_size[pool].add(entry)
         self.fresh[pool].append(entry)
 
     def _arrive(self, job: int) -> int:
@@ -115,7 +122,9 @@ class FifoBackfill:
 
     def interrupted(self, job: int) -> None:
         self._ended(job, completed=False)
-        self.queues[self.view.pool[job]].add((self.arrival_of[job], job))
+        pool, entry = self.view.pool[job], (self.arrival_of[job], job)
+        self.queues[pool].add(entry)
+        self.by_size[pool].add(entry)
 
     def finished(self, job: int) -> None:
         self._ended(job, completed=True)
@@ -131,8 +140,9 @@ class FifoBackfill:
         if job in self.expected_end:
             self._ended(job, completed=False)
         else:
-            pool = self.view.pool[job]
-            self.queues[pool].discard((self.arrival_of[job], job))
+            pool, entry = self.view.pool[job], (self.arrival_of[job], job)
+            self.queues[pool].remove(entry)
+            self.by_size[pool].remove(entry)
             self.released[pool] = True
         del self.arrival_of[job]
 
@@ -160,7 +170,7 @@ class FifoBackfill:
             placement = view.place(head)
             if placement is None:
                 break
-            queue.pop(0)
+            self.by_size[pool].remove(queue.pop(0))
             yield Start(head, placement)
             self._started(head)
         if not queue:
@@ -185,8 +195,11 @@ class FifoBackfill:
         else:
             ends, cache = self.ends[pool], self.shadows[pool]
             reservation = Reservation(view, head, lambda: cache.find(head, ends))
-            stop = None if self.depth is None else self.depth + 1
-            candidates = queue.islice(1, stop)
+            if self.depth is None and len(queue) > WALK_BY_SIZE:
+                candidates = self._backfill_walk(pool, head_entry, reservation, lambda: free)
+            else:
+                stop = None if self.depth is None else self.depth + 1
+                candidates = queue.islice(1, stop)
         assert reservation is not None
         gpus = view.gpus
         started = []
@@ -209,4 +222,44 @@ class FifoBackfill:
             free -= g
         for entry in started:
             queue.remove(entry)
+            self.by_size[pool].remove(entry)
         self.reservation[pool] = reservation
+
+    def _backfill_walk(
+        self, pool: int, head: tuple, reservation: Reservation, free: Callable[[], int]
+    ) -> Iterator[tuple]:
+        """The queue after `head`, in order, less jobs that could not start beside the
+        reservation when the walk reaches them: more GPUs than are `free` then, or lasting
+        past the shadow time where a job of their size may not (more GPUs than are spare
+        then, or of a size `admit` refused since GPUs last changed hands). The caller tests
+        each job yielded as it would every job; this only passes over the rest, a size at a
+        time, so a pass costs the jobs that could start, not the queue's length. The shadow
+        time is asked for only where the walk of every job would have asked."""
+        groups = self.by_size[pool]
+        if groups.pending:
+            groups.sort_in()
+        ending: dict = {}  # size -> its jobs after `head` that end by the shadow time, in order
+        at = head
+        while (left := free()) > 0:
+            best = None
+            for size, group in groups.groups.items():
+                gpus, level = size
+                if gpus > left or group[-1] <= at or (best is not None and group[0] >= best):
+                    continue
+                known = reservation.known()
+                if gpus <= known.extra_gpus and not known.refuses(gpus, level):
+                    i = group.bisect_right(at)
+                    nxt = group[i] if i < len(group) else None
+                else:
+                    short = ending.get(size)
+                    if short is None:
+                        after = group.irange(minimum=at, inclusive=(False, True))
+                        short = ending[size] = [e for e in after if known.ends_by_shadow(e[1])]
+                    i = bisect_right(short, at)
+                    nxt = short[i] if i < len(short) else None
+                if nxt is not None and (best is None or nxt < best):
+                    best = nxt
+            if best is None:
+                return
+            yield best
+            at = best
