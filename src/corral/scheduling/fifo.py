@@ -235,7 +235,7 @@ class FifoBackfill:
         each job yielded as it would every job; this only passes over the rest, a size at a
         time, so a pass costs the jobs that could start, not the queue's length. The shadow
         time is asked for only where the walk of every job would have asked."""
-        groups = self.by_size[pool]
+        view, groups = self.view, self.by_size[pool]
         if groups.pending:
             groups.sort_in()
         ending: dict = {}  # size -> its jobs after `head` that end by the shadow time, in order
@@ -252,9 +252,10 @@ class FifoBackfill:
                     nxt = group[i] if i < len(group) else None
                 else:
                     short = ending.get(size)
-                    if short is None:
+                    if short is None:  # (Reservation.ends_by_shadow, for each)
                         after = group.irange(minimum=at, inclusive=(False, True))
-                        short = ending[size] = [e for e in after if known.ends_by_shadow(e[1])]
+                        now, shadow, run_s = view.now_s, known.shadow_s, view.run_s
+                        short = ending[size] = [e for e in after if now + run_s(e[1]) <= shadow]
                     i = bisect_right(short, at)
                     nxt = short[i] if i < len(short) else None
                 if nxt is not None and (best is None or nxt < best):
