@@ -251,7 +251,8 @@ def test_by_size_finds_the_first_allowed_entry_after(jobs, after, allowed):
 
     from corral.scheduling.waiting import BySize
 
-    index = BySize(SimpleNamespace(gpus=[g for _, g, _ in jobs], level=[lv for _, _, lv in jobs]))
+    view = SimpleNamespace(gpus=[g for _, g, _ in jobs], level=[lv for _, _, lv in jobs], revisions=lambda: 0)
+    index = BySize(view)
     entries = {}
     for i, (key, gpus, level) in enumerate(jobs):
         entries[(key, i)] = (gpus, level)
@@ -266,3 +267,45 @@ def test_by_size_finds_the_first_allowed_entry_after(jobs, after, allowed):
         (e for e, size in entries.items() if size in allowed and (start is None or e > start)), default=None
     )
     assert index.first_after(start, lambda gpus, level: (gpus, level) in allowed) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 50), st.sampled_from([1, 2]), st.integers(1, 20)), max_size=30),
+    st.integers(-1, 51),
+    st.integers(0, 21),
+    st.lists(st.tuples(st.integers(0, 29), st.integers(1, 20)), max_size=3),
+)
+def test_by_size_finds_the_entries_that_end_in_time(jobs, after, limit, revised):
+    """Against a plain scan: a size's entries after `after` whose run is at most `limit`, in
+    order, after some entries were removed and, as a live cluster's checkpoint reports do,
+    some waiting jobs' runs were revised (the view's revisions move)."""
+    from types import SimpleNamespace
+
+    from corral.scheduling.waiting import BySize
+
+    run = [r for _, _, r in jobs]
+    count = [0]
+    view = SimpleNamespace(
+        gpus=[g for _, g, _ in jobs],
+        level=[None] * len(jobs),
+        run_s=lambda j: run[j],
+        revisions=lambda: count[0],
+    )
+    index = BySize(view, runs=True)
+    entries = {(key, i): gpus for i, (key, gpus, _) in enumerate(jobs)}
+    for entry in entries:
+        index.add(entry)
+    index.sort_in()
+    for entry in list(entries)[::4]:
+        entries.pop(entry)
+        index.remove(entry)
+    for j, r in revised:
+        if j < len(jobs):
+            run[j] = r
+            count[0] += 1
+    index.sort_in()
+    start = (after, len(jobs))
+    for size in {(g, None) for g in entries.values()}:
+        expected = sorted(e for e, g in entries.items() if g == size[0] and e > start and run[e[1]] <= limit)
+        assert index.ending_by(size, lambda r: r <= limit, start) == expected

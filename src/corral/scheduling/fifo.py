@@ -102,7 +102,7 @@ class FifoBackfill:
         self.reservation: list[Reservation | None] = [None] * pools
         # its shadow time, kept across completions that cannot have moved it
         self.shadows = [ShadowCache(view, pool, self.expected_end) for pool in range(pools)]
-        self.by_size = [BySize(view) for _ in range(pools)]  # the queues' entries by size
+        self.by_size = [BySize(view, runs=True) for _ in range(pools)]  # the queues' entries by size
 
     def submitted(self, job: int) -> None:
         pool = self.view.pool[job]
@@ -235,9 +235,8 @@ class FifoBackfill:
         each job yielded as it would every job; this only passes over the rest, a size at a
         time, so a pass costs the jobs that could start, not the queue's length. The shadow
         time is asked for only where the walk of every job would have asked."""
-        view, groups = self.view, self.by_size[pool]
-        if groups.pending:
-            groups.sort_in()
+        groups = self.by_size[pool]
+        groups.sort_in()
         ending: dict = {}  # size -> its jobs after `head` that end by the shadow time, in order
         at = head
         while (left := free()) > 0:
@@ -252,10 +251,8 @@ class FifoBackfill:
                     nxt = group[i] if i < len(group) else None
                 else:
                     short = ending.get(size)
-                    if short is None:  # (Reservation.ends_by_shadow, for each)
-                        after = group.irange(minimum=at, inclusive=(False, True))
-                        now, shadow, run_s = view.now_s, known.shadow_s, view.run_s
-                        short = ending[size] = [e for e in after if now + run_s(e[1]) <= shadow]
+                    if short is None:
+                        short = ending[size] = groups.ending_by(size, known.ends_within, at)
                     i = bisect_right(short, at)
                     nxt = short[i] if i < len(short) else None
                 if nxt is not None and (best is None or nxt < best):

@@ -80,7 +80,11 @@ class Reservation:
         return self.spot_bounds
 
     def ends_by_shadow(self, job: int) -> bool:
-        return self.view.now_s + self.view.run_s(job) <= self.known().shadow_s
+        return self.ends_within(self.view.run_s(job))
+
+    def ends_within(self, run_s: float) -> bool:
+        """Whether a job that runs `run_s` from now ends by the shadow time."""
+        return self.view.now_s + run_s <= self.known().shadow_s
 
     def holds(self, job: int) -> Reason | None:
         """Why starting `job` now would delay the reserved job, as far as GPU counts and quota

@@ -22,12 +22,19 @@ class BySize:
     """Entries are (key, job) pairs, grouped by the job's size. They are sorted into their
     groups only when the index is first read after they came: an entry removed before that
     (a job that starts on arrival) costs a dict entry, not two sorted insertions and
-    removals, and its size is never looked up."""
+    removals, and its size is never looked up.
 
-    def __init__(self, view: View) -> None:
+    With `runs`, each group also keeps its entries sorted by how long each job would run
+    (`View.run_s`, fixed while it waits unless the view's `revisions` move), to find those
+    that end by a time without looking at the others."""
+
+    def __init__(self, view: View, runs: bool = False) -> None:
         self.view = view
         self.groups: dict[Size, SortedList] = {}
         self.pending: dict[int, tuple] = {}  # job -> entry, not yet in `groups`
+        self.runs: dict[Size, SortedList] | None = {} if runs else None  # of (run_s, entry)
+        self.run_of: dict[int, float] = {}  # job -> its run_s as sorted in
+        self.revisions = view.revisions()
 
     def _size(self, job: int) -> Size:
         return (self.view.gpus[job], self.view.level[job])
@@ -44,6 +51,10 @@ class BySize:
         group.remove(entry)
         if not group:
             del self.groups[size]
+        if self.runs is not None:
+            self.runs[size].remove((self.run_of.pop(entry[1]), entry))
+            if not group:
+                del self.runs[size]
         return True
 
     def sort_in(self) -> list[tuple]:
@@ -56,7 +67,35 @@ class BySize:
                 group = self.groups[size] = SortedList()
             group.add(entry)
         self.pending.clear()
+        if self.runs is not None:
+            runs_to_sort = added
+            if self.revisions != self.view.revisions():  # (some waiting job's work changed)
+                self.revisions = self.view.revisions()
+                self.runs.clear()
+                self.run_of.clear()
+                runs_to_sort = [entry for group in self.groups.values() for entry in group]
+            for entry in runs_to_sort:
+                run = self.run_of[entry[1]] = self.view.run_s(entry[1])
+                size = self._size(entry[1])
+                runs = self.runs.get(size)
+                if runs is None:
+                    runs = self.runs[size] = SortedList()
+                runs.add((run, entry))
         return added
+
+    def ending_by(self, size: Size, ends: Callable[[float], bool], after: tuple) -> list[tuple]:
+        """The entries of `size` after `after`, in order, whose run `ends` (true for every
+        run up to some length, false beyond: the runs sorted are searched for that length)."""
+        assert self.runs is not None
+        runs = self.runs[size]
+        lo, hi = 0, len(runs)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if ends(runs[mid][0]):
+                lo = mid + 1
+            else:
+                hi = mid
+        return sorted(entry for _, entry in runs.islice(0, lo) if entry > after)
 
     def first_after(self, entry: tuple | None, allowed: Callable[[int, int | None], bool]) -> tuple | None:
         """The first entry after `entry` (None: from the start) whose size is `allowed`.

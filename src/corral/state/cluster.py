@@ -177,6 +177,7 @@ class ClusterState:
         # how long a job would run if started now (the view's `run_s`; NaN: not worked out
         # since its work left or checkpoint interval last changed), asked pass after pass
         self.run_estimate: list[float] = []
+        self.revisions = 0  # changes to waiting jobs' work left besides stops (live reports)
         # Live jobs that report their checkpoints: the useful seconds of the current run the
         # last report holds (NaN: the job never reported; the checkpoint model applies)
         self.reported: list[float] = []
@@ -499,6 +500,7 @@ class ClusterState:
         self.remaining[job] = max(0.0, self.remaining[job] - worked_s)
         self.preemptions[job] += stops
         self.run_estimate[job] = NAN
+        self.revisions += 1
         self.kept[job] = worked_s
 
     def report_checkpoint(self, job: int, at_s: float) -> None:
@@ -523,6 +525,7 @@ class ClusterState:
         self.lost[job] -= delta
         self.remaining[job] = max(0.0, self.remaining[job] - delta)
         self.run_estimate[job] = NAN
+        self.revisions += 1
         if self.status[job] == RUNNING_:
             self.expected_end[job] -= delta / self.rate[job]
 

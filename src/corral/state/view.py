@@ -77,6 +77,12 @@ class ClusterView:
         known = c.run_estimate[job] = (c.restart_cost_s[job] if again else 0.0) + c.wall_s(job, left)
         return known
 
+    def revisions(self) -> int:
+        """A count that moves whenever a job's work left changes other than by its own run
+        ending (a live job's checkpoint reports, a rebuild): what `run_s` said of a waiting
+        job holds until it moves."""
+        return self._c.revisions
+
     def expected_end_s(self, job: int) -> float:
         """When running `job` ends by its estimate if nothing stops it (its start plus what
         `run_s` said then)."""
