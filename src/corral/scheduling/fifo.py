@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterator
 
@@ -11,7 +10,7 @@ from sortedcontainers import SortedList
 from corral.scheduling.policy import Decision, Start, View
 from corral.scheduling.reservation import Reservation, ShadowCache
 from corral.scheduling.sjf import ListScheduling
-from corral.scheduling.waiting import BySize
+from corral.scheduling.waiting import BySize, Cursor, Size
 
 WALK_BY_SIZE = 64  # queues longer than this are walked size by size (`_backfill_walk`)
 
@@ -237,7 +236,10 @@ class FifoBackfill:
         time is asked for only where the walk of every job would have asked."""
         groups = self.by_size[pool]
         groups.sort_in()
-        ending: dict = {}  # size -> its jobs after `head` that end by the shadow time, in order
+        # per size, where the walk is in its jobs and in those that end by the shadow time:
+        # each is read forward only, as the walk goes on in order
+        every: dict[Size, Cursor] = {}
+        ending: dict[Size, Cursor] = {}
         at = head
         while (left := free()) > 0:
             best = None
@@ -247,14 +249,14 @@ class FifoBackfill:
                     continue
                 known = reservation.known()
                 if gpus <= known.extra_gpus and not known.refuses(gpus, level):
-                    i = group.bisect_right(at)
-                    nxt = group[i] if i < len(group) else None
+                    cursor = every.get(size)
+                    if cursor is None:
+                        cursor = every[size] = Cursor(group.irange(minimum=at, inclusive=(False, True)))
                 else:
-                    short = ending.get(size)
-                    if short is None:
-                        short = ending[size] = groups.ending_by(size, known.ends_within, at)
-                    i = bisect_right(short, at)
-                    nxt = short[i] if i < len(short) else None
+                    cursor = ending.get(size)
+                    if cursor is None:
+                        cursor = ending[size] = Cursor(iter(groups.ending_by(size, known.ends_within, at)))
+                nxt = cursor.after(at)
                 if nxt is not None and (best is None or nxt < best):
                     best = nxt
             if best is None:

@@ -9,7 +9,7 @@ the first job in order of a size that passes such a test costs O(sizes log n), n
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from sortedcontainers import SortedList
 
@@ -113,6 +113,19 @@ class BySize:
             if at < len(group) and (best is None or group[at] < best):
                 best = group[at]
         return best
+
+
+class Cursor:
+    """Entries in order, read forward: the first after a point that only moves on."""
+
+    def __init__(self, entries: Iterator[tuple]) -> None:
+        self.entries = entries
+        self.next: tuple | None = next(entries, None)
+
+    def after(self, at: tuple) -> tuple | None:
+        while self.next is not None and self.next <= at:
+            self.next = next(self.entries, None)
+        return self.next
 
 
 def startable(view: View, pool: int) -> Callable[[int, int | None], bool]:
