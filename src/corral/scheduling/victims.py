@@ -35,14 +35,23 @@ def needed(view: View, job: int, chosen: list[int], still: Callable[[int], bool]
     each, costliest first, is given back if `job` still has a placement, and `still(victim)`
     (say, the quota still admits it; it undoes what it tried if not) allows."""
     free = view.free_with(chosen)
+    pool, gpus = view.pool[job], int(view.gpus[job])
+    # A job on one host has a placement while some host of its pool has room for it: kept
+    # as a count of such hosts rather than asked of the placer for every victim.
+    roomy = int(np.count_nonzero(free[view.pool_hosts(pool)] >= gpus))
+    one_host = gpus <= view.max_host_gpus(pool)
     keep = []
     for victim in reversed(chosen):
         placement = view.placement_of(victim) or ()
         for host, k in placement:
+            roomy -= int(free[host] >= gpus > free[host] - k)
             free[host] -= k
-        if view.place_on(job, free) is not None and (still is None or still(victim)):
+        placed = roomy > 0 if one_host else view.place_on(job, free) is not None
+        if placed and (still is None or still(victim)):
             continue
-        _release(free, placement)
+        for host, k in placement:
+            roomy += int(free[host] < gpus <= free[host] + k)
+            free[host] += k
         keep.append(victim)
     return keep[::-1]
 
@@ -89,8 +98,3 @@ def grow_until_placed(
 def places_with(view: View, job: int, freed: Sequence[int] | np.ndarray) -> bool:
     """Whether `job` has a placement once all of `freed` release their GPUs."""
     return view.place_on(job, view.free_with(freed)) is not None
-
-
-def _release(free: np.ndarray, placement: tuple | None) -> None:
-    for host, k in placement or ():
-        free[host] += k
