@@ -28,11 +28,16 @@ class AllocationError(RuntimeError):
 class FleetState:
     def __init__(self, fleet: Fleet) -> None:
         self.fleet = fleet
-        self.free = fleet.host_gpus.astype(np.int64).copy()
+        # Free GPUs per host: a plain list is what single-host reads and writes use (numpy's
+        # scalars cost several times more); the numpy vector that placement reads catches up
+        # with the hosts changed since only when asked for (`free`).
+        self._free = fleet.host_gpus.astype(np.int64).copy()
+        self.left: list[int] = self._free.tolist()
+        self._changed: list[int] = []
         # (plain lists: the per-start checks read single hosts, which numpy does slowly)
         self.host_pool: list[int] = fleet.host_pool.tolist()
         self.host_gpus: list[int] = fleet.host_gpus.tolist()
-        self.used = [0] * len(self.free)  # per host, a bit per GPU index taken
+        self.used = [0] * len(self.left)  # per host, a bit per GPU index taken
         self.pool_free = list(fleet.pool_gpus)
         self.pool_max_host_gpus = [int(fleet.host_gpus[h].max()) for h in fleet.pool_hosts]
         # levels[pool][k]: min-heap of hosts that had k free GPUs when pushed; stale entries
@@ -41,26 +46,44 @@ class FleetState:
         for pool, hosts in enumerate(fleet.pool_hosts):
             heaps: list[list[int]] = [[] for _ in range(self.pool_max_host_gpus[pool] + 1)]
             for h in hosts.tolist():
-                heaps[int(self.free[h])].append(h)
+                heaps[self.left[h]].append(h)
             self.levels.append(heaps)
         # Bumped whenever GPUs are returned to a pool: a placement that failed at epoch e
         # cannot succeed before the epoch moves on.
         self.release_epoch = [0] * len(fleet.pools)
-        self.out = np.zeros(len(self.free), dtype=bool)  # failed, in maintenance, or a spare
+        self.out = np.zeros(len(self.left), dtype=bool)  # failed, in maintenance, or a spare
         # Closed (cordoned) hosts give no new GPUs but keep their jobs: what they have free
         # is hidden from placement until they reopen.
-        self.hidden = [0] * len(self.free)
-        self.closed = [False] * len(self.free)
+        self.hidden = [0] * len(self.left)
+        self.closed = [False] * len(self.left)
+
+    @property
+    def free(self) -> np.ndarray:
+        """Free GPUs per host, as a numpy vector (not to be written to)."""
+        return self._sync()
+
+    def _sync(self) -> np.ndarray:
+        changed = self._changed
+        if changed:
+            if len(changed) > len(self.left) // 8:
+                self._free[:] = self.left
+            else:
+                vector, left = self._free, self.left
+                for host in changed:
+                    vector[host] = left[host]
+            changed.clear()
+        return self._free
 
     def grow(self, fleet: Fleet) -> None:
         """Take on the hosts `fleet` has beyond this state's (appended, in existing pools),
         idle."""
-        old = len(self.free)
+        old = len(self.left)
         self.fleet = fleet
         self.host_pool = fleet.host_pool.tolist()
         self.host_gpus = fleet.host_gpus.tolist()
         added = fleet.host_gpus[old:].astype(np.int64)
-        self.free = np.concatenate([self.free, added])
+        self._free = np.concatenate([self.free, added])
+        self.left += added.tolist()
         self.used += [0] * len(added)
         self.out = np.concatenate([self.out, np.zeros(len(added), dtype=bool)])
         self.hidden += [0] * len(added)
@@ -94,7 +117,7 @@ class FleetState:
     def take_out(self, host: int) -> None:
         """Withdraw an idle host from scheduling (down, or kept as a spare)."""
         cap = self.host_gpus[host]
-        if self.out[host] or self.free[host] != cap:
+        if self.out[host] or self.left[host] != cap:
             raise AllocationError(f"host {host} is busy or already out")
         pool = self.host_pool[host]
         self.out[host] = True
@@ -106,7 +129,7 @@ class FleetState:
         if self.closed[host] or self.out[host]:
             return
         pool = self.host_pool[host]
-        self.hidden[host] = int(self.free[host])
+        self.hidden[host] = self.left[host]
         self.pool_free[pool] -= self.hidden[host]
         self.closed[host] = True
         self._move(pool, host, 0)
@@ -134,7 +157,7 @@ class FleetState:
     def lowest_host_with(self, pool: int, gpus: int) -> int | None:
         """Best fit: the lowest-numbered host among those with the fewest free GPUs >= gpus."""
         heaps = self.levels[pool]
-        free = self.free
+        free = self.left
         for k in range(gpus, len(heaps)):
             heap = heaps[k]
             while heap and free[heap[0]] != k:
@@ -144,13 +167,16 @@ class FleetState:
         return None
 
     def _move(self, pool: int, host: int, new_free: int) -> None:
-        self.free[host] = new_free
+        self.left[host] = new_free
+        self._changed.append(host)
+        if len(self._changed) > 2 * len(self.left) + 64:  # (not read for a long while)
+            self._sync()
         heapq.heappush(self.levels[pool][new_free], host)
 
     def allocate(self, pool: int, placement: Placement, ids: GpuIds | None = None) -> GpuIds:
         """Take `placement`'s GPUs: the given indices (a job found running), else the lowest
         free ones. Returns the indices taken."""
-        free = self.free
+        free = self.left
         for host, gpus in placement:
             if gpus < 1 or free[host] < gpus or self.host_pool[host] != pool or self.out[host]:
                 raise AllocationError(f"host {host} cannot give {gpus} GPUs in pool {pool}")
@@ -163,7 +189,7 @@ class FleetState:
                 if at != host or len(set(taken)) != gpus or self.used[host] & mask or max(taken) >= cap[host]:
                     raise AllocationError(f"GPUs {list(taken)} of host {host} are not free")
         for (host, gpus), (_, taken) in zip(placement, ids, strict=True):
-            self._move(pool, host, int(free[host]) - gpus)
+            self._move(pool, host, free[host] - gpus)
             self.pool_free[pool] -= gpus
             self.used[host] |= _mask(taken)
         return ids
@@ -171,14 +197,14 @@ class FleetState:
     def release(self, pool: int, placement: Placement, ids: GpuIds) -> None:
         cap = self.host_gpus
         for host, gpus in placement:
-            new_free = int(self.free[host]) + self.hidden[host] + gpus
+            new_free = self.left[host] + self.hidden[host] + gpus
             if new_free > cap[host] or self.out[host]:
                 raise AllocationError(f"host {host} would have {new_free} free GPUs of {cap[host]}")
         for (host, gpus), (_, taken) in zip(placement, ids, strict=True):
             if self.closed[host]:
                 self.hidden[host] += gpus
             else:
-                self._move(pool, host, int(self.free[host]) + gpus)
+                self._move(pool, host, self.left[host] + gpus)
                 self.pool_free[pool] += gpus
             self.used[host] &= ~_mask(taken)
         self.release_epoch[pool] += 1
