@@ -94,8 +94,7 @@ class Placer:
         """A placement for `gpus` GPUs in `pool` inside one domain of `level` (None: any),
         on the current free GPUs or on the hypothetical per-host vector `free`, or None. Pure."""
         state = self.state
-        hosts = state.fleet.pool_hosts[pool]
-        pool_free = state.pool_free[pool] if free is None else int(free[hosts].sum())
+        pool_free = state.pool_free[pool] if free is None else int(self._in_pool(pool, free).sum())
         if gpus > pool_free:
             return None
         if gpus <= state.pool_max_host_gpus[pool]:
@@ -126,9 +125,15 @@ class Placer:
         remainder = gpus % host_gpus
         return all(free[h] < host_gpus and (not remainder or free[h] < remainder) for h in hosts)
 
+    def _in_pool(self, pool: int, free: np.ndarray) -> np.ndarray:
+        """`free` of `pool`'s hosts, in host order (the vector itself where the pool is every
+        host: no copy of a large fleet's vector)."""
+        layout = self._layout(pool)
+        return free if layout.every_host else free[layout.hosts]
+
     def _best_fit(self, pool: int, gpus: int, free: np.ndarray) -> int | None:
         hosts = self.state.fleet.pool_hosts[pool]
-        f = free[hosts]
+        f = self._in_pool(pool, free)
         fits = np.flatnonzero(f >= gpus)
         if fits.size == 0:
             return None
@@ -151,7 +156,7 @@ class Placer:
         a wider domain's counts are the sums of its racks' (or pods')."""
         layout = self._layout(pool)
         hosts = layout.hosts
-        free = all_free if layout.every_host else all_free[hosts]
+        free = self._in_pool(pool, all_free)
         whole = free == layout.size
         host_gpus = self.state.pool_max_host_gpus[pool]
         n_whole, remainder = divmod(gpus, host_gpus)
