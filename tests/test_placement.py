@@ -81,3 +81,34 @@ def test_hosts_a_job_could_use():
     assert placer.unmoved_by(0, 2, free, [1])
     assert not placer.unmoved_by(0, 2, free, [0])
     assert placer.unmoved_by(0, 8, free, [1, 3])  # (8: two whole hosts, no remainder)
+
+
+@settings(max_examples=300, deadline=None)
+@given(fleets_and_free(), st.data())
+def test_find_with_capped_hosts_matches_the_capped_vector(case, data):
+    """The live state (built by taking GPUs host by host, then giving some back, so its
+    best-fit index holds stale entries) with some hosts capped: the same placement as on the
+    capped copy of its free vector."""
+    fleet, free = case
+    state = FleetState(fleet)
+    for host, want in enumerate(free):
+        taken = int(fleet.host_gpus[host]) - want
+        if taken:
+            pool = int(fleet.host_pool[host])
+            state.allocate(pool, ((host, taken),))
+            back = data.draw(st.integers(0, taken))
+            if back:
+                state.release(pool, ((host, back),), ((host, tuple(range(back))),))
+                state.allocate(pool, ((host, back),))
+    placer = Placer(state)
+    pool = data.draw(st.integers(0, len(fleet.pools) - 1))
+    gpus = data.draw(st.integers(1, fleet.pool_gpus[pool]))
+    hosts = np.asarray(
+        data.draw(st.lists(st.sampled_from(fleet.pool_hosts[pool].tolist()), max_size=4, unique=True)),
+        dtype=np.int64,
+    )
+    most = np.asarray([data.draw(st.integers(0, int(fleet.host_gpus[h]))) for h in hosts], dtype=np.int64)
+    capped = state.free.copy()
+    capped[hosts] = np.minimum(capped[hosts], most)
+    assert state.free.tolist() == free
+    assert placer.find_capped(pool, gpus, None, hosts, most) == placer.find(pool, gpus, free=capped)

@@ -117,10 +117,7 @@ class Reservation:
         view, at, spot = self.view, self.at_shadow, self.spot
         if all(at[h] - g >= spot.get(h, 0) for h, g in placement):
             return placement
-        free = view.free_vector()
-        hosts, left = self._spot_bounds()
-        free[hosts] = np.minimum(free[hosts], left)
-        off = view.place_on(job, free)
+        off = view.place_capped(job, *self._spot_bounds())
         if off is not None:
             return off
         trial = at.copy()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import heapq
+from collections.abc import Container
 
 import numpy as np
 
@@ -154,16 +155,28 @@ class FleetState:
         self.pool_free[pool] += cap
         self.release_epoch[pool] += 1
 
-    def lowest_host_with(self, pool: int, gpus: int) -> int | None:
-        """Best fit: the lowest-numbered host among those with the fewest free GPUs >= gpus."""
+    def lowest_host_with(self, pool: int, gpus: int, skip: Container[int] = ()) -> int | None:
+        """Best fit: the lowest-numbered host among those with the fewest free GPUs >= gpus
+        (other than those in `skip`)."""
         heaps = self.levels[pool]
         free = self.left
         for k in range(gpus, len(heaps)):
             heap = heaps[k]
             while heap and free[heap[0]] != k:
                 heapq.heappop(heap)
-            if heap:
+            if heap and heap[0] not in skip:
                 return heap[0]
+            if heap:  # (look past the skipped, then put back what was taken off)
+                held, found = [], None
+                while heap and found is None:
+                    host = heapq.heappop(heap)
+                    if free[host] == k:
+                        held.append(host)
+                        found = None if host in skip else host
+                for host in held:
+                    heapq.heappush(heap, host)
+                if found is not None:
+                    return found
         return None
 
     def _move(self, pool: int, host: int, new_free: int) -> None:

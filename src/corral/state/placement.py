@@ -111,6 +111,26 @@ class Placer:
             return self._spread(pool, gpus, state.free if free is None else free)
         return None
 
+    def find_capped(
+        self, pool: int, gpus: int, level: int | None, hosts: np.ndarray, most: np.ndarray
+    ) -> Placement | None:
+        """`find` on the current free GPUs with each of `hosts` given at most `most` free.
+        A job on one host goes on the best fit of the other hosts (from the live index) or
+        on one of `hosts`, whichever fits better; a gang is placed on the vector so capped."""
+        state = self.state
+        if gpus > state.pool_max_host_gpus[pool]:
+            free = state.free.copy()
+            free[hosts] = np.minimum(free[hosts], most)
+            return self.find(pool, gpus, False, level, free)
+        left = state.left
+        best = state.lowest_host_with(pool, gpus, skip=set(hosts.tolist()))
+        fit = None if best is None else (left[best], best)
+        for host, cap in zip(hosts.tolist(), most.tolist(), strict=True):
+            room = min(left[host], cap)
+            if room >= gpus and (fit is None or (room, host) < fit):
+                fit = (room, host)
+        return None if fit is None else ((fit[1], gpus),)
+
     def unmoved_by(self, pool: int, gpus: int, free: np.ndarray, hosts: list[int]) -> bool:
         """Whether taking GPUs from `hosts` of the vector `free` leaves where `find` puts
         `gpus` on it as it is (placed or not): none of those hosts could take a part of the

@@ -131,6 +131,11 @@ class ClusterView:
         c = self._c
         return c.placer.find(c.pool[job], c.gpus[job], False, c.level[job], free)
 
+    def place_capped(self, job: int, hosts: np.ndarray, most: np.ndarray) -> Placement | None:
+        """Where `job` would go now were each of `hosts` to have at most `most` GPUs free."""
+        c = self._c
+        return c.placer.find_capped(c.pool[job], c.gpus[job], c.level[job], hosts, most)
+
     def unmoved_by(self, job: int, free: np.ndarray, hosts: list[int]) -> bool:
         """Whether taking GPUs from `hosts` of `free` leaves `place_on(job, free)` as it is."""
         c = self._c
