@@ -245,3 +245,93 @@ def test_a_closed_host_keeps_its_jobs_and_gives_no_new_gpus():
     assert cluster.view.place(2) == ((0, 1),) and cluster.alloc.pool_free[0] == 4
     cluster.alloc.close(0)
     assert cluster.remove_host(0, 6.0) == [] and cluster.alloc.pool_free[0] == 0
+
+
+# --- remembered placement failures -----------------------------------------------------------
+
+
+OPS = ["start", "stop", "close", "reopen", "take out", "put back"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(OPS), st.integers(1, 12), st.integers(0, 99), st.booleans()),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_a_remembered_failure_answers_as_a_fresh_search_would(ops):
+    """Start, stop, cordon, reopen, take out and put back at random: after each step, every
+    size asked for at every topology level is placed by the view (which remembers failures
+    until GPUs come back, or for whole hosts until a host is wholly free) exactly where a
+    fresh search puts it, whether the sizes are asked smallest or largest first (a failure
+    of whole hosts is remembered as such only when it is the smallest known); and
+    `unplaceable_from`, which policies filter sizes by, is the fewest GPUs the view has
+    failed to place since GPUs last came back, however it knew."""
+    fleet = Fleet("g", [Segment("p", 6, 4, 2, 2)])
+    cluster = ClusterState(fleet)
+    largest = {"": 24, "host": 4, "rack": 8, "pod": 16}  # (racks of 2 hosts, pods of 2 racks)
+    asked = [(level, g) for level, most in largest.items() for g in range(1, most + 1)]
+    table = make_jobs([(0.0, g, 10.0) for _, g in asked] + [(0.0, op[1], 10.0) for op in ops])
+    table.topology = [level for level, _ in asked] + [""] * len(ops)
+    cluster.add_jobs(table)
+    queries = range(len(asked))
+    running: list[int] = []
+    failed: dict = {}  # level -> (release epoch, fewest GPUs the view failed to place)
+
+    def saw(level, gpus, found):
+        epoch = cluster.alloc.release_epoch[0]
+        if found is None and (failed.get(level, (None,))[0] != epoch or gpus < failed[level][1]):
+            failed[level] = (epoch, gpus)
+
+    for i, (op, _, pick, largest_first) in enumerate(ops):
+        job = len(asked) + i
+        host = pick % fleet.hosts
+        if op == "start":
+            cluster.submit(job)
+            placement = cluster.view.place(job)
+            saw(cluster.level[job], cluster.gpus[job], placement)
+            if placement is not None:
+                cluster.start(job, placement, 1.0)
+                running.append(job)
+        elif op == "stop" and running:
+            cluster.complete(running.pop(pick % len(running)), 2.0)
+        elif op == "close":
+            cluster.alloc.close(host)
+        elif op == "reopen":
+            cluster.alloc.reopen(host)
+        elif op == "take out" and not cluster.alloc.out[host] and cluster.alloc.left[host] == 4:
+            cluster.alloc.take_out(host)
+        elif op == "put back" and cluster.alloc.out[host]:
+            cluster.alloc.put_back(host)
+        epoch = cluster.alloc.release_epoch[0]
+        for q in reversed(queries) if largest_first else queries:
+            level, gpus = cluster.level[q], cluster.gpus[q]
+            fresh = cluster.placer.find(0, gpus, False, level)
+            assert cluster.view.place(q) == fresh, (q, cluster.alloc.left)
+            saw(level, gpus, fresh)
+        for level in {cluster.level[q] for q in queries}:
+            known = failed[level][1] if failed.get(level, (None,))[0] == epoch else math.inf
+            assert cluster.view.unplaceable_from(0, level) == known
+
+
+def test_a_whole_host_failure_stands_until_a_host_is_wholly_free():
+    """Two 4-GPU hosts, each with one GPU taken: a 4-GPU job cannot be placed, and stays
+    unplaceable without a search when a 1-GPU job ends on a host that keeps another (GPUs
+    came back, but no host is whole); once a host is wholly free it is placed."""
+    cluster = ClusterState(Fleet("g", [Segment("p", 2, 4, 1, 1)]))
+    cluster.add_jobs(make_jobs([(0, 1, 10), (0, 1, 10), (0, 1, 10), (0, 4, 10)]))
+    for job, host in ((0, 0), (1, 0), (2, 1)):
+        cluster.submit(job)
+        cluster.start(job, ((host, 1),), 0.0)
+    cluster.submit(3)
+    assert cluster.view.place(3) is None
+    searches = []
+    find = cluster.placer.find
+    cluster.placer.find = lambda *a, **k: searches.append(a) or find(*a, **k)
+    cluster.complete(0, 1.0)  # (host 0 keeps job 1)
+    assert cluster.view.place(3) is None and searches == []
+    assert cluster.view.unplaceable_from(0, None) == 4
+    cluster.complete(1, 2.0)
+    assert cluster.view.place(3) == ((0, 4),) and len(searches) == 1

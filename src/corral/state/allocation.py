@@ -52,6 +52,10 @@ class FleetState:
         # Bumped whenever GPUs are returned to a pool: a placement that failed at epoch e
         # cannot succeed before the epoch moves on.
         self.release_epoch = [0] * len(fleet.pools)
+        # Bumped whenever a host of a pool becomes wholly free (or one comes back or joins):
+        # a job that needs whole hosts only (GPUs a multiple of the largest host's) and
+        # failed at epoch w cannot be placed before it moves, however many GPUs come back.
+        self.whole_epoch = [0] * len(fleet.pools)
         self.out = np.zeros(len(self.left), dtype=bool)  # failed, in maintenance, or a spare
         # Closed (cordoned) hosts give no new GPUs but keep their jobs: what they have free
         # is hidden from placement until they reopen.
@@ -99,6 +103,7 @@ class FleetState:
             self.pool_free[pool] += cap
             self.pool_max_host_gpus[pool] = max(self.pool_max_host_gpus[pool], cap)
             self.release_epoch[pool] += 1
+            self.whole_epoch[pool] += 1
 
     def gpu_ids(self, placement: Placement) -> GpuIds:
         """The GPU indices `placement` would take now: the lowest free ones on each host."""
@@ -144,6 +149,7 @@ class FleetState:
         self.pool_free[pool] += self.hidden[host]
         self.hidden[host] = 0
         self.release_epoch[pool] += 1
+        self.whole_epoch[pool] += 1
 
     def put_back(self, host: int) -> None:
         if not self.out[host]:
@@ -154,6 +160,7 @@ class FleetState:
         self._move(pool, host, cap)
         self.pool_free[pool] += cap
         self.release_epoch[pool] += 1
+        self.whole_epoch[pool] += 1
 
     def lowest_host_with(self, pool: int, gpus: int, skip: Container[int] = ()) -> int | None:
         """Best fit: the lowest-numbered host among those with the fewest free GPUs >= gpus
@@ -219,6 +226,8 @@ class FleetState:
             else:
                 self._move(pool, host, self.left[host] + gpus)
                 self.pool_free[pool] += gpus
+                if self.left[host] == cap[host]:
+                    self.whole_epoch[pool] += 1
             self.used[host] &= ~_mask(taken)
         self.release_epoch[pool] += 1
 

@@ -200,6 +200,7 @@ class ClusterState:
         self.waiting_sizes: list[dict[tuple, int]] = [{} for _ in fleet.pools]  # (gpus, level) -> jobs
         self.on_host: dict[int, set[int]] = {}
         self.failed_from: dict[tuple, tuple[int, int]] = {}  # placement failures since GPUs came back
+        self.failed_whole: dict[tuple, tuple[int, int]] = {}  # of whole hosts, since one became free
         self.reasons: dict[int, list[tuple[float, Reason]]] | None = {} if explain else None
         self.explained: set[int] | None = None  # where reasons are recorded for these jobs only
         self.log: list[tuple] | None = [] if record else None
@@ -394,6 +395,7 @@ class ClusterState:
         self.alloc.grow(fleet)
         self.placer.grow(fleet)
         self.failed_from.clear()
+        self.failed_whole.clear()
         return range(first, len(fleet.host_gpus))
 
     def remove_host(self, host: int, now: float) -> list[int]:

@@ -187,31 +187,41 @@ class ClusterView:
     def unplaceable_from(self, pool: int, level: int | None) -> float:
         """The fewest GPUs found unplaceable in `pool` at `level` in this generation (inf if
         none, or if waiting jobs may be placed relaxed)."""
-        generation = self.generation(pool)
-        floor = self._c.failed_from.get((pool, level, False))
-        return (
-            floor[1] if generation is not None and floor is not None and floor[0] == generation else math.inf
-        )
+        if self.generation(pool) is None:
+            return math.inf
+        return self._since_release(pool, (pool, level, False))
+
+    def _since_release(self, pool: int, key: tuple) -> float:
+        """The fewest GPUs found unplaceable under `key` since GPUs last came back to the pool."""
+        failed = self._c.failed_from.get(key)
+        current = failed is not None and failed[0] == self._c.alloc.release_epoch[pool]
+        return failed[1] if current else math.inf
 
     def place(self, job: int) -> Placement | None:
-        """Where `job` would go now. Failures are remembered until GPUs are next released in
-        the pool (allocations only make placing harder), and they are monotone in size: if
-        g GPUs cannot be placed with some topology rule, no more than g can."""
+        """Where `job` would go now. Failures are remembered, since allocations only make
+        placing harder, and they are monotone in size: if g GPUs cannot be placed with some
+        topology rule, no more than g can. A failure stands until GPUs come back to the
+        pool; one of whole hosts only (a multiple of the largest host's GPUs, not spread
+        relaxed) until a host becomes wholly free, however many GPUs come back before."""
         c = self._c
         pool = c.pool[job]
         relax = c.placer.config.relax_after_s
         relaxed = relax is not None and self.now_s - self.submit_s[job] >= relax
         level = c.level[job]
         gpus = self.gpus[job]
-        epoch = c.alloc.release_epoch[pool]
         key = (pool, level, relaxed)
-        floor = c.failed_from.get(key)
-        if floor is not None and floor[0] == epoch and gpus >= floor[1]:
+        if gpus >= self._since_release(pool, key):
             found = None
         else:
-            found = c.placer.find(pool, gpus, relaxed, level)
-            if found is None and (floor is None or floor[0] != epoch or gpus < floor[1]):
-                c.failed_from[key] = (epoch, gpus)
+            whole = c.failed_whole.get(key)
+            if whole is not None and whole[0] == c.alloc.whole_epoch[pool] and gpus >= whole[1]:
+                found = None
+            else:
+                found = c.placer.find(pool, gpus, relaxed, level)
+                if found is None and not relaxed and gpus % c.alloc.pool_max_host_gpus[pool] == 0:
+                    c.failed_whole[key] = (c.alloc.whole_epoch[pool], gpus)
+            if found is None:  # (what `unplaceable_from` reports, whichever answered)
+                c.failed_from[key] = (c.alloc.release_epoch[pool], gpus)
         if found is None and self.explains_placement:
             c.hold(job, self.now_s, capacity_reason(gpus, c.alloc.pool_free[pool], level))
         return found
