@@ -4,7 +4,7 @@ such records job by job: the check that a refactoring changed no schedule.
     python scripts/compare_schedules.py run before/          # about 3 minutes on 2 cores
     ... change the code ...
     python scripts/compare_schedules.py run after/
-    python scripts/compare_schedules.py diff before/ after/  # exit 1 on any difference
+    python scripts/compare_schedules.py diff before/ after/  # one line per differing job; exit 1 if any
 
 The runs: the Philly trace on `philly` (one pool per virtual cluster, what `corral demo`
 runs) and on `philly-shared` (the virtual clusters as queues with quotas), at the trace's
@@ -105,7 +105,19 @@ def run(out: Path) -> None:
         print(f"{name}: {len(result.log)} events in {result.wall_s:.1f} s", flush=True)
 
 
+def by_job(lines: list[str]) -> dict[str, list]:
+    """Each job's events, in order: (time_s, what, hosts or the job it made room for)."""
+    events: dict[str, list] = {}
+    for line in lines:
+        time_s, what, job, extra = json.loads(line)
+        events.setdefault(job, []).append((time_s, what, extra))
+    return events
+
+
 def diff(before: Path, after: Path) -> int:
+    """Compare each run of `before` with its namesake in `after`: one line per identical run,
+    and for a run that differs, the first event where it does and one line per job whose
+    own events differ (its first differing event on each side)."""
     differ = 0
     for path in sorted(before.glob("*.jsonl")):
         other = after / path.name
@@ -123,6 +135,14 @@ def diff(before: Path, after: Path) -> int:
         print(f"{path.name}: differs at event {at}:")
         print(f"  before: {a[at] if at < len(a) else '(end)'}")
         print(f"  after:  {b[at] if at < len(b) else '(end)'}")
+        jobs_a, jobs_b = by_job(a), by_job(b)
+        changed = [job for job in sorted(jobs_a.keys() | jobs_b.keys()) if jobs_a.get(job) != jobs_b.get(job)]
+        print(f"  {len(changed)} jobs differ:")
+        for job in changed:
+            x, y = jobs_a.get(job, []), jobs_b.get(job, [])
+            i = next((i for i, (p, q) in enumerate(zip(x, y, strict=False)) if p != q), min(len(x), len(y)))
+            was, now = (x[i] if i < len(x) else "(none)"), (y[i] if i < len(y) else "(none)")
+            print(f"  {job}: before {was}, after {now}")
     return 1 if differ else 0
 
 
