@@ -189,13 +189,7 @@ class ClusterView:
         none, or if waiting jobs may be placed relaxed)."""
         if self.generation(pool) is None:
             return math.inf
-        return self._since_release(pool, (pool, level, False))
-
-    def _since_release(self, pool: int, key: tuple) -> float:
-        """The fewest GPUs found unplaceable under `key` since GPUs last came back to the pool."""
-        failed = self._c.failed_from.get(key)
-        current = failed is not None and failed[0] == self._c.alloc.release_epoch[pool]
-        return failed[1] if current else math.inf
+        return _failed_at(self._c.failed_from, (pool, level, False), self._c.alloc.release_epoch[pool])
 
     def place(self, job: int) -> Placement | None:
         """Where `job` would go now. Failures are remembered, since allocations only make
@@ -210,11 +204,10 @@ class ClusterView:
         level = c.level[job]
         gpus = self.gpus[job]
         key = (pool, level, relaxed)
-        if gpus >= self._since_release(pool, key):
+        if gpus >= _failed_at(c.failed_from, key, c.alloc.release_epoch[pool]):
             found = None
         else:
-            whole = c.failed_whole.get(key)
-            if whole is not None and whole[0] == c.alloc.whole_epoch[pool] and gpus >= whole[1]:
+            if gpus >= _failed_at(c.failed_whole, key, c.alloc.whole_epoch[pool]):
                 found = None
             else:
                 found = c.placer.find(pool, gpus, relaxed, level)
@@ -225,3 +218,9 @@ class ClusterView:
         if found is None and self.explains_placement:
             c.hold(job, self.now_s, capacity_reason(gpus, c.alloc.pool_free[pool], level))
         return found
+
+
+def _failed_at(failed: dict[tuple, tuple[int, int]], key: tuple, epoch: int) -> float:
+    """The fewest GPUs remembered unplaceable under `key` at `epoch` (inf if none then)."""
+    remembered = failed.get(key)
+    return remembered[1] if remembered is not None and remembered[0] == epoch else math.inf
