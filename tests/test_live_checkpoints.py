@@ -139,11 +139,11 @@ def test_a_lost_node_loses_the_work_since_the_last_report(cluster):
     at(cluster, nodes, 1030.0)
     here.checkpoint(first["attempt"])
     at(cluster, nodes, 1050.0)
-    at(cluster, other, 1081.0)  # (`here` silent for longer than the 30 s heartbeat timeout)
+    at(cluster, other, 1086.0)  # (`here` silent for longer than its lease and the job's grace)
     cluster.app.state.step()
     history = attempts(cluster, job)
     assert history[0]["ended"] == "failed" and history[0]["kept_s"] == 30.0
-    assert history[1]["start_s"] == 1081.0 and remaining_s(cluster, job) == 70.0
+    assert history[1]["start_s"] == 1086.0 and remaining_s(cluster, job) == 70.0
     cluster.app.state.reconciler().rebuild()
     assert remaining_s(cluster, job) == 70.0
 
@@ -152,7 +152,7 @@ def test_a_lost_node_loses_the_whole_run_of_a_job_that_never_reports(cluster):
     nodes = [Node(cluster, "n0", 4)]
     job = cluster.submit("team-a", 4, ["train"], estimate_s=100.0)
     settle(cluster, nodes)
-    cluster.clock.t = 1031.0
+    cluster.clock.t = 1036.0
     cluster.app.state.step()
     assert attempts(cluster, job)[0]["kept_s"] == 0.0 and remaining_s(cluster, job) == 100.0
 

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from corral.live.server import create_app
-from tests.test_live_server import SHOW, Cluster, logs
+from tests.test_live_server import LOST_S, SHOW, Cluster, logs
 
 try:
     import ray
@@ -191,7 +191,7 @@ def test_a_lost_ray_node_is_a_node_failure_and_the_job_waits_again(cluster, tmp_
     ray_cluster.kill(name)
     kill_ranks(tmp_path / "ray" / name)  # (on one machine they outlive their node)
     ray_cluster.wait_for({"n0", "n1"} - {name})
-    cluster.clock.t += 31.0
+    cluster.clock.t += LOST_S
     runner.tick()  # (n0 heartbeats at the new time; n1 is silent)
     wait(cluster, runner, lambda: len(cluster.job(job)["attempts"]) == 2)
     first = cluster.job(job)["attempts"][0]

@@ -18,6 +18,10 @@ from corral.quota import CohortSpec, QueueSpec
 from tests.live_support import Clock
 
 QUEUES = (QueueSpec("team-a", 8, cohort="c"), QueueSpec("team-b", 8, cohort="c"))
+# An agent's lease, in real seconds (the agents here tick many times a second); a node whose
+# jobs have the default 30 s grace is down after FENCE_S + 30 s of silence.
+FENCE_S = 5.0
+LOST_S = FENCE_S + 30.0 + 1.0
 
 
 class Cluster:
@@ -28,14 +32,11 @@ class Cluster:
         self.engine = connect(url)
         migrate(self.engine)
         self.clock = Clock(1000.0)
-        self.app = create_app(
-            self.engine,
-            Config(policy, QUEUES, (CohortSpec("c"),), broker=broker),
-            data_dir,
-            self.clock,
-            reconcile_every_s=None,
+        self.config = Config(
+            policy, QUEUES, (CohortSpec("c"),), broker=broker, fence_s=FENCE_S, fence_margin_s=0.0
         )
-        self.http = TestClient(self.app, raise_server_exceptions=False)
+        self.data_dir = data_dir
+        self.restart()
         self.admin, self.node = bootstrap(self.engine)
         self.teams = {}
         for team in ("team-a", "team-b"):
@@ -43,8 +44,13 @@ class Cluster:
             self.teams[team] = out.json()["token"]
         self.data_dir = data_dir
 
+    def restart(self) -> None:
+        """A server (and reconciler) started anew over the same database, as after a crash."""
+        self.app = create_app(self.engine, self.config, self.data_dir, self.clock, reconcile_every_s=None)
+        self.http = TestClient(self.app, raise_server_exceptions=False)
+
     def call(self, method: str, path: str, token: str | None, **kwargs):
-        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        headers = kwargs.pop("headers", {}) | ({} if token is None else {"Authorization": f"Bearer {token}"})
         return self.http.request(method, path, headers=headers, **kwargs)
 
     def agent(self, name: str, gpus: int) -> Agent:
@@ -223,7 +229,7 @@ def test_a_checkpoint_marker_shortens_the_work_a_lost_node_loses(cluster, tmp_pa
     cluster.clock.t += 20.0
     go.touch()
     cluster.run_until([agent], lambda: cluster.job(job)["attempts"][0]["checkpoint_s"] is not None)
-    cluster.clock.t += 15.0 + 31.0  # (then silent past the heartbeat timeout)
+    cluster.clock.t += 15.0 + LOST_S  # (then silent past the lease, the grace and the timeout)
     cluster.app.state.step()
     attempt = cluster.job(job)["attempts"][0]
     assert attempt["ended"] == "failed" and attempt["kept_s"] == 20.0
@@ -251,7 +257,7 @@ def test_a_silent_node_is_marked_down_and_its_jobs_wait_again(cluster):
     agent.register()
     job = cluster.submit("team-a", 2, ["sh", "-c", "echo up; sleep 30"])
     cluster.run_until([agent], lambda: "up" in logs(cluster, job))
-    cluster.clock.t += 31.0  # (no heartbeat for longer than the 30 s timeout)
+    cluster.clock.t += LOST_S  # (no heartbeat for longer than the lease and the job's grace)
     cluster.app.state.step()
     nodes = cluster.call("GET", "/v1/nodes", cluster.admin).json()
     assert [n["state"] for n in nodes] == ["down"]

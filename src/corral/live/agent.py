@@ -9,14 +9,19 @@ group, then SIGKILL once the attempt's grace period has passed.
 
 A job reports a checkpoint by creating `$CORRAL_CHECKPOINT_DIR/.checkpoint-done`; the agent
 passes it on and removes the marker.
+
+Each answer from the server renews the node's lease: the agent writes into DATA_DIR/lease the
+monotonic time until which it holds (the time the request was sent, plus the fence the server
+gives). The launchers read it and stop their jobs once it has passed (launch.py), so a node
+cut off from the server, or whose agent died, runs nothing the server may give to another.
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 import signal
 import socket
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +30,10 @@ from typing import Any
 import httpx
 
 from corral.live.rank import Rank
+
+log = logging.getLogger(__name__)
+DEFAULT_FENCE_S = 60.0  # a lease's length until the server says otherwise
+MAX_BACKOFF_S = 10.0  # the longest wait between tries to reach the server
 
 
 def gpu_count() -> int:
@@ -52,7 +61,11 @@ class Agent:
         pool: str = "default",
         clock: Callable[[], float] = time.monotonic,
         client: httpx.Client | None = None,
+        lease_clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`clock` times the agent's own waits (a grace before SIGKILL); `lease_clock` is
+        the one its launchers read the lease by, the machine's monotonic time."""
+        self.lease_clock = lease_clock
         self.name = name or socket.gethostname()
         self.gpus, self.pool = gpus, pool
         self.dir = data_dir / "attempts"
@@ -61,6 +74,8 @@ class Agent:
         self.http = client or httpx.Client(base_url=server, timeout=10.0)
         self.http.headers["Authorization"] = f"Bearer {token}"
         self.kill_at: dict[int, float] = {}  # attempt -> when SIGKILL follows SIGTERM
+        self.fence_s = DEFAULT_FENCE_S  # (the server says how long a lease holds)
+        self.lease = data_dir / "lease"
 
     # --- talking to the server -----------------------------------------------------------
 
@@ -69,22 +84,33 @@ class Agent:
         response.raise_for_status()
         return response.json()
 
+    def _renew(self, path: str, body: dict[str, Any]) -> Any:
+        """A call that renews the node's lease when the server answers it."""
+        sent = self.lease_clock()
+        answer = self._post(path, body)
+        self.fence_s = float(answer.get("fence_s", self.fence_s))
+        tmp = self.lease.with_suffix(".tmp")
+        tmp.write_text(repr(sent + self.fence_s))
+        tmp.replace(self.lease)
+        return answer
+
     def register(self) -> None:
-        self._post("/v1/agent/register", {"name": self.name, "gpus": self.gpus, "pool": self.pool})
+        self._renew("/v1/agent/register", {"name": self.name, "gpus": self.gpus, "pool": self.pool})
 
     def tick(self) -> None:
         """One round: report exits, checkpoints and logs; take work; signal what must stop."""
         for attempt in self._attempts():
-            rank = self._rank(attempt)
-            self._ship_log(attempt)
-            if rank.take_checkpoint():
-                self._post(f"/v1/agent/attempts/{attempt}/checkpoint")
-            code = rank.exit_code()
-            if code is not None:
-                self._post(f"/v1/agent/attempts/{attempt}/exited", {"exit_code": code, "node": self.name})
-                self._forget(attempt)
+            try:
+                self._report(attempt)
+            except httpx.HTTPStatusError as err:
+                if err.response.status_code not in (404, 409, 422):
+                    raise
+                # (an attempt the server does not know, or has ended: said once, then let go)
+                log.warning("agent %s: attempt %s is not the server's (%s): killed", self.name, attempt, err)
+                self._rank(attempt).signal(signal.SIGKILL)
+                self._forget(attempt, ship=False)
         try:
-            work = self._post(f"/v1/agent/{self.name}/heartbeat", {"running": self._attempts()})
+            work = self._renew(f"/v1/agent/{self.name}/heartbeat", {"running": self._attempts()})
         except httpx.HTTPStatusError as err:
             if err.response.status_code == 404:  # (the server forgot the node, or marked it down)
                 self.register()
@@ -100,14 +126,41 @@ class Agent:
                 self._rank(attempt).signal(signal.SIGKILL)
                 del self.kill_at[attempt]
 
-    def run(self, every_s: float = 0.5, stop: Callable[[], bool] = lambda: False) -> None:
-        self.register()
+    def _report(self, attempt: int) -> None:
+        """Send an attempt's new output and checkpoint, and its exit once it has ended."""
+        rank = self._rank(attempt)
+        self._ship_log(attempt)
+        if rank.take_checkpoint():
+            self._post(f"/v1/agent/attempts/{attempt}/checkpoint")
+        code = rank.exit_code()
+        if code is not None:
+            end = {"exit_code": code, "node": self.name, "fenced": rank.fenced}
+            self._post(f"/v1/agent/attempts/{attempt}/exited", end)
+            self._forget(attempt)
+
+    def run(
+        self,
+        every_s: float = 0.5,
+        stop: Callable[[], bool] = lambda: False,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """Register, then tick every `every_s` until `stop()`. While the server cannot be
+        reached (not up yet, restarting) it tries again, backing off to `MAX_BACKOFF_S`;
+        its processes run on meanwhile, until their lease runs out."""
+        registered, wait_s = False, every_s
         while not stop():
             try:
+                if not registered:
+                    self.register()
+                    registered = True
                 self.tick()
+                wait_s = every_s
             except httpx.HTTPError as err:  # (the server restarts: keep the processes, retry)
-                print(f"agent {self.name}: {err}", file=sys.stderr)
-            time.sleep(every_s)
+                log.warning("agent %s: %s (again in %.1f s)", self.name, err, wait_s)
+                sleep(wait_s)
+                wait_s = min(MAX_BACKOFF_S, wait_s * 2)
+                continue
+            sleep(every_s)
 
     # --- processes -----------------------------------------------------------------------
 
@@ -121,7 +174,7 @@ class Agent:
         busy = {g for other in self._attempts() if other != attempt for g in self._rank(other).gpu_ids()}
         if busy & set(spec["gpu_ids"]):
             return  # (asked again next round)
-        rank.start(spec, self.dir.parent / "checkpoints" / str(spec["job_id"]))
+        rank.start({**spec, "lease": str(self.lease)}, self.dir.parent / "checkpoints" / str(spec["job_id"]))
         self._post(f"/v1/agent/attempts/{attempt}/started")
 
     def stop(self, attempt: int, grace_s: float) -> None:
@@ -137,11 +190,6 @@ class Agent:
         if rank.signal(signal.SIGTERM):  # (else its launcher has yet to start its group: the
             self.kill_at[attempt] = self.clock() + grace_s  # server asks again next round)
 
-    def kill_all(self) -> None:
-        """SIGKILL every rank this agent runs now (a cluster torn down, not a job stopped)."""
-        for attempt in self._attempts():
-            self._rank(attempt).signal(signal.SIGKILL)
-
     def _rank(self, attempt: int) -> Rank:
         return Rank(self.dir / str(attempt))
 
@@ -156,8 +204,9 @@ class Agent:
             self._post(f"/v1/agent/attempts/{attempt}/log", {"text": data.decode(errors="replace")})
             rank.mark_sent(sent + len(data))
 
-    def _forget(self, attempt: int) -> None:
-        self._ship_log(attempt)
+    def _forget(self, attempt: int, ship: bool = True) -> None:
+        if ship:
+            self._ship_log(attempt)
         self.kill_at.pop(attempt, None)
         done = self.dir.parent / "done"
         done.mkdir(exist_ok=True)

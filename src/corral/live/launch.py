@@ -3,7 +3,15 @@
 It leads a session (and so a process group) of its own, so the agent can signal the whole
 group and can restart without taking the job down. It writes its group id to DIR/pgid,
 the command's output to DIR/output.log and, when the command ends, its exit code (negative
-for a signal) to DIR/exit_code. It passes SIGTERM on to the command and otherwise waits.
+for a signal) to DIR/exit_code.
+
+Fencing: where the spec names a lease file, the agent writes into it, at each renewal of its
+node's lease with the server, the monotonic time until which the lease holds. Once that
+time has passed (the agent is dead, or cannot reach the server), the server may soon give the
+job to another node, so the launcher stops its own command first: SIGTERM to the group, then
+SIGKILL after the job's grace, and DIR/fenced says why it ended. The server waits for the
+lease, the grace and a margin before it starts the job anywhere else, so two copies of one
+job never run at once.
 """
 
 from __future__ import annotations
@@ -13,7 +21,18 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+POLL_S = 0.25
+
+
+def lease_until(path: Path) -> float:
+    """The monotonic time the agent's lease holds until (inf while it has written none)."""
+    try:
+        return float(path.read_text())
+    except (OSError, ValueError):
+        return float("inf")
 
 
 def main(folder: Path) -> int:
@@ -21,17 +40,43 @@ def main(folder: Path) -> int:
     (folder / "pgid").write_text(str(os.getpgrp()))
     spec = json.loads((folder / "spec.json").read_text())
     env = {**os.environ, **spec["env"]}
+    lease = Path(spec["lease"]) if spec.get("lease") else None
+    # (a SIGTERM to the group reaches the command itself: the launcher only outlives it)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with (folder / "output.log").open("ab") as log:
         try:
             child = subprocess.Popen(
-                spec["command"], env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                spec["command"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL),
             )
-        except OSError as err:
-            log.write(f"corral: cannot start {spec['command'][0]}: {err.strerror}\n".encode())
+        except (OSError, ValueError) as err:
+            why = getattr(err, "strerror", None) or str(err)
+            log.write(f"corral: cannot start {spec['command'][0]!r}: {why}\n".encode())
             (folder / "exit_code").write_text("127")
             return 127
-        signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGTERM))
-        code = child.wait()
+        kill_at = None
+        while True:
+            try:
+                code = child.wait(timeout=POLL_S)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if lease is None:
+                continue
+            now = time.monotonic()
+            if kill_at is None and now > lease_until(lease):
+                (folder / "fenced").write_text(f"lease expired at {lease_until(lease):.3f}\n")
+                log.write(b"corral: this node lost its lease with the server: stopping the job\n")
+                log.flush()
+                os.killpg(os.getpgrp(), signal.SIGTERM)
+                kill_at = now + float(spec.get("grace_s", 30.0))
+            elif kill_at is not None and now >= kill_at:
+                child.kill()
+                os.killpg(os.getpgrp(), signal.SIGKILL)  # (the launcher too: fenced says why)
     tmp = folder / "exit_code.tmp"
     tmp.write_text(str(code))
     tmp.replace(folder / "exit_code")

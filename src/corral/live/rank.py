@@ -77,6 +77,11 @@ class Rank:
             return None
         return int(code.read_text()) if code.exists() and code.read_text().strip() else -int(signal.SIGKILL)
 
+    @property
+    def fenced(self) -> bool:
+        """Whether its launcher stopped it because the node's lease ran out."""
+        return (self.folder / "fenced").exists()
+
     def take_checkpoint(self) -> bool:
         """Whether the job reported a checkpoint since the last call (the marker is removed)."""
         marker = self.folder / "checkpoints" / MARKER

@@ -29,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from corral.errors import InputError
 from corral.fleet import Fleet, Segment
 from corral.live.db import (
     CANCELLED,
@@ -55,7 +56,8 @@ from corral.live.services import BrokerConfig, LiveBroker, endpoints
 from corral.quota import CohortSpec, QueueSpec
 from corral.scheduling.policy import Hold, Policy, Preempt, Resize, Start, Wake
 from corral.scheduling.registry import make_policy
-from corral.state.cluster import RUNNING_, ClusterState
+from corral.state.cluster import FUTURE, RUNNING_, ClusterState
+from corral.state.cluster import PENDING as WAITING
 from corral.state.elastic import ELASTIC_COLUMNS, speed
 from corral.workload import JobTable
 
@@ -112,7 +114,12 @@ class Config:
     queues: tuple[QueueSpec, ...] = ()
     cohorts: tuple[CohortSpec, ...] = ()
     default_cohort: str | None = None
-    heartbeat_timeout_s: float = 30.0
+    heartbeat_timeout_s: float = 30.0  # a node silent this long is down (if it runs nothing)
+    # An agent stops its jobs once it has not renewed its lease for `fence_s`; a node that
+    # runs jobs is down only after that, their grace and `fence_margin_s` more, so that no
+    # job is started elsewhere while a copy may still run there.
+    fence_s: float = 60.0
+    fence_margin_s: float = 5.0
     broker: BrokerConfig | None = None  # services' replicas and lending (live/services.py)
 
     @classmethod
@@ -127,6 +134,7 @@ class Reconciler:
         self.db = engine
         self.config = config
         self.clock = clock
+        self.began_s = clock()
         policy = make_policy(config.policy)
         if getattr(policy, "needs_durations", False):
             raise ValueError(f"policy '{config.policy}' reads true durations: the simulator's only")
@@ -144,6 +152,8 @@ class Reconciler:
         self.fresh: set[int] = set()  # attempts committed in this step's transaction
         self.broker: LiveBroker | None = None
         self.scraper: Scraper | None = None  # (of services whose demand is their replicas' metrics)
+        self.unplaceable: dict[int, str] = {}  # Job.id -> why no pool of the fleet now can hold it
+        self.fleet_grew = False  # (hosts joined: the unplaceable are tried again)
         self.rebuild()
 
     # --- the state from the database -----------------------------------------------------
@@ -189,13 +199,17 @@ class Reconciler:
                     select(Job).where(Job.state.in_((PENDING, RUNNING))).order_by(Job.submit_s, Job.id)
                 )
             )
+            self.unplaceable = {}
+            self.fleet_grew = False
             self._register(live)
             running: dict[int, Attempt] = {}
             for attempt in session.scalars(select(Attempt).order_by(Attempt.id)):
                 i = self.job_of.get(attempt.job)
                 if i is None:
                     continue
-                if attempt.state in (COMMITTED, STARTED):
+                if attempt.state in (COMMITTED, STARTED) or (attempt.state == EXITED and not attempt.ended):
+                    # (an exit reported but not yet applied holds its GPUs until the next
+                    # step applies it: the job must never start again)
                     running[attempt.job] = attempt
                 else:  # a run that was stopped: the work its checkpoints kept, at its size
                     row = session.get(Job, attempt.job)
@@ -209,11 +223,24 @@ class Reconciler:
             view.now_s = now
             view.explains_placement = not getattr(self.policy, "gives_reasons", False)
             for job in live:
-                i = self.job_of[job.id]
+                i = self.job_of.get(job.id)
+                if i is None:  # (no pool can hold it now: it waits, its attempt lost)
+                    for attempt in session.scalars(
+                        select(Attempt).where(
+                            Attempt.job == job.id, Attempt.state.in_((COMMITTED, STARTED, EXITED))
+                        )
+                    ):
+                        if attempt.state == EXITED and not attempt.ended:
+                            self._finish(job, attempt, now)
+                        elif attempt.state != EXITED:
+                            self._fail_attempt(attempt, job, now)
+                    if job.state == RUNNING:
+                        job.state = PENDING
+                    continue
                 if job.checkpoint_s is not None:
                     cluster.report_checkpoint(i, job.checkpoint_s)
                 attempt = running.get(job.id)
-                if attempt is not None and all(name in index for name, _ in attempt.placement):
+                if attempt is not None and self._fits(attempt, nodes, index):
                     placement = tuple((index[name], len(taken)) for name, taken in attempt.placement)
                     ids = tuple((index[name], tuple(taken)) for name, taken in attempt.placement)
                     cluster.adopt(i, placement, attempt.start_s, ids)
@@ -222,28 +249,80 @@ class Reconciler:
                         self.reports[attempt.id] = attempt.checkpoint_s
             self.policy.bind(view, len(fleet.pools))
             for job in live:
-                i = self.job_of[job.id]
+                i = self.job_of.get(job.id)
+                if i is None:
+                    continue
                 if cluster.status[i] == RUNNING_:
                     self.policy.adopt(i)
-                else:
-                    if job.state == RUNNING:  # its node is gone: it waits again
-                        job.state = PENDING
-                    cluster.submit(i)
-                    self.policy.submitted(i)
+                    continue
+                attempt = running.get(job.id)
+                if attempt is not None and attempt.state == EXITED:
+                    # (its node is gone, but its exit was acknowledged: it has ended)
+                    self._finish(job, attempt, now)
+                    continue
+                if attempt is not None:  # its node is gone or changed shape: it waits again
+                    self._fail_attempt(attempt, job, now)
+                    size = sum(len(ids) for _, ids in attempt.placement)
+                    cluster.resume(i, (attempt.kept_s or 0.0) * speed(size, job.gpus, cluster.scaling[i]), 1)
+                if job.state == RUNNING:
+                    job.state = PENDING
+                cluster.submit(i)
+                self.policy.submitted(i)
             saved = session.get(Meta, "usage")
             self.usage = saved.value if saved is not None else {}
             if self.usage and hasattr(self.policy, "restore_usage"):
                 self.policy.restore_usage(self.usage)
 
-    def _register(self, jobs: list[Job]) -> None:
-        """Register `jobs` (rows) with the cluster state, not yet arrived."""
+    @staticmethod
+    def _fits(attempt: Attempt, nodes: list[Node], index: dict[str, int]) -> bool:
+        """Whether a live attempt's ranks can be held again on the nodes there are now: every
+        node up, with the GPU indices it was given (a node that came back smaller cannot)."""
+        for name, taken in attempt.placement:
+            host = index.get(name)
+            if host is None or any(not 0 <= g < nodes[host].gpus for g in taken):
+                return False
+        return len(attempt.placement) == len({name for name, _ in attempt.placement})
+
+    @staticmethod
+    def _fail_attempt(attempt: Attempt, row: Job, now: float) -> None:
+        """An attempt whose node was lost: it ended as failed (what it kept by its reports)."""
+        attempt.state, attempt.ended, attempt.end_s = DONE, "failed", now
+        attempt.kept_s = kept_s(attempt, row)
+
+    def _finish(self, row: Job, attempt: Attempt, now: float) -> None:
+        """Apply an attempt's reported exit to its job: it has ended, for good."""
+        attempt.state = DONE
+        self.reports.pop(attempt.id, None)
+        row.run_s += (attempt.end_s or now) - attempt.start_s
+        attempt.ended = "completed" if attempt.exit_code == 0 else "failed"
+        row.state = SUCCEEDED if attempt.exit_code == 0 else FAILED
+        row.exit_code, row.end_s = attempt.exit_code, now
+
+    def _register(self, jobs: list[Job]) -> list[Job]:
+        """Register `jobs` (rows) with the cluster state, not yet arrived; those the fleet as
+        it is now can never hold (more GPUs than their pool has, a queue with no pool) are
+        kept aside with the reason, to be tried again when hosts join. Returns the rows
+        registered."""
         if not jobs:
-            return
+            return []
         assert self.cluster is not None
-        for job, i in zip(jobs, self.cluster.add_jobs(job_table(jobs)), strict=True):
+        self.last_row = max(self.last_row, max(job.id for job in jobs))
+        try:
+            added = list(zip(jobs, self.cluster.add_jobs(job_table(jobs)), strict=True))
+        except InputError:  # (one at a time, to know which)
+            added = []
+            for job in jobs:
+                try:
+                    (i,) = self.cluster.add_jobs(job_table([job]))
+                except InputError as err:
+                    self.unplaceable[job.id] = err.message
+                    continue
+                added.append((job, i))
+        for job, i in added:
+            self.unplaceable.pop(job.id, None)
             self.row_of.append(job.id)
             self.job_of[job.id] = i
-        self.last_row = max(self.last_row, max(job.id for job in jobs))
+        return [job for job, _ in added]
 
     # --- one step ------------------------------------------------------------------------
 
@@ -336,15 +415,28 @@ class Reconciler:
         """Nodes that joined (hosts added to their pool) or went silent (taken out, their
         jobs interrupted); whether the state must be rebuilt (a node of a new pool)."""
         timeout = self.config.heartbeat_timeout_s
+        reshaped = False
         with Session(self.db) as session, session.begin():
             for node in session.scalars(
                 select(Node).where(Node.state != DOWN, Node.heartbeat_s < now - timeout)
             ):
+                # (silence counts from when this reconciler began, too: a server that was
+                # down heard nobody, and its agents' leases outlive a short restart)
+                if now - max(node.heartbeat_s, self.began_s) < self._down_after_s(session, node):
+                    continue
                 node.state = DOWN
                 self._lose_node(session, node, now)
             if self.cluster is not None:  # cordoned and draining nodes start nothing new
                 alloc = self.cluster.alloc
+                fleet = self.cluster.fleet
                 for node in session.scalars(select(Node).where(Node.state != DOWN, Node.host >= 0)):
+                    pool = int(fleet.host_pool[node.host])
+                    if int(fleet.host_gpus[node.host]) != node.gpus or fleet.pools[pool] != node.pool:
+                        # (it came back with other GPUs or in another pool: the host it was
+                        # is gone, its jobs lost, and it joins again as a new one below)
+                        self._lose_node(session, node, now)
+                        reshaped = True
+                        continue
                     closing = node.state in (CORDONED, DRAINING)
                     if closing != alloc.closed[node.host]:
                         (alloc.close if closing else alloc.reopen)(node.host)
@@ -358,11 +450,32 @@ class Reconciler:
             for node in session.scalars(select(Node).where(Node.state != DOWN, Node.host < 0)):
                 if self.cluster is None or node.pool not in self.cluster.fleet.pools:
                     return True
+                fleet = self.cluster.fleet
+                sizes = fleet.host_gpus[fleet.pool_hosts[fleet.pools.index(node.pool)]]
+                if reshaped or node.gpus not in sizes:
+                    return True  # (a pool's hosts are of one size: it is made anew, of the nodes up)
                 (host,) = self.cluster.add_hosts(Segment(node.pool, 1, node.gpus, 1, 1))
+                self.fleet_grew = True
                 node.host = host
                 self.node_of.append(node.name)
                 self.nodes_touched.add(self.cluster.fleet.pools.index(node.pool))
         return False
+
+    def _down_after_s(self, session: Session, node: Node) -> float:
+        """How long `node` must be silent before it is down: the heartbeat timeout, or, while
+        it has attempts, until its agent has surely fenced them (lease, grace, margin)."""
+        live = select(Attempt.placement, Job.grace_s).join(Job, Job.id == Attempt.job)
+        graces = [
+            grace_s
+            for placement, grace_s in session.execute(
+                live.where(Attempt.state.in_((COMMITTED, STARTED, STOPPING)))
+            )
+            if any(name == node.name for name, _ in placement)
+        ]
+        if not graces:
+            return self.config.heartbeat_timeout_s
+        fenced = self.config.fence_s + max(graces) + self.config.fence_margin_s
+        return max(self.config.heartbeat_timeout_s, fenced)
 
     def _drain(self, session: Session, node: Node, now: float) -> None:
         """A drain's deadline passed: the jobs still on the node are stopped as the
@@ -420,26 +533,41 @@ class Reconciler:
         for attempt in session.scalars(select(Attempt).where(Attempt.state == EXITED).order_by(Attempt.id)):
             row = session.get(Job, attempt.job)
             i = self.job_of.get(row.id)
+            if not attempt.ended:
+                self._finish(row, attempt, now)
+                if i is None:
+                    continue
+                if cluster.status[i] == RUNNING_:
+                    cluster.complete(i, now)
+                    self.policy.finished(i)
+                    touched.add(cluster.pool[i])
+                elif cluster.status[i] in (FUTURE, WAITING):  # (never again: it has ended)
+                    cluster.withdraw(i, now)
+                    self.policy.withdrawn(i)
+                    touched.add(cluster.pool[i])
+                continue
             attempt.state = DONE
             self.reports.pop(attempt.id, None)
             row.run_s += (attempt.end_s or now) - attempt.start_s
-            if attempt.ended:  # (stopped on purpose: applied when it was asked)
-                if row.cancel_requested and row.state != CANCELLED:
-                    row.state, row.end_s = CANCELLED, now
-                elif attempt.ended != "cancelled":  # (what it kept is known now)
-                    attempt.kept_s = kept_s(attempt, row)
-                    if i is not None:
-                        if row.checkpoint_s is not None:
-                            cluster.report_checkpoint(i, row.checkpoint_s)
-                        cluster.settle(i, attempt.kept_s)
-                continue
-            attempt.ended = "completed" if attempt.exit_code == 0 else "failed"
-            row.state = SUCCEEDED if attempt.exit_code == 0 else FAILED
-            row.exit_code, row.end_s = attempt.exit_code, now
-            if i is not None and cluster.status[i] == RUNNING_:
-                cluster.complete(i, now)
-                self.policy.finished(i)
-                touched.add(cluster.pool[i])
+            if row.cancel_requested and row.state != CANCELLED:
+                row.state, row.end_s = CANCELLED, now
+            elif attempt.ended == "failed":
+                # (its agent lost the server and stopped it, fencing it off: a lost node, as
+                # the job sees it; it waits again with what its checkpoints kept)
+                attempt.kept_s = kept_s(attempt, row)
+                current = i is not None and cluster.status[i] == RUNNING_
+                if current and cluster.run_since[i] == attempt.start_s:
+                    cluster.interrupt(i, now, graceful=False)
+                    self.policy.interrupted(i)
+                    cluster.settle(i, attempt.kept_s)
+                    row.state = PENDING
+                    touched.add(cluster.pool[i])
+            elif attempt.ended != "cancelled":  # (stopped on purpose: what it kept is known now)
+                attempt.kept_s = kept_s(attempt, row)
+                if i is not None:
+                    if row.checkpoint_s is not None:
+                        cluster.report_checkpoint(i, row.checkpoint_s)
+                    cluster.settle(i, attempt.kept_s)
         return touched
 
     def _arrivals(self, session: Session) -> set[int]:
@@ -451,13 +579,17 @@ class Reconciler:
         query = select(Job.id).where(Job.state == PENDING)
         if self.steps % FULL_SCAN_EVERY:
             query = query.where(Job.id > self.last_row - LOOK_BACK_IDS)
-        unknown = [i for i in session.scalars(query) if i not in self.job_of]
+        if self.fleet_grew:  # (jobs no pool could hold may fit now)
+            query = select(Job.id).where(Job.state == PENDING)
+            self.fleet_grew = False
+            self.unplaceable.clear()
+        unknown = [i for i in session.scalars(query) if i not in self.job_of and i not in self.unplaceable]
         new = (
             list(session.scalars(select(Job).where(Job.id.in_(unknown)).order_by(Job.submit_s, Job.id)))
             if unknown
             else []
         )
-        self._register(new)
+        new = self._register(new)
         for row in new:
             i = self.job_of[row.id]
             cluster.submit(i)
@@ -471,7 +603,9 @@ class Reconciler:
         rows = session.scalars(select(Job).where(Job.cancel_requested, Job.state.in_((PENDING, RUNNING))))
         for row in rows:
             i = self.job_of.get(row.id)
-            if i is None:
+            if i is None:  # (never registered: no pool could hold it)
+                self.unplaceable.pop(row.id, None)
+                row.state, row.end_s = CANCELLED, now
                 continue
             was_running = cluster.withdraw(i, now)
             self.policy.withdrawn(i)
@@ -542,7 +676,13 @@ class Reconciler:
     def reasons(self, job_row: int) -> list[tuple[float, str, str]]:
         """A job's history as (time, kind, words), in the simulator's words."""
         cluster = self.cluster
+        if job_row in self.unplaceable:
+            return [(self.clock(), "unplaceable", self.unplaceable[job_row])]
+        if cluster is None:
+            return [(self.clock(), "waiting_gpus", "no node has joined the cluster yet")]
         i = self.job_of.get(job_row)
-        if cluster is None or i is None or cluster.reasons is None:
+        if i is None:
+            return [(self.clock(), "submitted", "the scheduler takes it up at its next step")]
+        if cluster.reasons is None:
             return []
         return [(t, r.kind, r.render(cluster.job_id)) for t, r in cluster.reasons.get(i, [])]

@@ -18,18 +18,34 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
-from pydantic import BaseModel, Field
+from pydantic import Field, field_validator
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from corral.errors import InputError
 from corral.fleet import fleet_from_text
-from corral.live.api import ADMIN, NODE, TEAM, Caller, Db, require, unprocessable
+from corral.live.api import (
+    ADMIN,
+    NODE,
+    ROW_ID_MAX,
+    TEAM,
+    Body,
+    Caller,
+    Count,
+    Db,
+    Flag,
+    RowId,
+    invalid_request,
+    refuse_unstorable,
+    require,
+    unprocessable,
+)
 from corral.live.db import (
     COMMITTED,
     CORDONED,
@@ -57,37 +73,52 @@ from corral.live.services_api import service_routes
 from corral.scheduling.registry import make_policy
 from corral.state.elastic import elastic_columns
 
+COMMAND_ARGS = 4096
+COMMAND_ARG_CHARS = 128 * 1024
+COMMAND_BYTES = 1024 * 1024
 
-class JobSpec(BaseModel, extra="forbid"):
-    gpus: int = Field(ge=1, le=10_000_000)
+
+class JobSpec(Body):
+    gpus: Count = Field(ge=1, le=10_000_000)
     queue: str = Field("default", min_length=1, max_length=200)
-    priority: int = Field(0, ge=-(2**31), lt=2**31)
-    preemptible: bool = True
-    estimate_s: float | None = Field(None, gt=0, allow_inf_nan=False)
+    priority: Count = Field(0, ge=-(2**31), lt=2**31)
+    preemptible: Flag = True
+    estimate_s: float | None = Field(None, gt=0, le=1e12, allow_inf_nan=False)
     grace_s: float = Field(30.0, ge=0, le=86_400, allow_inf_nan=False)
     name: str = Field("", max_length=200)
-    command: list[str] = Field(min_length=1)
+    # (what the kernel takes: an argument of at most 128 KiB, a command line of at most 1 MiB)
+    command: list[Annotated[str, Field(min_length=1, max_length=COMMAND_ARG_CHARS)]] = Field(
+        min_length=1, max_length=COMMAND_ARGS
+    )
     # elastic: resized between these in whole steps (policies with +elastic), throughput
     # (gpus / asked) ** scaling
-    min_gpus: int | None = Field(None, ge=1, le=10_000_000)
-    max_gpus: int | None = Field(None, ge=1, le=10_000_000)
-    step_gpus: int | None = Field(None, ge=1, le=10_000_000)
+    min_gpus: Count | None = Field(None, ge=1, le=10_000_000)
+    max_gpus: Count | None = Field(None, ge=1, le=10_000_000)
+    step_gpus: Count | None = Field(None, ge=1, le=10_000_000)
     scaling: float | None = Field(None, gt=0, le=1, allow_inf_nan=False)
 
+    @field_validator("command")
+    @classmethod
+    def _command_fits(cls, command: list[str]) -> list[str]:
+        size = sum(len(arg.encode("utf-8", "surrogatepass")) + 1 for arg in command)
+        if size > COMMAND_BYTES:
+            raise ValueError(f"the command is {size:,} bytes; at most {COMMAND_BYTES:,}")
+        return command
 
-class TeamSpec(BaseModel, extra="forbid"):
+
+class TeamSpec(Body):
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.-]+$")
     queues: list[str] = Field(default_factory=list)
 
 
-class NodeSpec(BaseModel, extra="forbid"):
+class NodeSpec(Body):
     name: str = Field(min_length=1, max_length=200)
-    gpus: int = Field(ge=1, le=1024)
+    gpus: Count = Field(ge=1, le=1024)
     pool: str = Field("default", min_length=1, max_length=200)
     address: str = Field("127.0.0.1", max_length=200)
 
 
-class ConfigSpec(BaseModel, extra="forbid"):
+class ConfigSpec(Body):
     """A fleet TOML (its queues and cohorts apply; hosts come from the agents), a policy, or
     both."""
 
@@ -95,19 +126,23 @@ class ConfigSpec(BaseModel, extra="forbid"):
     policy: str | None = Field(None, min_length=1, max_length=200)
 
 
-class Exit(BaseModel, extra="forbid"):
-    exit_code: int = Field(ge=-255, le=255)
+class Exit(Body):
+    exit_code: Count = Field(ge=-255, le=255)
     node: str | None = Field(None, max_length=200)  # the reporting node, for a gang's ranks
+    fenced: Flag = False  # stopped by its node, whose lease ran out: not the job's own end
 
 
-class LogChunk(BaseModel, extra="forbid"):
-    text: str
+class LogChunk(Body):
+    allow_nul = True  # (written to a file, not the database)
+    text: str = Field(max_length=1 << 22)
 
 
-class Running(BaseModel, extra="forbid"):
+class Running(Body):
     """What an agent has: the attempts it runs now (to re-adopt after a restart)."""
 
-    running: list[int] = Field(default_factory=list)
+    running: list[Annotated[int, Field(strict=True, ge=1, le=ROW_ID_MAX)]] = Field(
+        default_factory=list, max_length=100_000
+    )
 
 
 def job_view(
@@ -207,6 +242,7 @@ def create_app(
     """The API over `engine`; with `reconcile_every_s`, a thread runs the reconciler that
     often while it holds the leader lock (tests step it themselves)."""
     logs = data_dir / "logs"
+    lease = {"fence_s": config.fence_s}  # (how long an agent's lease holds: it fences after)
     state: dict[str, Any] = {"reconciler": None}
     lock = threading.Lock()  # (the reconciler's state is read by the API: one at a time)
     # The largest pool, for refusing jobs no pool can hold: asked at every submission, and
@@ -257,6 +293,8 @@ def create_app(
             thread.join(timeout=5)
 
     app = FastAPI(title="corral", lifespan=lifespan)
+    app.middleware("http")(refuse_unstorable)
+    app.exception_handler(RequestValidationError)(invalid_request)
     app.include_router(service_routes(clock, lambda: {q.name for q in config.queues} or {"default"}))
     app.state.engine = engine
     app.state.step = step
@@ -386,7 +424,13 @@ def create_app(
         return _report_checkpoint(db, live, clock())
 
     @app.get("/v1/jobs/{job_id}/logs", response_class=PlainTextResponse)
-    async def job_logs(job_id: str, who: Caller, db: Db, attempt: int | None = None, offset: int = 0) -> str:
+    async def job_logs(
+        job_id: str,
+        who: Caller,
+        db: Db,
+        attempt: Annotated[int | None, Query(ge=1, le=ROW_ID_MAX)] = None,
+        offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    ) -> str:
         row = own_job(db, who, job_id)
         numbers = [
             a.id for a in db.scalars(select(Attempt).where(Attempt.job == row.id).order_by(Attempt.id))
@@ -499,26 +543,21 @@ def create_app(
         now = clock()
         if node is not None and node.gpus == spec.gpus and node.pool == spec.pool and node.state != DOWN:
             node.heartbeat_s, node.address = now, spec.address  # (an agent restarted: same node)
-            return {"name": spec.name, "state": node.state}
-        if node is not None:
-            db.delete(node)
-            db.flush()
-        sizes = {n.gpus for n in db.scalars(select(Node).where(Node.pool == spec.pool, Node.state != DOWN))}
+            return {"name": spec.name, "state": node.state, **lease}
+        others = select(Node.gpus).where(Node.pool == spec.pool, Node.state != DOWN, Node.name != spec.name)
+        sizes = set(db.scalars(others))
         if sizes and spec.gpus not in sizes:
             raise unprocessable(
                 "gpus", f"pool '{spec.pool}' has nodes of {sizes.pop()} GPUs: give this one its own pool"
             )
-        db.add(
-            Node(
-                name=spec.name,
-                pool=spec.pool,
-                gpus=spec.gpus,
-                address=spec.address,
-                registered_s=now,
-                heartbeat_s=now,
-            )
-        )
-        return {"name": spec.name, "state": UP}
+        if node is None:
+            node = Node(name=spec.name, registered_s=now)
+            db.add(node)
+        # (a node back from down, or with another shape: the reconciler sees its host gone,
+        # with the jobs it held, and a new one joined)
+        node.pool, node.gpus, node.address, node.state = spec.pool, spec.gpus, spec.address, UP
+        node.heartbeat_s, node.drain_deadline_s = now, None
+        return {"name": spec.name, "state": UP, **lease}
 
     @app.post("/v1/agent/{name}/heartbeat")
     async def heartbeat(name: str, have: Running, who: Caller, db: Db) -> dict[str, Any]:
@@ -548,10 +587,10 @@ def create_app(
         for attempt_id in have.running:
             if attempt_id not in seen:  # (ended while the agent was away)
                 stop_now.append({"attempt": attempt_id, "grace_s": 0.0})
-        return {"start": start, "stop": stop_now}
+        return {"start": start, "stop": stop_now, **lease}
 
     @app.post("/v1/agent/attempts/{attempt_id}/started")
-    async def started(attempt_id: int, who: Caller, db: Db) -> dict[str, Any]:
+    async def started(attempt_id: RowId, who: Caller, db: Db) -> dict[str, Any]:
         require(who, NODE, ADMIN)
         attempt = _attempt(db, attempt_id)
         if attempt.state == COMMITTED:
@@ -559,7 +598,7 @@ def create_app(
         return attempt_view(attempt)
 
     @app.post("/v1/agent/attempts/{attempt_id}/exited")
-    async def exited(attempt_id: int, end: Exit, who: Caller, db: Db) -> dict[str, Any]:
+    async def exited(attempt_id: RowId, end: Exit, who: Caller, db: Db) -> dict[str, Any]:
         """A node's ranks ended. A gang's attempt ends once every node's have, or at the
         first that failed (the other nodes' ranks are then stopped); its exit code is the
         first non-zero one."""
@@ -572,12 +611,14 @@ def create_app(
         exits[end.node if end.node in nodes else "?"] = end.exit_code
         attempt.exits = exits
         failed = [code for code in exits.values() if code != 0]
+        if end.fenced and not attempt.ended:  # (its node was cut off: the job did not end)
+            attempt.ended = "failed"
         if failed or nodes <= set(exits) or end.node not in nodes:
             attempt.state, attempt.exit_code, attempt.end_s = EXITED, failed[0] if failed else 0, clock()
         return attempt_view(attempt)
 
     @app.post("/v1/agent/attempts/{attempt_id}/log")
-    async def append_log(attempt_id: int, chunk: LogChunk, who: Caller, db: Db) -> dict[str, int]:
+    async def append_log(attempt_id: RowId, chunk: LogChunk, who: Caller, db: Db) -> dict[str, int]:
         require(who, NODE, ADMIN)
         _attempt(db, attempt_id)
         logs.mkdir(parents=True, exist_ok=True)
@@ -586,7 +627,7 @@ def create_app(
         return {"bytes": len(chunk.text)}
 
     @app.post("/v1/agent/attempts/{attempt_id}/checkpoint")
-    async def checkpoint(attempt_id: int, who: Caller, db: Db) -> dict[str, Any]:
+    async def checkpoint(attempt_id: RowId, who: Caller, db: Db) -> dict[str, Any]:
         require(who, NODE, ADMIN)
         attempt = _attempt(db, attempt_id)
         if attempt.state not in (COMMITTED, STARTED, STOPPING):
@@ -637,7 +678,8 @@ def create_app(
         require(who, ADMIN)
         policy = spec.policy or config.policy
         try:
-            new = Config.from_fleet(fleet_from_text(spec.fleet_toml) if spec.fleet_toml else None, policy)
+            # (a change changes only what it names: a policy alone keeps the queues)
+            new = Config.from_fleet(fleet_from_text(spec.fleet_toml), policy) if spec.fleet_toml else config
             if getattr(make_policy(policy), "needs_durations", False):
                 why = f"policy '{policy}' reads true durations: the simulator's only"
                 raise InputError(why, field="policy")
@@ -647,7 +689,7 @@ def create_app(
         if note is not None:  # (the next reconciler passes every pool under the new rules)
             db.delete(note)
         with lock:
-            config.policy, config.queues, config.cohorts = new.policy, new.queues, new.cohorts
+            config.policy, config.queues, config.cohorts = policy, new.queues, new.cohorts
             config.default_cohort = new.default_cohort
             state["reconciler"] = None
         return {"policy": config.policy, "queues": [q.name for q in config.queues]}

@@ -9,11 +9,11 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
-from pydantic import BaseModel, Field
+from pydantic import Field
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from corral.live.api import ADMIN, NODE, TEAM, Caller, Db, require, unprocessable
+from corral.live.api import ADMIN, NODE, TEAM, Body, Caller, Count, Db, require, unprocessable
 from corral.live.db import (
     PENDING,
     RUNNING,
@@ -26,12 +26,12 @@ from corral.live.db import (
 from corral.live.services import endpoints
 
 
-class ServiceSpec(BaseModel, extra="forbid"):
+class ServiceSpec(Body):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
     queue: str = Field("default", min_length=1, max_length=200)
-    gpus_per_replica: int = Field(1, ge=1, le=1024)
-    min_replicas: int = Field(1, ge=1, le=100_000)
-    max_replicas: int = Field(100, ge=1, le=100_000)
+    gpus_per_replica: Count = Field(1, ge=1, le=1024)
+    min_replicas: Count = Field(1, ge=1, le=100_000)
+    max_replicas: Count = Field(100, ge=1, le=100_000)
     replica_rps: float = Field(gt=0, allow_inf_nan=False)  # requests/s one replica serves within its SLO
     startup_s: float = Field(60.0, ge=0, le=86_400, allow_inf_nan=False)
     slo_latency_s: float = Field(1.0, gt=0, allow_inf_nan=False)
@@ -42,7 +42,7 @@ class ServiceSpec(BaseModel, extra="forbid"):
     metrics_counter: str = Field("requests_total", max_length=200, pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 
 
-class DemandSpec(BaseModel, extra="forbid"):
+class DemandSpec(Body):
     """Requests per second now, or samples [[t_s, requests_per_s], ...] (a history)."""
 
     requests_per_s: float | None = Field(None, ge=0, allow_inf_nan=False)
