@@ -4,6 +4,7 @@ nodes, quota, team. The client reads CORRAL_SERVER and CORRAL_TOKEN (or --server
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -46,13 +47,45 @@ def _setup(
     from corral.scheduling.registry import make_policy
 
     make_policy(policy)  # (an unknown policy is refused before anything starts)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = _data_dir(data_dir)
     url = database or os.environ.get("CORRAL_DB") or db.sqlite_url(data_dir / "corral.db")
-    engine = db.connect(url)
-    db.migrate(engine)
+    engine = _database(db, url)
     config = Config.from_fleet(load_fleet(fleet) if fleet else None, policy)
     config.broker = broker
     return engine, config, url
+
+
+def _data_dir(data_dir: Path) -> Path:
+    """`data_dir` made if need be, as an absolute path (jobs and agents run elsewhere)."""
+    data_dir = data_dir.expanduser().absolute()
+    if data_dir.exists() and not data_dir.is_dir():
+        raise InputError(f"{data_dir} is a file; --data-dir names a folder", field="data_dir")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"cannot make {data_dir}: {err.strerror}", field="data_dir") from None
+    return data_dir
+
+
+def _database(db: Any, url: str) -> Any:
+    """The database at `url`, reached and migrated, or one line saying why not."""
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
+    shown = url.split("@")[-1] if "@" in url else url  # (no password on the screen)
+    try:
+        engine = db.connect(url)
+    except (ArgumentError, NoSuchModuleError, ValueError) as err:
+        raise InputError(
+            f"--db '{shown}' is not a database URL corral takes (sqlite:///PATH or "
+            f"postgresql://USER@HOST:PORT/NAME): {err}".splitlines()[0],
+            field="db",
+        ) from None
+    try:
+        db.migrate(engine)
+    except OperationalError as err:
+        why = str(err.orig).strip().splitlines()[0] if err.orig is not None else str(err).splitlines()[0]
+        raise InputError(f"cannot reach the database at '{shown}': {why}", field="db") from None
+    return engine
 
 
 def _broker(kind: str | None, step: str, day: str) -> Any:
@@ -141,6 +174,7 @@ def up(
         count = gpus or gpu_count()
         if count < 1:
             raise InputError("no GPUs found here: give --gpus N for fake ones", field="gpus")
+        data_dir = _data_dir(data_dir)  # (absolute: the jobs' checkpoint folders are under it)
         engine, config, _ = _setup(data_dir, database, policy, fleet, _broker(broker, broker_step, day))
         _, _, server = _server_parts()
         admin, node = server.kept_tokens(engine, data_dir / "tokens.json", new_tokens)
@@ -181,6 +215,7 @@ def serve(
     with input_errors():
         if executor not in ("agents", "ray"):
             raise InputError(f"executor must be 'agents' or 'ray', not '{executor}'", field="executor")
+        data_dir = _data_dir(data_dir)  # (absolute: the jobs' checkpoint folders are under it)
         engine, config, _ = _setup(data_dir, database, policy, fleet, _broker(broker, broker_step, day))
         _, _, server = _server_parts()
         admin, node = server.kept_tokens(engine, data_dir / "tokens.json", new_tokens)
@@ -234,16 +269,20 @@ def agent(
     name: Annotated[str | None, typer.Option(help="The node's name (default: the host name).")] = None,
     pool: Annotated[str, typer.Option(help="The pool this node serves.")] = "default",
 ) -> None:
-    """Run this machine's jobs for the server."""
+    """Run this machine's jobs for the server. While the server cannot be reached it tries
+    again, backing off; its jobs run on until the node's lease runs out."""
     from corral.live.agent import Agent, gpu_count
 
     with input_errors():
         count = gpus or gpu_count()
         if count < 1:
             raise InputError("no GPUs found here: give --gpus N for fake ones", field="gpus")
+        _client(server, token)  # (a URL or token that cannot be used is refused now)
+        data_dir = _data_dir(data_dir)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     Agent(server, token, data_dir, count, name=name, pool=pool).run(stop=done.is_set)
 
 
@@ -251,21 +290,39 @@ def agent(
 
 
 def _client(server: str | None, token: str | None) -> Any:
-    if not server or not token:
-        raise InputError("give --server and --token, or set CORRAL_SERVER and CORRAL_TOKEN", field="server")
+    if not server:
+        raise InputError("give --server, or set CORRAL_SERVER", field="server")
+    if not token:
+        raise InputError("give --token, or set CORRAL_TOKEN", field="token")
+    if not token.isascii() or not token.isprintable():
+        raise InputError("the token has characters no corral token has (printable ASCII only)", field="token")
     import httpx
 
-    return httpx.Client(base_url=server, headers={"Authorization": f"Bearer {token}"}, timeout=10.0)
+    try:
+        url = httpx.URL(server)
+    except (httpx.InvalidURL, ValueError) as err:
+        raise InputError(f"'{server}' is not a URL: {err}", field="server") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise InputError(f"'{server}' is not an http:// or https:// URL", field="server")
+    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=10.0)
 
 
 def _call(server: str | None, token: str | None, method: str, path: str, **kwargs: Any) -> Any:
-    """The server's answer, or its complaint as an input error (exit 2)."""
+    """The server's answer (JSON, or the text of a text route), or its complaint as an
+    input error (exit 2)."""
     import httpx
 
     try:
         response = _client(server, token).request(method, path, **kwargs)
     except httpx.HTTPError as err:
         raise InputError(f"cannot reach the server at {server}: {err}", field="server") from None
+    kind = response.headers.get("content-type", "")
+    if not kind.startswith(("application/json", "text/plain")):
+        raise InputError(
+            f"{server} answered {response.status_code} with {kind or 'no content type'}: "
+            "is it a corral server?",
+            field="server",
+        )
     if response.status_code >= 400:
         try:
             detail = response.json().get("detail")
@@ -312,6 +369,8 @@ def submit(
     SIGTERM, checkpoints, and its ranks start again with the new WORLD_SIZE."""
     with input_errors():
         command = list(ctx.args)
+        if scaling is not None and not 0 < scaling <= 1:
+            raise InputError(f"--scaling must be in (0, 1], not {scaling}", field="scaling")
         if not command:
             raise InputError(
                 "give the command after --: corral submit --gpus 1 -- python train.py", field="command"
@@ -476,6 +535,8 @@ def history(
 
     with input_errors():
         check_output_table(out, "out")
+        if not out.parent.is_dir():
+            raise InputError(f"no folder {out.parent} to write {out.name} in", field="out")
         answer = _call(server, token, "GET", "/v1/history")
         rows = answer["jobs"]
         if not rows:

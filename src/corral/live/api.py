@@ -92,20 +92,29 @@ ROW_ID_MAX = 2**31 - 1
 RowId = Annotated[int, FastPath(ge=1, le=ROW_ID_MAX)]
 
 
-async def refuse_unstorable(request: Request, call_next: Any) -> Any:
-    """A path or query with a NUL byte or text that is not UTF-8 gets 422, before any route
-    passes it to the database."""
-    path = request.scope.get("raw_path") or request.scope["path"].encode("utf-8", "surrogateescape")
-    for part, raw in (("path", path), ("query", request.scope["query_string"])):
-        text = unquote_to_bytes(raw.replace(b"+", b" "))
-        try:
-            decoded = text.decode("utf-8")
-        except UnicodeDecodeError:
-            decoded = None
-        if decoded is None or "\x00" in decoded:
-            detail = [{"loc": [part], "msg": "must be UTF-8 text without NUL bytes", "type": "value_error"}]
-            return JSONResponse({"detail": detail}, status_code=422)
-    return await call_next(request)
+class RefuseUnstorable:
+    """ASGI middleware: a path or query with a NUL byte or text that is not UTF-8 gets 422,
+    before any route passes it to the database. (Plain ASGI: a request's session commits
+    as soon as its route returns, as without middleware.)"""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            path = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
+            for part, raw in (("path", path), ("query", scope.get("query_string", b""))):
+                text = unquote_to_bytes(raw.replace(b"+", b" "))
+                try:
+                    clean = "\x00" not in text.decode("utf-8")
+                except UnicodeDecodeError:
+                    clean = False
+                if not clean:
+                    message = "must be UTF-8 text without NUL bytes"
+                    detail = [{"loc": [part], "msg": message, "type": "value_error"}]
+                    await JSONResponse({"detail": detail}, status_code=422)(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
 
 
 def _printable(value: Any) -> Any:

@@ -40,9 +40,9 @@ from corral.live.api import (
     Count,
     Db,
     Flag,
+    RefuseUnstorable,
     RowId,
     invalid_request,
-    refuse_unstorable,
     require,
     unprocessable,
 )
@@ -293,7 +293,7 @@ def create_app(
             thread.join(timeout=5)
 
     app = FastAPI(title="corral", lifespan=lifespan)
-    app.middleware("http")(refuse_unstorable)
+    app.add_middleware(RefuseUnstorable)
     app.exception_handler(RequestValidationError)(invalid_request)
     app.include_router(service_routes(clock, lambda: {q.name for q in config.queues} or {"default"}))
     app.state.engine = engine

@@ -1,0 +1,147 @@
+"""The live commands refuse what they cannot use in one line and exit 2, never with a
+traceback: the server and token variables, and the options of serve, agent and up. Only
+loopback addresses are ever contacted."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from corral.cli import app
+from tests.live_support import free_port
+
+runner = CliRunner()
+
+
+def refused_in_one_line(args: list[str], env: dict[str, str] | None = None, field: str | None = None) -> None:
+    result = runner.invoke(app, args, env=env)
+    assert result.exit_code == 2, (args, env, result.output, result.exception)
+    assert "Traceback" not in result.output and result.output.strip().count("\n") == 0, result.output
+    if field is not None:
+        assert f"field '{field}'" in result.output, result.output
+
+
+@pytest.mark.parametrize(
+    "server, token, field",
+    [
+        ("http://[::1", "x", "server"),
+        ("ftp://127.0.0.1:1", "x", "server"),
+        ("http://127.0.0.1:1", "tök€n", "token"),
+        ("http://127.0.0.1:1", "a\tb", "token"),
+        ("http://127.0.0.1:1", "x", "server"),  # (nothing listens there)
+        ("", "x", "server"),
+        ("http://127.0.0.1:1", "", "token"),
+    ],
+)
+def test_bad_server_and_token_variables_are_one_line(server, token, field):
+    refused_in_one_line(["jobs"], {"CORRAL_SERVER": server, "CORRAL_TOKEN": token}, field)
+
+
+@pytest.fixture
+def html_server():
+    """A server on loopback that answers every request 200 with a web page."""
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<html>not corral</html>")
+
+        do_POST = do_GET
+
+        def log_message(self, *_):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_a_server_that_answers_with_a_web_page_is_named(html_server):
+    env = {"CORRAL_SERVER": html_server, "CORRAL_TOKEN": "x"}
+    for args in (["jobs"], ["nodes"], ["submit", "--gpus", "1", "--", "true"], ["logs", "1"]):
+        refused_in_one_line(args, env, "server")
+
+
+@pytest.mark.parametrize(
+    "args, field",
+    [
+        (["submit", "--gpus", "1", "--scaling", "nan", "--", "true"], "scaling"),
+        (["submit", "--gpus", "1", "--scaling", "2", "--", "true"], "scaling"),
+        (["history", "--out", "/nonexistent/x.csv"], "out"),
+    ],
+)
+def test_bad_options_of_the_client_are_one_line(args, field):
+    refused_in_one_line(args, {"CORRAL_SERVER": "http://127.0.0.1:1", "CORRAL_TOKEN": "x"}, field)
+    assert not os.path.exists("/nonexistent")
+
+
+def test_bad_options_of_serve_and_up_are_one_line(tmp_path, database_url):
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    port = str(free_port())
+    refused_in_one_line(["up", "--data-dir", str(a_file), "--gpus", "1", "--port", port], field="data_dir")
+    refused_in_one_line(["serve", "--data-dir", str(a_file), "--port", port], field="data_dir")
+    refused_in_one_line(["serve", "--data-dir", str(tmp_path / "d"), "--db", "bogus://x"], field="db")
+    if database_url.startswith("postgresql"):
+        dead = f"postgresql://postgres@127.0.0.1:{free_port()}/x"
+        refused_in_one_line(["serve", "--data-dir", str(tmp_path / "d"), "--db", dead], field="db")
+    refused_in_one_line(
+        [
+            "agent",
+            "--server",
+            "http://[::1",
+            "--token",
+            "x",
+            "--data-dir",
+            str(tmp_path / "a"),
+            "--gpus",
+            "1",
+        ],
+        field="server",
+    )
+
+
+def test_an_agent_against_a_dead_server_waits_for_it(tmp_path):
+    """No server yet: the agent retries, backing off, until it is stopped (it does not exit)."""
+    url = f"http://127.0.0.1:{free_port()}"
+    args = ["agent", "--server", url, "--token", "x", "--data-dir", str(tmp_path), "--gpus", "1"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "corral.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        time.sleep(3.0)
+        assert process.poll() is None, process.stdout.read()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=30)[0]
+    assert process.returncode == 0 and "Traceback" not in output and "again in" in output
+
+
+servers = st.one_of(
+    st.text(max_size=30).filter(lambda s: not s.lower().startswith(("http", "//"))),
+    st.builds(lambda rest: "http://127.0.0.1:" + rest, st.text(max_size=12)),
+    st.builds(lambda rest: "http://[" + rest, st.text(max_size=12)),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(servers, st.text(max_size=20), st.sampled_from([["jobs"], ["nodes"], ["cancel", "1"], ["quota"]]))
+def test_any_server_and_token_variable_is_used_or_refused_in_one_line(server, token, args):
+    result = runner.invoke(app, args, env={"CORRAL_SERVER": server, "CORRAL_TOKEN": token})
+    assert result.exit_code == 2 and "Traceback" not in result.output, (server, token, result.output)
