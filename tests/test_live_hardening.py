@@ -229,3 +229,28 @@ def test_the_server_waits_out_lease_and_grace_before_it_gives_a_job_away(cluster
     assert first["ended"] == "failed" and second["placement"][0][0] == "n1"
     with Session(cluster.engine) as session:
         assert session.scalar(select(Attempt.state).where(Attempt.id == first["attempt"])) == "ended"
+
+
+def test_a_team_token_can_be_rotated_revoked_and_made_to_expire(cluster):
+    """Rotation: the old token is refused at once and the new one works. Revocation: the
+    token stops working, the team's jobs stay. Expiry: refused from its instant on."""
+    old = cluster.teams["team-a"]
+    job = cluster.submit("team-a", 1, ["true"])
+    rotated = cluster.call("POST", "/v1/teams/team-a/rotate", cluster.admin).json()["token"]
+    assert cluster.call("GET", "/v1/jobs", old).status_code == 401
+    assert [j["job_id"] for j in cluster.call("GET", "/v1/jobs", rotated).json()] == [job]
+    assert cluster.call("POST", "/v1/teams/team-a/rotate", rotated).status_code == 403
+    assert cluster.call("POST", "/v1/teams/admin/rotate", cluster.admin).status_code == 404
+    assert cluster.call("POST", "/v1/teams/team-a/revoke", cluster.admin).status_code == 200
+    assert cluster.call("GET", "/v1/jobs", rotated).status_code == 401
+    assert cluster.job(job)["state"] == "pending"
+    body = {"expires_s": 60.0}
+    expiring = cluster.call("POST", "/v1/teams/team-a/rotate", cluster.admin, json=body).json()["token"]
+    cluster.clock.t += 59.0
+    assert cluster.call("GET", "/v1/jobs", expiring).status_code == 200
+    cluster.clock.t += 1.0
+    answer = cluster.call("GET", "/v1/jobs", expiring)
+    assert answer.status_code == 401 and "expired" in answer.text
+    listed = {t["team"]: t for t in cluster.call("GET", "/v1/teams", cluster.admin).json()}
+    assert set(listed) == {"team-a", "team-b"} and listed["team-a"]["token_expires_s"] == 1060.0
+    assert cluster.call("POST", "/v1/teams", cluster.admin, json={"name": "list"}).status_code == 422

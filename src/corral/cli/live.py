@@ -504,17 +504,47 @@ def quota(server: Server = None, token: Token = None, as_json: AsJson = False) -
 
 @app.command()
 def team(
-    name: Annotated[str, typer.Argument(help="The team's name.")],
+    name: Annotated[str, typer.Argument(help="The team's name; or list, rotate NAME, revoke NAME.")],
+    target: Annotated[str | None, typer.Argument(help="The team to rotate or revoke.")] = None,
     queue: Annotated[list[str] | None, typer.Option(help="A queue it may submit to; repeat.")] = None,
+    expires: Annotated[str | None, typer.Option(help="The token stops working after this long (90d).")] = (
+        None
+    ),
     server: Server = None,
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
-    """Add a team (admin) and print its token, shown once."""
+    """Teams (admin): `corral team NAME --queue Q` adds one and prints its token, shown once;
+    `corral team list`; `corral team rotate NAME` gives it a new token (the old one stops
+    working); `corral team revoke NAME` stops its token now."""
     with input_errors():
-        out = _call(server, token, "POST", "/v1/teams", json={"name": name, "queues": queue or []})
+        expires_s = None if expires is None else parse_duration_s(expires, "expires")
+        if name in ("rotate", "revoke") and target is None:
+            raise InputError(f"corral team {name} NAME: which team?", field="name")
+        if name not in ("rotate", "revoke", "list") and target is not None:
+            raise InputError(f"unexpected '{target}': corral team NAME --queue Q", field="name")
+        if name == "list":
+            out = _call(server, token, "GET", "/v1/teams")
+        elif name == "rotate":
+            out = _call(server, token, "POST", f"/v1/teams/{target}/rotate", json={"expires_s": expires_s})
+        elif name == "revoke":
+            out = _call(server, token, "POST", f"/v1/teams/{target}/revoke")
+        else:
+            body = {"name": name, "queues": queue or [], "expires_s": expires_s}
+            out = _call(server, token, "POST", "/v1/teams", json=body)
     if as_json:
         print(json.dumps(out))
+    elif name == "list":
+        table = tables.Table(title="teams", title_justify="left")
+        for column in ("team", "queues", "token expires"):
+            table.add_column(column)
+        for r in out:
+            until = r["token_expires_s"]
+            when = "never" if until is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(until))
+            table.add_row(r["team"], ", ".join(r["queues"]) or "none", when)
+        console.print(table)
+    elif name == "revoke":
+        console.print(f"team {out['team']}: token revoked")
     else:
         console.print(
             f"team {out['team']} (queues {', '.join(out['queues']) or 'none'}): token {out['token']}"

@@ -30,12 +30,14 @@ async def _session(request: Request) -> AsyncIterator[Session]:
 Db = Annotated[Session, Depends(_session)]
 
 
-async def _caller(db: Db, authorization: Annotated[str | None, Header()] = None) -> Team:
+async def _caller(request: Request, db: Db, authorization: Annotated[str | None, Header()] = None) -> Team:
     if not authorization or not authorization.startswith("Bearer "):
         raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
     team = team_of(db, authorization.removeprefix("Bearer ").strip())
     if team is None:
         raise HTTPException(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})
+    if team.token_expires_s is not None and request.app.state.clock() >= team.token_expires_s:
+        raise HTTPException(401, "expired token", headers={"WWW-Authenticate": "Bearer"})
     return team
 
 

@@ -41,6 +41,7 @@ class Team(Base):
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     role: Mapped[str] = mapped_column(String(20))  # "team", "admin" or "node"
     queues: Mapped[list[Any]] = mapped_column(default=list)  # the queues a team may submit to
+    token_expires_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # then it is refused
 
 
 class Node(Base):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import math
 import threading
 import time
@@ -73,6 +74,8 @@ from corral.live.services_api import service_routes
 from corral.scheduling.registry import make_policy
 from corral.state.elastic import elastic_columns
 
+log = logging.getLogger(__name__)
+
 COMMAND_ARGS = 4096
 COMMAND_ARG_CHARS = 128 * 1024
 COMMAND_BYTES = 1024 * 1024
@@ -108,7 +111,19 @@ class JobSpec(Body):
 
 class TeamSpec(Body):
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.-]+$")
-    queues: list[str] = Field(default_factory=list)
+    queues: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=1000)
+    expires_s: float | None = Field(None, gt=0, le=1e10, allow_inf_nan=False)  # its token, from now
+
+    @field_validator("name")
+    @classmethod
+    def _not_a_word_of_the_cli(cls, name: str) -> str:
+        if name in ("list", "rotate", "revoke"):
+            raise ValueError(f"'{name}' is a word of `corral team`: choose another name")
+        return name
+
+
+class TokenSpec(Body):
+    expires_s: float | None = Field(None, gt=0, le=1e10, allow_inf_nan=False)
 
 
 class NodeSpec(Body):
@@ -181,6 +196,10 @@ def job_view(
     if attempts is not None:
         out["attempts"] = [attempt_view(a) for a in attempts]
     return out
+
+
+def team_view(team: Team) -> dict[str, Any]:
+    return {"team": team.name, "queues": team.queues, "token_expires_s": team.token_expires_s}
 
 
 def attempt_view(a: Attempt) -> dict[str, Any]:
@@ -275,6 +294,7 @@ def create_app(
                 try:
                     step()
                 except Exception:  # (a failed step is retried; the database is the truth)
+                    log.exception("reconcile step failed; the reconciler is rebuilt from the database")
                     with lock:
                         state["reconciler"] = None
                 stop.wait(reconcile_every_s or 0.2)
@@ -297,6 +317,7 @@ def create_app(
     app.exception_handler(RequestValidationError)(invalid_request)
     app.include_router(service_routes(clock, lambda: {q.name for q in config.queues} or {"default"}))
     app.state.engine = engine
+    app.state.clock = clock
     app.state.step = step
     app.state.reconciler = reconciler
 
@@ -462,8 +483,42 @@ def create_app(
         if db.get(Team, spec.name) is not None:
             raise HTTPException(409, f"team '{spec.name}' exists")
         token = new_token()
-        db.add(Team(name=spec.name, token_sha256=hash_token(token), role=TEAM, queues=spec.queues))
-        return {"team": spec.name, "token": token, "queues": spec.queues}
+        expires = None if spec.expires_s is None else clock() + spec.expires_s
+        team = Team(name=spec.name, token_sha256=hash_token(token), role=TEAM, queues=spec.queues)
+        team.token_expires_s = expires
+        db.add(team)
+        return team_view(team) | {"token": token}
+
+    @app.get("/v1/teams")
+    async def teams(who: Caller, db: Db) -> list[dict[str, Any]]:
+        require(who, ADMIN)
+        return [team_view(t) for t in db.scalars(select(Team).where(Team.role == TEAM).order_by(Team.name))]
+
+    def a_team(db: Session, name: str) -> Team:
+        team = db.get(Team, name)
+        if team is None or team.role != TEAM:
+            raise HTTPException(404, f"no team '{name}'")
+        return team
+
+    @app.post("/v1/teams/{name}/rotate")
+    async def rotate(name: str, who: Caller, db: Db, spec: TokenSpec | None = None) -> dict[str, Any]:
+        """A new token for the team, shown once; the old one stops working now."""
+        require(who, ADMIN)
+        team = a_team(db, name)
+        token = new_token()
+        team.token_sha256 = hash_token(token)
+        expires_s = None if spec is None else spec.expires_s
+        team.token_expires_s = None if expires_s is None else clock() + expires_s
+        return team_view(team) | {"token": token}
+
+    @app.post("/v1/teams/{name}/revoke")
+    async def revoke(name: str, who: Caller, db: Db) -> dict[str, Any]:
+        """The team's token stops working now (its jobs run on); `rotate` gives a new one."""
+        require(who, ADMIN)
+        team = a_team(db, name)
+        team.token_sha256 = hash_token(new_token())  # (a token no one was ever given)
+        team.token_expires_s = clock()
+        return team_view(team)
 
     @app.get("/v1/nodes")
     async def nodes(who: Caller, db: Db) -> list[dict[str, Any]]:
