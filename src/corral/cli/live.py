@@ -40,14 +40,14 @@ def _server_parts() -> Any:
 def _setup(
     data_dir: Path, database: str | None, policy: str, fleet: str | None, broker: Any = None
 ) -> tuple[Any, Any, Any]:
-    """The database (migrated) and the configuration of a cluster kept in `data_dir`."""
+    """The database (migrated) and the configuration of a cluster kept in `data_dir` (made
+    and absolute, `_data_dir`)."""
     _, db, _ = _server_parts()
     from corral.fleet import load_fleet
     from corral.live.reconciler import Config
     from corral.scheduling.registry import make_policy
 
     make_policy(policy)  # (an unknown policy is refused before anything starts)
-    data_dir = _data_dir(data_dir)
     url = database or os.environ.get("CORRAL_DB") or db.sqlite_url(data_dir / "corral.db")
     engine = _database(db, url)
     config = Config.from_fleet(load_fleet(fleet) if fleet else None, policy)

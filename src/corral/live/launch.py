@@ -67,15 +67,14 @@ def main(folder: Path) -> int:
                 pass
             if lease is None:
                 continue
-            now = time.monotonic()
-            if kill_at is None and now > lease_until(lease):
-                (folder / "fenced").write_text(f"lease expired at {lease_until(lease):.3f}\n")
+            now, until = time.monotonic(), lease_until(lease)
+            if kill_at is None and now > until:
+                (folder / "fenced").write_text(f"lease expired at {until:.3f}\n")
                 log.write(b"corral: this node lost its lease with the server: stopping the job\n")
                 log.flush()
                 os.killpg(os.getpgrp(), signal.SIGTERM)
                 kill_at = now + float(spec.get("grace_s", 30.0))
             elif kill_at is not None and now >= kill_at:
-                child.kill()
                 os.killpg(os.getpgrp(), signal.SIGKILL)  # (the launcher too: fenced says why)
     tmp = folder / "exit_code.tmp"
     tmp.write_text(str(code))

@@ -202,16 +202,18 @@ class Reconciler:
             self.unplaceable = {}
             self.fleet_grew = False
             self._register(live)
+            live_rows = {job.id for job in live}
             running: dict[int, Attempt] = {}
             for attempt in session.scalars(select(Attempt).order_by(Attempt.id)):
-                i = self.job_of.get(attempt.job)
-                if i is None:
+                if attempt.job not in live_rows:
                     continue
                 if attempt.state in (COMMITTED, STARTED) or (attempt.state == EXITED and not attempt.ended):
                     # (an exit reported but not yet applied holds its GPUs until the next
                     # step applies it: the job must never start again)
                     running[attempt.job] = attempt
-                else:  # a run that was stopped: the work its checkpoints kept, at its size
+                    continue
+                i = self.job_of.get(attempt.job)
+                if i is not None:  # (a run that was stopped: the work its checkpoints kept, at its size)
                     row = session.get(Job, attempt.job)
                     kept = attempt.kept_s
                     if kept is None:
@@ -224,16 +226,10 @@ class Reconciler:
             view.explains_placement = not getattr(self.policy, "gives_reasons", False)
             for job in live:
                 i = self.job_of.get(job.id)
-                if i is None:  # (no pool can hold it now: it waits, its attempt lost)
-                    for attempt in session.scalars(
-                        select(Attempt).where(
-                            Attempt.job == job.id, Attempt.state.in_((COMMITTED, STARTED, EXITED))
-                        )
-                    ):
-                        if attempt.state == EXITED and not attempt.ended:
-                            self._finish(job, attempt, now)
-                        elif attempt.state != EXITED:
-                            self._fail_attempt(attempt, job, now)
+                if i is None:  # (no pool can hold it now: it waits, or has ended)
+                    attempt = running.get(job.id)
+                    if attempt is not None:
+                        self._lost_on_rebuild(job, attempt, now)
                     if job.state == RUNNING:
                         job.state = PENDING
                     continue
@@ -256,12 +252,9 @@ class Reconciler:
                     self.policy.adopt(i)
                     continue
                 attempt = running.get(job.id)
-                if attempt is not None and attempt.state == EXITED:
-                    # (its node is gone, but its exit was acknowledged: it has ended)
-                    self._finish(job, attempt, now)
+                if attempt is not None and self._lost_on_rebuild(job, attempt, now):
                     continue
-                if attempt is not None:  # its node is gone or changed shape: it waits again
-                    self._fail_attempt(attempt, job, now)
+                if attempt is not None:  # (what its lost run kept, at its size)
                     size = sum(len(ids) for _, ids in attempt.placement)
                     cluster.resume(i, (attempt.kept_s or 0.0) * speed(size, job.gpus, cluster.scaling[i]), 1)
                 if job.state == RUNNING:
@@ -283,17 +276,26 @@ class Reconciler:
                 return False
         return len(attempt.placement) == len({name for name, _ in attempt.placement})
 
-    @staticmethod
-    def _fail_attempt(attempt: Attempt, row: Job, now: float) -> None:
-        """An attempt whose node was lost: it ended as failed (what it kept by its reports)."""
+    def _lost_on_rebuild(self, row: Job, attempt: Attempt, now: float) -> bool:
+        """A live attempt a rebuild cannot hold again (its node gone, changed, or its job
+        fits no pool now): an exit already reported ends the job (True); otherwise the
+        attempt ends as failed, keeping what its reports hold, and the job waits (False)."""
+        if attempt.state == EXITED:
+            self._finish(row, attempt, now)
+            return True
         attempt.state, attempt.ended, attempt.end_s = DONE, "failed", now
         attempt.kept_s = kept_s(attempt, row)
+        return False
 
-    def _finish(self, row: Job, attempt: Attempt, now: float) -> None:
-        """Apply an attempt's reported exit to its job: it has ended, for good."""
+    def _close(self, row: Job, attempt: Attempt, now: float) -> None:
+        """An attempt whose end was reported is done: its time counts to its job's."""
         attempt.state = DONE
         self.reports.pop(attempt.id, None)
         row.run_s += (attempt.end_s or now) - attempt.start_s
+
+    def _finish(self, row: Job, attempt: Attempt, now: float) -> None:
+        """Apply an attempt's reported exit to its job: it has ended, for good."""
+        self._close(row, attempt, now)
         attempt.ended = "completed" if attempt.exit_code == 0 else "failed"
         row.state = SUCCEEDED if attempt.exit_code == 0 else FAILED
         row.exit_code, row.end_s = attempt.exit_code, now
@@ -546,9 +548,7 @@ class Reconciler:
                     self.policy.withdrawn(i)
                     touched.add(cluster.pool[i])
                 continue
-            attempt.state = DONE
-            self.reports.pop(attempt.id, None)
-            row.run_s += (attempt.end_s or now) - attempt.start_s
+            self._close(row, attempt, now)
             if row.cancel_requested and row.state != CANCELLED:
                 row.state, row.end_s = CANCELLED, now
             elif attempt.ended == "failed":

@@ -109,10 +109,13 @@ class JobSpec(Body):
         return command
 
 
-class TeamSpec(Body):
+class TokenSpec(Body):
+    expires_s: float | None = Field(None, gt=0, le=1e10, allow_inf_nan=False)  # from now
+
+
+class TeamSpec(TokenSpec):
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.-]+$")
     queues: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=1000)
-    expires_s: float | None = Field(None, gt=0, le=1e10, allow_inf_nan=False)  # its token, from now
 
     @field_validator("name")
     @classmethod
@@ -120,10 +123,6 @@ class TeamSpec(Body):
         if name in ("list", "rotate", "revoke"):
             raise ValueError(f"'{name}' is a word of `corral team`: choose another name")
         return name
-
-
-class TokenSpec(Body):
-    expires_s: float | None = Field(None, gt=0, le=1e10, allow_inf_nan=False)
 
 
 class NodeSpec(Body):
@@ -155,7 +154,7 @@ class LogChunk(Body):
 class Running(Body):
     """What an agent has: the attempts it runs now (to re-adopt after a restart)."""
 
-    running: list[Annotated[int, Field(strict=True, ge=1, le=ROW_ID_MAX)]] = Field(
+    running: list[Annotated[Count, Field(ge=1, le=ROW_ID_MAX)]] = Field(
         default_factory=list, max_length=100_000
     )
 
@@ -482,17 +481,21 @@ def create_app(
         require(who, ADMIN)
         if db.get(Team, spec.name) is not None:
             raise HTTPException(409, f"team '{spec.name}' exists")
-        token = new_token()
-        expires = None if spec.expires_s is None else clock() + spec.expires_s
-        team = Team(name=spec.name, token_sha256=hash_token(token), role=TEAM, queues=spec.queues)
-        team.token_expires_s = expires
+        team = Team(name=spec.name, role=TEAM, queues=spec.queues)
         db.add(team)
-        return team_view(team) | {"token": token}
+        return issue_token(team, spec)
 
     @app.get("/v1/teams")
     async def teams(who: Caller, db: Db) -> list[dict[str, Any]]:
         require(who, ADMIN)
         return [team_view(t) for t in db.scalars(select(Team).where(Team.role == TEAM).order_by(Team.name))]
+
+    def issue_token(team: Team, spec: TokenSpec) -> dict[str, Any]:
+        """A new token for `team` (any old one stops working), shown once in the answer."""
+        token = new_token()
+        team.token_sha256 = hash_token(token)
+        team.token_expires_s = None if spec.expires_s is None else clock() + spec.expires_s
+        return team_view(team) | {"token": token}
 
     def a_team(db: Session, name: str) -> Team:
         team = db.get(Team, name)
@@ -504,12 +507,7 @@ def create_app(
     async def rotate(name: str, who: Caller, db: Db, spec: TokenSpec | None = None) -> dict[str, Any]:
         """A new token for the team, shown once; the old one stops working now."""
         require(who, ADMIN)
-        team = a_team(db, name)
-        token = new_token()
-        team.token_sha256 = hash_token(token)
-        expires_s = None if spec is None else spec.expires_s
-        team.token_expires_s = None if expires_s is None else clock() + expires_s
-        return team_view(team) | {"token": token}
+        return issue_token(a_team(db, name), spec or TokenSpec())
 
     @app.post("/v1/teams/{name}/revoke")
     async def revoke(name: str, who: Caller, db: Db) -> dict[str, Any]:
