@@ -150,3 +150,82 @@ COMMANDS = st.sampled_from([["jobs"], ["nodes"], ["cancel", "1"], ["quota"]])
 def test_any_server_and_token_variable_is_used_or_refused_in_one_line(server, token, args):
     result = runner.invoke(app, args, env={"CORRAL_SERVER": server, "CORRAL_TOKEN": token})
     assert result.exit_code == 2 and "Traceback" not in result.output, (server, token, result.output)
+
+
+class Accepted(Exception):
+    """Raised where a command would start serving: its options were all taken."""
+
+
+words = st.text(env_text, max_size=16)
+durations = st.one_of(words, st.builds(lambda n, u: f"{n}{u}", st.floats(-1e6, 1e9), st.sampled_from("smhd")))
+loopback_dbs = st.one_of(
+    words.filter(lambda s: "://" not in s),
+    st.builds(lambda rest: "sqlite:///" + rest, words),
+    st.just("bogus://x"),
+    st.builds(lambda port: f"postgresql://postgres@127.0.0.1:{port}/x", st.integers(1, 2)),
+)
+SERVER_OPTIONS = {
+    "--port": st.one_of(words, st.integers(-5, 70_000).map(str)),
+    "--policy": st.one_of(words, st.sampled_from(["fifo", "las", "priority+elastic:hold=0"])),
+    "--fleet": words,
+    "--db": loopback_dbs,
+    "--broker": st.one_of(words, st.sampled_from(["static", "reactive", "predictive"])),
+    "--broker-step": durations,
+    "--day": durations,
+    "--fence": durations,
+}
+OPTIONS = {
+    "up": SERVER_OPTIONS | {"--gpus": st.one_of(words, st.integers(-2, 2000).map(str))},
+    "serve": SERVER_OPTIONS
+    | {"--executor": st.one_of(words.filter(lambda s: s != "ray"), st.just("agents"))},
+    "agent": {
+        "--server": servers,
+        "--token": words,
+        "--gpus": st.one_of(words, st.integers(-2, 2000).map(str)),
+        "--name": words,
+        "--pool": words,
+    },
+}
+folders = words.filter(lambda s: s and not s.startswith(("/", "~", "-")) and ".." not in s)
+
+
+@st.composite
+def invocations(draw) -> list[str]:
+    command = draw(st.sampled_from(sorted(OPTIONS)))
+    args = [command, "--data-dir", draw(folders)]
+    if command != "serve":
+        args += ["--gpus", "2"]  # (no GPUs here: options below may override)
+    if command == "agent":
+        args += ["--server", "http://127.0.0.1:1", "--token", "t"]
+    chosen = draw(st.lists(st.sampled_from(sorted(OPTIONS[command])), unique=True, max_size=4))
+    for option in chosen:
+        args += [option, draw(OPTIONS[command][option])]
+    return args
+
+
+def test_any_options_of_serve_agent_and_up_are_taken_or_refused_without_a_traceback(tmp_path, monkeypatch):
+    """Generated options of the three long-running commands: each is either taken (the
+    command gets as far as serving, which the test stops there) or refused with exit 2 and
+    no traceback. Only loopback addresses appear, and folders are made under tmp_path."""
+    from corral.cli import live
+    from corral.live.agent import Agent
+
+    def accepted(*_, **__):
+        raise Accepted
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(live, "_serve", accepted)
+    monkeypatch.setattr(Agent, "run", accepted)
+    monkeypatch.setattr(signal, "signal", lambda *_: None)  # (the agent's handlers stay the test's)
+    monkeypatch.delenv("CORRAL_DB", raising=False)
+
+    @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(invocations())
+    def check(args):
+        result = runner.invoke(app, args)
+        if isinstance(result.exception, Accepted):
+            return
+        assert result.exit_code == 2, (args, result.output, result.exception)
+        assert "Traceback" not in result.output, (args, result.output)
+
+    check()

@@ -254,3 +254,45 @@ def test_a_team_token_can_be_rotated_revoked_and_made_to_expire(cluster):
     listed = {t["team"]: t for t in cluster.call("GET", "/v1/teams", cluster.admin).json()}
     assert set(listed) == {"team-a", "team-b"} and listed["team-a"]["token_expires_s"] == 1060.0
     assert cluster.call("POST", "/v1/teams", cluster.admin, json={"name": "list"}).status_code == 422
+
+
+def test_a_cut_off_node_never_runs_its_job_alongside_the_copy_given_away(cluster, tmp_path):
+    """Real processes, and a server clock that follows the real one. The job holds an
+    exclusive lock on a shared file for as long as any of its processes lives; a copy that
+    cannot take it at once writes 'overlap'. n0's agent stops reaching the server: its
+    launcher stops the job when the lease runs out, and only after that does the server
+    give the job to n1, whose copy takes the lock. n0, back, reports its copy as fenced."""
+    cluster.config.heartbeat_timeout_s = 2.0  # (down after max(2 s, lease 5 s + grace 1 s))
+    cluster.restart()
+    lock, overlap = tmp_path / "lock", tmp_path / "overlap"
+    body = f"flock -n {lock} sh -c 'echo up; while :; do sleep 0.05; done' || echo overlap >> {overlap}"
+    n0, n1 = cluster.agent("n0", 4), cluster.agent("n1", 4)
+    real_start = time.monotonic()
+
+    def run_until(agents, done, limit_s: float = 40.0) -> None:
+        until = time.monotonic() + limit_s
+        while not done():
+            assert time.monotonic() < until, "timed out"
+            cluster.clock.t = 1000.0 + time.monotonic() - real_start
+            cluster.app.state.step()
+            for agent in agents:
+                agent.tick()
+            time.sleep(0.05)
+
+    n0.register()
+    job = cluster.submit("team-a", 4, ["sh", "-c", body], grace_s=1.0)
+    run_until([n0], lambda: "up" in logs(cluster, job))
+    n1.register()
+    (first,) = [a["attempt"] for a in attempts(cluster, job)]
+
+    def second_log() -> str:
+        answer = cluster.call("GET", f"/v1/jobs/{job}/logs?attempt={first + 1}", cluster.admin)
+        return answer.text if answer.status_code == 200 else ""
+
+    run_until([n1], lambda: overlap.exists() or "up" in second_log())
+    assert Rank(n0.dir / str(first)).fenced and not overlap.exists()
+    run_until([n0, n1], lambda: attempts(cluster, job)[0]["ended"] is not None)
+    assert attempts(cluster, job)[0]["ended"] == "failed" and cluster.job(job)["state"] == "running"
+    cluster.call("POST", f"/v1/jobs/{job}/cancel", cluster.admin)
+    run_until([n0, n1], lambda: cluster.job(job)["state"] == "cancelled" and not n1._attempts())
+    assert not overlap.exists()

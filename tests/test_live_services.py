@@ -257,3 +257,80 @@ def test_a_team_sees_only_its_own_services(cluster):
     assert response.status_code == 404
     assert cluster.call("DELETE", "/v1/services/chat", other).status_code == 404
     assert cluster.call("POST", "/v1/services", other, json=SERVICE).status_code == 403  # (team-a's queue)
+
+
+def test_service_names_are_per_team_and_reveal_nothing(cluster):
+    """Team B may call its service what team A calls its own: a 201, not a 409 that would
+    tell B that A's exists. Each team sees, feeds and deletes only its own; the admin
+    names one as team:name; a team sees only its own services' moves."""
+    a, b = cluster.teams["team-a"], cluster.teams["team-b"]
+    assert cluster.call("POST", "/v1/services", a, json=SERVICE).status_code == 201
+    assert cluster.call("POST", "/v1/services", a, json=SERVICE).status_code == 409  # (its own)
+    mine = cluster.call("POST", "/v1/services", b, json=SERVICE | {"queue": "team-b", "min_replicas": 2})
+    assert mine.status_code == 201, mine.text
+    assert [(s["name"], s["team"]) for s in cluster.call("GET", "/v1/services", b).json()] == [
+        ("chat", "team-b")
+    ]
+    assert (
+        cluster.call("POST", "/v1/services/team-a:chat/demand", b, json={"requests_per_s": 1}).status_code
+        == 404
+    )
+    listed = cluster.call("GET", "/v1/services", cluster.admin).json()
+    assert sorted((s["team"], s["min_replicas"]) for s in listed) == [("team-a", 1), ("team-b", 2)]
+    ambiguous = cluster.call("GET", "/v1/services/chat/endpoints", cluster.admin)
+    assert ambiguous.status_code == 404 and "team:chat" in ambiguous.text
+    assert cluster.call("GET", "/v1/services/team-b:chat/endpoints", cluster.admin).status_code == 200
+    cluster.call("POST", "/v1/agent/register", cluster.node, json={"name": "n0", "gpus": 8})
+    for token in (a, b):
+        assert (
+            cluster.call("POST", "/v1/services/chat/demand", token, json={"requests_per_s": 3}).status_code
+            == 200
+        )
+    cluster.app.state.step()  # (the broker sets both targets: a move each)
+    for team, token in (("team-a", a), ("team-b", b)):
+        moves = [m for m in cluster.call("GET", "/v1/moves", token).json() if m["kind"] == "replicas"]
+        assert moves and {(m["service"], m["team"]) for m in moves} == {("chat", team)}
+    replicas = {j["team"]: j["service"] for j in cluster.call("GET", "/v1/jobs", cluster.admin).json()}
+    assert replicas == {"team-a": "chat", "team-b": "chat"}
+    assert cluster.call("DELETE", "/v1/services/chat", b).json() == {
+        "name": "chat",
+        "team": "team-b",
+        "removed": True,
+    }
+    assert [s["team"] for s in cluster.call("GET", "/v1/services", cluster.admin).json()] == ["team-a"]
+
+
+def test_services_stored_before_names_were_per_team_are_moved_under_their_team(database_url):
+    """A database at revision 0009 with a service, its demand, a replica and a move: after
+    the migration each names the service as team:name."""
+    from sqlalchemy import text
+
+    from corral.live.db import connect, migrate
+
+    engine = connect(database_url)
+    try:
+        migrate(engine, "0009")
+        with engine.begin() as db:
+            db.execute(
+                text(
+                    "INSERT INTO services (name, team, queue, gpus_per_replica, min_replicas, max_replicas,"
+                    " replica_rps, startup_s, slo_latency_s, slo_percentile, command, target_replicas,"
+                    " created_s, metrics_counter) VALUES ('chat', 'team-a', 'q', 1, 1, 2, 1.0, 0.0, 1.0,"
+                    " 0.99, '[\"serve\"]', 1, 0.0, 'requests_total')"
+                )
+            )
+            db.execute(text("INSERT INTO demand (service, t_s, requests_per_s) VALUES ('chat', 0.0, 3.0)"))
+            db.execute(
+                text(
+                    "INSERT INTO moves (t_s, step, service, kind, before, after, reason) VALUES"
+                    " (0.0, 0, 'chat', 'replicas', 0, 1, 'r'), (0.0, 0, '', 'lend', 0, 1, 'r')"
+                )
+            )
+        migrate(engine)
+        with engine.begin() as db:
+            assert db.execute(text("SELECT name FROM services")).scalars().all() == ["team-a:chat"]
+            assert db.execute(text("SELECT service FROM demand")).scalars().all() == ["team-a:chat"]
+            moved = db.execute(text("SELECT service FROM moves ORDER BY id")).scalars().all()
+            assert moved == ["team-a:chat", ""]
+    finally:
+        engine.dispose()

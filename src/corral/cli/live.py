@@ -38,7 +38,12 @@ def _server_parts() -> Any:
 
 
 def _setup(
-    data_dir: Path, database: str | None, policy: str, fleet: str | None, broker: Any = None
+    data_dir: Path,
+    database: str | None,
+    policy: str,
+    fleet: str | None,
+    broker: Any = None,
+    fence: str = "60s",
 ) -> tuple[Any, Any, Any]:
     """The database (migrated) and the configuration of a cluster kept in `data_dir` (made
     and absolute, `_data_dir`)."""
@@ -48,10 +53,13 @@ def _setup(
     from corral.scheduling.registry import make_policy
 
     make_policy(policy)  # (an unknown policy is refused before anything starts)
+    fence_s = parse_duration_s(fence, "fence")
+    if not 1.0 <= fence_s <= 86_400.0:
+        raise InputError(f"--fence must be between 1s and 1d, not '{fence}'", field="fence")
     url = database or os.environ.get("CORRAL_DB") or db.sqlite_url(data_dir / "corral.db")
     engine = _database(db, url)
     config = Config.from_fleet(load_fleet(fleet) if fleet else None, policy)
-    config.broker = broker
+    config.broker, config.fence_s = broker, fence_s
     return engine, config, url
 
 
@@ -147,6 +155,14 @@ BrokerStep = Annotated[str, typer.Option("--broker-step", help="How often the br
 Day = Annotated[
     str, typer.Option("--day", help="The length of the demand's day (shorter to replay one faster).")
 ]
+Fence = Annotated[
+    str,
+    typer.Option(
+        "--fence",
+        help="A node's lease: its jobs stop this long after it last reached the server, and "
+        "a silent node's jobs are given away only after it and their grace.",
+    ),
+]
 
 
 @app.command()
@@ -163,6 +179,7 @@ def up(
     broker: BrokerKind = None,
     broker_step: BrokerStep = "300s",
     day: Day = "24h",
+    fence: Fence = "60s",
 ) -> None:
     """A whole cluster on this machine: the server and an agent with its GPUs (or --gpus N
     fake ones). Writes DATA_DIR/env with CORRAL_SERVER and CORRAL_TOKEN once ready; run
@@ -175,7 +192,9 @@ def up(
         if count < 1:
             raise InputError("no GPUs found here: give --gpus N for fake ones", field="gpus")
         data_dir = _data_dir(data_dir)  # (absolute: the jobs' checkpoint folders are under it)
-        engine, config, _ = _setup(data_dir, database, policy, fleet, _broker(broker, broker_step, day))
+        engine, config, _ = _setup(
+            data_dir, database, policy, fleet, _broker(broker, broker_step, day), fence
+        )
         _, _, server = _server_parts()
         admin, node = server.kept_tokens(engine, data_dir / "tokens.json", new_tokens)
 
@@ -208,6 +227,7 @@ def serve(
     broker: BrokerKind = None,
     broker_step: BrokerStep = "300s",
     day: Day = "24h",
+    fence: Fence = "60s",
 ) -> None:
     """The server alone; agents join with `corral agent`, or with --executor ray the nodes of
     a Ray cluster run the jobs. Prints the admin and node tokens, the same on a restart
@@ -216,7 +236,9 @@ def serve(
         if executor not in ("agents", "ray"):
             raise InputError(f"executor must be 'agents' or 'ray', not '{executor}'", field="executor")
         data_dir = _data_dir(data_dir)  # (absolute: the jobs' checkpoint folders are under it)
-        engine, config, _ = _setup(data_dir, database, policy, fleet, _broker(broker, broker_step, day))
+        engine, config, _ = _setup(
+            data_dir, database, policy, fleet, _broker(broker, broker_step, day), fence
+        )
         _, _, server = _server_parts()
         admin, node = server.kept_tokens(engine, data_dir / "tokens.json", new_tokens)
         runner = (

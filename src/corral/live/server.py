@@ -69,7 +69,7 @@ from corral.live.db import (
     team_of,
 )
 from corral.live.reconciler import Config, Reconciler, job_table
-from corral.live.services import replica_port
+from corral.live.services import replica_port, service_name
 from corral.live.services_api import service_routes
 from corral.scheduling.registry import make_policy
 from corral.state.elastic import elastic_columns
@@ -183,7 +183,7 @@ def job_view(
         "end_s": job.end_s,
         "command": job.command,
         "run_s": job.run_s,
-        "service": job.service,
+        "service": None if job.service is None else service_name(job.service),
         "min_gpus": job.min_gpus,
         "max_gpus": job.max_gpus,
         "step_gpus": job.step_gpus,

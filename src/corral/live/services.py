@@ -39,6 +39,18 @@ def replica_port(attempt_id: int) -> int:
     return REPLICA_PORT_BASE + attempt_id % 20000
 
 
+def service_key(team: str, name: str) -> str:
+    """Services are named within their team, as Kubernetes names within a namespace: one
+    team's name neither clashes with nor reveals another's. Stored as 'team:name' (':' is
+    in neither a team's nor a service's name)."""
+    return f"{team}:{name}"
+
+
+def service_name(key: str) -> str:
+    """The name its team gave a service, from its stored key."""
+    return key.split(":", 1)[-1]
+
+
 def endpoints(db: Session, service: str) -> list[dict[str, Any]]:
     """The replicas of `service` that run now: where each listens and since when."""
     rows = db.execute(
@@ -256,7 +268,7 @@ class LiveBroker:
         for _ in range(missing):
             row = Job(
                 job_id=f"new-{uuid.uuid4().hex}",
-                name=f"{service.name} replica",
+                name=f"{service_name(service.name)} replica",
                 team=service.team,
                 queue=service.queue,
                 gpus=service.gpus_per_replica,

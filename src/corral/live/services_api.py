@@ -23,7 +23,7 @@ from corral.live.db import (
     Service,
     Team,
 )
-from corral.live.services import endpoints
+from corral.live.services import endpoints, service_key, service_name
 
 
 class ServiceSpec(Body):
@@ -51,7 +51,7 @@ class DemandSpec(Body):
 
 def service_view(s: Service) -> dict[str, Any]:
     return {
-        "name": s.name,
+        "name": service_name(s.name),
         "team": s.team,
         "queue": s.queue,
         "gpus_per_replica": s.gpus_per_replica,
@@ -72,10 +72,26 @@ def service_routes(clock: Callable[[], float], queues: Callable[[], set[str]]) -
     router = APIRouter()
 
     def own(db: Session, who: Team, name: str) -> Service:
-        service = db.get(Service, name)
-        if service is None or (who.role == TEAM and service.team != who.name):
+        """The service `name` names for this caller: a team's own by its name (or
+        'team:name'); an admin's or a node's by 'team:name', or by a name only one team uses."""
+        team, _, short = name.rpartition(":")
+        if team:
+            found = db.get(Service, name) if who.role != TEAM or team == who.name else None
+        elif who.role == TEAM:
+            found = db.get(Service, service_key(who.name, short))
+        else:
+            named = db.scalars(
+                select(Service).where(Service.name.endswith(f":{short}", autoescape=True))
+            ).all()
+            found = next(iter(named)) if len(named) == 1 else None
+            if len(named) > 1:
+                teams = ", ".join(sorted(s.team for s in named))
+                raise HTTPException(
+                    404, f"teams {teams} each have a service '{short}': name it as team:{short}"
+                )
+        if found is None:
             raise HTTPException(404, f"no service '{name}'")
-        return service
+        return found
 
     @router.post("/v1/services", status_code=201)
     async def create(spec: ServiceSpec, who: Caller, db: Db) -> dict[str, Any]:
@@ -90,9 +106,11 @@ def service_routes(clock: Callable[[], float], queues: Callable[[], set[str]]) -
             raise unprocessable(
                 "max_replicas", f"{spec.max_replicas} is below min_replicas {spec.min_replicas}"
             )
-        if db.get(Service, spec.name) is not None:
-            raise HTTPException(409, f"service '{spec.name}' exists")
-        service = Service(**spec.model_dump(), team=who.name, target_replicas=0, created_s=clock())
+        key = service_key(who.name, spec.name)
+        if db.get(Service, key) is not None:
+            raise HTTPException(409, f"your team has a service '{spec.name}'")
+        body = spec.model_dump() | {"name": key}
+        service = Service(**body, team=who.name, target_replicas=0, created_s=clock())
         db.add(service)
         return service_view(service)
 
@@ -118,19 +136,18 @@ def service_routes(clock: Callable[[], float], queues: Callable[[], set[str]]) -
         """The service goes; its replicas are cancelled (SIGTERM, their grace, SIGKILL)."""
         require(who, TEAM, ADMIN)
         service = own(db, who, name)
-        for job in db.scalars(select(Job).where(Job.service == name, Job.state.in_((PENDING, RUNNING)))):
+        live = (PENDING, RUNNING)
+        for job in db.scalars(select(Job).where(Job.service == service.name, Job.state.in_(live))):
             job.cancel_requested = True
-        db.execute(delete(Demand).where(Demand.service == name))
+        db.execute(delete(Demand).where(Demand.service == service.name))
         db.delete(service)
-        return {"name": name, "removed": True}
+        return {"name": service_name(service.name), "team": service.team, "removed": True}
 
     @router.post("/v1/services/{name}/demand")
     async def demand(name: str, spec: DemandSpec, who: Caller, db: Db) -> dict[str, Any]:
         """Requests per second the service is asked for (its proxy pushes what it counts)."""
         require(who, TEAM, ADMIN, NODE)
-        service = own(db, who, name) if who.role != NODE else db.get(Service, name)
-        if service is None:
-            raise HTTPException(404, f"no service '{name}'")
+        service = own(db, who, name)
         now = clock()
         if (spec.requests_per_s is None) == (spec.samples is None):
             raise unprocessable("requests_per_s", "give requests_per_s or samples, not both")
@@ -140,32 +157,34 @@ def service_routes(clock: Callable[[], float], queues: Callable[[], set[str]]) -
                 raise unprocessable(
                     "samples", f"sample {k}: needs a time no later than now and requests/s >= 0"
                 )
-        db.add_all(Demand(service=name, t_s=float(t), requests_per_s=float(r)) for t, r in samples)
-        return {"name": name, "samples": len(samples)}
+        db.add_all(Demand(service=service.name, t_s=float(t), requests_per_s=float(r)) for t, r in samples)
+        return {"name": service_name(service.name), "samples": len(samples)}
 
     @router.get("/v1/services/{name}/endpoints")
     async def replica_endpoints(name: str, who: Caller, db: Db) -> list[dict[str, Any]]:
         require(who, TEAM, ADMIN, NODE)
-        if (own(db, who, name) if who.role != NODE else db.get(Service, name)) is None:
-            raise HTTPException(404, f"no service '{name}'")
-        return endpoints(db, name)
+        return endpoints(db, own(db, who, name).name)
 
     @router.get("/v1/moves")
     async def moves(who: Caller, db: Db, since_s: float = -math.inf) -> list[dict[str, Any]]:
-        """The broker's moves, oldest first: targets of services and GPUs lent, with reasons."""
+        """The broker's moves, oldest first: targets of services and GPUs lent, with reasons.
+        A team sees its own services' moves and the lending."""
         require(who, TEAM, ADMIN)
-        rows = db.scalars(select(Move).where(Move.t_s >= since_s).order_by(Move.id))
+        rows = select(Move).where(Move.t_s >= since_s).order_by(Move.id)
+        if who.role == TEAM:
+            rows = rows.where((Move.service == "") | Move.service.startswith(f"{who.name}:", autoescape=True))
         return [
             {
                 "time_s": m.t_s,
                 "step": m.step,
-                "service": m.service,
+                "service": service_name(m.service),
+                "team": m.service.rpartition(":")[0] or None,
                 "kind": m.kind,
                 "before": m.before,
                 "after": m.after,
                 "reason": m.reason,
             }
-            for m in rows
+            for m in db.scalars(rows)
         ]
 
     return router
