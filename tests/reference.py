@@ -151,7 +151,9 @@ def naive_simulate(fleet: Fleet, jobs: JobTable, policy: str) -> list[float]:
 def naive_preemptive_decide(self, pool: int):
     """PreemptivePriority.decide as a plain walk over every waiting job in rank order, each
     tried in turn (no index by size, no memory of failed searches), in rounds until nobody
-    is preempted: what the indexed pass must reproduce."""
+    is preempted: what the indexed pass must reproduce. A victim waits again at once in its
+    rank and does not start again in the pass; victims are sought first among the running
+    jobs that the whole pool handed out afresh by rank would not hold."""
     from corral.scheduling.policy import Preempt, Start
     from corral.scheduling.victims import victims_for_placement
     from corral.state.reasons import Reason
@@ -161,31 +163,61 @@ def naive_preemptive_decide(self, pool: int):
     if not waiting:
         return
     self.before_pass(pool)
+    stopped_now: set[int] = set()
+
+    def displaced_now() -> set[int]:
+        below = set(self.victims(pool, waiting[0][1]))
+        mine = [j for j in range(len(view.gpus)) if view.pool[j] == pool]
+        kept = [j for j in mine if view.placement_of(j) and (j not in below or not view.preemptible[j])]
+        held = sum(int(view.gpus[j]) for j in kept)
+        room = view.pool_gpus(pool) - held
+        walk = [(rank, job, False) for rank, job in waiting]
+        walk += [(self.rank(v), v, True) for v in below if view.preemptible[v]]
+        out = set()
+        for _, job, running in sorted(walk):
+            if view.gpus[job] <= room:
+                room -= int(view.gpus[job])
+            elif running:
+                out.add(job)
+        return out
+
     while True:
         may_preempt = True
         preempted = []
-        for _, job in list(waiting):
+        seen: set[int] = set()
+        displaced = None
+        while True:
+            job = next((j for _, j in waiting if j not in seen), None)
+            if job is None:
+                break
+            seen.add(job)
             free = view.free_gpus(pool)
             can_preempt = may_preempt = may_preempt and self.outranks_running(pool, job)
             if free <= 0 and not can_preempt:
                 break
+            if job in stopped_now:
+                continue
             placement = view.place(job) if view.gpus[job] <= free else None
             if placement is None:
                 if not can_preempt:
                     continue
-                chosen = victims_for_placement(view, job, self.victims(pool, job))
+                if displaced is None:
+                    displaced = displaced_now()
+                below = list(self.victims(pool, job))
+                order = [v for v in below if v in displaced] + [v for v in below if v not in displaced]
+                chosen = victims_for_placement(view, job, order)
                 if not chosen:
                     continue
                 for victim in chosen:
                     self.stopped(victim)
                     yield Preempt(victim, Reason("preempted", "outranked"), by=job)
+                    self._wait(victim)
+                stopped_now.update(chosen)
                 preempted.extend(chosen)
                 placement = view.place(job)
             self._unwait(job)
             yield Start(job, placement)
             self.started(job)
-        for victim in preempted:
-            self._wait(victim)
         if not preempted:
             break
     if waiting:
@@ -194,8 +226,8 @@ def naive_preemptive_decide(self, pool: int):
 
 def naive_preemptive(
     fleet: Fleet, jobs: JobTable, policy: str, thresholds: tuple[float, ...] = (), order: str = "fifo"
-) -> tuple[list[float], list[float]]:
-    """First start and end of each job under srtf or las (no starvation promotion), every
+) -> tuple[list[float], list[float], list[int]]:
+    """First start, end and preemptions of each job under srtf or las (no starvation promotion), every
     rank recomputed at each instant: waiting jobs in rank order start where they fit, else
     preempt the running jobs ranked below them, lowest first, until they fit, then give
     back, highest first, those not needed; in rounds until nobody is preempted, the victims
@@ -210,6 +242,7 @@ def naive_preemptive(
     key = [0.0] * n  # las: place within the queue
     entries = [0]
     start, end = [math.nan] * n, [math.nan] * n
+    preemptions = [0] * n
     placed: dict[int, tuple] = {}
     since: dict[int, float] = {}
     arrived: set[int] = set()
@@ -236,26 +269,31 @@ def naive_preemptive(
         times += [since[j] + dur[j] - done[j] for j in placed]
         times += [crossing(j) for j in placed if policy == "las"]
         now = min(times)
+        touched = set()  # pools where something happened now: only those are passed
         for j in sorted(placed):  # work up to now
             done[j] += now - since[j]
             since[j] = now
         for j in sorted(placed):
             if abs(done[j] - dur[j]) < 1e-9:
                 end[j] = now
+                touched.add(pool[j])
                 for h, g in placed.pop(j):
                     free[h] += g
                 del since[j]
         for j in range(n):
             if submit[j] == now and j not in arrived:
                 arrived.add(j)
+                touched.add(pool[j])
                 key[j] = place_key(now)
         if policy == "las":
             for j in sorted(placed, key=lambda j: (crossing(j), j)):
+                if abs(crossing(j) - now) < 1e-9:
+                    touched.add(pool[j])
                 while queue[j] < len(thresholds) and done[j] * gpus[j] >= thresholds[queue[j]] - 1e-6:
                     at = now - (done[j] * gpus[j] - thresholds[queue[j]]) / gpus[j]
                     queue[j] += 1
                     key[j] = place_key(at)
-        for p in range(len(fleet.pools)):
+        for p in sorted(touched):
 
             def begin(j: int, p: int = p, now: float = now) -> bool:
                 where = naive_place(fleet, free, p, gpus[j])
@@ -268,15 +306,40 @@ def naive_preemptive(
                     start[j] = now
                 return True
 
+            stopped_now: set[int] = set()  # (a victim does not start again at this instant)
             victims = [-1]
             while victims:  # rounds until nobody is preempted
                 victims = []
-                waiting = [j for j in arrived if j not in placed and math.isnan(end[j]) and pool[j] == p]
-                for j in sorted(waiting, key=rank):
-                    if begin(j):
+                seen: set[int] = set()
+                displaced: set[int] | None = None
+                while True:
+                    waiting = [j for j in arrived if j not in placed and math.isnan(end[j]) and pool[j] == p]
+                    waiting = sorted((j for j in waiting if j not in seen), key=rank)
+                    if not waiting:
+                        break
+                    j = waiting[0]
+                    seen.add(j)
+                    if j in stopped_now or begin(j):
                         continue
                     below = [v for v in placed if pool[v] == p and preemptible[v] and rank(v) > rank(j)]
                     below.sort(key=rank, reverse=True)
+                    if displaced is None:  # (Tiresias' handing-out, by count, in rank order)
+                        displaced = set()
+                        mine = [v for v in placed if pool[v] == p]
+                        everyone = [
+                            v for v in arrived if v not in placed and math.isnan(end[v]) and pool[v] == p
+                        ]
+                        top = min(rank(v) for v in everyone)
+                        room = fleet.pool_gpus[p] - sum(
+                            gpus[v] for v in mine if not preemptible[v] or rank(v) < top
+                        )
+                        others = [v for v in mine if preemptible[v] and rank(v) > top]
+                        for v in sorted(others + everyone, key=rank):
+                            if gpus[v] <= room:
+                                room -= gpus[v]
+                            elif v in placed:
+                                displaced.add(v)
+                    below = [v for v in below if v in displaced] + [v for v in below if v not in displaced]
                     trial, chosen = list(free), []
                     for v in below:
                         for h, g in placed[v]:
@@ -298,6 +361,8 @@ def naive_preemptive(
                             free[h] += g
                         del since[v]
                         victims.append(v)
+                        preemptions[v] += 1
+                    stopped_now.update(chosen)
                     assert begin(j)
             if policy == "las" and order == "reference":  # waiting jobs behind running ones
                 for q in range(len(thresholds) + 1):
@@ -307,4 +372,4 @@ def naive_preemptive(
                     if running and late and key[late[0]] < max(running):
                         for j in late:
                             key[j] = place_key(now)
-    return start, end
+    return start, end, preemptions

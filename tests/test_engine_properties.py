@@ -131,16 +131,17 @@ def one_host_scenarios(draw):
 )
 def test_preemptive_engine_matches_naive_reference(scenario, policy, thresholds):
     """srtf and LAS in both orders (no starvation promotion) against a simulator that
-    recomputes every rank at every instant."""
+    recomputes every rank at every instant: first starts, ends and preemptions."""
     fleet, jobs = scenario
     name, _, order = policy.partition(":order=")
     spec = name
     if name == "las":
         spec = f"las:thresholds={','.join(str(t) for t in thresholds)}:knob=0:order={order}"
     fast = Engine(fleet, jobs, make_policy(spec)).run()
-    start, end = naive_preemptive(fleet, jobs, name, thresholds, order or "fifo")
+    start, end, preemptions = naive_preemptive(fleet, jobs, name, thresholds, order or "fifo")
     assert fast.start_s.tolist() == pytest.approx(start, abs=1e-6)
     assert fast.end_s.tolist() == pytest.approx(end, abs=1e-6)
+    assert fast.preemptions.tolist() == preemptions
 
 
 @settings(max_examples=150, deadline=None)

@@ -6,6 +6,9 @@ rule's."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import numpy as np
 import pytest
 
 from corral.errors import InputError
@@ -15,13 +18,15 @@ from corral.scheduling.preemptive import Srtf
 from corral.scheduling.registry import make_policy
 from corral.sim.engine import Engine
 from corral.sim.metrics import summary
+from corral.workload import JobTable
 from tests.conftest import flat_fleet, make_jobs
 
 TIRESIAS = (3250.0, 7200.0)  # GPU-seconds, the queue limits of Tiresias' simulator runs
 
 
 def run(policy, fleet, rows):
-    return Engine(fleet, make_jobs(rows), policy, record=True).run()
+    jobs = rows if isinstance(rows, JobTable) else make_jobs(rows)
+    return Engine(fleet, jobs, policy, record=True).run()
 
 
 def test_srtf_preempts_only_the_job_whose_gpus_it_needs():
@@ -149,3 +154,28 @@ def test_policy_parameters_from_a_spec():
 def test_a_bad_policy_spec_names_what_is_wrong(spec, says):
     with pytest.raises(InputError, match=says):
         make_policy(spec)
+
+
+@pytest.mark.parametrize(
+    "restart_s, start_s, end_s",
+    [
+        (0.0, [0, 0, 105, 10, 10], [105, 201, 405, 15, 16]),
+        (30.0, [0, 0, 135, 10, 10], [135, 231, 435, 15, 16]),
+    ],
+)
+def test_srtf_never_stops_and_starts_a_job_in_one_instant(restart_s, start_s, end_s):
+    # A 1x3 fleet. At 10 jobs 3 (5 s) and 4 (6 s) outrank job 0 (2 GPUs, 90 s left) and job 1
+    # (1 GPU, 190 s left). Handed out afresh by rank (Tiresias' `shortest`), 3 and 4 take a
+    # GPU each and job 0's two do not fit beside them, job 1's one does: job 0 alone is
+    # stopped, and its two GPUs serve both newcomers. At 15 job 3 ends and job 0 (90 s left,
+    # plus its restart) outranks job 1 (185 s): job 1 is stopped for it. At 16 job 4's GPU
+    # goes to job 1; job 2 (300 s) first starts when job 0 ends. Two preemptions. (Stopping
+    # job 1 for job 3 and job 0 for job 4 left a GPU over, which job 2 took at 10, to be
+    # stopped at once for job 1: four preemptions, job 2 "started" at 10.) With a restart of
+    # 30 s charged to each resumed run, job 0 ends at 15 + 30 + 90 and job 1 at 16 + 30 + 185.
+    jobs = make_jobs([(0, 2, 100), (0, 1, 200), (1, 1, 300), (10, 1, 5), (10, 1, 6)])
+    jobs = replace(jobs, restart_s=np.full(len(jobs), restart_s))
+    r = run(Srtf(), flat_fleet(1, 3), jobs)
+    assert r.start_s.tolist() == start_s
+    assert r.end_s.tolist() == end_s
+    assert r.preemptions.tolist() == [1, 1, 0, 0, 0]

@@ -19,10 +19,11 @@ starts (after a crash too) and when a node of a new pool joins: the database is 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import select
@@ -147,7 +148,7 @@ class Reconciler:
         self.node_of: list[str] = []  # host -> node name
         self.nodes_touched: set[int] = set()  # pools where nodes joined or were lost
         self.reports: dict[int, float] = {}  # attempt -> the checkpoint report applied
-        self.usage: dict[str, list[float]] = {}  # the policy's past usage, as last saved
+        self.saved_policy: dict[str, Any] | None = None  # the policy's export, as last committed
         self.steps = 0
         self.fresh: set[int] = set()  # attempts committed in this step's transaction
         self.broker: LiveBroker | None = None
@@ -261,10 +262,10 @@ class Reconciler:
                     job.state = PENDING
                 cluster.submit(i)
                 self.policy.submitted(i)
-            saved = session.get(Meta, "usage")
-            self.usage = saved.value if saved is not None else {}
-            if self.usage and hasattr(self.policy, "restore_usage"):
-                self.policy.restore_usage(self.usage)
+            saved = session.get(Meta, "policy")
+            self.saved_policy = saved.value if saved is not None else None
+            if self.saved_policy is not None and self.saved_policy["policy"] == self.config.policy:
+                self.policy.restore(json.loads(self.saved_policy["state"]), self.job_of.get)
 
     @staticmethod
     def _fits(attempt: Attempt, nodes: list[Node], index: dict[str, int]) -> bool:
@@ -370,7 +371,7 @@ class Reconciler:
                 session.add(Meta(key="decided_s", value=seen))
             else:
                 note.value = seen
-            self._save_usage(session)
+            self._save_policy(session)
         return started
 
     def _services(self, session: Session, now: float) -> set[int]:
@@ -400,18 +401,21 @@ class Reconciler:
         cluster.reserved[pool] = reserve
         return {pool}
 
-    def _save_usage(self, session: Session) -> None:
-        """Keep the policy's memory of past usage (fair share with decay) where a rebuilt
-        reconciler finds it, whenever it changed."""
-        usage = self.policy.usage() if hasattr(self.policy, "usage") else {}
-        if usage == self.usage:
+    def _save_policy(self, session: Session) -> None:
+        """Commit what the policy knows beyond the cluster state (LAS's queues, FTF's leases,
+        FIFO's order after a requeue, decayed usage), its jobs named by row, with this
+        step's attempts: a rebuilt reconciler restores it and carries on as if it had not
+        been rebuilt. (JSON text: a rank may hold an infinity, which JSON columns refuse.)"""
+        row_of = self.row_of
+        state = {"policy": self.config.policy, "state": json.dumps(self.policy.export(row_of.__getitem__))}
+        if state == self.saved_policy:
             return
-        self.usage = usage
-        saved = session.get(Meta, "usage")
+        self.saved_policy = state
+        saved = session.get(Meta, "policy")
         if saved is None:
-            session.add(Meta(key="usage", value=usage))
+            session.add(Meta(key="policy", value=state))
         else:
-            saved.value = usage
+            saved.value = state
 
     def _nodes_changed(self, now: float) -> bool:
         """Nodes that joined (hosts added to their pool) or went silent (taken out, their

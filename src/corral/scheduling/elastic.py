@@ -25,7 +25,18 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-from corral.scheduling.policy import Decision, Policy, Preempt, Resize, Start, View, Wake
+from corral.scheduling.policy import (
+    Decision,
+    JobIndex,
+    JobKey,
+    Policy,
+    Preempt,
+    Resize,
+    Start,
+    View,
+    Wake,
+    same,
+)
 from corral.state.allocation import Placement
 
 HOLD_S = 1800.0
@@ -91,12 +102,14 @@ class Elastic:
         if self.view.elastic(job) is not None:
             self.running[self.view.pool[job]][job] = None
 
-    def export(self) -> Any:
-        return {"inner": self.inner.export(), "resized_s": {str(j): t for j, t in self.resized_s.items()}}
+    def export(self, key: JobKey = same) -> Any:
+        resized = {str(key(j)): t for j, t in self.resized_s.items()}
+        return {"inner": self.inner.export(key), "resized_s": resized}
 
-    def restore(self, data: Any) -> None:
-        self.inner.restore(data["inner"])
-        self.resized_s = {int(j): t for j, t in data["resized_s"].items()}
+    def restore(self, data: Any, index: JobIndex = same) -> None:
+        self.inner.restore(data["inner"], index)
+        resized = ((index(int(name)), t) for name, t in data["resized_s"].items())
+        self.resized_s = {j: t for j, t in resized if j is not None}
 
     # --- deciding ------------------------------------------------------------------------
 

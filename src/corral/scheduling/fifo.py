@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 from sortedcontainers import SortedList
 
-from corral.scheduling.policy import Decision, Start, View
+from corral.scheduling.policy import Decision, JobIndex, JobKey, Start, View, same
 from corral.scheduling.reservation import Reservation, ShadowCache
 from corral.scheduling.sjf import ListScheduling
 from corral.scheduling.waiting import BySize, Cursor, Size
@@ -41,13 +41,18 @@ class Fifo:
         if job in queue:
             queue.remove(job)
 
-    def export(self) -> dict:
+    def export(self, key: JobKey = same) -> dict:
         """The queue order: an interrupted job goes back to the front, ahead of earlier
         arrivals, so the order is not the arrival order."""
-        return {"queues": [list(queue) for queue in self.queues]}
+        return {"queues": [[key(job) for job in queue] for queue in self.queues]}
 
-    def restore(self, data: dict) -> None:
-        self.queues = [deque(queue) for queue in data["queues"]]
+    def restore(self, data: dict, index: JobIndex = same) -> None:
+        """The saved order first, then jobs submitted since (as they were queued now)."""
+        saved = [[index(name) for name in queue] for queue in data["queues"]]
+        for pool, queue in enumerate(self.queues):
+            kept = [job for job in (saved[pool] if pool < len(saved) else []) if job in queue]
+            known = set(kept)
+            self.queues[pool] = deque(kept + [job for job in queue if job not in known])
 
     def decide(self, pool: int) -> Iterator[Decision]:
         queue = self.queues[pool]
@@ -145,10 +150,10 @@ class FifoBackfill:
             self.released[pool] = True
         del self.arrival_of[job]
 
-    def export(self) -> None:
+    def export(self, key: JobKey = same) -> None:
         """Nothing: arrival order is submission order, and expected ends are the cluster's."""
 
-    def restore(self, data: None) -> None:
+    def restore(self, data: None, index: JobIndex = same) -> None:
         pass
 
     def _started(self, job: int) -> None:

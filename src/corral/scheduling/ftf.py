@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import numpy as np
 from sortedcontainers import SortedList
 
-from corral.scheduling.policy import Decision, View, Wake
+from corral.scheduling.policy import Decision, JobIndex, JobKey, View, Wake
 from corral.scheduling.preemptive import PreemptivePriority
 
 LEASE_S = 600.0  # Themis' simulations use 10-minute leases
@@ -77,17 +77,20 @@ class FinishTimeFair(PreemptivePriority):
     def forget(self, job: int) -> None:
         del self.alone_s[job]
 
-    def export_rank(self) -> dict:
-        """Each running job's rank and lease, and each pool's next round."""
+    def export_rank(self, key: JobKey) -> dict:
+        """Each running job's rank (less the job) and lease, and each pool's next round."""
         return {
-            "running": [[j, list(rank), self.lease_end_s[j]] for j, rank in self.run_rank.items()],
+            "running": [[key(j), list(rank[:-1]), self.lease_end_s[j]] for j, rank in self.run_rank.items()],
             "next_round_s": list(self.next_round_s),
         }
 
-    def restore_rank(self, data: dict) -> None:
-        for job, rank, lease_end in data["running"]:
+    def restore_rank(self, data: dict, index: JobIndex) -> None:
+        for name, rank, lease_end in data["running"]:
+            job = index(name)
+            if job is None or job not in self.run_rank:  # (gone, or not running now)
+                continue
             self.stopped(job)
-            rank = tuple(rank)
+            rank = (*rank, job)
             self.run_rank[job] = rank
             self.running[self.view.pool[job]].add((rank, job))
             self.lease_end_s[job] = lease_end

@@ -42,7 +42,7 @@ from collections.abc import Iterator
 import numpy as np
 from sortedcontainers import SortedList
 
-from corral.scheduling.policy import Decision, View, Wake
+from corral.scheduling.policy import Decision, JobIndex, JobKey, View, Wake
 from corral.scheduling.preemptive import PreemptivePriority
 
 EPS_S = 1e-6
@@ -134,33 +134,55 @@ class Las(PreemptivePriority):
         del self.queue[job], self.key[job], self.run_offset_s[job]
         del self.waited_s[job], self.wait_from[job]
 
-    def export_rank(self) -> dict:
+    def export_rank(self, key: JobKey) -> dict:
         """Attained-service queues and each job's place in its queue, the executed time
         counted before its last promotion, the waiting counted towards promotion, the start
         of each running segment, and the pending demotions and promotions."""
         return {
             "queue": [
-                [j, q, self.key[j], self.run_offset_s[j], self.waited_s[j], self.wait_from[j]]
+                [key(j), q, self.key[j], self.run_offset_s[j], self.waited_s[j], self.wait_from[j]]
                 for j, q in self.queue.items()
             ],
             "entries": self.entries,
-            "segment_s": [[j, t] for j, t in self.segment_s.items()],
-            "demotions": [[list(e) for e in heap] for heap in self.demotions],
-            "promotions": [[list(e) for e in heap] for heap in self.promotions],
+            "segment_s": [[key(j), t] for j, t in self.segment_s.items()],
+            "demotions": [[[at, key(j), t] for at, j, t in heap] for heap in self.demotions],
+            "promotions": [[[at, key(j), t] for at, j, t in heap] for heap in self.promotions],
         }
 
-    def restore_rank(self, data: dict) -> None:
-        for job, q, key, offset, waited, wait_from in data["queue"]:
+    def restore_rank(self, data: dict, index: JobIndex) -> None:
+        """Only jobs there still are, and running segments only of jobs running now (a job
+        whose node was lost meanwhile waits)."""
+        for name, q, key, offset, waited, wait_from in data["queue"]:
+            job = index(name)
+            if job is None or job not in self.queue:
+                continue
             if job in self.segment_s:
                 self._unindex(job)
             self.queue[job], self.key[job], self.run_offset_s[job] = q, key, offset
             self.waited_s[job], self.wait_from[job] = waited, wait_from
         self.entries = data["entries"]
-        for job, segment in data["segment_s"]:
-            self._run(job, self.queue[job], 1)
-            self.segment_s[job] = segment
-        self.demotions = [[tuple(e) for e in heap] for heap in data["demotions"]]
-        self.promotions = [[tuple(e) for e in heap] for heap in data["promotions"]]
+        view = self.view
+        for name, segment in data["segment_s"]:
+            job = index(name)
+            if job is not None and job in self.queue and job not in self.segment_s and view.placement_of(job):
+                self._run(job, self.queue[job], 1)
+                self.segment_s[job] = segment
+        for job in self.queue:  # (running now, and not then)
+            if job not in self.segment_s and view.placement_of(job):
+                self._run(job, self.queue[job], 1)
+                self.segment_s[job] = view.run_start(job)[0]
+
+        def heaps(saved: list) -> list[list[tuple]]:
+            out = []
+            for heap in saved:
+                kept = [(at, index(name), t) for at, name, t in heap]
+                kept = [e for e in kept if e[1] is not None]
+                heapq.heapify(kept)
+                out.append(kept)
+            return out
+
+        self.demotions = heaps(data["demotions"])
+        self.promotions = heaps(data["promotions"])
 
     def rank(self, job: int) -> tuple:
         return (self.queue[job], self.key[job], job)
@@ -315,8 +337,18 @@ class Las(PreemptivePriority):
     def after_pass(self, pool: int) -> Iterator[Decision]:
         if self.order == "reference":
             self._behind_running(pool)
+        # (entries of jobs stopped or ended since are dropped first: a pass at their time
+        # would change nothing but could start a job a pass of this instant kept waiting)
+        demotions, promotions = self.demotions[pool], self.promotions[pool]
+        while demotions and self.segment_s.get(demotions[0][1]) != demotions[0][2]:
+            heapq.heappop(demotions)
+        view = self.view
+        while promotions and (
+            not self.is_waiting(promotions[0][1]) or view.last_stop_s(promotions[0][1]) != promotions[0][2]
+        ):
+            heapq.heappop(promotions)
         wake = math.inf
-        for heap in (self.demotions[pool], self.promotions[pool]):
+        for heap in (demotions, promotions):
             if heap:
                 wake = min(wake, heap[0][0])
         if math.isfinite(wake):

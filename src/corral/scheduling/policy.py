@@ -25,7 +25,7 @@ and what it gives back: `export()` is the state it cannot derive from the cluste
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -134,6 +134,15 @@ class View(Protocol):
     def free_with(self, jobs: Sequence[int] | np.ndarray) -> np.ndarray: ...
 
 
+JobKey = Callable[[int], int]
+JobIndex = Callable[[int], int | None]
+
+
+def same(job: int) -> int:
+    """Jobs named by their index (the simulator's, whose indices never change)."""
+    return job
+
+
 class Policy(Protocol):
     """`enforces_quota`: the mechanism checks every Start against the queue quotas.
     `needs_durations`: it reads true durations (an oracle; simulation only)."""
@@ -147,5 +156,12 @@ class Policy(Protocol):
     def interrupted(self, job: int) -> None: ...
     def withdrawn(self, job: int) -> None: ...
     def decide(self, pool: int) -> Iterator[Decision]: ...
-    def export(self) -> Any: ...
-    def restore(self, data: Any) -> None: ...
+    def export(self, key: JobKey = same) -> Any:
+        """What the policy knows beyond the cluster state, JSON-able, each job named by
+        `key(job)` (the live face names them by database row, which outlives an index)."""
+        ...
+
+    def restore(self, data: Any, index: JobIndex = same) -> None:
+        """Put back what `export` gave, once bound with every job submitted or adopted:
+        `index(name)` is the job now, None for one that is gone."""
+        ...

@@ -1,8 +1,15 @@
 """Preemptive priority scheduling: each pass walks the waiting jobs of a pool from the
 highest rank down; a job starts where it can be placed, and otherwise may preempt running
 jobs ranked below it, lowest first, only when their GPUs plus the free ones add up to what it
-needs and their hosts give it a placement (victims.py). A pass repeats until nobody is
-preempted: the victims of one round take part in the next like any waiting job.
+needs and their hosts give it a placement (victims.py).
+
+A victim waits again at once, in its rank, so GPUs its preemptor leaves over go to it before
+any job ranked below it; it does not start again in the same pass (a stop and a start at
+one instant is no run at all). Victims are sought first among the running jobs that would
+not hold GPUs were the pool handed out afresh by rank (Tiresias' rule: the jobs that fit, in
+rank order, run), so that one stop serves several newcomers where it can: a 2-GPU job
+stopped for two 1-GPU newcomers, rather than a 1-GPU job for the first and the 2-GPU one
+for the second.
 
 Preemption here is free: the job keeps its progress (Tiresias' assumption of a cheap
 checkpoint on preemption). Jobs marked not preemptible are never victims.
@@ -16,10 +23,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Generator, Iterable, Iterator
+from itertools import chain
 
 from sortedcontainers import SortedList
 
-from corral.scheduling.policy import Decision, Preempt, Start, View
+from corral.scheduling.policy import Decision, JobIndex, JobKey, Preempt, Start, View, same
 from corral.scheduling.victims import victims_for_placement
 from corral.scheduling.waiting import BySize, startable
 from corral.state.reasons import Reason
@@ -36,6 +44,8 @@ class PreemptivePriority:
         self.by_size = [BySize(view) for _ in range(pools)]  # the same jobs by size
         # waiting jobs whose search for victims failed, with what it depended on
         self.no_victims: dict[int, tuple] = {}
+        self.stopped_now: set[int] = set()  # preempted in the current pass
+        self.displaced: set[int] | None = None  # running jobs a fresh handing-out would stop
 
     def submitted(self, job: int) -> None:
         self._wait(job)
@@ -53,22 +63,24 @@ class PreemptivePriority:
     def forget(self, job: int) -> None:
         """Drop what is kept of `job`, which has left the cluster."""
 
-    def export(self) -> dict:
-        """Each waiting job's rank as it was made (a rank can depend on when it was made),
-        with what the rank keeps besides."""
-        waiting = [[job, list(rank)] for job, rank in self.waiting_rank.items()]
-        return {"waiting": waiting, **self.export_rank()}
+    def export(self, key: JobKey = same) -> dict:
+        """Each waiting job's rank as it was made (a rank can depend on when it was made;
+        its last part, the job, is left out), with what the rank keeps besides."""
+        waiting = [[key(job), list(rank[:-1])] for job, rank in self.waiting_rank.items()]
+        return {"waiting": waiting, **self.export_rank(key)}
 
-    def restore(self, data: dict) -> None:
-        self.restore_rank(data)
-        for job, rank in data["waiting"]:
-            self._unwait(job)
-            self._wait(job, tuple(rank))
+    def restore(self, data: dict, index: JobIndex = same) -> None:
+        self.restore_rank(data, index)
+        for name, rank in data["waiting"]:
+            job = index(name)
+            if job is not None and self.is_waiting(job):
+                self._unwait(job)
+                self._wait(job, (*rank, job))
 
-    def export_rank(self) -> dict:
+    def export_rank(self, key: JobKey) -> dict:
         return {}
 
-    def restore_rank(self, data: dict) -> None:
+    def restore_rank(self, data: dict, index: JobIndex) -> None:
         """Put back what `export_rank` gave (running indexes included)."""
 
     def _wait(self, job: int, rank: tuple | None = None) -> None:
@@ -159,15 +171,13 @@ class PreemptivePriority:
             # Nobody waits: ranks cannot change who runs, so there is nothing to decide.
             return
         self.before_pass(pool)
-        # Rounds until nobody is preempted: the victims of a round wait again for the next,
-        # where they may start on what is free or preempt jobs ranked below them. Every
-        # preemption puts a job in place of lower-ranked ones, so the rounds end.
-        while True:
-            preempted = yield from self._round(pool)
-            for victim in preempted:
-                self._wait(victim)
-            if not preempted:
-                break
+        self.stopped_now = set()
+        # Rounds until nobody is preempted: a round's victims may preempt jobs ranked below
+        # them in the next. Every preemption puts a job in place of lower-ranked ones, so the
+        # rounds end.
+        while (yield from self._round(pool)):
+            pass
+        self.stopped_now = set()
         if waiting:
             yield from self.after_pass(pool)
 
@@ -176,6 +186,7 @@ class PreemptivePriority:
         view = self.view
         waiting = self.waiting[pool]
         preempted: list[int] = []
+        self.displaced = None
         after: tuple | None = None  # the last waiting entry examined, in rank order
         # Sizes that could not be placed even by preempting every job ranked below: later
         # jobs have no more to preempt (victims are nested by rank), so any size at least as
@@ -189,6 +200,8 @@ class PreemptivePriority:
                 break
             after = entry
             job = entry[1]
+            if job in self.stopped_now:
+                continue
             placement = view.place(job) if view.gpus[job] <= view.free_gpus(pool) else None
             if placement is None:
                 chosen = self._victims(pool, entry)
@@ -200,7 +213,9 @@ class PreemptivePriority:
                     self.stopped(victim)
                     why = Reason("preempted", "preempted: outranked by job {job0}", (job,))
                     yield Preempt(victim, why, by=job)
-                preempted.extend(chosen)  # (they wait again after this round)
+                    self._wait(victim)  # (in its rank, before any job ranked below it)
+                self.stopped_now.update(chosen)
+                preempted.extend(chosen)
                 placement = view.place(job)
                 if placement is None:
                     raise RuntimeError(f"job {job} still unplaceable after its victims were preempted")
@@ -214,7 +229,7 @@ class PreemptivePriority:
             if after is None:
                 break
             job = after[1]
-            placement = view.place(job)
+            placement = view.place(job) if job not in self.stopped_now else None
             if placement is not None:
                 self._unwait(job)
                 yield Start(job, placement)
@@ -234,10 +249,39 @@ class PreemptivePriority:
         if self._no_host_can(pool, job):
             chosen = None
         else:
-            chosen = victims_for_placement(self.view, job, self.victims(pool, job))
+            if self.displaced is None:
+                self.displaced = self._displaced(pool)
+            displaced = self.displaced
+            first = (v for v in self.victims(pool, job) if v in displaced)
+            then = (v for v in self.victims(pool, job) if v not in displaced)
+            chosen = victims_for_placement(self.view, job, chain(first, then) if displaced else then)
         if chosen is None and known is not None:
             self.no_victims[job] = known
         return chosen
+
+    def _displaced(self, pool: int) -> set[int]:
+        """The running jobs that would not hold GPUs were the pool handed out afresh, by GPU
+        count, to every job in rank order (Tiresias' pass): those ranked below the first
+        waiting job, less those that still fit once the jobs ranked above them have theirs."""
+        view, waiting = self.view, self.waiting[pool]
+        if not waiting:
+            return set()
+        below = [v for v in self.victims(pool, waiting[0][1]) if view.preemptible[v]]
+        room = view.free_gpus(pool) + sum(int(view.gpus[v]) for v in below)
+        running = sorted((self.rank(v), v) for v in below)
+        displaced, w, r = set(), 0, 0
+        while r < len(running) and room > 0:
+            if w < len(waiting) and waiting[w] < running[r]:
+                job, w = waiting[w][1], w + 1
+            else:
+                job, r = running[r][1], r + 1
+                if view.gpus[job] > room:
+                    displaced.add(job)
+                    continue
+            if view.gpus[job] <= room:
+                room -= int(view.gpus[job])
+        displaced.update(v for _, v in running[r:])
+        return displaced
 
     def _no_host_can(self, pool: int, job: int) -> bool:
         """Whether `job`, on one host, could not be placed even were every victim it may take

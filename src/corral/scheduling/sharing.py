@@ -37,7 +37,7 @@ import numpy as np
 from sortedcontainers import SortedList
 
 from corral.quota import WhatIf
-from corral.scheduling.policy import Decision, Hold, Preempt, Start, View
+from corral.scheduling.policy import Decision, Hold, JobIndex, JobKey, Preempt, Start, View, same
 from corral.scheduling.reservation import Reservation, ShadowCache
 from corral.scheduling.victims import grow_until_placed, needed, places_with, victims_for_placement
 from corral.scheduling.waiting import BySize, Size
@@ -218,30 +218,20 @@ class Shared:
         self.settled[pool] = None
         self.new_head[pool] = True
 
-    def export(self) -> dict:
-        """Decayed past usage per queue and cohort (where usage decays): the rest is the
-        cluster's."""
-        return {"decayed": list(self.decayed), "decayed_at": list(self.decayed_at)}
-
-    def restore(self, data: dict) -> None:
-        self.decayed[: len(data["decayed"])] = data["decayed"]
-        self.decayed_at[: len(data["decayed_at"])] = data["decayed_at"]
-
-    def usage(self) -> dict[str, list[float]]:
-        """Decayed past usage per queue and cohort name, with when each was last brought up
-        to date: what a live cluster keeps across restarts of its reconciler (the rest of
-        this policy's state follows from the jobs alive)."""
+    def export(self, key: JobKey = same) -> dict:
+        """Decayed past usage per queue and cohort name (where usage decays), with when each
+        was last brought up to date: the rest is the cluster's."""
         if not self.decays:
             return {}
         names = self.quota.names
         return {names[i]: [self.decayed[i], self.decayed_at[i]] for i in range(len(names)) if self.decayed[i]}
 
-    def restore_usage(self, usage: dict[str, list[float]]) -> None:
-        """Put back what `usage` gave (names no longer configured are dropped)."""
-        index = {name: i for i, name in enumerate(self.quota.names)}
-        for name, (value, at_s) in usage.items():
-            if name in index:
-                self.decayed[index[name]], self.decayed_at[index[name]] = value, at_s
+    def restore(self, data: dict, index: JobIndex = same) -> None:
+        """Put back what `export` gave (names no longer configured are dropped)."""
+        at = {name: i for i, name in enumerate(self.quota.names)}
+        for name, (value, at_s) in data.items():
+            if name in at:
+                self.decayed[at[name]], self.decayed_at[at[name]] = value, at_s
 
     def _enqueue(self, job: int) -> None:
         view = self.view

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 from sortedcontainers import SortedList
 
-from corral.scheduling.policy import Decision, Start, View
+from corral.scheduling.policy import Decision, JobIndex, JobKey, Start, View, same
 
 
 class ListScheduling:
@@ -50,10 +50,10 @@ class ListScheduling:
         self.pending[self.view.pool[job]].discard((self.key(job), job))
         self.finished(job)
 
-    def export(self) -> None:
+    def export(self, key: JobKey = same) -> None:
         """Nothing: the order is the job's key, and the rest is rebuilt by a full pass."""
 
-    def restore(self, data: None) -> None:
+    def restore(self, data: None, index: JobIndex = same) -> None:
         pass
 
     def decide(self, pool: int) -> Iterator[Decision]:
