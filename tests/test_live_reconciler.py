@@ -64,14 +64,14 @@ def test_the_reconciler_starts_what_the_simulator_starts(tmp_path_factory, polic
     assert live == simulated(node_gpus, jobs, policy)
 
 
-@pytest.mark.parametrize("policy", [*POLICIES, "fair-decay"])
+@pytest.mark.parametrize("policy", POLICIES)
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=workloads())
 def test_a_reconciler_rebuilt_after_every_commit_loses_and_repeats_nothing(tmp_path_factory, policy, case):
     """Killed between every commit and the launch that follows it, and rebuilt from the
     database: every job runs, each attempt once, at the simulator's times. LAS's
-    attained-service queues and decayed fair-share usage are the policy's own state: the
-    rebuilt reconciler restores them from the export committed with each step."""
+    attained-service queues are the policy's own state: the rebuilt reconciler restores
+    them from the export committed with each step."""
     node_gpus, jobs = case
     url = f"sqlite:///{tmp_path_factory.mktemp('db')}/live.db"
     live, _, _ = replay(url, node_gpus, jobs, policy, Config(policy, QUEUES, COHORTS), crash=True)

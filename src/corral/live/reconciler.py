@@ -266,6 +266,9 @@ class Reconciler:
             self.saved_policy = saved.value if saved is not None else None
             if self.saved_policy is not None and self.saved_policy["policy"] == self.config.policy:
                 self.policy.restore(json.loads(self.saved_policy["state"]), self.job_of.get)
+                for name, at_s in self.saved_policy.get("wakes", {}).items():
+                    if name in fleet.pools:
+                        self.wakes[fleet.pools.index(name)] = at_s
 
     @staticmethod
     def _fits(attempt: Attempt, nodes: list[Node], index: dict[str, int]) -> bool:
@@ -403,11 +406,17 @@ class Reconciler:
 
     def _save_policy(self, session: Session) -> None:
         """Commit what the policy knows beyond the cluster state (LAS's queues, FTF's leases,
-        FIFO's order after a requeue, decayed usage), its jobs named by row, with this
-        step's attempts: a rebuilt reconciler restores it and carries on as if it had not
-        been rebuilt. (JSON text: a rank may hold an infinity, which JSON columns refuse.)"""
-        row_of = self.row_of
-        state = {"policy": self.config.policy, "state": json.dumps(self.policy.export(row_of.__getitem__))}
+        FIFO's order after a requeue, decayed usage), its jobs named by row, and when it
+        asked to decide again, with this step's attempts: a rebuilt reconciler restores it
+        and carries on as if it had not been rebuilt. (JSON text: a rank may hold an
+        infinity, which JSON columns refuse.)"""
+        assert self.cluster is not None
+        pools = self.cluster.fleet.pools
+        state = {
+            "policy": self.config.policy,
+            "state": json.dumps(self.policy.export(self.row_of.__getitem__)),
+            "wakes": {pools[pool]: at_s for pool, at_s in sorted(self.wakes.items())},
+        }
         if state == self.saved_policy:
             return
         self.saved_policy = state
