@@ -107,3 +107,24 @@ def test_the_same_on_sqlite_and_postgresql(database_url):
                 "alembic_version",
             ):
                 connection.execute(text(f"DROP TABLE {name}"))
+
+
+def test_a_rebuilt_las_reconciler_still_wakes_for_a_demotion(tmp_path):
+    """One node of 8 GPUs, LAS with a first queue of 16 GPU-s. Job 0 (7 GPUs, 3 s) reaches
+    16 GPU-s at 16/7 s and drops to the second queue; job 1 (2 GPUs, 1 s), waiting in the
+    first, then preempts it and runs to 16/7 + 1, when job 0 comes back. A reconciler rebuilt
+    after every commit must wake at 16/7 as the one it replaced asked to (its wakes are
+    committed with the policy's export); one that forgot would start job 1 only at 3."""
+    jobs = table(
+        [
+            dict(submit_s=0.0, gpus=7, duration_s=3.0, queue="a", priority=0),
+            dict(submit_s=0.0, gpus=2, duration_s=1.0, queue="a", priority=0),
+        ]
+    )
+    policy = "las:thresholds=16,64"
+    live, _, engine = replay(
+        f"sqlite:///{tmp_path}/live.db", [8], jobs, policy, Config(policy, QUEUES, COHORTS), crash=True
+    )
+    engine.dispose()
+    assert live == simulated([8], jobs, policy)
+    assert live["j1"] == [pytest.approx(16 / 7)] and live["j0"] == [0.0, pytest.approx(16 / 7 + 1)]
