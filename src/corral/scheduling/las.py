@@ -294,7 +294,7 @@ class Las(PreemptivePriority):
         demotions = self.demotions[pool]
         while demotions and demotions[0][0] <= now + EPS_S:
             at, job, segment = heapq.heappop(demotions)
-            if self.segment_s.get(job) != segment:
+            if self._stale_demotion(job, segment):
                 continue  # stopped since
             if view.remaining_s(job) <= EPS_S:
                 continue  # it ends now (its end event can fall an ulp after this instant)
@@ -314,7 +314,7 @@ class Las(PreemptivePriority):
         promotions = self.promotions[pool]
         while promotions and promotions[0][0] <= now + EPS_S:
             _, job, stop = heapq.heappop(promotions)
-            if not self.is_waiting(job) or view.last_stop_s(job) != stop:
+            if self._stale_promotion(job, stop):
                 continue
             # Work lost at the stop is not attained. A job with none since its promotion is
             # not promoted again (as in Tiresias): with a restart cost or checkpoint interval
@@ -334,18 +334,23 @@ class Las(PreemptivePriority):
             self.wait_from[job] = None
             self._wait(job)
 
+    def _stale_demotion(self, job: int, segment: float) -> bool:
+        """A demotion due for a run of `job` that has stopped since."""
+        return self.segment_s.get(job) != segment
+
+    def _stale_promotion(self, job: int, stop: float) -> bool:
+        """A promotion due for a wait of `job` that has ended since."""
+        return not self.is_waiting(job) or self.view.last_stop_s(job) != stop
+
     def after_pass(self, pool: int) -> Iterator[Decision]:
         if self.order == "reference":
             self._behind_running(pool)
         # (entries of jobs stopped or ended since are dropped first: a pass at their time
         # would change nothing but could start a job a pass of this instant kept waiting)
         demotions, promotions = self.demotions[pool], self.promotions[pool]
-        while demotions and self.segment_s.get(demotions[0][1]) != demotions[0][2]:
+        while demotions and self._stale_demotion(*demotions[0][1:]):
             heapq.heappop(demotions)
-        view = self.view
-        while promotions and (
-            not self.is_waiting(promotions[0][1]) or view.last_stop_s(promotions[0][1]) != promotions[0][2]
-        ):
+        while promotions and self._stale_promotion(*promotions[0][1:]):
             heapq.heappop(promotions)
         wake = math.inf
         for heap in (demotions, promotions):
