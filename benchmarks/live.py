@@ -27,7 +27,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from corral.live.db import EXITED, STARTED, Attempt, Job, Node, connect, migrate
+from corral.live.db import ATTEMPT_RUNNING, EXITED, Attempt, Job, Node, connect, migrate
 from corral.live.reconciler import Config, Reconciler
 
 POSTGRES = os.environ.get("CORRAL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -138,18 +138,22 @@ def bench_step(pending: int = 10_000, nodes: int = 1_000) -> None:
             started = reconciler.step()
             fill = time.perf_counter() - began
             with Session(engine) as session, session.begin():
-                session.execute(update(Attempt).values(state=STARTED))
+                session.execute(update(Attempt).values(state=ATTEMPT_RUNNING))
             times = []
             for _ in range(10):  # one job ends, one starts in its place
                 clock.t += 1.0
                 with Session(engine) as session, session.begin():
-                    attempt = session.scalars(select(Attempt).where(Attempt.state == STARTED).limit(1)).one()
+                    attempt = session.scalars(
+                        select(Attempt).where(Attempt.state == ATTEMPT_RUNNING).limit(1)
+                    ).one()
                     attempt.state, attempt.exit_code, attempt.end_s = EXITED, 0, clock.t
                 began = time.perf_counter()
                 assert reconciler.step() == 1
                 times.append(time.perf_counter() - began)
                 with Session(engine) as session, session.begin():
-                    session.execute(update(Attempt).where(Attempt.state == "committed").values(state=STARTED))
+                    session.execute(
+                        update(Attempt).where(Attempt.state == "committed").values(state=ATTEMPT_RUNNING)
+                    )
             row = {
                 "bench": "step",
                 "db": name,
@@ -186,7 +190,7 @@ def bench_ray_start(n: int) -> None:
     """`corral serve --executor ray` on a local Ray cluster of two 8-GPU worker nodes (fake
     GPUs); 1-GPU jobs, then 16-GPU gangs, each rank printing the time its process began."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from tests.ray_cluster import RayCluster
+    from tests.support.ray_cluster import RayCluster
 
     cluster = RayCluster({"n0": 8, "n1": 8})
     try:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,12 +46,13 @@ def two_hosts_of_four() -> Fleet:
 POSTGRES = os.environ.get("CORRAL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    """A fresh, empty database: a SQLite file, or a new database on the PostgreSQL server
-    (skipped where none answers, unless CORRAL_REQUIRE_POSTGRES is set, as in CI)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/corral.db"
+@contextmanager
+def empty_database(kind: str, folder: Path) -> Iterator[str]:
+    """The URL of a fresh, empty database: a SQLite file in `folder`, or a new database on
+    the PostgreSQL server, dropped afterwards (skipped where none answers, unless
+    CORRAL_REQUIRE_POSTGRES is set, as in CI)."""
+    if kind == "sqlite":
+        yield f"sqlite:///{folder}/corral-{uuid.uuid4().hex[:8]}.db"
         return
     import psycopg
 
@@ -65,3 +69,16 @@ def database_url(request, tmp_path):
     finally:
         admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
         admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_kind(request) -> str:
+    """Each database the live face runs on, for a test that makes several of its own."""
+    return request.param
+
+
+@pytest.fixture
+def database_url(database_kind, tmp_path):
+    """A fresh, empty database of each kind."""
+    with empty_database(database_kind, tmp_path) as url:
+        yield url

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from corral.capacity.broker import BROKERS, Broker
 from corral.capacity.demand import Diurnal, ReplicaModel, dlrm_demand, llm_demand, serving_shapes
 from corral.capacity.scenario import fungible_fleet
-from corral.capacity.sim import CapacityFleet, ElasticJob, Service, simulate_capacity
+from corral.capacity.sim import CapacityFleet, Service, simulate_capacity
+from corral.capacity.training import ElasticJob
 from corral.cli import app
 from corral.errors import InputError
 from corral.scheduling.registry import make_policy

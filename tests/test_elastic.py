@@ -9,12 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from corral.errors import InputError
+from corral.job_columns import read_canonical
 from corral.scheduling.registry import make_policy
 from corral.sim.engine import Engine
 from corral.state.allocation import AllocationError
 from corral.state.cluster import ClusterState
 from corral.state.runs import RESIZED
-from corral.workload import read_canonical
 from tests.conftest import flat_fleet, make_jobs
 
 

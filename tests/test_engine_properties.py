@@ -16,7 +16,7 @@ from corral.scheduling.registry import POLICIES, make_policy
 from corral.sim.engine import Engine
 from corral.synth import synth_jobs
 from tests.conftest import make_jobs
-from tests.reference import naive_preemptive, naive_preemptive_decide, naive_simulate
+from tests.support.reference import naive_preemptive, naive_preemptive_decide, naive_simulate
 
 
 @st.composite

@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from corral.errors import InputError
-from corral.workload import OPTIONAL_COLUMNS, read_canonical, write_jobs
+from corral.job_columns import read_canonical
+from corral.workload import OPTIONAL_COLUMNS, write_jobs
 
 NUMBERS = [
     "0",

@@ -8,7 +8,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from tests.test_live_server import Cluster
+from tests.support.live_cluster import Cluster
 
 EXAMPLES = 15  # per operation and role
 

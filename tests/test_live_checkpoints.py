@@ -11,64 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from corral.live.reconciler import Reconciler
-from tests.test_live_server import Cluster
-
-
-class Node:
-    """An agent as the server sees it: register, heartbeat, and the attempt calls."""
-
-    def __init__(self, cluster: Cluster, name: str, gpus: int) -> None:
-        self.cluster, self.name = cluster, name
-        self.running: list[int] = []
-        self.post("/v1/agent/register", {"name": name, "gpus": gpus})
-
-    def post(self, path: str, body: dict | None = None) -> dict:
-        response = self.cluster.call("POST", path, self.cluster.node, json=body or {})
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def beat(self) -> dict:
-        """One heartbeat: start what it is given, report what it must stop as stopping."""
-        work = self.post(f"/v1/agent/{self.name}/heartbeat", {"running": self.running})
-        for spec in work["start"]:
-            if spec["attempt"] not in self.running:
-                self.running.append(spec["attempt"])
-                self.post(f"/v1/agent/attempts/{spec['attempt']}/started")
-        return work
-
-    def checkpoint(self, attempt: int) -> None:
-        self.post(f"/v1/agent/attempts/{attempt}/checkpoint")
-
-    def exit(self, attempt: int, code: int) -> None:
-        self.running.remove(attempt)
-        self.post(f"/v1/agent/attempts/{attempt}/exited", {"exit_code": code, "node": self.name})
-
-
-def attempts(cluster: Cluster, job: str) -> list[dict]:
-    return cluster.job(job)["attempts"]
-
-
-def remaining_s(cluster: Cluster, job: str) -> float:
-    """The work the reconciler's state says `job` has left (its estimate less what it kept)."""
-    reconciler: Reconciler = cluster.app.state.reconciler()
-    assert reconciler.cluster is not None
-    i = reconciler.cluster.index[job]
-    return reconciler.cluster.view.remaining_s(i)
-
-
-def at(cluster: Cluster, nodes: list[Node], t: float) -> None:
-    """Time moves to `t`; the nodes heartbeat (they would have all along)."""
-    cluster.clock.t = t
-    for node in nodes:
-        node.beat()
-
-
-def settle(cluster: Cluster, nodes: list[Node]) -> None:
-    for _ in range(3):
-        cluster.app.state.step()
-        for node in nodes:
-            node.beat()
+from tests.support.live_cluster import Cluster, Node, at, attempts, remaining_s, settle
 
 
 @pytest.fixture
@@ -122,7 +65,7 @@ def test_a_checkpoint_written_in_the_grace_period_keeps_the_work_up_to_the_stop(
 
 def test_a_rebuilt_reconciler_keeps_what_the_running_one_kept(cluster):
     out = preempt_one(cluster, [1010.0, 1025.0], None)
-    cluster.app.state.reconciler().rebuild()
+    cluster.app.state.reconciler().rebuild("the test asks")
     assert remaining_s(cluster, out["job"]) == out["remaining_s"] == 75.0
 
 
@@ -144,7 +87,7 @@ def test_a_lost_node_loses_the_work_since_the_last_report(cluster):
     history = attempts(cluster, job)
     assert history[0]["ended"] == "failed" and history[0]["kept_s"] == 30.0
     assert history[1]["start_s"] == 1086.0 and remaining_s(cluster, job) == 70.0
-    cluster.app.state.reconciler().rebuild()
+    cluster.app.state.reconciler().rebuild("the test asks")
     assert remaining_s(cluster, job) == 70.0
 
 
@@ -230,7 +173,7 @@ def test_fair_share_usage_outlives_a_restart_of_the_reconciler(database_url, tmp
         node.exit(attempts(cluster, first)[0]["attempt"], 0)
         settle(cluster, [node])
         assert cluster.job(first)["state"] == "succeeded"
-        cluster.app.state.reconciler().rebuild()
+        cluster.app.state.reconciler().rebuild("the test asks")
         a = cluster.submit("team-a", 4, ["train"])
         b = cluster.submit("team-b", 4, ["train"])
         settle(cluster, [node])

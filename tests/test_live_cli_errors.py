@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from corral.cli import app
-from tests.live_support import free_port
+from tests.support.live import free_port
 
 runner = CliRunner()
 
@@ -95,6 +95,11 @@ def test_bad_options_of_serve_and_up_are_one_line(tmp_path, database_url):
     refused_in_one_line(["up", "--data-dir", str(a_file), "--gpus", "1", "--port", port], field="data_dir")
     refused_in_one_line(["serve", "--data-dir", str(a_file), "--port", port], field="data_dir")
     refused_in_one_line(["serve", "--data-dir", str(tmp_path / "d"), "--db", "bogus://x"], field="db")
+    folder = str(tmp_path / "d")
+    refused_in_one_line(["serve", "--data-dir", folder, "--log-level", "loud"], field="log-level")
+    refused_in_one_line(
+        ["up", "--data-dir", str(tmp_path / "d"), "--gpus", "1", "--log-format", "xml"], field="log-format"
+    )
     if database_url.startswith("postgresql"):
         dead = f"postgresql://postgres@127.0.0.1:{free_port()}/x"
         refused_in_one_line(["serve", "--data-dir", str(tmp_path / "d"), "--db", dead], field="db")
@@ -173,6 +178,8 @@ SERVER_OPTIONS = {
     "--broker-step": durations,
     "--day": durations,
     "--fence": durations,
+    "--log-level": st.one_of(words, st.sampled_from(["debug", "INFO", "warning", "error"])),
+    "--log-format": st.one_of(words, st.sampled_from(["text", "json"])),
 }
 OPTIONS = {
     "up": SERVER_OPTIONS | {"--gpus": st.one_of(words, st.integers(-2, 2000).map(str))},

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.live_support import free_port
+from tests.support.live import free_port
 
 CLIENTS, JOBS_PER_CLIENT, KILLS = 4, 20, 3
 LIMIT_S = 120.0

@@ -19,7 +19,7 @@ from corral.live.db import connect, migrate
 from corral.live.reconciler import Config
 from corral.live.server import bootstrap, create_app
 from corral.live.services import BrokerConfig
-from tests.live_support import free_port
+from tests.support.live import free_port
 
 CHROMEDRIVER = shutil.which("chromedriver")
 if CHROMEDRIVER is None and not os.environ.get("CORRAL_REQUIRE_BROWSER"):

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_live_checkpoints import Node, at, attempts, remaining_s, settle
-from tests.test_live_server import Cluster
+from tests.support.live_cluster import Cluster, Node, at, attempts, remaining_s, settle
 
 
 @pytest.fixture
@@ -70,7 +69,7 @@ def test_a_rebuilt_reconciler_keeps_the_size_and_the_work(cluster):
     elastic = cluster.submit("team-a", 2, ["train"], estimate_s=1000.0, min_gpus=2, max_gpus=8)
     settle(cluster, nodes)
     at(cluster, nodes, 1100.0)
-    cluster.app.state.reconciler().rebuild()
+    cluster.app.state.reconciler().rebuild("the test asks")
     reconciler = cluster.app.state.reconciler()
     i = reconciler.cluster.index[elastic]
     assert reconciler.cluster.gpus[i] == 8

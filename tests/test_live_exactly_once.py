@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from corral.live.db import COMMITTED, STARTED, Attempt, Base, Job, Meta, Node, Team, connect, migrate
+from corral.live.db import ATTEMPT_RUNNING, COMMITTED, Attempt, Base, Job, Meta, Node, Team, connect, migrate
 from corral.live.reconciler import Config
 from corral.live.server import bootstrap, create_app
-from tests.live_support import Clock
+from tests.support.live import Clock
 
 POLICIES = ["fifo", "fifo-backfill", "priority", "fair", "las"]
 FENCE_S, GRACE_S, TIMEOUT_S = 10.0, 5.0, 20.0
@@ -123,7 +123,9 @@ class Live:
         elif kind == "exit":
             with Session(self.engine) as session:
                 live = list(
-                    session.scalars(select(Attempt).where(Attempt.state == STARTED).order_by(Attempt.id))
+                    session.scalars(
+                        select(Attempt).where(Attempt.state == ATTEMPT_RUNNING).order_by(Attempt.id)
+                    )
                 )
             if live:
                 attempt = live[op[1] % len(live)]
@@ -154,7 +156,7 @@ class Live:
             later = [a.id for a in attempts.get(job, []) if a.id > attempt_id]
             assert not later, f"job {job} ran again (attempts {later}) after its exit in {attempt_id}"
         for job, runs in attempts.items():
-            holding = [a.id for a in runs if a.state in (COMMITTED, STARTED)]
+            holding = [a.id for a in runs if a.state in (COMMITTED, ATTEMPT_RUNNING)]
             assert len(holding) <= 1, f"job {job} has attempts {holding} at once"
         for row in self.call("GET", "/v1/jobs?state=pending", self.admin).json():
             reasons = self.call("GET", f"/v1/jobs/{row['job_id']}/reasons", self.admin).json()

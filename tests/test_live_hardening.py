@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from corral.live.db import Attempt
 from corral.live.rank import Rank, alive
-from tests.test_live_server import Cluster, logs
+from tests.support.live_cluster import Cluster, logs
 
 
 @pytest.fixture

@@ -12,30 +12,19 @@ from collections import Counter
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from corral.live.proxy import Proxy
+from tests.support.servers import serve
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def serve(app) -> tuple[uvicorn.Server, str]:
-    port = free_port()
-    web = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=web.run, daemon=True).start()
-    deadline = time.monotonic() + 10
-    while not web.started:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    return web, f"http://127.0.0.1:{port}"
 
 
 def replica(name: str, healthy: bool = True, hold_s: float = 0.2) -> Starlette:

@@ -15,13 +15,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from corral.live.server import create_app
-from tests.test_live_server import LOST_S, SHOW, Cluster, logs
+from tests.support.live_cluster import LOST_S, SHOW, Cluster, logs
 
 try:
     import ray
 
     from corral.live.ray_executor import RayExecutor, ray_nodes
-    from tests.ray_cluster import RayCluster
+    from tests.support.ray_cluster import RayCluster
 except ImportError:
     if os.environ.get("CORRAL_REQUIRE_RAY"):
         raise

@@ -4,6 +4,8 @@ from the database at any step carries on as if nothing had happened."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -11,13 +13,18 @@ from hypothesis import strategies as st
 from corral.fleet import Fleet, Segment
 from corral.live.reconciler import Config
 from corral.quota import CohortSpec, QueueSpec
+from corral.scheduling.registry import POLICIES as REGISTRY
 from corral.scheduling.registry import make_policy
 from corral.sim.engine import Engine
-from tests.live_support import replay
-from tests.test_restore import table
+from tests.conftest import empty_database
+from tests.support.live import replay
+from tests.support.worlds import table
 
-# every registry policy that reads no true duration (estimates are given to both)
-POLICIES = ["fifo", "fifo-firstfit", "fifo-backfill", "las", "quota-fifo", "fair", "priority"]
+# every registry policy: live, the durations the oracles read are the users' estimates, which
+# are the true durations here
+POLICIES = list(REGISTRY)
+# and LAS with thresholds low enough that these short jobs are demoted and promoted
+REBUILT = [*POLICIES, "las:thresholds=16,64"]
 QUEUES = (QueueSpec("a", 8, cohort="c"), QueueSpec("b", 8, cohort="c"))
 COHORTS = (CohortSpec("c"),)
 
@@ -64,18 +71,44 @@ def test_the_reconciler_starts_what_the_simulator_starts(tmp_path_factory, polic
     assert live == simulated(node_gpus, jobs, policy)
 
 
-@pytest.mark.parametrize("policy", POLICIES)
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(case=workloads())
-def test_a_reconciler_rebuilt_after_every_commit_loses_and_repeats_nothing(tmp_path_factory, policy, case):
-    """Killed between every commit and the launch that follows it, and rebuilt from the
-    database: every job runs, each attempt once, at the simulator's times. LAS's
-    attained-service queues are the policy's own state: the rebuilt reconciler restores
-    them from the export committed with each step."""
+def rebuilt_as_told(kind, folder, node_gpus, jobs, policy, crash):
+    with empty_database(kind, folder) as url:
+        live, _, engine = replay(url, node_gpus, jobs, policy, Config(policy, QUEUES, COHORTS), crash=crash)
+        engine.dispose()
+    return live
+
+
+def rebuilds_change_nothing(kind, folder, policy, case, seed):
+    """Killed between every commit and the launch that follows it (and, separately, at
+    random steps), and rebuilt from the database: every job runs, each attempt once, at
+    the times of a reconciler never rebuilt and of the simulator. The policy's own state
+    (LAS's queues, FTF's leases, FIFO's requeue order, decayed usage) and its wakes are
+    restored from the export committed with each step."""
     node_gpus, jobs = case
-    url = f"sqlite:///{tmp_path_factory.mktemp('db')}/live.db"
-    live, _, _ = replay(url, node_gpus, jobs, policy, Config(policy, QUEUES, COHORTS), crash=True)
-    assert live == simulated(node_gpus, jobs, policy)
+    rng = random.Random(seed)
+    never = rebuilt_as_told(kind, folder, node_gpus, jobs, policy, False)
+    every = rebuilt_as_told(kind, folder, node_gpus, jobs, policy, True)
+    at_random = rebuilt_as_told(kind, folder, node_gpus, jobs, policy, lambda: rng.random() < 0.5)
+    assert every == never
+    assert at_random == never
+    assert never == simulated(node_gpus, jobs, policy)
+
+
+@pytest.mark.parametrize("policy", REBUILT)
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=workloads(), seed=st.integers(0, 2**32 - 1))
+def test_a_rebuilt_reconciler_commits_what_one_never_rebuilt_and_the_simulator_do(
+    tmp_path_factory, policy, case, seed
+):
+    rebuilds_change_nothing("sqlite", tmp_path_factory.mktemp("db"), policy, case, seed)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=workloads(), seed=st.integers(0, 2**32 - 1))
+def test_the_same_rebuilds_on_postgresql(tmp_path_factory, policy, case, seed):
+    """As above, on PostgreSQL (fewer cases: each makes three databases)."""
+    rebuilds_change_nothing("postgresql", tmp_path_factory.mktemp("db"), policy, case, seed)
 
 
 def test_the_same_on_sqlite_and_postgresql(database_url):
@@ -128,3 +161,38 @@ def test_a_rebuilt_las_reconciler_still_wakes_for_a_demotion(tmp_path):
     engine.dispose()
     assert live == simulated([8], jobs, policy)
     assert live["j1"] == [pytest.approx(16 / 7)] and live["j0"] == [0.0, pytest.approx(16 / 7 + 1)]
+
+
+def test_a_rebuilt_fair_decay_reconciler_keeps_the_usage_accrued_since_its_last_update(tmp_path):
+    """One node of 8 GPUs, fair-decay. Queue a holds 5 GPUs (j1) from 9 to 23 and 3 more
+    (j4-j6) from 17 to 18: 73 GPU-s, against b's 1 (j0) then 5 (j3, from 23). A queue's
+    decayed usage is brought up to date only when it changes or is read, so at 15 a's was
+    last updated at 9, with nothing accrued yet: a rebuild that dropped that update time
+    would count a's usage from 15 and forget 30 GPU-s, and a, looking lighter than b, would
+    start j2 at 33 ahead of b's j7 (which the simulator starts first)."""
+    rows = zip(
+        [0.0, 9.0, 15.0, 16.0, 17.0, 17.0, 17.0, 21.0],
+        [1, 5, 4, 5, 1, 1, 1, 6],
+        [1.0, 14.0, 1.0, 10.0, 1.0, 1.0, 1.0, 1.0],
+        "baabaaab",
+        strict=True,
+    )
+    jobs = table([dict(submit_s=s, gpus=g, duration_s=d, queue=q, priority=0) for s, g, d, q in rows])
+    live = rebuilt_as_told("sqlite", tmp_path, [8], jobs, "fair-decay", True)
+    assert live == simulated([8], jobs, "fair-decay")
+    assert live["j7"] == [33.0] and live["j2"] == [34.0]
+
+
+def test_a_rebuilt_las_reconciler_promotes_a_starving_job_when_the_simulator_does(tmp_path):
+    """LAS promotes a waiting job once it has waited long enough since its last stop; a
+    rebuilt cluster state must know when that stop was (from the attempt's stop time), or
+    the policy takes the promotion for a stale one and drops it. One node of 8 GPUs,
+    thresholds 16 and 64 GPU-s: the simulator runs j2 three times (from 4, 20.95 and
+    27.95) and j3's second run from 27.24; a rebuild that forgot the stop ran j2 twice and
+    started j3 again at 27.29 (the case the rebuild property found)."""
+    rows = [(4, 16.0), (1, 1.0), (6, 9.0), (7, 3.0)]
+    jobs = table([dict(submit_s=0.0, gpus=g, duration_s=d, queue="a", priority=0) for g, d in rows])
+    policy = "las:thresholds=16,64"
+    live = rebuilt_as_told("sqlite", tmp_path, [8], jobs, policy, True)
+    assert live == simulated([8], jobs, policy)
+    assert len(live["j2"]) == 3 and live["j3"][1] == pytest.approx(27.238095238)

@@ -19,8 +19,8 @@ from corral.live.db import Demand, Service
 from corral.live.reconciler import Config, Reconciler
 from corral.live.scrape import Scraper, counter_value
 from corral.live.services import BrokerConfig
-from tests.live_support import Clock, add_nodes, database
-from tests.test_live_proxy import serve
+from tests.support.live import Clock, add_nodes, database
+from tests.support.servers import serve
 
 TEXT = """# HELP requests_total Requests served.
 # TYPE requests_total counter

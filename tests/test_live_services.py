@@ -14,12 +14,13 @@ from sqlalchemy.orm import Session
 
 from corral.capacity.broker import Broker
 from corral.capacity.scenario import STEP_S, fungible_fleet
-from corral.capacity.sim import CapacityFleet, ElasticJob, Service, simulate_capacity
-from corral.live.db import COMMITTED, EXITED, STARTED, STOPPING, Attempt, Demand, Job, Move
+from corral.capacity.sim import CapacityFleet, Service, simulate_capacity
+from corral.capacity.training import ElasticJob
+from corral.live.db import ATTEMPT_RUNNING, COMMITTED, EXITED, STOPPING, Attempt, Demand, Job, Move
 from corral.live.db import Service as ServiceRow
 from corral.live.reconciler import Config, Reconciler
 from corral.live.services import REPLICA_PRIORITY, BrokerConfig
-from tests.live_support import Clock, add_nodes, database
+from tests.support.live import Clock, add_nodes, database
 
 SCALE = 32  # the fungible fleet's demand and GPUs, divided
 
@@ -49,7 +50,7 @@ def run_executor(engine) -> None:
         for attempt in session.scalars(select(Attempt).where(Attempt.state == STOPPING)):
             attempt.state, attempt.exit_code, attempt.end_s = EXITED, -15, attempt.stop_s
         for attempt in session.scalars(select(Attempt).where(Attempt.state == COMMITTED)):
-            attempt.state = STARTED
+            attempt.state = ATTEMPT_RUNNING
 
 
 def add_service(engine, name: str, gpus: int, startup_s: float, floor: int, at_s: float) -> None:
@@ -138,7 +139,7 @@ def test_the_live_broker_takes_the_simulations_decisions(tmp_path, kind):
 
 @pytest.fixture
 def cluster(database_url, tmp_path):
-    from tests.test_live_server import Cluster
+    from tests.support.live_cluster import Cluster
 
     c = Cluster(
         database_url,
@@ -168,7 +169,7 @@ def test_replicas_follow_demand_and_lent_gpus_come_back(cluster):
     steps of 10 s) sets 2 replicas for 3 requests/s, then 5 for 9; each time the training
     job gives back what the replicas need, and every move is logged with its reason. Demand
     gone, the service keeps its minimum and the job grows back."""
-    from tests.test_live_checkpoints import Node, at, settle
+    from tests.support.live_cluster import Node, at, settle
 
     nodes = [Node(cluster, "n0", 4), Node(cluster, "n1", 4)]
     team = cluster.teams["team-a"]
@@ -213,7 +214,7 @@ def test_replicas_follow_demand_and_lent_gpus_come_back(cluster):
 
 
 def test_a_rebuilt_reconciler_repeats_no_move(cluster):
-    from tests.test_live_checkpoints import Node, at, settle
+    from tests.support.live_cluster import Node, at, settle
 
     nodes = [Node(cluster, "n0", 4)]
     team = cluster.teams["team-a"]
@@ -221,7 +222,7 @@ def test_a_rebuilt_reconciler_repeats_no_move(cluster):
     cluster.call("POST", "/v1/services/chat/demand", team, json={"requests_per_s": 5.0})
     settle(cluster, nodes)
     before = cluster.call("GET", "/v1/moves", team).json()
-    cluster.app.state.reconciler().rebuild()
+    cluster.app.state.reconciler().rebuild("the test asks")
     at(cluster, nodes, 1005.0)  # (within the same broker step)
     settle(cluster, nodes)
     assert cluster.call("GET", "/v1/moves", team).json() == before

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.live_support import free_port
+from tests.support.live import free_port
 
 LIMIT_S = 60.0
 

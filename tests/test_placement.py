@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from corral.fleet import Fleet, Segment
 from corral.state.allocation import FleetState
 from corral.state.placement import Placer
-from tests.reference import naive_place
+from tests.support.reference import naive_place
 
 
 @st.composite

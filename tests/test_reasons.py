@@ -13,7 +13,7 @@ from corral.quota import CohortSpec, QueueSpec
 from corral.scheduling.registry import POLICIES, make_policy
 from corral.sim.engine import Engine
 from corral.state.reasons import KINDS, intervals
-from tests.test_restore import FACTORIES, table, worlds
+from tests.support.worlds import FACTORIES, table, worlds
 
 WAITING = {
     "behind",

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from corral.cli import app
 from tests.conftest import flat_fleet, make_jobs
-from tests.test_restore import FACTORIES, engine, worlds
+from tests.support.worlds import FACTORIES, engine, worlds
 
 
 def occupancy_peaks(runs) -> dict[int, int]:

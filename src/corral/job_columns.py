@@ -2,20 +2,23 @@
 no Python object per value but the job ids and one string per distinct queue, user, kind and
 topology: five million jobs load in well under two gigabytes.
 
-This reader only vouches for tables it can check whole: any value it cannot read or that
-breaks a rule raises `Unsure`, and the caller reads the file row by row (workload.py), which
+`read_canonical` reads a canonical table, CSV or Parquet. The column reader only vouches for
+tables it can check whole: any value it cannot read or that breaks a rule raises `Unsure`,
+and the file is read row by row instead (workload.py), which
 names the file, line and field of the first bad value. The two agree on every table both
 read (tests/test_job_columns.py).
 """
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from corral.errors import InputError
 from corral.workload import (
     _FALSE,
     _TRUE,
@@ -26,6 +29,10 @@ from corral.workload import (
     REQUIRED_COLUMNS,
     TOPOLOGIES,
     JobTable,
+    _check_header,
+    _from_rows,
+    _text,
+    open_text,
 )
 
 MAX_INTEGER = 2**53  # (past this a float no longer counts one by one)
@@ -239,3 +246,54 @@ def _shared_strings(column: pa.ChunkedArray) -> list[str]:
     encoded = pc.fill_null(column, "").combine_chunks().dictionary_encode()
     values = np.array(encoded.dictionary.to_pylist(), dtype=object)
     return values[encoded.indices.to_numpy()].tolist()
+
+
+def read_canonical(path: str | Path, by_column: bool = True) -> JobTable:
+    """Read a canonical job table (CSV or Parquet). `corral.traces.read_jobs` also takes the
+    public trace formats. `by_column=False` reads row by row only (the reference the column
+    reader is tested against)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("workload file not found", source=str(path))
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            if by_column:
+                return read_parquet_columns(path)
+        except Unsure:
+            pass  # (read row by row, to name the first bad value)
+        try:
+            table = pq.read_table(path)
+        except Exception as err:  # pyarrow raises several types for corrupt files
+            raise InputError(f"not a readable Parquet file: {err}", source=str(path)) from None
+        header = table.column_names
+        columns = {name: table.column(name).to_pylist() for name in header}
+        rows = [
+            {k: ("" if columns[k][i] is None else _text(columns[k][i])) for k in header}
+            for i in range(table.num_rows)
+        ]
+        return _from_rows(rows, header, str(path), first_line=1)
+    with open_text(path) as handle:
+        reader = csv.reader(handle, skipinitialspace=True)  # ("a, 0, 1" as Excel users write it)
+        try:
+            header = [name.strip() for name in next(reader)]
+        except StopIteration:
+            raise InputError("empty file: no header", source=str(path), line=1) from None
+        _check_header(header, str(path))
+        if by_column and not any(c in name for name in header for c in "\r\n"):
+            try:
+                return read_csv_columns(path, header)
+            except Unsure:
+                pass  # (read row by row, to name the first bad value)
+        rows, lines = [], []
+        for record in reader:
+            if not record:
+                continue
+            if len(record) != len(header):
+                raise InputError(
+                    f"{len(record)} values for {len(header)} columns", source=str(path), line=reader.line_num
+                )
+            rows.append(dict(zip(header, record, strict=True)))
+            lines.append(reader.line_num)
+    return _from_rows(rows, header, str(path), lines=lines)

@@ -1,13 +1,13 @@
 """The canonical job table: what asks for GPUs, in one columnar form every importer produces.
 
 Columns carry their units in their names. The table is columnar (numpy arrays and lists),
-not a list of objects. Files are read a column at a time where they can be (job_columns.py),
-and row by row where that reader is unsure, to name the file, line and field of a bad value.
+not a list of objects. Files are read (job_columns.py) a column at a time where they can be,
+and row by row here where that reader is unsure, to name the file, line and field of a bad
+value.
 """
 
 from __future__ import annotations
 
-import csv
 import gzip
 import math
 import os
@@ -117,76 +117,11 @@ class JobTable:
             raise InputError(too_long, field="load")
         return JobTable(**{**self.__dict__, "submit_s": scaled})
 
-    @classmethod
-    def from_columns(cls, source: str = "<memory>", **columns: object) -> JobTable:
-        """Build and validate a table from Python columns (strings, numbers or booleans)."""
-        n = len(columns["job_id"])  # type: ignore[arg-type]
-        rows = [
-            {k: _text(v[i]) for k, v in columns.items()}  # type: ignore[index]
-            for i in range(n)
-        ]
-        return _from_rows(rows, list(columns), source, first_line=1)
-
 
 def _text(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def read_canonical(path: str | Path, by_column: bool = True) -> JobTable:
-    """Read a canonical job table (CSV or Parquet). `corral.traces.read_jobs` also takes the
-    public trace formats. `by_column=False` reads row by row only (the reference the column
-    reader is tested against)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError("workload file not found", source=str(path))
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        from corral.job_columns import Unsure, read_parquet_columns
-
-        try:
-            if by_column:
-                return read_parquet_columns(path)
-        except Unsure:
-            pass  # (read row by row, to name the first bad value)
-        try:
-            table = pq.read_table(path)
-        except Exception as err:  # pyarrow raises several types for corrupt files
-            raise InputError(f"not a readable Parquet file: {err}", source=str(path)) from None
-        header = table.column_names
-        columns = {name: table.column(name).to_pylist() for name in header}
-        rows = [
-            {k: ("" if columns[k][i] is None else _text(columns[k][i])) for k in header}
-            for i in range(table.num_rows)
-        ]
-        return _from_rows(rows, header, str(path), first_line=1)
-    with open_text(path) as handle:
-        reader = csv.reader(handle, skipinitialspace=True)  # ("a, 0, 1" as Excel users write it)
-        try:
-            header = [name.strip() for name in next(reader)]
-        except StopIteration:
-            raise InputError("empty file: no header", source=str(path), line=1) from None
-        _check_header(header, str(path))
-        if by_column and not any(c in name for name in header for c in "\r\n"):
-            from corral.job_columns import Unsure, read_csv_columns
-
-            try:
-                return read_csv_columns(path, header)
-            except Unsure:
-                pass  # (read row by row, to name the first bad value)
-        rows, lines = [], []
-        for record in reader:
-            if not record:
-                continue
-            if len(record) != len(header):
-                raise InputError(
-                    f"{len(record)} values for {len(header)} columns", source=str(path), line=reader.line_num
-                )
-            rows.append(dict(zip(header, record, strict=True)))
-            lines.append(reader.line_num)
-    return _from_rows(rows, header, str(path), lines=lines)
 
 
 def _check_header(header: list[str], source: str) -> None:

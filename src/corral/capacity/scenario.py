@@ -15,7 +15,8 @@ from pathlib import Path
 
 from corral.capacity.broker import BROKERS, Broker
 from corral.capacity.demand import Diurnal, dlrm_demand, llm_demand
-from corral.capacity.sim import CapacityFleet, CapacityResult, ElasticJob, Service, simulate_capacity
+from corral.capacity.sim import CapacityFleet, CapacityResult, Service, simulate_capacity
+from corral.capacity.training import ElasticJob
 from corral.errors import InputError
 
 FLEET_GPUS = 24_576

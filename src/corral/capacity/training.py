@@ -11,22 +11,58 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from corral.errors import InputError
 from corral.fleet import Fleet, Segment
-from corral.scheduling.policy import Decision, Resize, Start, View
+from corral.scheduling.policy import Decision, Resize, Start, Traits, View
 from corral.sim.engine import Engine
 from corral.workload import JobTable
-
-if TYPE_CHECKING:
-    from corral.capacity.sim import ElasticJob
 
 FOREVER_S = 100 * 365 * 86400.0  # the job's work: more than any horizon
 
 
-class Directed:
+@dataclass(frozen=True)
+class ElasticJob:
+    """A training job that runs on `min_gpus` to `max_gpus` in steps of `step_gpus` (one
+    data-parallel replica). Throughput follows gpus ** `scaling_exponent` (1: linear). Any
+    resize is a checkpoint (when the notice allows the write) and a restart; it grows at most
+    once per `min_hold_s` and leaves `buffer_gpus` to preemptible work, which serving takes
+    back first, so lent capacity does not make it flap. It runs as an engine job whose
+    table gives these as its min_gpus, max_gpus, step_gpus and scaling columns."""
+
+    name: str
+    min_gpus: int
+    max_gpus: int
+    step_gpus: int
+    checkpoint_interval_s: float = 1800.0
+    write_s: float = 15.0
+    restart_s: float = 300.0
+    scaling_exponent: float = 1.0
+    min_hold_s: float = 3600.0
+    buffer_gpus: int = 0  # left to preemptible work, so small serving moves do not restart it
+
+    def __post_init__(self) -> None:
+        if not 0 < self.step_gpus <= self.min_gpus <= self.max_gpus:
+            raise InputError("need 0 < step_gpus <= min_gpus <= max_gpus", source=self.name, field="min_gpus")
+        if self.min_gpus % self.step_gpus or self.max_gpus % self.step_gpus:
+            raise InputError("min_gpus and max_gpus must be whole steps", source=self.name, field="step_gpus")
+        if not 0 < self.scaling_exponent <= 1:
+            raise InputError("scaling_exponent must be in (0, 1]", source=self.name, field="scaling_exponent")
+
+    def fit(self, gpus: int) -> int:
+        """The most this job runs on when `gpus` are open to it: whole replicas, the buffer
+        left, 0 below its minimum."""
+        n = min(self.max_gpus, max(0, gpus - self.buffer_gpus) // self.step_gpus * self.step_gpus)
+        return n if n >= self.min_gpus else 0
+
+    def run(self) -> TrainingRun:
+        """The job, not yet started, in an engine of its own."""
+        return TrainingRun(self)
+
+
+class Directed(Traits):
     """A policy whose one job runs at the size it is told (`target`; 0: not at all)."""
 
     name = "directed"

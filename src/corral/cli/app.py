@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from corral import __version__
-from corral.plan.commands import plan_app
+from corral.cli.plan import plan_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Simulate and plan a shared GPU fleet.")
 trace_app = typer.Typer(no_args_is_help=True, help="Import and inspect job traces.")

@@ -18,6 +18,7 @@ import typer
 from corral.cli.app import app
 from corral.config import parse_duration_s
 from corral.errors import InputError
+from corral.live.logs import checked
 from corral.report import tables
 from corral.report.terminal import AsJson, console, input_errors
 
@@ -115,10 +116,22 @@ def _broker(kind: str | None, step: str, day: str) -> Any:
     )
 
 
-def _serve(engine: Any, config: Any, data_dir: Path, port: int, on_ready: Any) -> None:
-    """Run the API on 127.0.0.1:`port` until SIGTERM or SIGINT; `on_ready(url)` once it answers."""
+def _serve(
+    engine: Any, config: Any, data_dir: Path, port: int, on_ready: Any, logging: tuple[str, str]
+) -> None:
+    """Run the API on 127.0.0.1:`port` until SIGTERM or SIGINT; `on_ready(url)` once it
+    answers. The server's log goes to DATA_DIR/server.log (`logging`: level and format)."""
     uvicorn, _, server = _server_parts()
-    api = server.create_app(engine, config, data_dir)
+    from corral.live.logs import log_to, stop_logging
+
+    handler = log_to(data_dir, *logging)
+    try:
+        _serve_until_stopped(uvicorn, server.create_app(engine, config, data_dir), port, on_ready)
+    finally:
+        stop_logging(handler)
+
+
+def _serve_until_stopped(uvicorn: Any, api: Any, port: int, on_ready: Any) -> None:
     web = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning"))
     web.install_signal_handlers = lambda: None  # (ours below stop the agent too)
     thread = threading.Thread(target=web.run, daemon=True)
@@ -155,6 +168,12 @@ BrokerStep = Annotated[str, typer.Option("--broker-step", help="How often the br
 Day = Annotated[
     str, typer.Option("--day", help="The length of the demand's day (shorter to replay one faster).")
 ]
+LogLevel = Annotated[
+    str, typer.Option("--log-level", help="What DATA_DIR/server.log keeps: debug, info, warning or error.")
+]
+LogFormat = Annotated[
+    str, typer.Option("--log-format", help="DATA_DIR/server.log as text or as JSON lines (json).")
+]
 Fence = Annotated[
     str,
     typer.Option(
@@ -180,6 +199,8 @@ def up(
     broker_step: BrokerStep = "300s",
     day: Day = "24h",
     fence: Fence = "60s",
+    log_level: LogLevel = "info",
+    log_format: LogFormat = "text",
 ) -> None:
     """A whole cluster on this machine: the server and an agent with its GPUs (or --gpus N
     fake ones). Writes DATA_DIR/env with CORRAL_SERVER and CORRAL_TOKEN once ready; run
@@ -192,6 +213,7 @@ def up(
         if count < 1:
             raise InputError("no GPUs found here: give --gpus N for fake ones", field="gpus")
         data_dir = _data_dir(data_dir)  # (absolute: the jobs' checkpoint folders are under it)
+        logging = checked(log_level, log_format)
         engine, config, _ = _setup(
             data_dir, database, policy, fleet, _broker(broker, broker_step, day), fence
         )
@@ -206,7 +228,7 @@ def up(
             env.chmod(0o600)
             console.print(f"corral is up at {url} with {count} GPUs ({policy}); admin token in {env}")
 
-        _serve(engine, config, data_dir, port, ready)
+        _serve(engine, config, data_dir, port, ready, logging)
 
 
 @app.command()
@@ -228,6 +250,8 @@ def serve(
     broker_step: BrokerStep = "300s",
     day: Day = "24h",
     fence: Fence = "60s",
+    log_level: LogLevel = "info",
+    log_format: LogFormat = "text",
 ) -> None:
     """The server alone; agents join with `corral agent`, or with --executor ray the nodes of
     a Ray cluster run the jobs. Prints the admin and node tokens, the same on a restart
@@ -236,6 +260,7 @@ def serve(
         if executor not in ("agents", "ray"):
             raise InputError(f"executor must be 'agents' or 'ray', not '{executor}'", field="executor")
         data_dir = _data_dir(data_dir)  # (absolute: the jobs' checkpoint folders are under it)
+        logging = checked(log_level, log_format)
         engine, config, _ = _setup(
             data_dir, database, policy, fleet, _broker(broker, broker_step, day), fence
         )
@@ -253,7 +278,7 @@ def serve(
                 threading.Thread(target=runner.run, kwargs={"stop": done.is_set}, daemon=True).start()
                 console.print(f"jobs run on the Ray cluster at {ray_address}")
 
-        _serve(engine, config, data_dir, port, ready)
+        _serve(engine, config, data_dir, port, ready, logging)
 
 
 def _ray_executor(url: str, node_token: str, address: str, work_dir: Path) -> Any:
@@ -371,7 +396,9 @@ def submit(
     preemptible: Annotated[
         bool, typer.Option("--preemptible/--not-preemptible", help="May be stopped.")
     ] = True,
-    estimate: Annotated[str | None, typer.Option(help="How long it runs (2h): backfill reads it.")] = None,
+    estimate: Annotated[
+        str | None, typer.Option(help="How long it runs (2h): backfill, sjf, srtf and ftf read it.")
+    ] = None,
     grace: Annotated[str, typer.Option(help="SIGTERM to SIGKILL when stopped (30s).")] = "30s",
     name: Annotated[str, typer.Option(help="A name to recognise it by.")] = "",
     min_gpus: Annotated[int | None, typer.Option(help="Elastic: the fewest GPUs it runs on.")] = None,

@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
-from corral.capacity.commands import SCENARIO as FUNGIBLE
-from corral.capacity.commands import simulate_fungible
 from corral.cli.app import app
+from corral.cli.capacity import SCENARIO as FUNGIBLE
+from corral.cli.capacity import simulate_fungible
 from corral.cli.common import write_json
 from corral.errors import InputError
 from corral.fleet import Fleet, load_fleet

@@ -46,7 +46,8 @@ def gpu_count() -> int:
             return int(pynvml.nvmlDeviceGetCount())
         finally:
             pynvml.nvmlShutdown()
-    except Exception:
+    except Exception as err:  # (no library, no driver, no device: no GPUs to offer)
+        log.info("no GPUs found through NVML: %s", err)
         return 0
 
 
@@ -113,6 +114,9 @@ class Agent:
             work = self._renew(f"/v1/agent/{self.name}/heartbeat", {"running": self._attempts()})
         except httpx.HTTPStatusError as err:
             if err.response.status_code == 404:  # (the server forgot the node, or marked it down)
+                log.warning(
+                    "agent %s: the server does not know this node (%s): registering again", self.name, err
+                )
                 self.register()
                 return
             raise

@@ -24,7 +24,13 @@ JOB_STATES = (PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 ENDED = (SUCCEEDED, FAILED, CANCELLED)
 # attempt states: committed (not yet seen by its agent), running, stopping (the agent is to
 # signal it), exited (its agent reported the end), ended (the reconciler applied it)
-COMMITTED, STARTED, STOPPING, EXITED, DONE = "committed", "running", "stopping", "exited", "ended"
+COMMITTED, ATTEMPT_RUNNING, STOPPING, EXITED, ATTEMPT_ENDED = (
+    "committed",
+    "running",
+    "stopping",
+    "exited",
+    "ended",
+)
 # node states
 UP, DOWN, CORDONED, DRAINING = "up", "down", "cordoned", "draining"
 

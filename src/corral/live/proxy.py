@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -21,6 +22,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+log = logging.getLogger(__name__)
 
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "upgrade", "host", "content-length"}
 
@@ -83,7 +86,8 @@ class Proxy:
     async def _probe(self, url: str) -> bool:
         try:
             response = await self.client.get(f"{url}/health", timeout=1.0)
-        except httpx.HTTPError:
+        except httpx.HTTPError as err:
+            log.debug("replica %s is not ready: %s", url, err)
             return False
         return response.status_code == 200
 
@@ -130,7 +134,8 @@ class Proxy:
                     content=body,
                     headers=headers,
                 )
-            except httpx.TransportError:  # (refused, reset or cut: gone or going)
+            except httpx.TransportError as err:  # (refused, reset or cut: gone or going)
+                log.info("replica %s did not answer (%s): trying another", url, err)
                 self.ready.pop(url, None)  # (probed again before its next request)
                 continue
             finally:

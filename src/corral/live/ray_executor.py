@@ -23,8 +23,8 @@ by name and takes them up again.
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +38,8 @@ from ray.util.placement_group import PlacementGroup, get_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from corral.live.rank import Rank
+
+log = logging.getLogger(__name__)
 
 NAMESPACE = "corral"
 NODE_LABEL, POOL_LABEL = "corral.io/node", "corral.io/pool"
@@ -182,7 +184,7 @@ class RayExecutor:
             try:
                 self.tick()
             except (httpx.HTTPError, ray.exceptions.RayError) as err:  # (retried next round)
-                print(f"ray executor: {err}", file=sys.stderr)
+                log.warning("ray executor: %s (again in %.1f s)", err, every_s)
             time.sleep(every_s)
 
     # --- what each round does ----------------------------------------------------------------

@@ -20,6 +20,7 @@ starts (after a crash too) and when a node of a new pool joins: the database is 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,17 +34,17 @@ from sqlalchemy.orm import Session
 from corral.errors import InputError
 from corral.fleet import Fleet, Segment
 from corral.live.db import (
+    ATTEMPT_ENDED,
+    ATTEMPT_RUNNING,
     CANCELLED,
     COMMITTED,
     CORDONED,
-    DONE,
     DOWN,
     DRAINING,
     EXITED,
     FAILED,
     PENDING,
     RUNNING,
-    STARTED,
     STOPPING,
     SUCCEEDED,
     Attempt,
@@ -54,18 +55,23 @@ from corral.live.db import (
     Service,
 )
 from corral.live.services import BrokerConfig, LiveBroker, endpoints
+from corral.live.transitions import set_state
+from corral.mechanism.driver import Driver, NoEffects
 from corral.quota import CohortSpec, QueueSpec
-from corral.scheduling.policy import Hold, Policy, Preempt, Resize, Start, Wake
+from corral.scheduling.policy import Policy
 from corral.scheduling.registry import make_policy
-from corral.state.cluster import FUTURE, RUNNING_, ClusterState
-from corral.state.cluster import PENDING as WAITING
+from corral.state.cluster import ClusterState
 from corral.state.elastic import ELASTIC_COLUMNS, speed
 from corral.workload import JobTable
 
 if TYPE_CHECKING:
     from corral.live.scrape import Scraper
 
-UNKNOWN_DURATION_S = 365 * 86400.0  # what the state assumes of a job with no estimate
+log = logging.getLogger(__name__)
+
+# What the state assumes of a job with no estimate. Live, a job's estimate is its duration as
+# the policies read it: `srtf`, `sjf` and `ftf` rank jobs by what their users say they need.
+UNKNOWN_DURATION_S = 365 * 86400.0
 LOOK_BACK_IDS = 1000  # submissions a step looks back for jobs committed out of id order
 FULL_SCAN_EVERY = 50  # steps between looks at every pending job
 
@@ -130,18 +136,21 @@ class Config:
         return cls(policy, tuple(fleet.queues.values()), tuple(fleet.cohorts), fleet.default_cohort)
 
 
-class Reconciler:
-    def __init__(self, engine: Engine, config: Config, clock: Callable[[], float]) -> None:
+class Reconciler(NoEffects):
+    """The live face around the shared driver, whose effects it is: a start commits an
+    attempt, a stop marks the live attempt stopping, in the step's transaction."""
+
+    def __init__(
+        self, engine: Engine, config: Config, clock: Callable[[], float], cause: str = "the server started"
+    ) -> None:
         self.db = engine
         self.config = config
         self.clock = clock
         self.began_s = clock()
-        policy = make_policy(config.policy)
-        if getattr(policy, "needs_durations", False):
-            raise ValueError(f"policy '{config.policy}' reads true durations: the simulator's only")
         self.cluster: ClusterState | None = None
-        self.policy: Policy = policy
-        self.wakes: dict[int, float] = {}  # pool -> when the policy asked to decide again
+        self.policy: Policy = make_policy(config.policy)
+        self.driver: Driver | None = None
+        self.session: Session | None = None  # the step's transaction, for the driver's effects
         self.row_of: list[int] = []  # cluster job -> Job.id
         self.last_row = 0  # the largest Job.id registered
         self.job_of: dict[int, int] = {}  # Job.id -> cluster job
@@ -155,13 +164,15 @@ class Reconciler:
         self.scraper: Scraper | None = None  # (of services whose demand is their replicas' metrics)
         self.unplaceable: dict[int, str] = {}  # Job.id -> why no pool of the fleet now can hold it
         self.fleet_grew = False  # (hosts joined: the unplaceable are tried again)
-        self.rebuild()
+        self.rebuild(cause)
 
     # --- the state from the database -----------------------------------------------------
 
-    def rebuild(self) -> None:
-        """The cluster state and a fresh policy from the database alone."""
+    def rebuild(self, cause: str) -> None:
+        """The cluster state and a fresh policy from the database alone; `cause` says why,
+        in the log."""
         now = self.clock()
+        log.info("reconciler rebuilt from the database at %.3f: %s", now, cause)
         with Session(self.db) as session, session.begin():
             nodes = session.scalars(
                 select(Node).where(Node.state != DOWN).order_by(Node.registered_s, Node.name)
@@ -175,7 +186,7 @@ class Reconciler:
             self.rebuilt = True
             self.nodes_touched = set()
             self.policy = make_policy(self.config.policy)
-            self.wakes = {}
+            self.driver = None
             self.broker = LiveBroker(self.config.broker) if self.config.broker is not None else None
             if not nodes:
                 return
@@ -190,8 +201,7 @@ class Reconciler:
                 list(self.config.cohorts),
                 self.config.default_cohort,
             )
-            enforce = bool(getattr(self.policy, "enforces_quota", False))
-            self.cluster = cluster = ClusterState(fleet, None, enforce, explain=True)
+            self.cluster = cluster = ClusterState(fleet, None, self.policy.enforces_quota, explain=True)
             for host, node in enumerate(nodes):
                 node.host = host
             self.node_of = [node.name for node in nodes]
@@ -208,7 +218,9 @@ class Reconciler:
             for attempt in session.scalars(select(Attempt).order_by(Attempt.id)):
                 if attempt.job not in live_rows:
                     continue
-                if attempt.state in (COMMITTED, STARTED) or (attempt.state == EXITED and not attempt.ended):
+                if attempt.state in (COMMITTED, ATTEMPT_RUNNING) or (
+                    attempt.state == EXITED and not attempt.ended
+                ):
                     # (an exit reported but not yet applied holds its GPUs until the next
                     # step applies it: the job must never start again)
                     running[attempt.job] = attempt
@@ -220,11 +232,11 @@ class Reconciler:
                     if kept is None:
                         kept = kept_s(attempt, row)
                     size = sum(len(ids) for _, ids in attempt.placement)
-                    cluster.resume(i, kept * speed(size, row.gpus, cluster.scaling[i]), 1)
+                    stopped_s = attempt.stop_s if attempt.stop_s is not None else attempt.end_s
+                    stopped_s = math.nan if stopped_s is None else stopped_s
+                    cluster.resume(i, kept * speed(size, row.gpus, cluster.scaling[i]), 1, stopped_s)
             index = {name: host for host, name in enumerate(self.node_of)}
-            view = cluster.view
-            view.now_s = now
-            view.explains_placement = not getattr(self.policy, "gives_reasons", False)
+            cluster.view.now_s = now
             for job in live:
                 i = self.job_of.get(job.id)
                 if i is None:  # (no pool can hold it now: it waits, or has ended)
@@ -232,7 +244,7 @@ class Reconciler:
                     if attempt is not None:
                         self._lost_on_rebuild(job, attempt, now)
                     if job.state == RUNNING:
-                        job.state = PENDING
+                        set_state(job, PENDING)
                     continue
                 if job.checkpoint_s is not None:
                     cluster.report_checkpoint(i, job.checkpoint_s)
@@ -244,31 +256,31 @@ class Reconciler:
                     if attempt.checkpoint_s is not None:
                         cluster.report_checkpoint(i, attempt.checkpoint_s)
                         self.reports[attempt.id] = attempt.checkpoint_s
-            self.policy.bind(view, len(fleet.pools))
+            order: list[int] = []  # the live jobs, in arrival order, for the policy
             for job in live:
                 i = self.job_of.get(job.id)
                 if i is None:
                     continue
-                if cluster.status[i] == RUNNING_:
-                    self.policy.adopt(i)
-                    continue
                 attempt = running.get(job.id)
-                if attempt is not None and self._lost_on_rebuild(job, attempt, now):
-                    continue
-                if attempt is not None:  # (what its lost run kept, at its size)
-                    size = sum(len(ids) for _, ids in attempt.placement)
-                    cluster.resume(i, (attempt.kept_s or 0.0) * speed(size, job.gpus, cluster.scaling[i]), 1)
-                if job.state == RUNNING:
-                    job.state = PENDING
-                cluster.submit(i)
-                self.policy.submitted(i)
+                if not cluster.is_running(i):
+                    if attempt is not None and self._lost_on_rebuild(job, attempt, now):
+                        continue
+                    if attempt is not None:  # (what its lost run kept, at its size)
+                        size = sum(len(ids) for _, ids in attempt.placement)
+                        kept = (attempt.kept_s or 0.0) * speed(size, job.gpus, cluster.scaling[i])
+                        cluster.resume(i, kept, 1, now)  # (lost at this rebuild)
+                    if job.state == RUNNING:
+                        set_state(job, PENDING)
+                order.append(i)
+            self.driver = driver = Driver(cluster, self.policy, self)
+            driver.take_over(order)
             saved = session.get(Meta, "policy")
             self.saved_policy = saved.value if saved is not None else None
             if self.saved_policy is not None and self.saved_policy["policy"] == self.config.policy:
-                self.policy.restore(json.loads(self.saved_policy["state"]), self.job_of.get)
+                driver.restore(json.loads(self.saved_policy["state"]), self.job_of.get)
                 for name, at_s in self.saved_policy.get("wakes", {}).items():
                     if name in fleet.pools:
-                        self.wakes[fleet.pools.index(name)] = at_s
+                        driver.wakes[fleet.pools.index(name)] = at_s
 
     @staticmethod
     def _fits(attempt: Attempt, nodes: list[Node], index: dict[str, int]) -> bool:
@@ -287,13 +299,14 @@ class Reconciler:
         if attempt.state == EXITED:
             self._finish(row, attempt, now)
             return True
-        attempt.state, attempt.ended, attempt.end_s = DONE, "failed", now
+        set_state(attempt, ATTEMPT_ENDED)
+        attempt.ended, attempt.end_s = "failed", now
         attempt.kept_s = kept_s(attempt, row)
         return False
 
     def _close(self, row: Job, attempt: Attempt, now: float) -> None:
         """An attempt whose end was reported is done: its time counts to its job's."""
-        attempt.state = DONE
+        set_state(attempt, ATTEMPT_ENDED)
         self.reports.pop(attempt.id, None)
         row.run_s += (attempt.end_s or now) - attempt.start_s
 
@@ -301,7 +314,7 @@ class Reconciler:
         """Apply an attempt's reported exit to its job: it has ended, for good."""
         self._close(row, attempt, now)
         attempt.ended = "completed" if attempt.exit_code == 0 else "failed"
-        row.state = SUCCEEDED if attempt.exit_code == 0 else FAILED
+        set_state(row, SUCCEEDED if attempt.exit_code == 0 else FAILED)
         row.exit_code, row.end_s = attempt.exit_code, now
 
     def _register(self, jobs: list[Job]) -> list[Job]:
@@ -336,14 +349,14 @@ class Reconciler:
         """Apply what arrived and decide; the number of attempts committed."""
         now = self.clock()
         if self._nodes_changed(now):
-            self.rebuild()
-        cluster = self.cluster
-        if cluster is None:
+            self.rebuild("a node joined from a new pool, or came back with other GPUs")
+        cluster, driver = self.cluster, self.driver
+        if cluster is None or driver is None:
             return 0
         cluster.view.now_s = now
-        started = 0
         self.fresh = set()
         with Session(self.db) as session, session.begin():
+            self.session = session
             # After a rebuild every pool is passed, so that jobs found waiting may start, unless
             # the reconciler before this one passed them at this very instant, knowing every
             # job this one found.
@@ -361,20 +374,15 @@ class Reconciler:
             touched |= self._services(session, now)
             touched |= self._arrivals(session)
             touched |= self._cancellations(session, now)
-            touched |= {pool for pool, at in self.wakes.items() if at <= now}
-            for pool in touched & set(self.wakes):
-                if self.wakes[pool] <= now:
-                    del self.wakes[pool]
-            if cluster.enforce_quota and touched and len(cluster.fleet.pools) > 1:
-                touched |= {p for p, sizes in enumerate(cluster.waiting_sizes) if sizes}
-            for pool in sorted(touched):
-                started += self._decide(session, pool, now)
+            touched |= driver.due(now)
+            started = driver.decide(touched, now)
             seen = {"t": now, "jobs": self.last_row}
             if note is None:
                 session.add(Meta(key="decided_s", value=seen))
             else:
                 note.value = seen
             self._save_policy(session)
+            self.session = None
         return started
 
     def _services(self, session: Session, now: float) -> set[int]:
@@ -410,12 +418,15 @@ class Reconciler:
         asked to decide again, with this step's attempts: a rebuilt reconciler restores it
         and carries on as if it had not been rebuilt. (JSON text: a rank may hold an
         infinity, which JSON columns refuse.)"""
-        assert self.cluster is not None
+        assert self.cluster is not None and self.driver is not None
+        if not self.driver.changed:
+            return
+        self.driver.changed = False
         pools = self.cluster.fleet.pools
         state = {
             "policy": self.config.policy,
-            "state": json.dumps(self.policy.export(self.row_of.__getitem__)),
-            "wakes": {pools[pool]: at_s for pool, at_s in sorted(self.wakes.items())},
+            "state": json.dumps(self.driver.export(self.row_of.__getitem__)),
+            "wakes": {pools[pool]: at_s for pool, at_s in sorted(self.driver.wakes.items())},
         }
         if state == self.saved_policy:
             return
@@ -483,7 +494,7 @@ class Reconciler:
         graces = [
             grace_s
             for placement, grace_s in session.execute(
-                live.where(Attempt.state.in_((COMMITTED, STARTED, STOPPING)))
+                live.where(Attempt.state.in_((COMMITTED, ATTEMPT_RUNNING, STOPPING)))
             )
             if any(name == node.name for name, _ in placement)
         ]
@@ -495,12 +506,11 @@ class Reconciler:
     def _drain(self, session: Session, node: Node, now: float) -> None:
         """A drain's deadline passed: the jobs still on the node are stopped as the
         simulator's maintenance stops them (they save first) and wait again."""
-        assert self.cluster is not None
+        assert self.cluster is not None and self.driver is not None
         for job in sorted(self.cluster.on_host.get(node.host, ())):
-            self.cluster.interrupt(job, now, graceful=True)
-            self.policy.interrupted(job)
+            self.driver.interrupt(job, now, graceful=True)
             row = session.get(Job, self.row_of[job])
-            row.state = PENDING
+            set_state(row, PENDING)
             self._stop(session, row, now, "drained")
             self.nodes_touched.add(self.cluster.pool[job])
         node.drain_deadline_s = None
@@ -508,19 +518,19 @@ class Reconciler:
     def _lose_node(self, session: Session, node: Node, now: float) -> None:
         """A node that stopped answering: its attempts end as failed, their jobs wait again
         with their last checkpoint, as the simulator's host failures leave them."""
-        if self.cluster is None or node.host < 0:
+        if self.cluster is None or self.driver is None or node.host < 0:
             return
         self.nodes_touched.add(int(self.cluster.fleet.host_pool[node.host]))
-        for job in self.cluster.remove_host(node.host, now):
-            self.policy.interrupted(job)
+        for job in self.driver.remove_host(node.host, now):
             row = session.get(Job, self.row_of[job])
-            row.state = PENDING
+            set_state(row, PENDING)
             for attempt in session.scalars(
                 select(Attempt).where(
-                    Attempt.job == row.id, Attempt.state.in_((COMMITTED, STARTED, STOPPING))
+                    Attempt.job == row.id, Attempt.state.in_((COMMITTED, ATTEMPT_RUNNING, STOPPING))
                 )
             ):
-                attempt.state, attempt.ended, attempt.end_s = DONE, "failed", now
+                set_state(attempt, ATTEMPT_ENDED)
+                attempt.ended, attempt.end_s = "failed", now
                 attempt.kept_s = kept_s(attempt, row)
                 self.cluster.settle(job, attempt.kept_s)
         node.host = -1
@@ -530,20 +540,22 @@ class Reconciler:
         cluster = self.cluster
         assert cluster is not None
         for attempt in session.scalars(
-            select(Attempt).where(Attempt.state.in_((COMMITTED, STARTED)), Attempt.checkpoint_s.is_not(None))
+            select(Attempt).where(
+                Attempt.state.in_((COMMITTED, ATTEMPT_RUNNING)), Attempt.checkpoint_s.is_not(None)
+            )
         ):
             at = attempt.checkpoint_s
             i = self.job_of.get(attempt.job)
             if i is None or self.reports.get(attempt.id) == at:
                 continue
             self.reports[attempt.id] = at
-            if cluster.status[i] == RUNNING_ and cluster.run_since[i] == attempt.start_s:
+            if cluster.is_running(i) and cluster.run_since[i] == attempt.start_s:
                 cluster.report_checkpoint(i, at)
 
     def _exits(self, session: Session, now: float) -> set[int]:
         """Attempts whose end an agent reported, in the order they started."""
-        cluster = self.cluster
-        assert cluster is not None
+        cluster, driver = self.cluster, self.driver
+        assert cluster is not None and driver is not None
         touched: set[int] = set()
         for attempt in session.scalars(select(Attempt).where(Attempt.state == EXITED).order_by(Attempt.id)):
             row = session.get(Job, attempt.job)
@@ -552,28 +564,25 @@ class Reconciler:
                 self._finish(row, attempt, now)
                 if i is None:
                     continue
-                if cluster.status[i] == RUNNING_:
-                    cluster.complete(i, now)
-                    self.policy.finished(i)
-                    touched.add(cluster.pool[i])
-                elif cluster.status[i] in (FUTURE, WAITING):  # (never again: it has ended)
-                    cluster.withdraw(i, now)
-                    self.policy.withdrawn(i)
+                if cluster.is_running(i):
+                    touched.add(driver.complete(i, now))
+                elif not cluster.has_ended(i):  # (waiting, or not yet arrived: never again, it has ended)
+                    driver.withdraw(i, now)
                     touched.add(cluster.pool[i])
                 continue
             self._close(row, attempt, now)
             if row.cancel_requested and row.state != CANCELLED:
-                row.state, row.end_s = CANCELLED, now
+                set_state(row, CANCELLED)
+                row.end_s = now
             elif attempt.ended == "failed":
                 # (its agent lost the server and stopped it, fencing it off: a lost node, as
                 # the job sees it; it waits again with what its checkpoints kept)
                 attempt.kept_s = kept_s(attempt, row)
-                current = i is not None and cluster.status[i] == RUNNING_
+                current = i is not None and cluster.is_running(i)
                 if current and cluster.run_since[i] == attempt.start_s:
-                    cluster.interrupt(i, now, graceful=False)
-                    self.policy.interrupted(i)
+                    driver.interrupt(i, now, graceful=False)
                     cluster.settle(i, attempt.kept_s)
-                    row.state = PENDING
+                    set_state(row, PENDING)
                     touched.add(cluster.pool[i])
             elif attempt.ended != "cancelled":  # (stopped on purpose: what it kept is known now)
                 attempt.kept_s = kept_s(attempt, row)
@@ -584,8 +593,8 @@ class Reconciler:
         return touched
 
     def _arrivals(self, session: Session) -> set[int]:
-        cluster = self.cluster
-        assert cluster is not None
+        cluster, driver = self.cluster, self.driver
+        assert cluster is not None and driver is not None
         # Ids grow with submissions, but a transaction may commit after a later one: look
         # back a window of ids at every step, and at every id now and then.
         self.steps += 1
@@ -602,70 +611,59 @@ class Reconciler:
             if unknown
             else []
         )
-        new = self._register(new)
-        for row in new:
-            i = self.job_of[row.id]
-            cluster.submit(i)
-            self.policy.submitted(i)
-        return {cluster.pool[self.job_of[row.id]] for row in new}
+        return {driver.submit(self.job_of[row.id]) for row in self._register(new)}
 
     def _cancellations(self, session: Session, now: float) -> set[int]:
-        cluster = self.cluster
-        assert cluster is not None
+        cluster, driver = self.cluster, self.driver
+        assert cluster is not None and driver is not None
         touched: set[int] = set()
         rows = session.scalars(select(Job).where(Job.cancel_requested, Job.state.in_((PENDING, RUNNING))))
         for row in rows:
             i = self.job_of.get(row.id)
             if i is None:  # (never registered: no pool could hold it)
                 self.unplaceable.pop(row.id, None)
-                row.state, row.end_s = CANCELLED, now
+                set_state(row, CANCELLED)
+                row.end_s = now
                 continue
-            was_running = cluster.withdraw(i, now)
-            self.policy.withdrawn(i)
+            was_running = driver.withdraw(i, now)
             touched.add(cluster.pool[i])
             if was_running:
                 self._stop(session, row, now, "cancelled")
-            row.state, row.end_s = CANCELLED, now
+            set_state(row, CANCELLED)
+            row.end_s = now
         return touched
 
     def _stop(self, session: Session, row: Job, now: float, why: str) -> None:
         """Ask the agents to stop the job's live attempt: SIGTERM, then SIGKILL after its grace."""
         for attempt in session.scalars(
-            select(Attempt).where(Attempt.job == row.id, Attempt.state.in_((COMMITTED, STARTED)))
+            select(Attempt).where(Attempt.job == row.id, Attempt.state.in_((COMMITTED, ATTEMPT_RUNNING)))
         ):
             attempt.ended, attempt.stop_s = why, now
             if attempt.id in self.fresh:  # (committed in this transaction: no agent has seen it)
-                attempt.state, attempt.end_s, attempt.kept_s = DONE, now, 0.0
+                set_state(attempt, ATTEMPT_ENDED)
+                attempt.end_s, attempt.kept_s = now, 0.0
                 continue
-            attempt.state, attempt.stop_deadline_s = STOPPING, now + row.grace_s
+            set_state(attempt, STOPPING)
+            attempt.stop_deadline_s = now + row.grace_s
 
-    def _decide(self, session: Session, pool: int, now: float) -> int:
-        cluster = self.cluster
-        assert cluster is not None
-        started = 0
-        for decision in self.policy.decide(pool):
-            if type(decision) is Start:
-                cluster.start(decision.job, decision.placement, now)
-                self._commit(session, decision.job, now)
-                started += 1
-            elif type(decision) is Resize:
-                # the gang stops (SIGTERM: it checkpoints) and starts again at its new size
-                # from the same checkpoint folder, once the old one has ended
-                i = decision.job
-                cluster.resize(i, decision.placement, now, decision.graceful)
-                self._stop(session, session.get(Job, self.row_of[i]), now, "resized")
-                self._commit(session, i, now)
-                started += 1
-            elif type(decision) is Preempt:
-                cluster.preempt(decision.job, now, decision.why, decision.by)
-                row = session.get(Job, self.row_of[decision.job])
-                row.state = PENDING
-                self._stop(session, row, now, "preempted")
-            elif type(decision) is Hold:
-                cluster.hold(decision.job, now, decision.reason)
-            elif type(decision) is Wake and now < decision.at_s < self.wakes.get(decision.pool, math.inf):
-                self.wakes[decision.pool] = decision.at_s
-        return started
+    # --- the driver's effects, in the step's transaction --------------------------------------
+
+    def started(self, job: int, end_s: float, now_s: float) -> None:
+        assert self.session is not None
+        self._commit(self.session, job, now_s)
+
+    def resized(self, job: int, end_s: float, now_s: float) -> None:
+        """The gang stops (SIGTERM: it checkpoints) and starts again at its new size from the
+        same checkpoint folder, once the old one has ended."""
+        assert self.session is not None
+        self._stop(self.session, self.session.get(Job, self.row_of[job]), now_s, "resized")
+        self._commit(self.session, job, now_s)
+
+    def preempted(self, job: int, now_s: float) -> None:
+        assert self.session is not None
+        row = self.session.get(Job, self.row_of[job])
+        set_state(row, PENDING)
+        self._stop(self.session, row, now_s, "preempted")
 
     def _commit(self, session: Session, i: int, now: float) -> None:
         """An attempt row for the run job `i` has just been given, in the transaction before
@@ -678,13 +676,15 @@ class Reconciler:
             job=row.id, number=cluster.attempts[i], placement=placement, state=COMMITTED, start_s=now
         )
         session.add(attempt)
-        row.state = RUNNING
+        set_state(row, RUNNING)
         session.flush()
         self.fresh.add(attempt.id)
 
     def next_wake_s(self) -> float:
         """When the policy asked to decide again with nothing else happening (inf if never)."""
-        return min(self.wakes.values(), default=math.inf)
+        if self.driver is None:
+            return math.inf
+        return min(self.driver.wakes.values(), default=math.inf)
 
     def reasons(self, job_row: int) -> list[tuple[float, str, str]]:
         """A job's history as (time, kind, words), in the simulator's words."""

@@ -29,7 +29,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from corral.capacity.broker import DAY_S, Broker
-from corral.live.db import PENDING, RUNNING, STARTED, Attempt, Demand, Job, Meta, Move, Node, Service
+from corral.live.db import ATTEMPT_RUNNING, PENDING, RUNNING, Attempt, Demand, Job, Meta, Move, Node, Service
 
 REPLICA_PRIORITY = 1_000_000  # replicas go before any job a team submits
 REPLICA_PORT_BASE = 30000  # a replica listens on CORRAL_PORT = base + attempt id % 20000
@@ -56,7 +56,7 @@ def endpoints(db: Session, service: str) -> list[dict[str, Any]]:
     rows = db.execute(
         select(Attempt, Job.job_id)
         .join(Job, Attempt.job == Job.id)
-        .where(Job.service == service, Attempt.state == STARTED)
+        .where(Job.service == service, Attempt.state == ATTEMPT_RUNNING)
         .order_by(Attempt.id)
     ).all()
     out = []

@@ -33,6 +33,7 @@ from corral.scheduling.policy import (
     Preempt,
     Resize,
     Start,
+    Traits,
     View,
     Wake,
     same,
@@ -54,16 +55,14 @@ def shrunk(placement: Placement, gpus: int) -> Placement:
     return tuple(out)
 
 
-class Elastic:
+class Elastic(Traits):
     def __init__(self, inner: Policy, hold_s: float = HOLD_S) -> None:
         self.inner = inner
         self.hold_s = hold_s
         self.name = f"{inner.name}+elastic"
-        self.enforces_quota = bool(getattr(inner, "enforces_quota", False))
-        self.gives_reasons = bool(getattr(inner, "gives_reasons", False))
-
-    def __getattr__(self, name: str) -> Any:  # (usage(), restore_usage() ... of the inner policy)
-        return getattr(self.inner, name)
+        self.enforces_quota = inner.enforces_quota
+        self.gives_reasons = inner.gives_reasons
+        self.needs_durations = inner.needs_durations
 
     # --- what happened -------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 from sortedcontainers import SortedList
 
-from corral.scheduling.policy import Decision, JobIndex, JobKey, Start, View, same
+from corral.scheduling.policy import Decision, JobIndex, JobKey, Start, Traits, View, same
 from corral.scheduling.reservation import Reservation, ShadowCache
 from corral.scheduling.sjf import ListScheduling
 from corral.scheduling.waiting import BySize, Cursor, Size
@@ -15,7 +15,7 @@ from corral.scheduling.waiting import BySize, Cursor, Size
 WALK_BY_SIZE = 64  # queues longer than this are walked size by size (`_backfill_walk`)
 
 
-class Fifo:
+class Fifo(Traits):
     """Strict FCFS per pool: the head job blocks everyone behind it (head-of-line blocking)."""
 
     name = "fifo"
@@ -74,7 +74,7 @@ class FifoFirstFit(ListScheduling):
         return (self.view.submit_s[job],)
 
 
-class FifoBackfill:
+class FifoBackfill(Traits):
     """EASY backfill (Lifka 1995; Slurm's sched/backfill): the blocked head job gets a
     reservation at the earliest time it could be placed (the shadow time, from the remaining
     `duration_s` as the runtime estimate, with checkpoint writes and any restart cost); a

@@ -17,25 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import numpy as np
 from sortedcontainers import SortedList
 
 from corral.scheduling.policy import Decision, JobIndex, JobKey, View, Wake
 from corral.scheduling.preemptive import PreemptivePriority
+from corral.state.fairness import alone_s
 
 LEASE_S = 600.0  # Themis' simulations use 10-minute leases
 MARGIN = 1.25  # a waiting job preempts only a job whose rho is this many times better
-
-
-Num = float | np.ndarray
-
-
-def alone_s(duration_s: Num, gpus: Num, pool_gpus: Num, contenders: Num) -> Num:
-    """Themis' time alone: a job's run time on a 1/N share of its pool, N the queues with
-    live jobs there when it arrived; a gang larger than the share runs proportionally slower."""
-    top = np.maximum if isinstance(duration_s, np.ndarray) else max  # (one job: plain floats)
-    share = pool_gpus / top(contenders, 1)
-    return duration_s * top(1.0, gpus / share)
 
 
 class FinishTimeFair(PreemptivePriority):

@@ -143,11 +143,27 @@ def same(job: int) -> int:
     return job
 
 
+class Traits:
+    """What a policy declares of itself to the mechanism that drives it (the base of every
+    policy: all False unless the policy says otherwise).
+
+    `enforces_quota`: the mechanism checks every Start against the queue quotas.
+    `gives_reasons`: it says why each job waits (Hold), so the view need not record why a
+    placement failed. `needs_durations`: it reads true durations (an oracle; simulation
+    only)."""
+
+    enforces_quota: bool = False
+    gives_reasons: bool = False
+    needs_durations: bool = False
+
+
 class Policy(Protocol):
-    """`enforces_quota`: the mechanism checks every Start against the queue quotas.
-    `needs_durations`: it reads true durations (an oracle; simulation only)."""
+    """See the module's docstring; the traits are `Traits`'."""
 
     name: str
+    enforces_quota: bool
+    gives_reasons: bool
+    needs_durations: bool
 
     def bind(self, view: View, pools: int) -> None: ...
     def submitted(self, job: int) -> None: ...

@@ -25,15 +25,16 @@ import math
 from collections.abc import Callable, Generator, Iterable, Iterator
 from itertools import chain
 
+import numpy as np
 from sortedcontainers import SortedList
 
-from corral.scheduling.policy import Decision, JobIndex, JobKey, Preempt, Start, View, same
+from corral.scheduling.policy import Decision, JobIndex, JobKey, Preempt, Start, Traits, View, same
 from corral.scheduling.victims import victims_for_placement
 from corral.scheduling.waiting import BySize, startable
 from corral.state.reasons import Reason
 
 
-class PreemptivePriority:
+class PreemptivePriority(Traits):
     name = "preemptive"
 
     def bind(self, view: View, pools: int) -> None:
@@ -283,16 +284,23 @@ class PreemptivePriority:
         displaced.update(v for _, v in running[r:])
         return displaced
 
+    def victim_gpus(self, pool: int, job: int) -> np.ndarray | None:
+        """Per host, the GPUs of every job `victims` would offer `job`, where the policy
+        keeps an index of them (None: it keeps none, and a walk must find them)."""
+        return None
+
     def _no_host_can(self, pool: int, job: int) -> bool:
         """Whether `job`, on one host, could not be placed even were every victim it may take
         stopped: no host of the pool has its GPUs free or held by those victims. Known from
         a per-host index where the policy keeps one (`victim_gpus`), without the walk."""
         view = self.view
-        per_host = getattr(self, "victim_gpus", None)
-        if per_host is None or view.gpus[job] > view.max_host_gpus(pool):
+        if view.gpus[job] > view.max_host_gpus(pool):
+            return False
+        per_host = self.victim_gpus(pool, job)
+        if per_host is None:
             return False
         hosts = view.pool_hosts(pool)
-        room = view.free_vector()[hosts] + per_host(pool, job)[hosts]
+        room = view.free_vector()[hosts] + per_host[hosts]
         return int(room.max()) < view.gpus[job]
 
 

@@ -37,7 +37,7 @@ import numpy as np
 from sortedcontainers import SortedList
 
 from corral.quota import WhatIf
-from corral.scheduling.policy import Decision, Hold, JobIndex, JobKey, Preempt, Start, View, same
+from corral.scheduling.policy import Decision, Hold, JobIndex, JobKey, Preempt, Start, Traits, View, same
 from corral.scheduling.reservation import Reservation, ShadowCache
 from corral.scheduling.victims import grow_until_placed, needed, places_with, victims_for_placement
 from corral.scheduling.waiting import BySize, Size
@@ -68,7 +68,7 @@ class Parts:
             raise ValueError("half_life_s must be > 0")
 
 
-class Shared:
+class Shared(Traits):
     enforces_quota = True
     gives_reasons = True
 
@@ -220,11 +220,13 @@ class Shared:
 
     def export(self, key: JobKey = same) -> dict:
         """Decayed past usage per queue and cohort name (where usage decays), with when each
-        was last brought up to date: the rest is the cluster's."""
+        was last brought up to date: the rest is the cluster's. A node that holds GPUs counts
+        even with no past usage yet: its usage accrues from when it was brought up to date,
+        which a fresh policy would otherwise take as the moment it adopted the jobs."""
         if not self.decays:
             return {}
-        names = self.quota.names
-        return {names[i]: [self.decayed[i], self.decayed_at[i]] for i in range(len(names)) if self.decayed[i]}
+        names, decayed, at, held = self.quota.names, self.decayed, self.decayed_at, self.held
+        return {names[i]: [decayed[i], at[i]] for i in range(len(names)) if decayed[i] or held[i]}
 
     def restore(self, data: dict, index: JobIndex = same) -> None:
         """Put back what `export` gave (names no longer configured are dropped)."""

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 
 from sortedcontainers import SortedList
 
-from corral.scheduling.policy import Decision, JobIndex, JobKey, Start, View, same
+from corral.scheduling.policy import Decision, JobIndex, JobKey, Start, Traits, View, same
 
 
-class ListScheduling:
+class ListScheduling(Traits):
     """Start every pending job that fits, in the order of `key`."""
 
     name = "list"

@@ -24,15 +24,16 @@ import numpy as np
 
 from corral.errors import InputError
 from corral.fleet import Fleet
+from corral.mechanism.driver import Driver, NoEffects
 from corral.reliability.ettr import daly_interval_s, mtbf_s, young_interval_s
 from corral.reliability.failures import FailureModel
 from corral.scheduling.hosts import drain_order, hosts_to_lend, spare_for
-from corral.scheduling.policy import Hold, Policy, Preempt, Resize, Start, Wake
+from corral.scheduling.policy import Policy
+from corral.state.allocation import Placement
 from corral.state.cluster import CANCELLED, FUTURE, PENDING, RUNNING_, ClusterState
 from corral.state.placement import PlacementConfig
 from corral.state.reasons import Reason
 from corral.state.runs import RunLog
-from corral.state.view import ClusterView
 from corral.workload import JobTable
 
 FINISH, WAKE, FAIL, REPAIR, MAINTAIN, LEND = 0, 1, 2, 3, 4, 5
@@ -80,7 +81,10 @@ class SimResult:
         return reason.render(self.jobs.job_id)
 
 
-class Engine:
+class Engine(NoEffects):
+    """The simulator: the clock and the event heap around the shared driver, whose
+    effects it is (a start pushes the job's end, a wake its event, a pass a sample)."""
+
     def __init__(
         self,
         fleet: Fleet,
@@ -99,15 +103,12 @@ class Engine:
         self.jobs = jobs
         self.policy = policy
         self.placement_config = placement
-        self.cluster = ClusterState(
-            fleet, placement, bool(getattr(policy, "enforces_quota", False)), explain, record
-        )
+        self.cluster = ClusterState(fleet, placement, policy.enforces_quota, explain, record)
         self.cluster.add_jobs(jobs)
         self.cluster.explained = explain_jobs
         self.sample_s = sample_s
         self.next_sample = [-math.inf] * len(fleet.pools)
         self.series: list[tuple] = []
-        self.next_wake = [math.inf] * len(fleet.pools)
         self.progress = progress
         self.failures = failures
         self.by_cause: dict[int, dict[str, int]] = {}
@@ -154,7 +155,7 @@ class Engine:
         n = len(self.jobs)
         self.order = np.lexsort((np.arange(n), self.jobs.submit_s)).tolist()
         self.nxt = 0
-        self._bind(self.cluster.view, self.policy)
+        self.driver = Driver(self.cluster, self.policy, self)
         if self.failures is not None:
             self.rng = np.random.default_rng(self.failures.seed)
             self._next_failure(0.0)
@@ -168,13 +169,6 @@ class Engine:
             self.horizon = (
                 max(self.cluster.submit_s) + HORIZON_RUNS * max(self.cluster.duration_s) + HORIZON_SLACK_S
             )
-
-    def next_instant(self) -> float:
-        """When the next event happens (inf: none left)."""
-        heap, n = self.heap, len(self.jobs)
-        t_submit = self.cluster.submit_s[self.order[self.nxt]] if self.nxt < n else math.inf
-        live = heap and self.done < n
-        return min(heap[0][0] if live else math.inf, t_submit)
 
     def advance(self, until_s: float = math.inf) -> None:
         """Apply every instant up to and including `until_s` (all of them by default), each
@@ -201,8 +195,8 @@ class Engine:
             self._instant(now)
 
     def _instant(self, now: float) -> None:
-        cluster, policy, heap = self.cluster, self.policy, self.heap
-        pool = cluster.pool
+        cluster, driver, heap = self.cluster, self.driver, self.heap
+        wakes = driver.wakes
         self.now = cluster.view.now_s = now
         touched: set[int] = set()
         events = 0
@@ -213,13 +207,11 @@ class Engine:
                 if tok != attempts[job] or status[job] != RUNNING_:  # (a later run, or stopped since)
                     continue
                 events += 1
-                cluster.complete(job, now)
-                policy.finished(job)
-                touched.add(pool[job])
+                touched.add(driver.complete(job, now))
                 self.done += 1
             elif kind == WAKE:  # for pool `job`
-                if self.next_wake[job] == now:
-                    self.next_wake[job] = math.inf
+                if wakes.get(job) == now:
+                    del wakes[job]
                     events += 1
                     touched.add(job)
             elif kind == LEND:
@@ -235,38 +227,11 @@ class Engine:
             if status[job] == CANCELLED:  # (withdrawn before it arrived)
                 continue
             events += 1
-            cluster.submit(job)
-            policy.submitted(job)
-            touched.add(pool[job])
+            touched.add(driver.submit(job))
         self.events += events
-        if cluster.enforce_quota and touched:
-            touched |= self._quota_waiters()
-        self._decide(touched, now)
+        driver.decide(touched, now)
         if self.progress is not None and self.done % max(1, n // 200) == 0 and self.done:
             self.progress(self.done, n)
-
-    def _decide(self, touched: set[int], now: float) -> None:
-        """A scheduling pass over each pool in `touched`, its decisions applied as they come."""
-        cluster, policy = self.cluster, self.policy
-        for p in sorted(touched):
-            for decision in policy.decide(p):
-                if type(decision) is Start:
-                    self._start(decision.job, decision.placement, now)
-                elif type(decision) is Preempt:
-                    cluster.preempt(decision.job, now, decision.why, decision.by)
-                elif type(decision) is Resize:
-                    end = cluster.resize(decision.job, decision.placement, now, decision.graceful)
-                    self._push(end, FINISH, decision.job, cluster.attempts[decision.job])
-                elif type(decision) is Hold:
-                    cluster.hold(decision.job, now, decision.reason)
-                elif type(decision) is Wake:
-                    if now < decision.at_s < self.next_wake[decision.pool]:
-                        self.next_wake[decision.pool] = decision.at_s
-                        self._push(decision.at_s, WAKE, decision.pool)
-                else:
-                    raise TypeError(f"unknown decision {decision!r}")
-            if now >= self.next_sample[p]:
-                self._sample(p, now)
 
     def decide_at(self, now_s: float, pools: set[int]) -> None:
         """Apply every instant up to `now_s`, then pass `pools` at `now_s`: for a mechanism
@@ -274,62 +239,37 @@ class Engine:
         target for an elastic job)."""
         self.advance(now_s)
         self.now = self.cluster.view.now_s = max(self.now, now_s)
-        self._decide(pools, self.now)
+        self.driver.decide(pools, self.now, widen=False)
 
     def stop(self, job: int, graceful: bool = True) -> None:
         """Stop running `job` now (between instants): its GPUs are taken back for another use
         by a mechanism outside the engine. It saves first when `graceful` (else it keeps its
         last completed checkpoint) and waits again."""
-        self.cluster.interrupt(job, self.now, graceful)
-        self.policy.interrupted(job)
-
-    def _quota_waiters(self) -> set[int]:
-        """Pools where jobs wait, when quota spans pools: GPUs of a queue's quota returned in
-        one pool may admit a job of its cohort waiting in another, which no event there
-        would otherwise wake."""
-        if len(self.fleet.pools) == 1:
-            return set()
-        return {p for p, sizes in enumerate(self.cluster.waiting_sizes) if sizes}
+        self.driver.interrupt(job, self.now, graceful)
 
     def withdraw(self, job: int) -> None:
         """Cancel `job` now (between instants): a waiting job never starts, a running one is
         killed and frees exactly its GPUs, which its pool's next pass may give away at once."""
-        cluster = self.cluster
-        arrived = cluster.status[job] != FUTURE
-        cluster.withdraw(job, self.now)
+        arrived = self.cluster.status[job] != FUTURE
+        self.driver.withdraw(job, self.now)
         self.done += 1
         if arrived:
-            self.policy.withdrawn(job)
-            touched = {cluster.pool[job]}
-            if cluster.enforce_quota:
-                touched |= self._quota_waiters()
-            self._decide(touched, self.now)
-
-    def _bind(self, view: ClusterView, policy: Policy) -> None:
-        """Bind `policy` to `view`; where reasons are recorded and the policy gives none of
-        its own, the view records why a job it tried could not be placed."""
-        view.explains_placement = view.explain and not getattr(policy, "gives_reasons", False)
-        policy.bind(view, len(self.fleet.pools))
+            self.driver.decide({self.cluster.pool[job]}, self.now)
 
     def replace(self, cluster: ClusterState, policy: Policy, policy_state: Any = None) -> None:
         """Carry on from `cluster` (the state exported and restored) under a fresh `policy`:
         it is bound, told of every live job in arrival order (`submitted` if it waits,
         `adopt` if it runs) and given back the state it exported."""
         self.cluster, self.policy = cluster, policy
-        view = cluster.view
-        view.now_s = self.now
-        self._bind(view, policy)
+        cluster.view.now_s = self.now
+        self.driver.bind(cluster, policy)
         live = sorted(
             (j for j, s in enumerate(cluster.status) if s in (PENDING, RUNNING_)),
             key=lambda j: (cluster.submit_s[j], j),
         )
-        for job in live:
-            if cluster.is_running(job):
-                policy.adopt(job)
-            else:
-                policy.submitted(job)
+        self.driver.take_over(live)
         if policy_state is not None:
-            policy.restore(policy_state)
+            self.driver.restore(policy_state)
 
     def result(self) -> SimResult:
         cluster, n, now = self.cluster, len(self.jobs), self.now
@@ -375,12 +315,25 @@ class Engine:
             runs=cluster.runs,
         )
 
-    def _start(self, job: int, placement: tuple, now: float) -> None:
+    # --- the driver's effects -------------------------------------------------------------
+
+    def starting(self, job: int, placement: Placement, now_s: float) -> None:
+        """A run's checkpoint interval, where the failure model sets it, before it starts."""
         cluster = self.cluster
         if self.failures is not None and self.failures.checkpoint != "fixed" and cluster.write_s[job] > 0:
             cluster.set_interval(job, self._interval_s(job, len(placement)))
-        end = cluster.start(job, placement, now)
-        self._push(end, FINISH, job, cluster.attempts[job])
+
+    def started(self, job: int, end_s: float, now_s: float) -> None:
+        self._push(end_s, FINISH, job, self.cluster.attempts[job])
+
+    resized = started
+
+    def woken(self, pool: int, at_s: float) -> None:
+        self._push(at_s, WAKE, pool)
+
+    def passed(self, pool: int, now_s: float) -> None:
+        if now_s >= self.next_sample[pool]:
+            self._sample(pool, now_s)
 
     def _interval_s(self, job: int, hosts: int) -> float:
         """Young's or Daly's interval for this run, from the configured failure rate or, for
@@ -510,8 +463,7 @@ class Engine:
                 victim = next(victims, None)
                 if victim is None:
                     break
-                self._interrupt(victim, now, RECLAIM)
-                self.policy.interrupted(victim)
+                self._interrupt(victim, now, RECLAIM, requeue=True)
         self._short(pool, want - len(lent), now)
         return touched
 
@@ -555,7 +507,7 @@ class Engine:
         cluster = self.cluster
         jobs = sorted({j for h in hosts for j in cluster.on_host.get(h, ())})
         for job in jobs:
-            self._interrupt(job, now, cause)
+            self._interrupt(job, now, cause, requeue=False)
         for h in hosts:
             self._down(h, now, repair_s)
         lost = set(hosts)
@@ -572,24 +524,25 @@ class Engine:
                 for spare in taken.values():
                     cluster.alloc.put_back(spare)  # type: ignore[arg-type]
                 moved = tuple((taken.get(h, h), g) for h, g in placement)
-                self._start(job, moved, now)  # the policy still counts it as running
+                self.driver.restart(job, moved, now)  # the policy still counts it as running
             else:
                 for spare in taken.values():  # not enough: give back what was taken
                     if spare is not None:
                         self.spares[int(pods[spare])].append(spare)
-                self.policy.interrupted(job)
+                self.driver.requeue(job)
                 touched.add(cluster.pool[job])
         return len(jobs)
 
-    def _interrupt(self, job: int, now: float, cause: int) -> None:
+    def _interrupt(self, job: int, now: float, cause: int, requeue: bool) -> None:
         """A failure (cause >= 0) loses the work since the last completed checkpoint; planned
-        maintenance and reclaim let the job save first."""
+        maintenance and reclaim let the job save first. With `requeue` the job waits again;
+        otherwise the caller restarts it on spares or requeues it."""
         graceful = cause in (PLANNED, RECLAIM)
         if graceful:
             name = "planned" if cause == PLANNED else "reclaimed"
         else:
             name = self.failures.causes[cause].name  # type: ignore[union-attr]
-        lost = self.cluster.interrupt(job, now, graceful)
+        lost = self.driver.interrupt(job, now, graceful, requeue)
         counts = self.by_cause.setdefault(job, {})
         counts[name] = counts.get(name, 0) + 1
         self.lost_by_cause[name] = self.lost_by_cause.get(name, 0.0) + lost * self.cluster.gpus[job]

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from corral.scheduling.ftf import alone_s
 from corral.sim.engine import SimResult
+from corral.state.fairness import alone_s
 from corral.workload import write_table
 
 
@@ -48,7 +48,7 @@ def summary(result: SimResult) -> dict[str, Any]:
 
 def finish_time_fairness(result: SimResult) -> np.ndarray:
     """Themis' rho per job: its completion time shared over its time alone on a 1/N share of
-    its pool (ftf.alone_s). rho > 1: the sharing cost the job more than its share owed it."""
+    its pool (state/fairness.py). rho > 1: the sharing cost the job more than its share owed it."""
     jobs = result.jobs
     pool_gpus = np.asarray(result.fleet.pool_gpus, dtype=float)[result.pool]
     alone = alone_s(jobs.duration_s, jobs.gpus, pool_gpus, result.contenders)

@@ -495,10 +495,14 @@ class ClusterState:
         finally:
             self.enforce_quota = enforce
 
-    def resume(self, job: int, worked_s: float, stops: int) -> None:
+    def resume(self, job: int, worked_s: float, stops: int, stopped_s: float = NAN) -> None:
         """Registered `job` ran before, `stops` times stopped after `worked_s` of work kept
         (seconds at the size it asked for; a live cluster rebuilt from its records): it has
-        that much less left."""
+        that much less left. `stopped_s`: when that run was stopped (its last stop, read by
+        LAS's starvation promotion)."""
+        if not math.isnan(stopped_s):
+            last = self.last_stop[job]
+            self.last_stop[job] = stopped_s if math.isnan(last) else max(last, stopped_s)
         self.remaining[job] = max(0.0, self.remaining[job] - worked_s)
         self.preemptions[job] += stops
         self.run_estimate[job] = NAN
@@ -723,8 +727,9 @@ class ClusterState:
     def is_running(self, job: int) -> bool:
         return self.status[job] == RUNNING_
 
-    def running_jobs(self) -> list[int]:
-        return [j for j, s in enumerate(self.status) if s == RUNNING_]
+    def has_ended(self, job: int) -> bool:
+        """Whether `job` completed or was withdrawn (neither waits, runs, nor will arrive)."""
+        return self.status[job] in (DONE, CANCELLED)
 
     def waiting_jobs(self) -> list[int]:
         """Jobs waiting, in arrival order (submit time, then job number)."""

@@ -35,14 +35,6 @@ class Reason:
             return self.text
         return self.text.format(**{f"job{i}": job_ids[j] for i, j in enumerate(self.jobs)})
 
-    def to_dict(self, job_ids: Sequence[str]) -> dict:
-        return {
-            "kind": self.kind,
-            "text": self.render(job_ids),
-            "jobs": [job_ids[j] for j in self.jobs],
-            "queues": list(self.queues),
-        }
-
 
 def capacity_reason(gpus: int, free: int, level: int | None) -> Reason:
     """Why a job of `gpus` GPUs at topology `level` finds no placement with `free` GPUs free.

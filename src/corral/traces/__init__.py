@@ -7,8 +7,9 @@ import csv
 from pathlib import Path
 
 from corral.errors import reading
+from corral.job_columns import read_canonical
 from corral.traces import philly
-from corral.workload import JobTable, open_text, read_canonical
+from corral.workload import JobTable, open_text
 
 
 def read_jobs(path: str | Path) -> JobTable:

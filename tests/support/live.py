@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import math
 import socket
+from collections.abc import Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from corral.live.db import COMMITTED, EXITED, STARTED, STOPPING, Attempt, Job, Node, connect, migrate
+from corral.live.db import ATTEMPT_RUNNING, COMMITTED, EXITED, STOPPING, Attempt, Job, Node, connect, migrate
 from corral.live.reconciler import Config, Reconciler
 from corral.workload import JobTable
 
@@ -79,7 +80,7 @@ class FakeExecutor:
                 attempt.state, attempt.exit_code, attempt.end_s = EXITED, -15, now
             for attempt in session.scalars(select(Attempt).where(Attempt.state == COMMITTED)):
                 job = session.get(Job, attempt.job)
-                attempt.state = STARTED
+                attempt.state = ATTEMPT_RUNNING
                 self.began[attempt.id] = (job.job_id, now)
                 self.ends[attempt.id] = now + self.left[job.job_id]
 
@@ -100,11 +101,12 @@ def replay(
     jobs: JobTable,
     policy: str,
     config: Config | None = None,
-    crash: bool = False,
+    crash: bool | Callable[[], bool] = False,
 ):
     """The workload through the reconciler: each instant, exits, then arrivals, then a step.
-    With `crash`, the reconciler is thrown away after every step, after its commit and
-    before the executor launches anything, and a new one is built from the database.
+    With `crash`, the reconciler is thrown away after every step (or after those where
+    `crash()` says so), after its commit and before the executor launches anything, and a
+    new one is built from the database.
     Returns ({job_id: [start of each attempt]}, the last reconciler, the database)."""
     engine = database(url)
     add_nodes(engine, node_gpus)
@@ -130,7 +132,7 @@ def replay(
                 add_job(session, jobs, order[k])
                 k += 1
         reconciler.step()
-        if crash:
+        if crash is True or (callable(crash) and crash()):
             reconciler = Reconciler(engine, cfg, clock)
         executor.take(clock.t)
         while True:  # preempted attempts exit at once: apply their ends in the same instant

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.live_support import free_port
+from tests.support.live import free_port
 
 RAY = str(Path(sys.executable).with_name("ray"))
 

@@ -12,12 +12,12 @@ from typing import Annotated
 import numpy as np
 import typer
 
+from corral.cli.plan_scaling import price
 from corral.config import parse_count
 from corral.errors import InputError
 from corral.hardware import GPU, load_gpu
 from corral.plan.programme import Programme, Run, energy_mwh, job_table, plan_programme
 from corral.plan.scaling import LossLaw, load_law
-from corral.plan.scaling_commands import price
 from corral.report import tables
 from corral.report.outputs import pyplot
 from corral.report.terminal import AsJson, console, input_errors, progress_bars

@@ -7,6 +7,9 @@ from typing import Annotated
 
 import typer
 
+from corral.cli.plan_programme import programme
+from corral.cli.plan_roadmap import fleet
+from corral.cli.plan_scaling import scaling_app
 from corral.config import MAX_COUNT, parse_count
 from corral.errors import InputError
 from corral.hardware import GPU, load_gpu
@@ -14,10 +17,7 @@ from corral.plan.estimate import Prices, Reliability, RunEstimate, estimate_run,
 from corral.plan.layout import Layout
 from corral.plan.model import load_model
 from corral.plan.network import Network
-from corral.plan.programme_commands import programme
 from corral.plan.recipe import LLAMA3_405B_GPU_HOURS, estimate_recipe, load_recipe
-from corral.plan.roadmap_commands import fleet
-from corral.plan.scaling_commands import scaling_app
 from corral.plan.search import search
 from corral.plan.step import StepEstimate, estimate_step
 from corral.reliability.failures import LLAMA3_RATE

@@ -1,0 +1,1 @@
+"""The live API, one router per resource; server.py composes them."""

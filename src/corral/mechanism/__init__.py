@@ -1,0 +1,1 @@
+"""What both faces drive their policies with (driver.py)."""
