@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from corral.cli.app import app
+from corral.cli.common import write_text
 from corral.config import parse_duration_s
 from corral.errors import InputError
 from corral.live.logs import checked
@@ -117,14 +118,14 @@ def _broker(kind: str | None, step: str, day: str) -> Any:
 
 
 def _serve(
-    engine: Any, config: Any, data_dir: Path, port: int, on_ready: Any, logging: tuple[str, str]
+    engine: Any, config: Any, data_dir: Path, port: int, on_ready: Any, log_settings: tuple[str, str]
 ) -> None:
     """Run the API on 127.0.0.1:`port` until SIGTERM or SIGINT; `on_ready(url)` once it
-    answers. The server's log goes to DATA_DIR/server.log (`logging`: level and format)."""
+    answers. The server's log goes to DATA_DIR/server.log (`log_settings`: level and format)."""
     uvicorn, _, server = _server_parts()
     from corral.live.logs import log_to, stop_logging
 
-    handler = log_to(data_dir, *logging)
+    handler = log_to(data_dir, *log_settings)
     try:
         _serve_until_stopped(uvicorn, server.create_app(engine, config, data_dir), port, on_ready)
     finally:
@@ -213,7 +214,7 @@ def up(
         if count < 1:
             raise InputError("no GPUs found here: give --gpus N for fake ones", field="gpus")
         data_dir = _data_dir(data_dir)  # (absolute: the jobs' checkpoint folders are under it)
-        logging = checked(log_level, log_format)
+        log_settings = checked(log_level, log_format)
         engine, config, _ = _setup(
             data_dir, database, policy, fleet, _broker(broker, broker_step, day), fence
         )
@@ -224,11 +225,10 @@ def up(
             agent = Agent(url, node, data_dir / "agent", count, name="local")
             threading.Thread(target=agent.run, kwargs={"stop": done.is_set}, daemon=True).start()
             env = data_dir / "env"
-            env.write_text(f"CORRAL_SERVER={url}\nCORRAL_TOKEN={admin}\n")
-            env.chmod(0o600)
+            write_text(env, f"CORRAL_SERVER={url}\nCORRAL_TOKEN={admin}\n", mode=0o600)
             console.print(f"corral is up at {url} with {count} GPUs ({policy}); admin token in {env}")
 
-        _serve(engine, config, data_dir, port, ready, logging)
+        _serve(engine, config, data_dir, port, ready, log_settings)
 
 
 @app.command()
@@ -260,7 +260,7 @@ def serve(
         if executor not in ("agents", "ray"):
             raise InputError(f"executor must be 'agents' or 'ray', not '{executor}'", field="executor")
         data_dir = _data_dir(data_dir)  # (absolute: the jobs' checkpoint folders are under it)
-        logging = checked(log_level, log_format)
+        log_settings = checked(log_level, log_format)
         engine, config, _ = _setup(
             data_dir, database, policy, fleet, _broker(broker, broker_step, day), fence
         )
@@ -278,7 +278,7 @@ def serve(
                 threading.Thread(target=runner.run, kwargs={"stop": done.is_set}, daemon=True).start()
                 console.print(f"jobs run on the Ray cluster at {ray_address}")
 
-        _serve(engine, config, data_dir, port, ready, logging)
+        _serve(engine, config, data_dir, port, ready, log_settings)
 
 
 def _ray_executor(url: str, node_token: str, address: str, work_dir: Path) -> Any:
