@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -236,3 +237,36 @@ def test_any_options_of_serve_agent_and_up_are_taken_or_refused_without_a_traceb
         assert "Traceback" not in result.output, (args, result.output)
 
     check()
+
+
+def test_a_relative_data_dir_is_made_absolute_once_at_start(tmp_path, monkeypatch):
+    """docs/live.md runs `corral up --data-dir lab`: the server, its agent and a plain agent
+    get the folder as an absolute path, so a job's CORRAL_CHECKPOINT_DIR (under it) is one a
+    rank started in its own folder can reach (a relative one left its symlink dangling)."""
+    from corral.cli import live
+    from corral.live.agent import Agent
+
+    seen: list = []
+
+    def serve(engine, config, data_dir, *_):
+        seen.append(data_dir)
+        raise Accepted
+
+    def run(agent, **_):
+        seen.append(agent.dir)
+        raise Accepted
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(live, "_serve", serve)
+    monkeypatch.setattr(Agent, "run", run)
+    monkeypatch.setattr(signal, "signal", lambda *_: None)
+    monkeypatch.delenv("CORRAL_DB", raising=False)
+    for args in (
+        ["up", "--data-dir", "lab", "--gpus", "1", "--port", str(free_port())],
+        ["serve", "--data-dir", "lab", "--port", str(free_port())],
+        ["agent", "--data-dir", "node", "--gpus", "1", "--server", "http://127.0.0.1:1", "--token", "t"],
+    ):
+        result = runner.invoke(app, args)
+        assert isinstance(result.exception, Accepted), (args, result.output)
+    assert seen == [tmp_path / "lab", tmp_path / "lab", tmp_path / "node" / "attempts"]
+    assert Agent("http://127.0.0.1:1", "t", Path("rel"), 1, name="x").dir == tmp_path / "rel" / "attempts"

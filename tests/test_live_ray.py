@@ -147,6 +147,41 @@ def test_a_restarted_server_takes_up_the_running_ranks(cluster, tmp_path):
     assert logs(again, job).count("up") == 2  # (no output sent twice)
 
 
+def named_ranks() -> list[str]:
+    """The rank actors alive on the Ray cluster (their names free once they are gone)."""
+    return [
+        a["name"]
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["name"].startswith("corral-rank-")
+    ]
+
+
+def test_ranks_an_earlier_server_left_on_ray_do_not_stop_a_fresh_one(cluster, tmp_path):
+    """A fresh server (a new database) over a Ray cluster where an earlier server's ranks still
+    run: the executor takes them up by name, and when they end it reports attempts the new
+    server has never heard of (404). Each is said once and let go: the nodes keep their
+    heartbeats and the new server's own job runs (a 404 used to abort every round before the
+    heartbeats, the nodes went down and the job waited for ever)."""
+    go = tmp_path / "go"
+    old = cluster.submit("team-a", 16, ["sh", "-c", f"echo up; while [ ! -e {go} ]; do sleep 0.05; done"])
+    wait(cluster, executor(cluster, tmp_path / "old"), lambda: logs(cluster, old).count("up") == 2)
+    fresh = Cluster(f"sqlite:///{tmp_path}/fresh.db", tmp_path / "fresh")
+    try:
+        runner = executor(fresh, tmp_path / "new")
+        assert {attempt for attempt, _ in runner.ranks} == {1}  # (the old server's attempt 1)
+        go.touch()
+        wait(fresh, runner, lambda: not runner.ranks and not named_ranks())
+        job = fresh.submit("team-a", 8, ["sh", "-c", "echo mine"])
+        wait(fresh, runner, lambda: fresh.job(job)["state"] == "succeeded")
+        assert logs(fresh, job) == "mine\n"
+        assert {n["name"]: n["state"] for n in fresh.call("GET", "/v1/nodes", fresh.admin).json()} == {
+            "n0": "up",
+            "n1": "up",
+        }
+    finally:
+        fresh.engine.dispose()
+
+
 def test_an_elastic_gang_restarts_on_ray_at_its_new_size(ray_cluster, tmp_path):
     """An elastic job (8-16 GPUs, not preemptible) grows to both Ray nodes at once; a job of
     higher priority makes it give one back: its 16-GPU gang gets SIGTERM on both nodes and,

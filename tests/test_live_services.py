@@ -187,7 +187,9 @@ def test_replicas_follow_demand_and_lent_gpus_come_back(cluster):
         (row,) = cluster.call("GET", "/v1/services", team).json()
         return {k: row[k] for k in ("target_replicas", "running", "pending")}
 
-    assert gpus(train) == 8 and replicas() == {"target_replicas": 0, "running": 0, "pending": 0}
+    # (the service holds its minimum from its creation, before any demand)
+    assert replicas() == {"target_replicas": 1, "running": 1, "pending": 0}
+    assert gpus(train) == 6  # (7 free: whole steps of 2)
     for t, rps, want, training in ((1010.0, 3.0, 2, 6), (1020.0, 9.0, 5, 2)):
         at(cluster, nodes, t)
         response = cluster.call("POST", "/v1/services/chat/demand", team, json={"requests_per_s": rps})
@@ -201,8 +203,9 @@ def test_replicas_follow_demand_and_lent_gpus_come_back(cluster):
     assert ends[0]["url"].endswith(":" + spec["env"]["CORRAL_PORT"])
     moves = cluster.call("GET", "/v1/moves", team).json()
     scaled = [(m["before"], m["after"]) for m in moves if m["kind"] == "replicas"]
-    assert scaled == [(0, 2), (2, 5)]  # (no replica before its first demand)
-    assert all("reactive: demand now" in m["reason"] for m in moves if m["kind"] == "replicas")
+    assert scaled == [(0, 1), (1, 2), (2, 5)]
+    assert moves[0]["reason"] == "no demand seen yet: min_replicas = 1"
+    assert all("reactive: demand now" in m["reason"] for m in moves[1:] if m["kind"] == "replicas")
     # Demand gone: after the 6-step cooldown (a minute) the service is back to its minimum,
     # and the training job grows into what the replicas gave back.
     for k in range(1, 9):
@@ -335,3 +338,56 @@ def test_services_stored_before_names_were_per_team_are_moved_under_their_team(d
             assert moved == ["team-a:chat", ""]
     finally:
         engine.dispose()
+
+
+def test_a_target_beyond_the_pool_is_capped_and_says_so(cluster):
+    """One node of 4 GPUs. A service of 2-GPU replicas with min_replicas 3 is held at 2
+    replicas (4 GPUs) before any demand, and demand for 9 replicas (18 requests/s at 2 per
+    replica) is capped at 2 as well, each move saying why, instead of leaving replicas
+    pending for ever with no word."""
+    from tests.support.live_cluster import Node, at, settle
+
+    nodes = [Node(cluster, "n0", 4)]
+    team = cluster.teams["team-a"]
+    spec = SERVICE | {"gpus_per_replica": 2, "min_replicas": 3, "max_replicas": 20}
+    assert cluster.call("POST", "/v1/services", team, json=spec).status_code == 201
+    settle(cluster, nodes)
+    (row,) = cluster.call("GET", "/v1/services", team).json()
+    assert (row["target_replicas"], row["running"], row["pending"]) == (2, 2, 0)
+    at(cluster, nodes, 1010.0)
+    cluster.call("POST", "/v1/services/chat/demand", team, json={"requests_per_s": 18.0})
+    settle(cluster, nodes)
+    (row,) = cluster.call("GET", "/v1/services", team).json()
+    assert (row["target_replicas"], row["running"], row["pending"]) == (2, 2, 0)
+    first, second = [m for m in cluster.call("GET", "/v1/moves", team).json() if m["kind"] == "replicas"]
+    assert first["reason"] == "no demand seen yet: min_replicas = 3; capped at 2: the pool has 4 GPUs"
+    assert (second["before"], second["after"]) == (2, 2)
+    assert second["reason"].endswith("-> 9 replicas (min 3, max 20); capped at 2: the pool has 4 GPUs")
+
+
+def test_the_cli_says_what_demand_it_sent_and_when_the_broker_moved(monkeypatch):
+    """`corral service demand` printed nothing; `corral moves` printed epoch seconds
+    (1,796,659,828). Against canned answers of the API: the first says what it recorded,
+    the second prints the time as a date and clock time, in local time."""
+    import time
+
+    from typer.testing import CliRunner
+
+    from corral.cli import app
+    from corral.cli import services as service_cli
+
+    t_s = 1_796_659_828.0
+    answers = {
+        ("POST", "/v1/services/chat/demand"): {"name": "chat", "samples": 1},
+        ("GET", "/v1/moves"): [
+            {"time_s": t_s, "service": "chat", "kind": "replicas", "before": 0, "after": 2, "reason": "why"}
+        ],
+    }
+    monkeypatch.setattr(service_cli, "_call", lambda _s, _t, method, path, **_: answers[(method, path)])
+    runner = CliRunner()
+    sent = runner.invoke(app, ["service", "demand", "chat", "12.5"], env={"COLUMNS": "200"})
+    assert sent.exit_code == 0 and "service chat: 12.5 requests/s recorded" in sent.output, sent.output
+    moved = runner.invoke(app, ["moves"], env={"COLUMNS": "200"})
+    assert moved.exit_code == 0, moved.output
+    assert time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t_s)) in moved.output
+    assert "1,796,659,828" not in moved.output

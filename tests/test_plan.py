@@ -565,3 +565,17 @@ def test_the_planner_checkpoints_as_the_ettr_calculator_does_at_the_limits() -> 
     run = estimate_run(step, 1e12, Reliability(rate_per_1000_node_days=0.0))
     assert run.as_dict()["checkpoint_interval_s"] is None
     json.dumps(run.as_dict(), allow_nan=False)
+
+
+def test_cli_train_require_fit_exits_1_only_for_a_layout_that_does_not_fit() -> None:
+    """Llama 3 405B on 8 H100s with no parallelism does not fit (about 220 GiB over): a query
+    answers that with exit 0; `--require-fit`, for scripts, exits 1, with the same output."""
+    unfit = "plan train --model llama3-405b --gpu h100 --gpus 8 --seq 8192 --batch-tokens 1M"
+    query = runner.invoke(app, unfit.split())
+    assert query.exit_code == 0 and "NO," in query.output, query.output
+    strict = runner.invoke(app, [*unfit.split(), "--require-fit"])
+    assert strict.exit_code == 1 and "NO," in strict.output
+    as_json = runner.invoke(app, [*unfit.split(), "--require-fit", "--json"])
+    assert as_json.exit_code == 1 and json.loads(as_json.stdout)["fits"] is False
+    fits = runner.invoke(app, [*(TRAIN + " --batch-tokens 16M").split(), "--require-fit"])
+    assert fits.exit_code == 0 and "yes," in fits.output, fits.output

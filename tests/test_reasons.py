@@ -12,6 +12,7 @@ from corral.fleet import Fleet, Segment
 from corral.quota import CohortSpec, QueueSpec
 from corral.scheduling.registry import POLICIES, make_policy
 from corral.sim.engine import Engine
+from corral.simulate import simulate
 from corral.state.reasons import KINDS, intervals
 from tests.support.worlds import FACTORIES, table, worlds
 
@@ -67,6 +68,22 @@ def test_every_policy_explains_every_wait_and_explaining_changes_nothing(world, 
     r = runs[1]
     for job in range(len(jobs)):
         _check_history(r, job)
+
+
+@settings(max_examples=25, deadline=None)
+@given(worlds(quotas=True), st.sampled_from(sorted(POLICIES)), st.data())
+def test_explaining_a_job_stops_at_its_end_and_tells_what_the_whole_run_tells(world, name, data):
+    """`corral explain` stops the run once the job has ended (nothing after can change its
+    history): its history, end, preemptions and lost work are the whole run's, and the run
+    went no further than the instant it ended."""
+    fleet, jobs = world
+    job_id = data.draw(st.sampled_from(jobs.job_id))
+    i = jobs.job_id.index(job_id)
+    (whole,) = simulate(jobs, fleet, [name], explain_jobs=[job_id])
+    (early,) = simulate(jobs, fleet, [name], explain_jobs=[job_id], stop_when_explained=True)
+    assert early.reasons[i] == whole.reasons[i]
+    assert early.end_s[i] == whole.end_s[i] == early.end_of_run_s <= whole.end_of_run_s
+    assert early.preemptions[i] == whole.preemptions[i] and early.lost_s[i] == whole.lost_s[i]
 
 
 LONG_QUEUE = 40

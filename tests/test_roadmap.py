@@ -158,3 +158,22 @@ def test_cli_fleet_json() -> None:
     assert auto["online"] == "2025Q3" and 0 < auto["largest_job_ettr"] < 1
     neither = CliRunner().invoke(app, ["plan", "fleet"])
     assert neither.exit_code != 0 and "--roadmap" in neither.output
+
+
+def test_cli_fleet_names_every_column(monkeypatch) -> None:
+    """Every column of every table `plan fleet` prints has a header (the datacenters' last
+    one, public or assumed figures, had none)."""
+    from corral.report import tables
+
+    headers: list[str] = []
+    add_column = tables.Table.add_column
+
+    def recorded(self, header="", *args, **kwargs):
+        headers.append(str(header))
+        return add_column(self, header, *args, **kwargs)
+
+    monkeypatch.setattr(tables.Table, "add_column", recorded)
+    result = CliRunner().invoke(app, ["plan", "fleet", "--preset", "meta-2023"])
+    assert result.exit_code == 0, result.output
+    assert "figures" in headers and len(headers) > 10
+    assert all(h.strip() for h in headers), headers

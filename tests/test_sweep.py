@@ -134,3 +134,37 @@ def test_a_sweep_on_ray_gives_the_same_rows(inputs, tmp_path) -> None:
 
     assert jct(on_ray) == jct(local) and len(jct(local)) == 4
     assert len(failed) == 4 and all("load" in text for _, text in failed)
+
+
+def test_plot_without_the_plot_extra_is_refused_before_the_sweep(tmp_path, monkeypatch):
+    """`--plot` without matplotlib used to run the whole sweep, then refuse: it is refused
+    first, with the install line for a checkout."""
+    import sys
+
+    from corral import sweeps
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # (import matplotlib raises ImportError)
+
+    def never(*_, **__):
+        raise AssertionError("the sweep ran")
+
+    monkeypatch.setattr(sweeps, "sweep", never)
+    result = CliRunner().invoke(
+        app,
+        [
+            "sweep",
+            "--workload",
+            "x",
+            "--fleet",
+            "2x8",
+            "--policy",
+            "fifo",
+            "--load",
+            "0.5",
+            "--plot",
+            str(tmp_path / "p.png"),
+        ],
+    )
+    assert result.exit_code == 2, result.output
+    assert "field 'plot'" in result.output and "pip install -e '.[plot]'" in result.output
+    assert not (tmp_path / "p.png").exists()

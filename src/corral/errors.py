@@ -54,3 +54,9 @@ def reading(path: object) -> Iterator[None]:
         raise InputError(f"not readable gzip data ({err})", source=str(path)) from None
     except csv.Error as err:
         raise InputError(f"not a CSV table ({err})", source=str(path)) from None
+
+
+def install_hint(extra: str) -> str:
+    """How to add an extra, as the README installs corral (from its checkout), and from a
+    package index."""
+    return f"pip install -e '.[{extra}]' in corral's checkout, or pip install 'corral[{extra}]'"

@@ -27,11 +27,13 @@ def simulate(
     failures: FailureModel | None = None,
     explain_jobs: Sequence[str] | None = None,
     record: bool = False,
+    stop_when_explained: bool = False,
 ) -> list[SimResult]:
     """Replay `workload` on `fleet` once per policy; `load` rescales arrivals first;
     `explain` records why each job waits (only the jobs of `explain_jobs`, by id, where
     given); `record` keeps the event log; `failures` draws host failures and maintenance (the
-    same draws for every policy)."""
+    same draws for every policy). `stop_when_explained`: each run stops once every job of
+    `explain_jobs` has ended, its result partial beyond them (what `corral explain` needs)."""
     jobs = read_jobs(workload) if isinstance(workload, str) else workload
     the_fleet = load_fleet(fleet) if isinstance(fleet, str) else fleet
     if load is not None:
@@ -61,5 +63,5 @@ def simulate(
             explain_jobs=watched,
             failures=failures,
         )
-        results.append(engine.run())
+        results.append(engine.run(watched if stop_when_explained else None))
     return results

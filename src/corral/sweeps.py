@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from corral.errors import InputError
+from corral.errors import InputError, install_hint
 from corral.fleet import Fleet, load_fleet
 from corral.workload import JobTable, write_table
 
@@ -170,7 +170,7 @@ def _on_ray(
     try:
         import ray
     except ImportError:
-        raise InputError("--ray needs the ray extra: pip install 'corral[ray]'", field="ray") from None
+        raise InputError(f"--ray needs the ray extra: {install_hint('ray')}", field="ray") from None
     if not ray.is_initialized():
         ray.init(
             address=None if address == "local" else address,

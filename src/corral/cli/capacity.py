@@ -10,6 +10,7 @@ from rich.progress import Progress
 from corral.capacity.broker import BROKERS
 from corral.capacity.research import research_rows
 from corral.capacity.scenario import fungible_fleet, run_brokers, write_outputs
+from corral.errors import install_hint
 from corral.report import tables
 from corral.report.outputs import check_output_dir, output_dir
 from corral.report.terminal import console, input_errors
@@ -79,7 +80,7 @@ def simulate_fungible(
             written = write_outputs(results, stage, by_broker)
         console.print("wrote " + ", ".join(str(out / p.name) for p in written))
         if len(written) == 1:
-            console.print("(pip install 'corral[plot]' for the plot of GPUs by class)")
+            console.print(f"(for the plot of GPUs by class: {install_hint('plot')})")
 
 
 def _research_table(rows: dict[str, dict[str, float]]) -> tables.Table:

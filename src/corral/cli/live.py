@@ -18,7 +18,7 @@ import typer
 from corral.cli.app import app
 from corral.cli.common import write_text
 from corral.config import parse_duration_s
-from corral.errors import InputError
+from corral.errors import InputError, install_hint
 from corral.live.logs import checked
 from corral.report import tables
 from corral.report.terminal import AsJson, console, input_errors
@@ -34,7 +34,7 @@ def _server_parts() -> Any:
         from corral.live import db, server
     except ImportError as err:
         raise InputError(
-            f"the live cluster needs the server extra: pip install 'corral[server]' ({err.name})"
+            f"the live cluster needs the server extra ({err.name} is missing): {install_hint('server')}"
         ) from None
     return uvicorn, db, server
 
@@ -287,7 +287,8 @@ def _ray_executor(url: str, node_token: str, address: str, work_dir: Path) -> An
         from corral.live.ray_executor import RayExecutor
     except ImportError as err:
         raise InputError(
-            f"--executor ray needs the ray extra: pip install 'corral[ray]' ({err.name})", field="executor"
+            f"--executor ray needs the ray extra ({err.name} is missing): {install_hint('ray')}",
+            field="executor",
         ) from None
     host, _, port = address.rpartition(":")
     if address != "auto" and not address.startswith("ray://"):
@@ -589,7 +590,7 @@ def team(
             table.add_column(column)
         for r in out:
             until = r["token_expires_s"]
-            when = "never" if until is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(until))
+            when = "never" if until is None else tables.clock_time(until)
             table.add_row(r["team"], ", ".join(r["queues"]) or "none", when)
         console.print(table)
     elif name == "revoke":

@@ -157,9 +157,14 @@ def plan_train(
     scale_out_gbps: ScaleOut = None,
     oversubscription: Oversub = Network.oversubscription,
     pod_gpus: PodGpus = Network.pod_gpus,
+    require_fit: Annotated[
+        bool,
+        typer.Option("--require-fit", help="Exit 1 when the layout does not fit in memory (for scripts)."),
+    ] = False,
     as_json: AsJson = False,
 ) -> None:
-    """Throughput, MFU, memory and step time of one layout; with --tokens, the whole run."""
+    """Throughput, MFU, memory and step time of one layout; with --tokens, the whole run.
+    A layout that does not fit is an answer, not an error (exit 0), unless --require-fit."""
     with input_errors():
         the_model, the_gpu = load_model(model), load_gpu(gpu)
         if dp is None:
@@ -196,10 +201,12 @@ def plan_train(
     if as_json:
         out = est.as_dict() | (run.as_dict() if run else {})
         print(json.dumps(out))
-        return
-    console.print(tables.key_values(f"{the_model.name} on {gpus:,} {the_gpu.name}", _step_rows(est)))
-    if run is not None:
-        console.print(tables.key_values("the run", _run_rows(run)))
+    else:
+        console.print(tables.key_values(f"{the_model.name} on {gpus:,} {the_gpu.name}", _step_rows(est)))
+        if run is not None:
+            console.print(tables.key_values("the run", _run_rows(run)))
+    if require_fit and not est.fits:
+        raise typer.Exit(1)
 
 
 @plan_app.command("search")

@@ -125,9 +125,9 @@ def _print(plan: Plan, summary: dict) -> None:
         "largest job",
         "ETTR",
         "flagships",
-        "",
+        "figures",
     ):
-        centres.add_column(name, justify="left" if name in ("datacenter", "") else "right")
+        centres.add_column(name, justify="left" if name in ("datacenter", "figures") else "right")
     for c in summary["datacenters"]:
         centres.add_row(
             c["name"],

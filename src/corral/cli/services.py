@@ -12,7 +12,7 @@ import typer
 from corral.cli.app import app
 from corral.cli.live import Server, Token, _call
 from corral.config import parse_duration_s
-from corral.errors import InputError
+from corral.errors import InputError, install_hint
 from corral.report import tables
 from corral.report.terminal import AsJson, console, input_errors
 
@@ -106,10 +106,20 @@ def demand(
     requests_per_s: Annotated[float, typer.Argument(help="Requests per second now.")],
     server: Server = None,
     token: Token = None,
+    as_json: AsJson = False,
 ) -> None:
     """Tell the broker the demand now (a proxy pushes it by itself)."""
     with input_errors():
-        _call(server, token, "POST", f"/v1/services/{name}/demand", json={"requests_per_s": requests_per_s})
+        out = _call(
+            server, token, "POST", f"/v1/services/{name}/demand", json={"requests_per_s": requests_per_s}
+        )
+    if as_json:
+        print(json.dumps(out))
+        return
+    console.print(
+        f"service {out['name']}: {requests_per_s:g} requests/s recorded; "
+        "the broker reads it at its next step (corral moves shows what it decides)"
+    )
 
 
 @app.command()
@@ -126,7 +136,8 @@ def moves(server: Server = None, token: Token = None, as_json: AsJson = False) -
     for m in rows:
         what = "replicas" if m["kind"] == "replicas" else "GPUs lent"
         before = "" if m["before"] < 0 else str(m["before"])
-        table.add_row(f"{m['time_s']:,.0f}", m["service"] or "-", what, before, str(m["after"]), m["reason"])
+        when = tables.clock_time(m["time_s"])
+        table.add_row(when, m["service"] or "-", what, before, str(m["after"]), m["reason"])
     console.print(table)
 
 
@@ -151,7 +162,7 @@ def proxy(
             from corral.live.proxy import Proxy
         except ImportError as err:
             raise InputError(
-                f"the proxy needs the server extra: pip install 'corral[server]' ({err.name})"
+                f"the proxy needs the server extra ({err.name} is missing): {install_hint('server')}"
             ) from None
         front = Proxy(server, token, service, push_s=parse_duration_s(push, "push"))
         web = uvicorn.Server(uvicorn.Config(front.app, host="127.0.0.1", port=port, log_level="warning"))

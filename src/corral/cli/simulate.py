@@ -273,7 +273,15 @@ def explain(
         the_fleet, jobs = setup.fleet, setup.jobs
         with progress_bars() as progress:
             (result,) = run_simulation(
-                jobs, the_fleet, [policy], load, None, progress, failures=setup.failures, explain_jobs=[job]
+                jobs,
+                the_fleet,
+                [policy],
+                load,
+                None,
+                progress,
+                failures=setup.failures,
+                explain_jobs=[job],
+                stop_when_explained=True,
             )
     i = jobs.job_id.index(job)
     console.print(

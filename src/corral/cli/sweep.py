@@ -11,6 +11,7 @@ import typer
 from corral import sweeps
 from corral.cli.app import app
 from corral.report import tables
+from corral.report.outputs import pyplot
 from corral.report.terminal import console, errors, input_errors, progress_bars
 
 
@@ -36,6 +37,8 @@ def sweep(
     """Simulate every (policy, load, seed) into DIR/runs.parquet, one row per run with the
     comparison's metrics; a second sweep into the same folder runs only what is missing."""
     with input_errors():
+        if plot is not None:
+            pyplot()  # (refused before a sweep of minutes, not after it)
         loads = sweeps.loads_from(load)
         with progress_bars("sweeping") as bars:
             table, failed = sweeps.sweep(

@@ -69,7 +69,8 @@ class Agent:
         self.lease_clock = lease_clock
         self.name = name or socket.gethostname()
         self.gpus, self.pool = gpus, pool
-        self.dir = data_dir / "attempts"
+        # (absolute: a job's checkpoint folder is handed to processes that start elsewhere)
+        self.dir = data_dir.expanduser().absolute() / "attempts"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.clock = clock
         self.http = client or httpx.Client(base_url=server, timeout=10.0)

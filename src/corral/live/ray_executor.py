@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 NAMESPACE = "corral"
 NODE_LABEL, POOL_LABEL = "corral.io/node", "corral.io/pool"
 RAY_NODE_ID = "ray.io/node-id"
-CALL_TIMEOUT_S = 30.0
 POLL_WAIT_S = 0.05
 
 
@@ -122,6 +121,8 @@ class RayExecutor:
     pending: dict[int, Pending] = field(default_factory=dict)
     kill_at: dict[tuple[int, str], float] = field(default_factory=dict)
     polls: dict[tuple[int, str], Any] = field(default_factory=dict)  # (attempt, node) -> poll in flight
+    # (attempt, node) -> (its SIGTERM in flight, when it was asked)
+    terming: dict[tuple[int, str], tuple[Any, float]] = field(default_factory=dict)
     registered: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -206,6 +207,7 @@ class RayExecutor:
             self.ranks.pop(key)
             self.kill_at.pop(key, None)
             self.polls.pop(key, None)
+            self.terming.pop(key, None)
         for key, actor in self.ranks.items():
             if key not in self.polls:
                 self.polls[key] = actor.poll.remote()
@@ -214,23 +216,37 @@ class RayExecutor:
         for ref in ready:
             key = keys[ref]
             del self.polls[key]
-            attempt, name = key
+            attempt = key[0]
             try:
                 state = ray.get(ref)
             except ray.exceptions.RayActorError:  # (the actor died on a live node: killed)
                 state = {"bytes": 0, "checkpoint": False, "exit_code": -int(signal.SIGKILL)}
-            if state["bytes"]:
-                self._post(f"/v1/agent/attempts/{attempt}/log", {"text": state["output"]})
-                self.ranks[key].mark_sent.remote(
-                    state["sent"] + state["bytes"]
-                )  # (runs before the next poll)
-            if state["checkpoint"]:
-                self._post(f"/v1/agent/attempts/{attempt}/checkpoint")
-            if state["exit_code"] is not None:
-                self._post(
-                    f"/v1/agent/attempts/{attempt}/exited", {"exit_code": state["exit_code"], "node": name}
+            try:
+                self._report(key, state)
+            except httpx.HTTPStatusError as err:
+                if err.response.status_code not in (404, 409, 422):
+                    raise
+                # (a rank the server does not know, or whose attempt has ended: one of an
+                # earlier server's, left on the Ray cluster. Said once, and let go; retried,
+                # it would stop every heartbeat of this round, and the nodes would go down)
+                log.warning(
+                    "ray executor: attempt %s is not the server's (%s): its rank is killed", attempt, err
                 )
                 self._forget(key)
+
+    def _report(self, key: tuple[int, str], state: dict[str, Any]) -> None:
+        """A rank's news to the server: output, a checkpoint, its exit (then it is let go)."""
+        attempt, name = key
+        if state["bytes"]:
+            self._post(f"/v1/agent/attempts/{attempt}/log", {"text": state["output"]})
+            self.ranks[key].mark_sent.remote(state["sent"] + state["bytes"])  # (runs before the next poll)
+        if state["checkpoint"]:
+            self._post(f"/v1/agent/attempts/{attempt}/checkpoint")
+        if state["exit_code"] is not None:
+            self._post(
+                f"/v1/agent/attempts/{attempt}/exited", {"exit_code": state["exit_code"], "node": name}
+            )
+            self._forget(key)
 
     def _place(self, attempt: int, specs: dict[str, dict[str, Any]], nodes: dict[str, RayNode]) -> None:
         """Ask Ray for the attempt's placement group: one bundle per host, pinned to it."""
@@ -288,18 +304,25 @@ class RayExecutor:
             return
         if key in self.kill_at:
             return
+        if key not in self.terming:  # (one SIGTERM in flight at most: a slow actor gets no second)
+            self.terming[key] = (self.ranks[key].signal.remote(int(signal.SIGTERM)), self.clock())
+        ref, asked_s = self.terming[key]
         try:
-            signalled = ray.get(self.ranks[key].signal.remote(int(signal.SIGTERM)), timeout=CALL_TIMEOUT_S)
-        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
-            return  # (the next poll reports its end, or the server asks again)
+            signalled = ray.get(ref, timeout=POLL_WAIT_S)
+        except ray.exceptions.GetTimeoutError:
+            return  # (still on its way: looked at again next round, not sent again)
+        except ray.exceptions.RayActorError:
+            signalled = False  # (the next poll reports its end)
+        del self.terming[key]
         if signalled:  # (else its launcher has yet to make its group: asked again next round)
-            self.kill_at[key] = self.clock() + grace_s
+            self.kill_at[key] = asked_s + grace_s
 
     def _forget(self, key: tuple[int, str]) -> None:
         """An ended rank's actor goes; the attempt's group goes with its last rank."""
         actor = self.ranks.pop(key)
         self.kill_at.pop(key, None)
         self.polls.pop(key, None)
+        self.terming.pop(key, None)
         with contextlib.suppress(ray.exceptions.RayError):
             ray.kill(actor)
         attempt = key[0]

@@ -105,6 +105,7 @@ class LiveBroker:
         self.first = -1  # the first (earlier steps' demand is history it learns from)
         self.loaded_id = 0  # demand rows read so far
         self.lendable: int | None = None
+        self.capped: dict[str, int | None] = {}  # per service: the target its last cap cut
 
     def due(self, now: float) -> bool:
         """Whether a step has begun since the last decision (or no demand was seen yet)."""
@@ -121,6 +122,8 @@ class LiveBroker:
         if tuple(s.name for s in services) != self.names:
             self._restart(session, services)
         self._load(session, now)
+        if self.origin is None:
+            self._hold_minimum(session, services, now, pool_gpus)
         if self.origin is None or not services:
             return None
         t = self._step_at(now)
@@ -139,14 +142,21 @@ class LiveBroker:
         for k in range(max(self.decided + 1, self.first), t + 1):
             targets = self.broker.targets(k, demand[:, : k + 1], per, floor, lead, model_step)
             targets = np.minimum(targets, [s.max_replicas for s in services])
+        wanted = targets
+        targets = np.minimum(targets, pool_gpus // per)  # (no more than the pool can ever hold)
         self.decided = t
         last = -1 if note is None else int(note.value["step"])
         if t <= last:  # (a rebuilt reconciler: applied by the one before it)
             return self._hold(demand, t, per, floor, horizon, targets, pool_gpus, None, now)
         for i, service in enumerate(services):
             target = int(targets[i])
-            if target != service.target_replicas:
-                why = self._why(services, demand, i, t, int(lead[i]), target)
+            # (a cap is said when the target it cut changes, even if the capped one does not)
+            capped = int(wanted[i]) if target < wanted[i] else None
+            if target != service.target_replicas or capped != self.capped.get(service.name):
+                why = self._why(services, demand, i, t, int(lead[i]), int(wanted[i]))
+                if capped is not None:
+                    why += f"; capped at {target}: the pool has {pool_gpus} GPUs"
+                self.capped[service.name] = capped
                 before = service.target_replicas
                 session.add(
                     Move(
@@ -166,6 +176,31 @@ class LiveBroker:
         else:
             note.value = {"first": self.first, "step": t}
         return self._hold(demand, t, per, floor, horizon, targets, pool_gpus, session, now)
+
+    def _hold_minimum(self, session: Session, services: list[Service], now: float, pool_gpus: int) -> None:
+        """Before any demand is seen, each service runs its minimum of replicas (no more
+        than the pool can hold), so a service is up from its creation."""
+        for service in services:
+            most = pool_gpus // service.gpus_per_replica
+            target = min(service.min_replicas, most)
+            if service.target_replicas >= target:
+                continue
+            why = f"no demand seen yet: min_replicas = {service.min_replicas}"
+            if target < service.min_replicas:
+                why += f"; capped at {target}: the pool has {pool_gpus} GPUs"
+            session.add(
+                Move(
+                    t_s=now,
+                    step=-1,
+                    service=service.name,
+                    kind="replicas",
+                    before=service.target_replicas,
+                    after=target,
+                    reason=why,
+                )
+            )
+            service.target_replicas = target
+            self._replicas(session, service, now)
 
     def _hold(
         self,

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from corral.errors import InputError
+from corral.errors import InputError, install_hint
 from corral.plan.model import Transformer
 
 HUBER_DELTA = 1e-3
@@ -260,7 +260,7 @@ def _minimise(
     try:
         from scipy.optimize import minimize
     except ImportError:
-        raise InputError("fitting a law needs the plan extra: pip install 'corral[plan]' (scipy)") from None
+        raise InputError(f"fitting a law needs the plan extra (scipy): {install_hint('plan')}") from None
 
     best, best_value = starts[0], math.inf
     for start in starts:

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from corral.errors import InputError
+from corral.errors import InputError, install_hint
 from corral.report.terminal import console
 from corral.workload import current_umask
 
@@ -24,7 +24,7 @@ def pyplot() -> Any:
     try:
         import matplotlib
     except ImportError:
-        raise InputError("--plot needs the plot extra: pip install 'corral[plot]'", field="plot") from None
+        raise InputError(f"--plot needs the plot extra: {install_hint('plot')}", field="plot") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,11 @@ def duration(seconds: float) -> str:
         if abs(seconds) >= size:
             return f"{seconds / size:.1f}{unit}"
     return f"{round(seconds) + 0:.0f}s"  # (+ 0: -0.3 s prints 0s, not -0s)
+
+
+def clock_time(epoch_s: float) -> str:
+    """A live cluster's time (seconds since the epoch) as people read it, in local time."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch_s))
 
 
 def interval(seconds: float) -> str:

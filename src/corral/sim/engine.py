@@ -144,10 +144,17 @@ class Engine(NoEffects):
 
     # --- the run -------------------------------------------------------------------------
 
-    def run(self) -> SimResult:
+    def run(self, until_ended: set[int] | None = None) -> SimResult:
+        """The whole run; or, with `until_ended`, only until those jobs have ended (their
+        history is then complete, and the rest of the result is partial: what explaining a
+        job needs, without simulating what comes after it)."""
         self.begin()
-        self.advance()
-        return self.result()
+        if until_ended:
+            status = self.cluster.has_ended
+            self.advance(done=lambda: all(status(j) for j in until_ended))
+        else:
+            self.advance()
+        return self.result(partial=bool(until_ended))
 
     def begin(self) -> None:
         """Bind the policy and seed the generators: the state at time 0, before any event."""
@@ -170,14 +177,16 @@ class Engine(NoEffects):
                 max(self.cluster.submit_s) + HORIZON_RUNS * max(self.cluster.duration_s) + HORIZON_SLACK_S
             )
 
-    def advance(self, until_s: float = math.inf) -> None:
+    def advance(self, until_s: float = math.inf, done: Callable[[], bool] | None = None) -> None:
         """Apply every instant up to and including `until_s` (all of them by default), each
-        with its scheduling passes."""
+        with its scheduling passes; stop early once `done()`."""
         n = len(self.jobs)
         submit = self.cluster.submit_s
         order = self.order
         heap = self.heap
         while self.nxt < n or (heap and self.done < n):
+            if done is not None and done():
+                return
             if (
                 heap
                 and heap[0][0] > self.horizon
@@ -271,12 +280,13 @@ class Engine(NoEffects):
         if policy_state is not None:
             self.driver.restore(policy_state)
 
-    def result(self) -> SimResult:
+    def result(self, partial: bool = False) -> SimResult:
+        """The record of the run (`partial`: stopped before every job finished)."""
         cluster, n, now = self.cluster, len(self.jobs), self.now
         if self.progress is not None:
             self.progress(n, n)
         unfinished = [i for i in range(n) if math.isnan(cluster.end[i])]
-        if unfinished:
+        if unfinished and not partial:
             raise RuntimeError(f"policy {self.policy.name} left {len(unfinished)} jobs unfinished")
         for host, since in self.down_since.items():
             self.down_gpu_s += (now - since) * int(self.fleet.host_gpus[host])
