@@ -5,6 +5,7 @@ loopback addresses are ever contacted."""
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import signal
 import subprocess
@@ -46,6 +47,8 @@ def refused_in_one_line(args: list[str], env: dict[str, str] | None = None, fiel
 )
 def test_bad_server_and_token_variables_are_one_line(server, token, field):
     refused_in_one_line(["jobs"], {"CORRAL_SERVER": server, "CORRAL_TOKEN": token}, field)
+    if server != "http://127.0.0.1:1" or token:  # (the proxy asks nothing before it serves)
+        refused_in_one_line(["proxy", "chat"], {"CORRAL_SERVER": server, "CORRAL_TOKEN": token}, field)
 
 
 @pytest.fixture
@@ -270,3 +273,28 @@ def test_a_relative_data_dir_is_made_absolute_once_at_start(tmp_path, monkeypatc
         assert isinstance(result.exception, Accepted), (args, result.output)
     assert seen == [tmp_path / "lab", tmp_path / "lab", tmp_path / "node" / "attempts"]
     assert Agent("http://127.0.0.1:1", "t", Path("rel"), 1, name="x").dir == tmp_path / "rel" / "attempts"
+
+
+def test_wait_exits_1_when_a_job_did_not_succeed_and_on_timeout(monkeypatch):
+    """`corral wait` (against canned answers): every pending or running job of the caller is
+    waited for; exit 0 only if all succeeded, 1 if one failed, and 1 when time runs out."""
+    from corral.cli import live
+
+    answers = {"1": ["running", "succeeded"], "2": ["pending", "running", "failed"], "3": ["succeeded"]}
+
+    def call(_s, _t, method, path, **_):
+        if path == "/v1/jobs":
+            return [{"job_id": job, "state": states[0]} for job, states in answers.items()]
+        states = answers[path.rsplit("/", 1)[1]]
+        return {"state": states.pop(0) if len(states) > 1 else states[0]}
+
+    monkeypatch.setattr(live, "_call", call)
+    monkeypatch.setattr(live, "WAIT_POLL_S", 0.0)
+    failed = runner.invoke(app, ["wait", "--json"])
+    assert failed.exit_code == 1 and json.loads(failed.output) == {"1": "succeeded", "2": "failed"}
+    answers.update({"4": ["running"]})
+    slow = runner.invoke(app, ["wait", "4", "--timeout", "0.1s"])
+    assert slow.exit_code == 1 and "job 4: running" in slow.output
+    answers.update({"5": ["running", "succeeded"]})
+    assert runner.invoke(app, ["wait", "5"]).exit_code == 0
+    refused_in_one_line(["wait", "--timeout", "0s"], field="timeout")

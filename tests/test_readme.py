@@ -27,6 +27,7 @@ LIVE = (
     "corral jobs",
     "corral logs",
     "corral cancel",
+    "corral wait",
     "corral nodes",
     "corral quota",
     "corral history",

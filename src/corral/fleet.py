@@ -255,8 +255,9 @@ PRESETS = {"philly": philly, "philly-shared": philly_shared, "meta-24k": meta_24
 _SHORTHAND = re.compile(r"^(\d+)x(\d+)$")
 
 
-def load_fleet(spec: str) -> Fleet:
-    """A fleet from a preset name, a TOML file, or 'NxG' (N hosts of G GPUs, one pool)."""
+def load_fleet(spec: str, hosts_optional: bool = False) -> Fleet:
+    """A fleet from a preset name, a TOML file, or 'NxG' (N hosts of G GPUs, one pool);
+    `hosts_optional`: see `fleet_from_text`."""
     spec = spec.strip()
     if spec in PRESETS:
         return PRESETS[spec]()
@@ -266,7 +267,7 @@ def load_fleet(spec: str) -> Fleet:
         return Fleet(spec, [Segment(DEFAULT_POOL, hosts, gpus, hosts_per_rack=hosts, racks_per_pod=1)])
     path = Path(spec)
     if path.suffix == ".toml" or path.exists():
-        return fleet_from_toml(path)
+        return fleet_from_toml(path, hosts_optional)
     raise InputError(
         f"unknown fleet '{spec}': give a preset ({', '.join(PRESETS)}), a TOML file, or NxG",
         field="fleet",
@@ -286,15 +287,17 @@ _SEGMENT_FIELDS = (
 )
 
 
-def fleet_from_toml(path: Path) -> Fleet:
+def fleet_from_toml(path: Path, hosts_optional: bool = False) -> Fleet:
     """Read a fleet file; see the README for the format."""
     with reading(path):
         text = path.read_text(encoding="utf-8")
-    return fleet_from_text(text, path)
+    return fleet_from_text(text, path, hosts_optional)
 
 
-def fleet_from_text(text: str, path: Path = Path("<fleet>")) -> Fleet:
-    """A fleet from the text of a fleet file (`path` names it in errors)."""
+def fleet_from_text(text: str, path: Path = Path("<fleet>"), hosts_optional: bool = False) -> Fleet:
+    """A fleet from the text of a fleet file (`path` names it in errors). With
+    `hosts_optional` (a live cluster, whose agents bring the hosts) the file may give only
+    queues and cohorts: each pool they name stands for one host until agents join."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
@@ -307,6 +310,11 @@ def fleet_from_text(text: str, path: Path = Path("<fleet>")) -> Fleet:
         raise InputError(f"unknown key(s) {sorted(unknown)}; known: {known}", source=str(path))
     defaults = {k: data[k] for k in _SEGMENT_FIELDS if k in data}
     pools = data.get("pools")
+    if pools is None and "hosts" not in data and hosts_optional:
+        named = {e.get("pool") for e in _tables(data, "queues", path)} - {None}
+        pools = [
+            {"name": name, "hosts": 1} for name in sorted(named | {data.get("default_pool", DEFAULT_POOL)})
+        ]
     if pools is None:
         if "hosts" not in data:
             raise InputError("give 'hosts' or one or more [[pools]]", source=str(path), field="hosts")

@@ -60,7 +60,7 @@ def _setup(
         raise InputError(f"--fence must be between 1s and 1d, not '{fence}'", field="fence")
     url = database or os.environ.get("CORRAL_DB") or db.sqlite_url(data_dir / "corral.db")
     engine = _database(db, url)
-    config = Config.from_fleet(load_fleet(fleet) if fleet else None, policy)
+    config = Config.from_fleet(load_fleet(fleet, hosts_optional=True) if fleet else None, policy)
     config.broker, config.fence_s = broker, fence_s
     return engine, config, url
 
@@ -151,6 +151,9 @@ def _serve_until_stopped(uvicorn: Any, api: Any, port: int, on_ready: Any) -> No
     thread.join(timeout=10)
 
 
+ServerPort = Annotated[
+    int, typer.Option(min=1, max=65535, envvar="CORRAL_PORT", help="Port on 127.0.0.1 (CORRAL_PORT).")
+]
 Policy = Annotated[str, typer.Option(help="The scheduling policy (the simulator's names).")]
 FleetFile = Annotated[str | None, typer.Option("--fleet", help="Fleet TOML with queues and cohorts.")]
 Database = Annotated[
@@ -191,7 +194,7 @@ def up(
     gpus: Annotated[
         int | None, typer.Option(min=1, max=1024, help="Fake GPUs for this machine's agent.")
     ] = None,
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 8765,
+    port: ServerPort = 8765,
     policy: Policy = "fifo",
     fleet: FleetFile = None,
     database: Database = None,
@@ -234,7 +237,7 @@ def up(
 @app.command()
 def serve(
     data_dir: Annotated[Path, typer.Option(help="Where the server keeps its database and logs.")],
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 8765,
+    port: ServerPort = 8765,
     policy: Policy = "fifo",
     fleet: FleetFile = None,
     database: Database = None,
@@ -489,6 +492,48 @@ def cancel(
     console.print(f"cancelling job {job}")
 
 
+ENDED_STATES = ("succeeded", "failed", "cancelled")
+WAIT_POLL_S = 1.0
+
+
+@app.command()
+def wait(
+    jobs: Annotated[
+        list[str] | None, typer.Argument(help="Job ids (none: every job of yours pending or running now).")
+    ] = None,
+    timeout: Annotated[str, typer.Option(help="Give up after this long (exit 1).")] = "1h",
+    server: Server = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Wait until the jobs have ended, for scripts (as sbatch --wait): exit 0 if every one
+    succeeded, 1 if one failed or was cancelled, or if the time ran out."""
+    with input_errors():
+        timeout_s = parse_duration_s(timeout, "timeout")
+        if not timeout_s > 0:
+            raise InputError(f"--timeout must be longer than 0, not '{timeout}'", field="timeout")
+        if not jobs:
+            live = _call(server, token, "GET", "/v1/jobs")
+            jobs = [j["job_id"] for j in live if j["state"] not in ENDED_STATES]
+        states = {job: _call(server, token, "GET", f"/v1/jobs/{job}")["state"] for job in jobs}
+        until = time.monotonic() + timeout_s
+        with console.status(f"waiting for {len(jobs)} jobs") as status:
+            while any(s not in ENDED_STATES for s in states.values()) and time.monotonic() < until:
+                time.sleep(WAIT_POLL_S)
+                for job, state in states.items():
+                    if state not in ENDED_STATES:
+                        states[job] = _call(server, token, "GET", f"/v1/jobs/{job}")["state"]
+                left = sum(s not in ENDED_STATES for s in states.values())
+                status.update(f"waiting for {left} of {len(jobs)} jobs")
+    if as_json:
+        print(json.dumps(states))
+    else:
+        for job, state in states.items():
+            console.print(f"job {job}: {state}")
+    if any(s != "succeeded" for s in states.values()):
+        raise typer.Exit(1)
+
+
 @app.command()
 def logs(
     job: Annotated[str, typer.Argument(help="The job id.")],
@@ -560,6 +605,9 @@ def team(
     expires: Annotated[str | None, typer.Option(help="The token stops working after this long (90d).")] = (
         None
     ),
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print the new token alone (A=$(corral team ... -q)).")
+    ] = False,
     server: Server = None,
     token: Token = None,
     as_json: AsJson = False,
@@ -584,6 +632,8 @@ def team(
             out = _call(server, token, "POST", "/v1/teams", json=body)
     if as_json:
         print(json.dumps(out))
+    elif quiet and "token" in out:
+        print(out["token"])
     elif name == "list":
         table = tables.Table(title="teams", title_justify="left")
         for column in ("team", "queues", "token expires"):

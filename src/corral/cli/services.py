@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from corral.cli.app import app
-from corral.cli.live import Server, Token, _call
+from corral.cli.live import Server, Token, _call, _client
 from corral.config import parse_duration_s
 from corral.errors import InputError, install_hint
 from corral.report import tables
@@ -152,10 +152,7 @@ def proxy(
     """A service's stable endpoint on 127.0.0.1:PORT: requests go to its ready replicas
     (fewest in flight first), and the requests/s it sees go to the broker."""
     with input_errors():
-        if not server or not token:
-            raise InputError(
-                "give --server and --token, or set CORRAL_SERVER and CORRAL_TOKEN", field="server"
-            )
+        _client(server, token)  # (refused naming the one missing or unusable)
         try:
             import uvicorn
 

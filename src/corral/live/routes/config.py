@@ -77,7 +77,11 @@ def config_routes(ctx: Context) -> APIRouter:
         policy = spec.policy or config.policy
         try:
             # (a change changes only what it names: a policy alone keeps the queues)
-            new = Config.from_fleet(fleet_from_text(spec.fleet_toml), policy) if spec.fleet_toml else config
+            new = (
+                Config.from_fleet(fleet_from_text(spec.fleet_toml, hosts_optional=True), policy)
+                if spec.fleet_toml
+                else config
+            )
             make_policy(policy)  # (a name it knows, with settings it takes)
         except InputError as err:
             raise unprocessable("fleet_toml" if err.field != "policy" else "policy", str(err)) from None
