@@ -256,3 +256,45 @@ def test_no_command_line_gives_a_traceback(tmp_path, args):
     assert result.exception is None or isinstance(result.exception, SystemExit), (args, result.exception)
     if result.exit_code == 2:
         assert "Traceback" not in result.output
+
+
+SUBMIT_OPTIONS = ["--gpus", "--queue", "--priority", "--estimate", "--grace", "--name", "--min-gpus"]
+option_names = st.text("abcdefghijklmnopqrstuvwxyz-", min_size=1, max_size=12).map(lambda s: "--" + s)
+
+
+@settings(max_examples=40, deadline=None)
+@given(option_names, st.sampled_from(["", "--", "sleep"]), st.sampled_from(["submit", "service create"]))
+def test_an_unknown_option_is_refused_before_any_server_is_asked(option, before, command):
+    """`corral submit --priorty 5 -- sleep 1` used to run `--priorty 5 sleep 1` as the job.
+    Any option before the command that corral does not know exits 2 naming it, before the
+    server (here one nothing listens on) is contacted; after `--`, or after the command's
+    first word, it is the command's own."""
+    known = option in SUBMIT_OPTIONS or any(p.opts and option in p.opts for p in _params(command))
+    args = [*command.split(), "--gpus" if command == "submit" else "--replica-rps", "1"]
+    if command == "service create":
+        args.insert(2, "chat")
+    env = {"CORRAL_SERVER": "http://127.0.0.1:1", "CORRAL_TOKEN": "t", "COLUMNS": "200"}
+    result = CliRunner().invoke(app, [*args, option, "5", *([before] if before else []), "true"], env=env)
+    if known:
+        return
+    assert result.exit_code == 2, (option, result.output)
+    assert f"No such option: {option}" in result.output and "cannot reach" not in result.output
+    separator = [before] if before and command == "submit" else ["--"]  # (service create: `--` only)
+    after = CliRunner().invoke(app, [*args, *separator, "true", option], env=env)
+    assert "No such option" not in after.output and "cannot reach the server" in after.output
+
+
+def _params(command: str) -> list:
+    import typer.main
+
+    group = typer.main.get_command(app)
+    for word in command.split():
+        group = group.commands[word]  # type: ignore[attr-defined]
+    return group.params
+
+
+def test_a_misspelt_option_is_named_with_the_nearest_known_one():
+    env = {"CORRAL_SERVER": "http://127.0.0.1:1", "CORRAL_TOKEN": "t", "COLUMNS": "200"}
+    result = CliRunner().invoke(app, ["submit", "--gpus", "1", "--priorty", "5", "--", "sleep", "1"], env=env)
+    assert result.exit_code == 2 and "No such option: --priorty" in result.output
+    assert "--priority" in result.output

@@ -23,6 +23,9 @@ from corral.live.logs import checked
 from corral.report import tables
 from corral.report.terminal import AsJson, console, input_errors
 
+# A job's command comes after corral's options (after `--`, or from its first word that is not
+# an option): an option corral does not know before it is refused, never run as the command.
+COMMAND_AFTER_OPTIONS = {"allow_extra_args": True, "allow_interspersed_args": False}
 Server = Annotated[str | None, typer.Option(envvar="CORRAL_SERVER", help="The server's URL.")]
 Token = Annotated[str | None, typer.Option(envvar="CORRAL_TOKEN", help="Your team's (or the admin's) token.")]
 
@@ -391,7 +394,7 @@ def _call(server: str | None, token: str | None, method: str, path: str, **kwarg
     )
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(context_settings=COMMAND_AFTER_OPTIONS)
 def submit(
     ctx: typer.Context,
     gpus: Annotated[int, typer.Option(help="GPUs the job needs.")],

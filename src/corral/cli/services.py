@@ -20,7 +20,9 @@ service_app = typer.Typer(no_args_is_help=True, help="Services: replicas the bro
 app.add_typer(service_app, name="service")
 
 
-@service_app.command("create", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+# (its NAME comes before the options: the command is what follows `--`, and an option before
+# it that corral does not know is refused)
+@service_app.command("create", context_settings={"allow_extra_args": True})
 def create(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The service's name.")],
