@@ -298,3 +298,68 @@ def test_wait_exits_1_when_a_job_did_not_succeed_and_on_timeout(monkeypatch):
     answers.update({"5": ["running", "succeeded"]})
     assert runner.invoke(app, ["wait", "5"]).exit_code == 0
     refused_in_one_line(["wait", "--timeout", "0s"], field="timeout")
+
+
+def test_logs_follow_a_job_across_its_attempts_and_exit_with_its_code(monkeypatch):
+    """`corral logs -f` (against canned answers): the first attempt's output, then, once a
+    second attempt appears, the rest of the first and the second's, until the job ends;
+    the exit status is the job's exit code (it used to be 0 for a failed job)."""
+    from corral.cli import live
+
+    details = [
+        {"state": "running", "exit_code": None, "attempts": [{"number": 1}]},
+        {"state": "running", "exit_code": None, "attempts": [{"number": 1}, {"number": 2}]},
+        {"state": "failed", "exit_code": 3, "attempts": [{"number": 1}, {"number": 2}]},
+    ]
+    written = {1: "one\nstopped\n", 2: "two\n"}
+    reads = {1: ["one\n", "stopped\n"], 2: ["two\n"]}
+
+    def call(_s, _t, method, path, params=None, **_):
+        if path.endswith("/logs"):
+            return reads[params["attempt"]].pop(0) if reads[params["attempt"]] else ""
+        return details.pop(0) if len(details) > 1 else details[0]
+
+    monkeypatch.setattr(live, "_call", call)
+    monkeypatch.setattr(live, "LOGS_POLL_S", 0.0)
+    result = CliRunner().invoke(app, ["logs", "7", "-f"])
+    assert result.exit_code == 3, result.output
+    assert result.stdout == written[1] + written[2]
+    assert "(attempt 2 of job 7 follows)" in result.stderr
+    assert live.exit_status({"state": "failed", "exit_code": -9}) == 137
+    assert live.exit_status({"state": "cancelled", "exit_code": None}) == 1
+    assert live.exit_status({"state": "succeeded", "exit_code": 0}) == 0
+
+
+@pytest.mark.parametrize(
+    ("shell", "env"),
+    [
+        ("bash", {"_CORRAL_COMPLETE": "complete_bash", "COMP_WORDS": "corral subm", "COMP_CWORD": "1"}),
+        ("zsh", {"_CORRAL_COMPLETE": "complete_zsh", "_TYPER_COMPLETE_ARGS": "corral subm"}),
+        (
+            "fish",
+            {
+                "_CORRAL_COMPLETE": "complete_fish",
+                "_TYPER_COMPLETE_ARGS": "corral subm",
+                "_TYPER_COMPLETE_FISH_ACTION": "get-args",
+            },
+        ),
+    ],
+)
+def test_the_shell_completes_corral_commands(shell, env):
+    """`corral --show-completion SHELL` prints the script to source (it was refused), and the
+    completion it drives names the command a prefix begins (as the shell asks it)."""
+    script = subprocess.run(
+        [sys.executable, "-m", "corral.cli", "--show-completion", shell],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert script.returncode == 0 and "corral" in script.stdout, script.stderr
+    asked = subprocess.run(
+        [sys.executable, "-m", "corral.cli"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "submit" in asked.stdout, (asked.stdout, asked.stderr)

@@ -383,3 +383,22 @@ def test_a_restarted_server_keeps_its_tokens_unless_told_to_rotate_them(database
         assert kept_tokens(engine, path) not in (first, rotated)
     finally:
         engine.dispose()
+
+
+def test_logs_name_an_attempt_by_its_number_within_the_job(cluster):
+    """`?attempt=N` counts the job's own attempts from 1, as its process's CORRAL_ATTEMPT: the
+    second job's first attempt is its attempt 1, though its row is the cluster's second
+    (it used to answer "job 2 has no attempt 1")."""
+    from tests.support.live_cluster import Node, settle
+
+    node = Node(cluster, "n0", 4)
+    first = cluster.submit("team-a", 2, ["true"])
+    second = cluster.submit("team-a", 2, ["true"])
+    settle(cluster, [node])
+    ids = {job: cluster.job(job)["attempts"][0]["attempt"] for job in (first, second)}
+    assert ids[second] != 1
+    node.post(f"/v1/agent/attempts/{ids[second]}/log", {"text": "hello\n"})
+    answer = cluster.call("GET", f"/v1/jobs/{second}/logs?attempt=1", cluster.admin)
+    assert answer.status_code == 200 and answer.text == "hello\n"
+    missing = cluster.call("GET", f"/v1/jobs/{second}/logs?attempt=2", cluster.admin)
+    assert missing.status_code == 404 and "has no attempt 2 (it has 1 to 1)" in missing.text

@@ -9,7 +9,7 @@ import typer
 from corral import __version__
 from corral.cli.plan import plan_app
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Simulate and plan a shared GPU fleet.")
+app = typer.Typer(no_args_is_help=True, help="Simulate and plan a shared GPU fleet.")
 trace_app = typer.Typer(no_args_is_help=True, help="Import and inspect job traces.")
 workload_app = typer.Typer(no_args_is_help=True, help="Generate workloads.")
 fleet_app = typer.Typer(no_args_is_help=True, help="Inspect fleets.")

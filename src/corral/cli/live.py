@@ -21,7 +21,7 @@ from corral.config import parse_duration_s
 from corral.errors import InputError, install_hint
 from corral.live.logs import checked
 from corral.report import tables
-from corral.report.terminal import AsJson, console, input_errors
+from corral.report.terminal import AsJson, console, errors, input_errors
 
 # A job's command comes after corral's options (after `--`, or from its first word that is not
 # an option): an option corral does not know before it is refused, never run as the command.
@@ -540,28 +540,65 @@ def wait(
 @app.command()
 def logs(
     job: Annotated[str, typer.Argument(help="The job id.")],
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")] = False,
+    attempt: Annotated[
+        int | None,
+        typer.Option(min=1, help="Its Nth attempt, counted from 1 as CORRAL_ATTEMPT (default: the latest)."),
+    ] = None,
+    follow: Annotated[
+        bool,
+        typer.Option("--follow", "-f", help="Keep printing until the job ends; exit with its exit code."),
+    ] = False,
     server: Server = None,
     token: Token = None,
 ) -> None:
-    """The output of a job's latest attempt."""
-    offset = 0
+    """The output of a job's attempt. With -f, the latest attempt's as it is written (a new
+    attempt's, after a preemption, follows a line that says so) until the job ends; then
+    exit with its exit code (1 if it was cancelled, 128 + N if signal N killed it)."""
     with input_errors():
+        detail = _call(server, token, "GET", f"/v1/jobs/{job}")
+        numbers = [a["number"] for a in detail["attempts"]]
+        if attempt is not None and attempt not in numbers:
+            had = f"it has 1 to {max(numbers)}" if numbers else "it has not started yet"
+            raise InputError(f"job {job} has no attempt {attempt} ({had})", field="attempt")
+        shown = attempt or (numbers[-1] if numbers else None)
+        offset = 0
         while True:
-            text = _call(server, token, "GET", f"/v1/jobs/{job}/logs", params={"offset": offset})
-            print(text, end="", flush=True)
-            offset += len(text.encode())
-            if not follow or _call(server, token, "GET", f"/v1/jobs/{job}")["state"] in (
-                "succeeded",
-                "failed",
-                "cancelled",
-            ):
-                if follow:
-                    print(
-                        _call(server, token, "GET", f"/v1/jobs/{job}/logs", params={"offset": offset}), end=""
-                    )
+            if shown is not None:
+                text = _call(
+                    server, token, "GET", f"/v1/jobs/{job}/logs", params={"attempt": shown, "offset": offset}
+                )
+                print(text, end="", flush=True)
+                offset += len(text.encode())
+            if not follow:
                 return
-            time.sleep(1.0)
+            ended = detail["state"] in ENDED_STATES
+            latest = max((a["number"] for a in detail["attempts"]), default=None)
+            if attempt is None and latest is not None and latest != shown:
+                if shown is not None:  # (what the last one wrote since, then the next one's)
+                    params = {"attempt": shown, "offset": offset}
+                    print(_call(server, token, "GET", f"/v1/jobs/{job}/logs", params=params), end="")
+                    errors.print(f"(attempt {latest} of job {job} follows)")
+                shown, offset = latest, 0
+                continue
+            if ended:
+                break
+            time.sleep(LOGS_POLL_S)
+            detail = _call(server, token, "GET", f"/v1/jobs/{job}")
+    raise typer.Exit(exit_status(detail))
+
+
+LOGS_POLL_S = 1.0
+
+
+def exit_status(job: dict[str, Any]) -> int:
+    """A shell's exit status for an ended job: its code, 128 + N if signal N killed it, 1 if
+    it was cancelled (or ended with no code)."""
+    code = job.get("exit_code")
+    if job["state"] == "succeeded":
+        return 0
+    if code is None or code == 0:
+        return 1
+    return 128 - code if code < 0 else min(code, 255)
 
 
 @app.command()

@@ -171,16 +171,19 @@ def job_routes(ctx: Context) -> APIRouter:
         attempt: Annotated[int | None, Query(ge=1, le=ROW_ID_MAX)] = None,
         offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
     ) -> str:
+        """The output of the job's attempt number `attempt` (counted from 1 within the job, as
+        its process's CORRAL_ATTEMPT; the latest by default), from byte `offset`."""
         row = own_job(db, who, job_id)
-        numbers = [
-            a.id for a in db.scalars(select(Attempt).where(Attempt.job == row.id).order_by(Attempt.id))
-        ]
-        if not numbers:
+        ids = {
+            a.number: a.id
+            for a in db.scalars(select(Attempt).where(Attempt.job == row.id).order_by(Attempt.id))
+        }
+        if not ids:
             return ""
-        chosen = numbers[-1] if attempt is None else attempt
-        if chosen not in numbers:
-            raise HTTPException(404, f"job {job_id} has no attempt {attempt}")
-        path = ctx.logs / f"{chosen}.log"
+        chosen = max(ids) if attempt is None else attempt
+        if chosen not in ids:
+            raise HTTPException(404, f"job {job_id} has no attempt {attempt} (it has 1 to {max(ids)})")
+        path = ctx.logs / f"{ids[chosen]}.log"
         if not path.exists():
             return ""
         with path.open("rb") as handle:
