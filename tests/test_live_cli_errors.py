@@ -363,3 +363,35 @@ def test_the_shell_completes_corral_commands(shell, env):
         timeout=60,
     )
     assert "submit" in asked.stdout, (asked.stdout, asked.stderr)
+
+
+def test_jobs_show_when_each_was_submitted_started_and_ended(monkeypatch):
+    """`corral jobs` (against a canned answer): submitted, started and ended in local time,
+    the wait before the first start and the run (the old "waited or ran" column said one or
+    the other); --queue goes to the server."""
+    import time as clock
+
+    from corral.cli import live
+
+    asked: list = []
+    rows = [
+        {
+            "job_id": "1", "name": "", "team": "team-a", "queue": "team-a", "gpus": 2, "held_gpus": None,
+            "min_gpus": None, "max_gpus": None, "state": "succeeded", "exit_code": 0,
+            "submit_s": 1_800_000_000.0, "first_start_s": 1_800_000_090.0, "end_s": 1_800_000_390.0,
+            "ran_s": 300.0, "waited_s": None,
+        }
+    ]  # fmt: skip
+
+    def call(_s, _t, method, path, params=None, **_):
+        asked.append(params)
+        return rows
+
+    monkeypatch.setattr(live, "_call", call)
+    result = runner.invoke(app, ["jobs", "--queue", "team-a"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert asked == [{"queue": "team-a"}]
+    for t in (1_800_000_000.0, 1_800_000_090.0, 1_800_000_390.0):
+        assert clock.strftime("%Y-%m-%d %H:%M:%S", clock.localtime(t)) in result.output
+    line = next(line for line in result.output.splitlines() if "succeeded" in line)
+    assert "[" not in line and line.rstrip(" │").endswith("1.5m │ 5.0m"), line

@@ -402,3 +402,17 @@ def test_logs_name_an_attempt_by_its_number_within_the_job(cluster):
     assert answer.status_code == 200 and answer.text == "hello\n"
     missing = cluster.call("GET", f"/v1/jobs/{second}/logs?attempt=2", cluster.admin)
     assert missing.status_code == 404 and "has no attempt 2 (it has 1 to 1)" in missing.text
+
+
+def test_jobs_filter_by_queue_and_say_when_they_first_started(cluster):
+    from tests.support.live_cluster import Node, at, settle
+
+    node = Node(cluster, "n0", 4)
+    a = cluster.submit("team-a", 2, ["true"])
+    at(cluster, [node], 1010.0)
+    b = cluster.submit("team-b", 2, ["true"])
+    settle(cluster, [node])
+    listed = cluster.call("GET", "/v1/jobs?queue=team-b", cluster.admin).json()
+    assert [j["job_id"] for j in listed] == [b]
+    assert listed[0]["first_start_s"] == 1010.0 and listed[0]["submit_s"] == 1010.0
+    assert cluster.job(a)["first_start_s"] == 1010.0  # (nothing stepped the reconciler before)

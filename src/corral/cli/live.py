@@ -3,6 +3,7 @@ nodes, quota, team. The client reads CORRAL_SERVER and CORRAL_TOKEN (or --server
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -460,27 +461,68 @@ def _gpus(row: dict) -> str:
 def jobs(
     state: Annotated[str | None, typer.Option(help="Only jobs in this state.")] = None,
     team: Annotated[str | None, typer.Option(help="Only this team's (admin).")] = None,
+    queue: Annotated[str | None, typer.Option(help="Only this queue's.")] = None,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Show the table again every 2 s until Ctrl-C.")
+    ] = False,
     server: Server = None,
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
-    """The jobs you may see: yours, or every team's for the admin."""
-    params = {k: v for k, v in (("state", state), ("team", team)) if v is not None}
+    """The jobs you may see: yours, or every team's for the admin; times in local time."""
+    params = {k: v for k, v in (("state", state), ("team", team), ("queue", queue)) if v is not None}
     with input_errors():
         rows = _call(server, token, "GET", "/v1/jobs", params=params)
-    if as_json:
-        print(json.dumps(rows))
-        return
+        if as_json:
+            print(json.dumps(rows))
+            return
+        if not watch:
+            console.print(jobs_table(rows))
+            return
+        from rich.live import Live
+
+        with (
+            Live(jobs_table(rows), console=console, auto_refresh=False) as live,
+            contextlib.suppress(KeyboardInterrupt),
+        ):
+            while True:
+                time.sleep(WATCH_S)
+                live.update(jobs_table(_call(server, token, "GET", "/v1/jobs", params=params)), refresh=True)
+
+
+WATCH_S = 2.0
+STATE_STYLES = {
+    "pending": "yellow",
+    "running": "cyan",
+    "succeeded": "green",
+    "failed": "red",
+    "cancelled": "dim",
+}
+
+
+def jobs_table(rows: list[dict[str, Any]]) -> Any:
+    """Jobs as people read them: when each was submitted, started and ended (local time),
+    how long it waited before its first start (or has waited, pending) and how long it ran."""
+    from rich.text import Text
+
     table = tables.Table(title="jobs", title_justify="left")
-    for column in ("job", "name", "team", "queue", "GPUs", "state", "exit", "waited or ran"):
-        table.add_column(column, justify="right" if column in ("GPUs", "exit") else "left")
+    columns = ("job", "name", "team", "queue", "GPUs", "state", "exit", "submitted", "started", "ended")
+    for column in (*columns, "waited", "ran"):
+        table.add_column(column, justify="right" if column in ("GPUs", "exit", "waited", "ran") else "left")
+    now = time.time()
     for r in rows:
+        started = r.get("first_start_s")
+        waited = (started if started is not None else r["end_s"] or now) - r["submit_s"]
         table.add_row(
-            r["job_id"], r["name"], r["team"], r["queue"], _gpus(r), r["state"],
+            r["job_id"], r["name"], r["team"], r["queue"], _gpus(r),
+            Text(r["state"], style=STATE_STYLES.get(r["state"], "")),
             "" if r["exit_code"] is None else str(r["exit_code"]),
-            tables.duration(r["ran_s"] if r["waited_s"] is None else r["waited_s"]),
+            tables.clock_time(r["submit_s"]),
+            "" if started is None else tables.clock_time(started),
+            "" if r["end_s"] is None else tables.clock_time(r["end_s"]),
+            tables.duration(max(0.0, waited)), tables.duration(r["ran_s"]) if started is not None else "",
         )  # fmt: skip
-    console.print(table)
+    return table
 
 
 @app.command()

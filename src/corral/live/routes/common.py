@@ -74,10 +74,11 @@ def job_view(
     now: float | None = None,
     since: float | None = None,
     held: int | None = None,
+    first_start_s: float | None = None,
 ) -> dict[str, Any]:
     """A job as the API shows it; with `now`, how long it has waited (while pending) and run
     (its ended attempts, and its live one since `since`); `held`: the GPUs its live attempt
-    holds (an elastic job's size now)."""
+    holds (an elastic job's size now); `first_start_s`: when its first attempt started."""
     out = {
         "job_id": job.job_id,
         "name": job.name,
@@ -97,6 +98,7 @@ def job_view(
         "max_gpus": job.max_gpus,
         "step_gpus": job.step_gpus,
         "held_gpus": held,
+        "first_start_s": first_start_s,
     }
     if now is not None:
         out["ran_s"] = job.run_s + (max(0.0, now - since) if since is not None else 0.0)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import PlainTextResponse
 from pydantic import Field, field_validator
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from corral.errors import InputError
 from corral.live.api import ADMIN, ROW_ID_MAX, TEAM, Body, Caller, Count, Db, Flag, require, unprocessable
@@ -110,7 +110,11 @@ def job_routes(ctx: Context) -> APIRouter:
 
     @router.get("/v1/jobs")
     async def jobs(
-        who: Caller, db: Db, state: str | None = None, team: str | None = None
+        who: Caller,
+        db: Db,
+        state: str | None = None,
+        team: str | None = None,
+        queue: Annotated[str | None, Query(max_length=200)] = None,
     ) -> list[dict[str, Any]]:
         require(who, TEAM, ADMIN)
         if state is not None and state not in JOB_STATES:
@@ -122,6 +126,9 @@ def job_routes(ctx: Context) -> APIRouter:
             query = query.where(Job.team == team)
         if state is not None:
             query = query.where(Job.state == state)
+        if queue is not None:
+            query = query.where(Job.queue == queue)
+        first = dict(db.execute(select(Attempt.job, func.min(Attempt.start_s)).group_by(Attempt.job)).all())
         live = select(Attempt.job, Attempt.start_s, Attempt.state, Attempt.placement).where(
             Attempt.state.in_((COMMITTED, ATTEMPT_RUNNING, STOPPING))
         )
@@ -131,7 +138,10 @@ def job_routes(ctx: Context) -> APIRouter:
             if attempt_state != STOPPING:
                 held[job_row] = sum(len(ids) for _, ids in placement)
         now = clock()
-        return [job_view(j, None, now, since.get(j.id), held.get(j.id)) for j in db.scalars(query)]
+        return [
+            job_view(j, None, now, since.get(j.id), held.get(j.id), first.get(j.id))
+            for j in db.scalars(query)
+        ]
 
     @router.get("/v1/jobs/{job_id}")
     async def job(job_id: str, who: Caller, db: Db) -> dict[str, Any]:
@@ -140,7 +150,8 @@ def job_routes(ctx: Context) -> APIRouter:
         live = [a for a in attempts if a.state in (COMMITTED, ATTEMPT_RUNNING, STOPPING)]
         holding = [a for a in live if a.state != STOPPING]
         held = sum(len(ids) for _, ids in holding[-1].placement) if holding else None
-        return job_view(row, attempts, clock(), live[-1].start_s if live else None, held)
+        started = attempts[0].start_s if attempts else None
+        return job_view(row, attempts, clock(), live[-1].start_s if live else None, held, started)
 
     @router.post("/v1/jobs/{job_id}/cancel")
     async def cancel(job_id: str, who: Caller, db: Db) -> dict[str, Any]:
