@@ -395,3 +395,16 @@ def test_jobs_show_when_each_was_submitted_started_and_ended(monkeypatch):
         assert clock.strftime("%Y-%m-%d %H:%M:%S", clock.localtime(t)) in result.output
     line = next(line for line in result.output.splitlines() if "succeeded" in line)
     assert "[" not in line and line.rstrip(" │").endswith("1.5m │ 5.0m"), line
+
+
+def test_submit_sends_the_folder_it_is_run_in_or_the_one_chdir_names(monkeypatch, tmp_path):
+    from corral.cli import live
+
+    sent: list = []
+    monkeypatch.setattr(
+        live, "_call", lambda _s, _t, method, path, json=None, **_: sent.append(json) or {"job_id": "1"}
+    )
+    monkeypatch.chdir(tmp_path)
+    assert runner.invoke(app, ["submit", "--gpus", "1", "--", "pwd"]).exit_code == 0
+    assert runner.invoke(app, ["submit", "--gpus", "1", "--chdir", "sub", "--", "pwd"]).exit_code == 0
+    assert [body["workdir"] for body in sent] == [str(tmp_path), str(tmp_path / "sub")]

@@ -4,6 +4,8 @@ processes under the agent, with fake GPUs."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from corral.live.agent import Agent
@@ -416,3 +418,29 @@ def test_jobs_filter_by_queue_and_say_when_they_first_started(cluster):
     assert [j["job_id"] for j in listed] == [b]
     assert listed[0]["first_start_s"] == 1010.0 and listed[0]["submit_s"] == 1010.0
     assert cluster.job(a)["first_start_s"] == 1010.0  # (nothing stepped the reconciler before)
+
+
+def test_a_job_starts_in_the_folder_it_names(cluster, tmp_path):
+    """Real processes: a job that names a folder starts there (the CLI names the submitter's
+    by default); one that names a folder the node lacks fails with a line that says so,
+    never in some other folder; one that names none starts in the agent's."""
+    agent = cluster.agent("n0", 4)
+    agent.register()
+    here = tmp_path / "project"
+    here.mkdir()
+    there = cluster.submit("team-a", 1, ["pwd"], workdir=str(here))
+    missing = cluster.submit("team-a", 1, ["pwd"], workdir=str(tmp_path / "nowhere"))
+    plain = cluster.submit("team-a", 1, ["pwd"])
+    ended = ("succeeded", "failed")
+    cluster.run_until([agent], lambda: all(cluster.job(j)["state"] in ended for j in (there, missing, plain)))
+    assert logs(cluster, there) == f"{here}\n" and cluster.job(there)["workdir"] == str(here)
+    assert (cluster.job(missing)["state"], cluster.job(missing)["exit_code"]) == ("failed", 127)
+    assert f"cannot start in {tmp_path / 'nowhere'}: no such folder on this node" in logs(cluster, missing)
+    assert logs(cluster, plain) == f"{os.getcwd()}\n"
+    relative = cluster.call(
+        "POST",
+        "/v1/jobs",
+        cluster.teams["team-a"],
+        json={"gpus": 1, "queue": "team-a", "command": ["pwd"], "workdir": "rel"},
+    )
+    assert relative.status_code == 422 and "workdir" in relative.text

@@ -417,6 +417,9 @@ def submit(
     scaling: Annotated[
         float | None, typer.Option(help="Elastic: throughput ~ GPUs ** scaling (default 1: linear).")
     ] = None,
+    chdir: Annotated[
+        Path | None, typer.Option(help="Where its processes start (default: this folder).")
+    ] = None,
     server: Server = None,
     token: Token = None,
     as_json: AsJson = False,
@@ -441,6 +444,7 @@ def submit(
             "grace_s": parse_duration_s(grace, "grace"),
             "name": name,
             "command": command,
+            "workdir": str((chdir or Path.cwd()).expanduser().absolute()),
         }
         elastic = {"min_gpus": min_gpus, "max_gpus": max_gpus, "step_gpus": step_gpus, "scaling": scaling}
         body |= {k: v for k, v in elastic.items() if v is not None}

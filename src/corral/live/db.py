@@ -89,6 +89,8 @@ class Job(Base):
     step_gpus: Mapped[int | None] = mapped_column(Integer, nullable=True)
     scaling: Mapped[float | None] = mapped_column(Float, nullable=True)
     service: Mapped[str | None] = mapped_column(String(200), nullable=True)  # a replica of this service
+    # where its processes start (the submitter's folder); None: the agent's own
+    workdir: Mapped[str | None] = mapped_column(String(4096), nullable=True)
 
 
 class Attempt(Base):

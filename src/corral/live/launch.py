@@ -43,10 +43,16 @@ def main(folder: Path) -> int:
     lease = Path(spec["lease"]) if spec.get("lease") else None
     # (a SIGTERM to the group reaches the command itself: the launcher only outlives it)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    workdir = spec.get("workdir")
     with (folder / "output.log").open("ab") as log:
+        if workdir is not None and not os.path.isdir(workdir):
+            log.write(f"corral: cannot start in {workdir}: no such folder on this node\n".encode())
+            (folder / "exit_code").write_text("127")
+            return 127
         try:
             child = subprocess.Popen(
                 spec["command"],
+                cwd=workdir,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -99,6 +99,7 @@ def job_view(
         "step_gpus": job.step_gpus,
         "held_gpus": held,
         "first_start_s": first_start_s,
+        "workdir": job.workdir,
     }
     if now is not None:
         out["ran_s"] = job.run_s + (max(0.0, now - since) if since is not None else 0.0)

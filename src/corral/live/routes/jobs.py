@@ -40,6 +40,8 @@ class JobSpec(Body):
     max_gpus: Count | None = Field(None, ge=1, le=10_000_000)
     step_gpus: Count | None = Field(None, ge=1, le=10_000_000)
     scaling: float | None = Field(None, gt=0, le=1, allow_inf_nan=False)
+    # where its processes start, an absolute path on the nodes (None: the agent's folder)
+    workdir: str | None = Field(None, min_length=1, max_length=4096, pattern=r"^/")
 
     @field_validator("command")
     @classmethod
@@ -100,6 +102,7 @@ def job_routes(ctx: Context) -> APIRouter:
                 max_gpus=spec.max_gpus,
                 step_gpus=spec.step_gpus,
                 scaling=spec.scaling,
+                workdir=spec.workdir,
                 submit_s=clock(),
                 state=PENDING,
             )
