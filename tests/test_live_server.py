@@ -444,3 +444,18 @@ def test_a_job_starts_in_the_folder_it_names(cluster, tmp_path):
         json={"gpus": 1, "queue": "team-a", "command": ["pwd"], "workdir": "rel"},
     )
     assert relative.status_code == 422 and "workdir" in relative.text
+
+
+def test_the_migrated_schema_is_the_models(database_url):
+    """The tables the migrations make are the ones the models declare (columns, types,
+    indexes), on SQLite and PostgreSQL: a model changed without its migration is caught."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from corral.live.db import Base
+
+    engine = connect(database_url)
+    migrate(engine)
+    with engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    engine.dispose()

@@ -77,7 +77,7 @@ class Job(Base):
     grace_s: Mapped[float] = mapped_column(Float, default=30.0)
     command: Mapped[list[Any]] = mapped_column()
     submit_s: Mapped[float] = mapped_column(Float)
-    state: Mapped[str] = mapped_column(String(20), default=PENDING)
+    state: Mapped[str] = mapped_column(String(20), default=PENDING, index=True)
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     end_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -96,11 +96,11 @@ class Job(Base):
 class Attempt(Base):
     __tablename__ = "attempts"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    job: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
+    job: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
     number: Mapped[int] = mapped_column(Integer)
     # [[node, [gpu indices]], ...]: rank 0 on the first node
     placement: Mapped[list[Any]] = mapped_column()
-    state: Mapped[str] = mapped_column(String(20), default=COMMITTED)
+    state: Mapped[str] = mapped_column(String(20), default=COMMITTED, index=True)
     start_s: Mapped[float] = mapped_column(Float)
     end_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
