@@ -119,7 +119,7 @@ def _parquet_bytes() -> bytes:
         ("philly-forever.csv", f"{PHILLY}\n{STAMP},inf,1,0,vc\n".encode()),
         ("badbyte.csv", f"{HEADER}\na\x80,0,1,10,q\n".encode("latin-1")),
         ("utf16.csv", f"{HEADER}\na,0,1,10,q\n".encode("utf-16")),
-        ("gzipped.csv", gzip.compress(f"{HEADER}\na,0,1,10,q\n".encode())),
+        ("gzipped.csv", gzip.compress(f"{HEADER}\na,0,1,10,q\n".encode(), mtime=0)),
         ("parquet.csv", _parquet_bytes()),
     ],
 )
