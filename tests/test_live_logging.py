@@ -88,7 +88,8 @@ def test_decisions_are_logged_at_debug_and_kept_out_at_info(tmp_path):
             f"INFO corral.live.reconciler: reconciler rebuilt from the database at 0.000: a test at {level}"
             in text
         )
-        assert ("DEBUG corral.mechanism.driver: pool 0 at 0.000: Start(job=" in text) is shown, text
+        job = "j0" if level == "info" else "j1"
+        assert (f"DEBUG corral.mechanism.driver: pool 0 at 0.000: job {job}: Start(" in text) is shown, text
         if level == "info":  # (the job started: a second reconciler at debug decides nothing new)
             with Session(engine) as session, session.begin():
                 add_job(session, make_jobs([(0.0, 2, 10.0)] * 2), 1)

@@ -216,7 +216,8 @@ class Driver:
             else:
                 raise TypeError(f"policy {self.policy.name} decided {decision!r}, which is no decision")
             if debug:
-                log.debug("pool %d at %.3f: %r", pool, now_s, decision)
+                named = "" if kind is Wake else f" job {cluster.job_id[decision.job]}:"
+                log.debug("pool %d at %.3f:%s %r", pool, now_s, named, decision)
         return started
 
     # --- the policy's own state ----------------------------------------------------------------
