@@ -289,7 +289,7 @@ def test_wait_exits_1_when_a_job_did_not_succeed_and_on_timeout(monkeypatch):
         return {"state": states.pop(0) if len(states) > 1 else states[0]}
 
     monkeypatch.setattr(live, "_call", call)
-    monkeypatch.setattr(live, "WAIT_POLL_S", 0.0)
+    monkeypatch.setattr(live, "POLL_S", 0.0)
     failed = runner.invoke(app, ["wait", "--json"])
     assert failed.exit_code == 1 and json.loads(failed.output) == {"1": "succeeded", "2": "failed"}
     answers.update({"4": ["running"]})
@@ -320,7 +320,7 @@ def test_logs_follow_a_job_across_its_attempts_and_exit_with_its_code(monkeypatc
         return details.pop(0) if len(details) > 1 else details[0]
 
     monkeypatch.setattr(live, "_call", call)
-    monkeypatch.setattr(live, "LOGS_POLL_S", 0.0)
+    monkeypatch.setattr(live, "POLL_S", 0.0)
     result = CliRunner().invoke(app, ["logs", "7", "-f"])
     assert result.exit_code == 3, result.output
     assert result.stdout == written[1] + written[2]

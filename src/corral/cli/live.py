@@ -542,7 +542,7 @@ def cancel(
 
 
 ENDED_STATES = ("succeeded", "failed", "cancelled")
-WAIT_POLL_S = 1.0
+POLL_S = 1.0  # how often `wait` and `logs -f` ask the server
 
 
 @app.command()
@@ -568,7 +568,7 @@ def wait(
         until = time.monotonic() + timeout_s
         with console.status(f"waiting for {len(jobs)} jobs") as status:
             while any(s not in ENDED_STATES for s in states.values()) and time.monotonic() < until:
-                time.sleep(WAIT_POLL_S)
+                time.sleep(POLL_S)
                 for job, state in states.items():
                     if state not in ENDED_STATES:
                         states[job] = _call(server, token, "GET", f"/v1/jobs/{job}")["state"]
@@ -608,32 +608,34 @@ def logs(
             raise InputError(f"job {job} has no attempt {attempt} ({had})", field="attempt")
         shown = attempt or (numbers[-1] if numbers else None)
         offset = 0
+
+        def show() -> None:
+            """What attempt `shown` wrote since `offset`, printed."""
+            nonlocal offset
+            text = _call(
+                server, token, "GET", f"/v1/jobs/{job}/logs", params={"attempt": shown, "offset": offset}
+            )
+            print(text, end="", flush=True)
+            offset += len(text.encode())
+
         while True:
             if shown is not None:
-                text = _call(
-                    server, token, "GET", f"/v1/jobs/{job}/logs", params={"attempt": shown, "offset": offset}
-                )
-                print(text, end="", flush=True)
-                offset += len(text.encode())
+                show()
             if not follow:
                 return
             ended = detail["state"] in ENDED_STATES
             latest = max((a["number"] for a in detail["attempts"]), default=None)
             if attempt is None and latest is not None and latest != shown:
                 if shown is not None:  # (what the last one wrote since, then the next one's)
-                    params = {"attempt": shown, "offset": offset}
-                    print(_call(server, token, "GET", f"/v1/jobs/{job}/logs", params=params), end="")
+                    show()
                     errors.print(f"(attempt {latest} of job {job} follows)")
                 shown, offset = latest, 0
                 continue
             if ended:
                 break
-            time.sleep(LOGS_POLL_S)
+            time.sleep(POLL_S)
             detail = _call(server, token, "GET", f"/v1/jobs/{job}")
     raise typer.Exit(exit_status(detail))
-
-
-LOGS_POLL_S = 1.0
 
 
 def exit_status(job: dict[str, Any]) -> int:

@@ -204,10 +204,7 @@ class RayExecutor:
         Each rank has one poll in flight; a round takes the answers that are in (a rank whose
         actor is still starting holds up nobody)."""
         for key in [key for key in self.ranks if key[1] not in nodes]:
-            self.ranks.pop(key)
-            self.kill_at.pop(key, None)
-            self.polls.pop(key, None)
-            self.terming.pop(key, None)
+            self._drop(key)
         for key, actor in self.ranks.items():
             if key not in self.polls:
                 self.polls[key] = actor.poll.remote()
@@ -317,12 +314,16 @@ class RayExecutor:
         if signalled:  # (else its launcher has yet to make its group: asked again next round)
             self.kill_at[key] = asked_s + grace_s
 
-    def _forget(self, key: tuple[int, str]) -> None:
-        """An ended rank's actor goes; the attempt's group goes with its last rank."""
-        actor = self.ranks.pop(key)
+    def _drop(self, key: tuple[int, str]) -> Any:
+        """Stop keeping track of a rank (its kill, poll and SIGTERM in flight); its actor."""
         self.kill_at.pop(key, None)
         self.polls.pop(key, None)
         self.terming.pop(key, None)
+        return self.ranks.pop(key)
+
+    def _forget(self, key: tuple[int, str]) -> None:
+        """An ended rank's actor goes; the attempt's group goes with its last rank."""
+        actor = self._drop(key)
         with contextlib.suppress(ray.exceptions.RayError):
             ray.kill(actor)
         attempt = key[0]

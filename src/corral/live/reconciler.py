@@ -226,15 +226,8 @@ class Reconciler(NoEffects):
                     running[attempt.job] = attempt
                     continue
                 i = self.job_of.get(attempt.job)
-                if i is not None:  # (a run that was stopped: the work its checkpoints kept, at its size)
-                    row = session.get(Job, attempt.job)
-                    kept = attempt.kept_s
-                    if kept is None:
-                        kept = kept_s(attempt, row)
-                    size = sum(len(ids) for _, ids in attempt.placement)
-                    stopped_s = attempt.stop_s if attempt.stop_s is not None else attempt.end_s
-                    stopped_s = math.nan if stopped_s is None else stopped_s
-                    cluster.resume(i, kept * speed(size, row.gpus, cluster.scaling[i]), 1, stopped_s)
+                if i is not None:  # (a run that was stopped)
+                    self._resume(i, attempt, session.get(Job, attempt.job))
             index = {name: host for host, name in enumerate(self.node_of)}
             cluster.view.now_s = now
             for job in live:
@@ -265,10 +258,8 @@ class Reconciler(NoEffects):
                 if not cluster.is_running(i):
                     if attempt is not None and self._lost_on_rebuild(job, attempt, now):
                         continue
-                    if attempt is not None:  # (what its lost run kept, at its size)
-                        size = sum(len(ids) for _, ids in attempt.placement)
-                        kept = (attempt.kept_s or 0.0) * speed(size, job.gpus, cluster.scaling[i])
-                        cluster.resume(i, kept, 1, now)  # (lost at this rebuild)
+                    if attempt is not None:  # (its run, lost at this rebuild)
+                        self._resume(i, attempt, job)
                     if job.state == RUNNING:
                         set_state(job, PENDING)
                 order.append(i)
@@ -281,6 +272,16 @@ class Reconciler(NoEffects):
                 for name, at_s in self.saved_policy.get("wakes", {}).items():
                     if name in fleet.pools:
                         driver.wakes[fleet.pools.index(name)] = at_s
+
+    def _resume(self, i: int, attempt: Attempt, row: Job) -> None:
+        """Job `i` ran `attempt`, which was stopped: it keeps the work its checkpoints kept, at
+        the attempt's size, and was last stopped when the attempt was told to stop (or ended)."""
+        assert self.cluster is not None
+        kept = attempt.kept_s if attempt.kept_s is not None else kept_s(attempt, row)
+        size = sum(len(ids) for _, ids in attempt.placement)
+        stopped_s = attempt.stop_s if attempt.stop_s is not None else attempt.end_s
+        worked = kept * speed(size, row.gpus, self.cluster.scaling[i])
+        self.cluster.resume(i, worked, 1, math.nan if stopped_s is None else stopped_s)
 
     @staticmethod
     def _fits(attempt: Attempt, nodes: list[Node], index: dict[str, int]) -> bool:

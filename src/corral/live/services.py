@@ -154,22 +154,8 @@ class LiveBroker:
             capped = int(wanted[i]) if target < wanted[i] else None
             if target != service.target_replicas or capped != self.capped.get(service.name):
                 why = self._why(services, demand, i, t, int(lead[i]), int(wanted[i]))
-                if capped is not None:
-                    why += f"; capped at {target}: the pool has {pool_gpus} GPUs"
+                self._retarget(session, service, target, int(wanted[i]), why, now, t, pool_gpus)
                 self.capped[service.name] = capped
-                before = service.target_replicas
-                session.add(
-                    Move(
-                        t_s=now,
-                        step=t,
-                        service=service.name,
-                        kind="replicas",
-                        before=before,
-                        after=target,
-                        reason=why,
-                    )
-                )
-                service.target_replicas = target
             self._replicas(session, service, now)
         if note is None:
             session.add(Meta(key="broker_step", value={"first": self.first, "step": t}))
@@ -186,21 +172,37 @@ class LiveBroker:
             if service.target_replicas >= target:
                 continue
             why = f"no demand seen yet: min_replicas = {service.min_replicas}"
-            if target < service.min_replicas:
-                why += f"; capped at {target}: the pool has {pool_gpus} GPUs"
-            session.add(
-                Move(
-                    t_s=now,
-                    step=-1,
-                    service=service.name,
-                    kind="replicas",
-                    before=service.target_replicas,
-                    after=target,
-                    reason=why,
-                )
-            )
-            service.target_replicas = target
+            self._retarget(session, service, target, service.min_replicas, why, now, -1, pool_gpus)
             self._replicas(session, service, now)
+
+    @staticmethod
+    def _retarget(
+        session: Session,
+        service: Service,
+        target: int,
+        wanted: int,
+        why: str,
+        now: float,
+        step: int,
+        pool_gpus: int,
+    ) -> None:
+        """Set a service's target replicas, logged as a move with `why` (and the cap, where
+        the pool holds fewer than `wanted`)."""
+        if target < wanted:
+            why += f"; capped at {target}: the pool has {pool_gpus} GPUs"
+        before = service.target_replicas
+        session.add(
+            Move(
+                t_s=now,
+                step=step,
+                service=service.name,
+                kind="replicas",
+                before=before,
+                after=target,
+                reason=why,
+            )
+        )
+        service.target_replicas = target
 
     def _hold(
         self,

@@ -79,9 +79,6 @@ class Driver:
     def __init__(self, cluster: ClusterState, policy: Policy, effects: Effects) -> None:
         self.effects = effects
         self.wakes: dict[int, float] = {}  # pool -> when the policy asked to decide again
-        self.changed = True
-        self.cluster = cluster
-        self.policy = policy
         self.bind(cluster, policy)
 
     def bind(self, cluster: ClusterState, policy: Policy) -> None:

@@ -131,7 +131,10 @@ def job_routes(ctx: Context) -> APIRouter:
             query = query.where(Job.state == state)
         if queue is not None:
             query = query.where(Job.queue == queue)
-        first = dict(db.execute(select(Attempt.job, func.min(Attempt.start_s)).group_by(Attempt.job)).all())
+        # (each listed job's first start: only theirs, not every attempt's in the database)
+        listed = query.with_only_columns(Job.id).order_by(None)
+        starts = select(Attempt.job, func.min(Attempt.start_s)).where(Attempt.job.in_(listed))
+        first = dict(db.execute(starts.group_by(Attempt.job)).all())
         live = select(Attempt.job, Attempt.start_s, Attempt.state, Attempt.placement).where(
             Attempt.state.in_((COMMITTED, ATTEMPT_RUNNING, STOPPING))
         )
