@@ -50,6 +50,53 @@ def workloads(draw):
     return [gpus] * nodes, table(rows)
 
 
+@st.composite
+def gated_workloads(draw):
+    """As `workloads`, with dependencies on earlier jobs (ok, any or notok: every job here
+    succeeds, so notok cancels) and an array of 2-4 tasks with a limit."""
+    node_gpus, jobs = draw(workloads())
+    n = len(jobs)
+    after = []
+    for k in range(n):
+        earlier = draw(st.lists(st.integers(0, k - 1), max_size=2, unique=True)) if k else []
+        kinds = [draw(st.sampled_from(["ok", "ok", "any", "notok"])) for _ in earlier]
+        after.append(" ".join(f"{jobs.job_id[e]}:{kind}" for e, kind in zip(earlier, kinds, strict=True)))
+    first = draw(st.integers(0, n - 1))
+    tasks = range(first, min(n, first + draw(st.integers(2, 4))))
+    limit = draw(st.integers(1, 2))
+    jobs.submit_s[tasks.start : tasks.stop] = jobs.submit_s[first]  # (an array arrives at once)
+    for k in tasks:
+        after[k] = after[first] if after[first].split(":")[0] not in {jobs.job_id[t] for t in tasks} else ""
+    jobs.extra["after"] = after
+    jobs.extra["array_job"] = ["1000" if k in tasks else "" for k in range(n)]
+    jobs.extra["array_limit"] = [str(limit) if k in tasks else "" for k in range(n)]
+    return node_gpus, jobs
+
+
+def cancelled(url: str) -> set[str]:
+    from sqlalchemy import create_engine, select
+    from sqlalchemy.orm import Session
+
+    from corral.live.db import CANCELLED, Job
+
+    engine = create_engine(url)
+    with Session(engine) as session:
+        out = set(session.scalars(select(Job.job_id).where(Job.state == CANCELLED)))
+    engine.dispose()
+    return out
+
+
+def simulated_cancelled(node_gpus, jobs, policy) -> set[str]:
+    from corral.state.cluster import CANCELLED
+
+    fleet = Fleet(
+        "x", [Segment("default", len(node_gpus), node_gpus[0], 1, 1)], "default", list(QUEUES), list(COHORTS)
+    )
+    engine = Engine(fleet, jobs, make_policy(policy), sample_s=0)
+    engine.run()
+    return {jobs.job_id[j] for j, s in enumerate(engine.cluster.status) if s == CANCELLED}
+
+
 def simulated(node_gpus, jobs, policy):
     fleet = Fleet(
         "x", [Segment("default", len(node_gpus), node_gpus[0], 1, 1)], "default", list(QUEUES), list(COHORTS)
@@ -109,6 +156,29 @@ def test_a_rebuilt_reconciler_commits_what_one_never_rebuilt_and_the_simulator_d
 def test_the_same_rebuilds_on_postgresql(tmp_path_factory, policy, case, seed):
     """As above, on PostgreSQL (fewer cases: each makes three databases)."""
     rebuilds_change_nothing("postgresql", tmp_path_factory.mktemp("db"), policy, case, seed)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=gated_workloads(), seed=st.integers(0, 2**32 - 1))
+def test_dependencies_and_arrays_run_live_as_simulated_rebuilt_or_not(tmp_path_factory, policy, case, seed):
+    """Jobs held for their dependencies and array limits start when the simulator starts
+    them, a reconciler rebuilt at random steps holds the same ones, and a dependency that
+    can no longer be met cancels the same jobs in both faces."""
+    node_gpus, jobs = case
+    rng = random.Random(seed)
+    folder = tmp_path_factory.mktemp("db")
+    url = f"sqlite:///{folder}/never.db"
+    never, _, engine = replay(url, node_gpus, jobs, policy, Config(policy, QUEUES, COHORTS))
+    engine.dispose()
+    assert never == simulated(node_gpus, jobs, policy)
+    assert cancelled(url) == simulated_cancelled(node_gpus, jobs, policy)
+    url = f"sqlite:///{folder}/rebuilt.db"
+    crash = lambda: rng.random() < 0.5  # noqa: E731
+    rebuilt, _, engine = replay(url, node_gpus, jobs, policy, Config(policy, QUEUES, COHORTS), crash=crash)
+    engine.dispose()
+    assert rebuilt == never
+    assert cancelled(url) == simulated_cancelled(node_gpus, jobs, policy)
 
 
 def test_the_same_on_sqlite_and_postgresql(database_url):

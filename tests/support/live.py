@@ -45,6 +45,10 @@ def add_nodes(engine, gpus_per_node: list[int], pool: str = "default", at_s: flo
 
 
 def add_job(session: Session, jobs: JobTable, i: int) -> None:
+    """Job `i` of `jobs` as a row (its array, if any, numbered as the table numbers it)."""
+    after, array, limit = (
+        jobs.extra.get(c, [""] * len(jobs))[i] for c in ("after", "array_job", "array_limit")
+    )
     session.add(
         Job(
             job_id=jobs.job_id[i],
@@ -56,6 +60,9 @@ def add_job(session: Session, jobs: JobTable, i: int) -> None:
             estimate_s=float(jobs.duration_s[i]),  # (the simulator's estimate is its duration)
             command=["true"],
             submit_s=float(jobs.submit_s[i]),
+            after=after.split() or None,
+            array_job=int(array) if array else None,
+            array_limit=int(limit) if array and limit else None,
         )
     )
 

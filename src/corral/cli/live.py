@@ -4,6 +4,7 @@ nodes, quota, team. The client reads CORRAL_SERVER and CORRAL_TOKEN (or --server
 from __future__ import annotations
 
 import contextlib
+import getpass
 import json
 import logging
 import os
@@ -420,15 +421,40 @@ def submit(
     chdir: Annotated[
         Path | None, typer.Option(help="Where its processes start (default: this folder).")
     ] = None,
+    array: Annotated[
+        str | None,
+        typer.Option(help="One job per index, as Slurm's: 0-99%8 runs at most 8 at once; 1,3,5-7; 0-15:4."),
+    ] = None,
+    after: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Start only after JOB ends: JOB[:ok|any|notok] (ok if not said); repeat for several."
+        ),
+    ] = None,
     server: Server = None,
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
     """Queue a command: corral submit --gpus 8 --queue team-a -- python train.py ...
     An elastic job (--min-gpus/--max-gpus) is resized by a policy with +elastic: it gets
-    SIGTERM, checkpoints, and its ranks start again with the new WORLD_SIZE."""
+    SIGTERM, checkpoints, and its ranks start again with the new WORLD_SIZE. An array's
+    tasks see CORRAL_ARRAY_JOB_ID and CORRAL_ARRAY_TASK_ID; a job whose dependency can no
+    longer be met is cancelled, saying which."""
+    from corral.state.gates import parse_after, parse_array
+
     with input_errors():
         command = list(ctx.args)
+        if array is not None:
+            try:
+                parse_array(array)
+            except ValueError as err:
+                raise InputError(f"--array {array}: {err}", field="array") from None
+        for text in after or ():
+            for job, _ in parse_after(text):
+                if not job.replace("_", "", 1).isdigit():
+                    raise InputError(
+                        f"--after {text}: '{job}' is not a job id (as 12, or 12_3)", field="after"
+                    )
         if scaling is not None and not 0 < scaling <= 1:
             raise InputError(f"--scaling must be in (0, 1], not {scaling}", field="scaling")
         if not command:
@@ -445,12 +471,18 @@ def submit(
             "name": name,
             "command": command,
             "workdir": str((chdir or Path.cwd()).expanduser().absolute()),
+            "user": getpass.getuser(),
+            "after": [f"{job}:{kind}" for text in after or () for job, kind in parse_after(text)],
         }
+        if array is not None:
+            body["array"] = array
         elastic = {"min_gpus": min_gpus, "max_gpus": max_gpus, "step_gpus": step_gpus, "scaling": scaling}
         body |= {k: v for k, v in elastic.items() if v is not None}
         out = _call(server, token, "POST", "/v1/jobs", json=body)
     if as_json:
         print(json.dumps(out))
+    elif out.get("array_job_id") is not None:
+        console.print(f"submitted array {out['array_job_id']} ({out['tasks']} tasks)")
     else:
         console.print(f"submitted job {out['job_id']}")
 
@@ -466,6 +498,10 @@ def jobs(
     state: Annotated[str | None, typer.Option(help="Only jobs in this state.")] = None,
     team: Annotated[str | None, typer.Option(help="Only this team's (admin).")] = None,
     queue: Annotated[str | None, typer.Option(help="Only this queue's.")] = None,
+    user: Annotated[str | None, typer.Option(help="Only those this user submitted.")] = None,
+    expand: Annotated[
+        bool, typer.Option("--expand", "-e", help="An array's tasks one per line (folded by default).")
+    ] = False,
     watch: Annotated[
         bool, typer.Option("--watch", "-w", help="Show the table again every 2 s until Ctrl-C.")
     ] = False,
@@ -473,25 +509,28 @@ def jobs(
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
-    """The jobs you may see: yours, or every team's for the admin; times in local time."""
-    params = {k: v for k, v in (("state", state), ("team", team), ("queue", queue)) if v is not None}
+    """The jobs you may see: yours, or every team's for the admin; times in local time. An
+    array is one line (its tasks counted by state) unless --expand; --json lists each task."""
+    asked = (("state", state), ("team", team), ("queue", queue), ("user", user))
+    params = {k: v for k, v in asked if v is not None}
     with input_errors():
         rows = _call(server, token, "GET", "/v1/jobs", params=params)
         if as_json:
             print(json.dumps(rows))
             return
         if not watch:
-            console.print(jobs_table(rows))
+            console.print(jobs_table(rows, expand))
             return
         from rich.live import Live
 
         with (
-            Live(jobs_table(rows), console=console, auto_refresh=False) as live,
+            Live(jobs_table(rows, expand), console=console, auto_refresh=False) as live,
             contextlib.suppress(KeyboardInterrupt),
         ):
             while True:
                 time.sleep(WATCH_S)
-                live.update(jobs_table(_call(server, token, "GET", "/v1/jobs", params=params)), refresh=True)
+                rows = _call(server, token, "GET", "/v1/jobs", params=params)
+                live.update(jobs_table(rows, expand), refresh=True)
 
 
 WATCH_S = 2.0
@@ -504,9 +543,50 @@ STATE_STYLES = {
 }
 
 
-def jobs_table(rows: list[dict[str, Any]]) -> Any:
+def fold_arrays(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """An array's tasks as one row, where its first task stood: `12_[0-99%8]`, its state
+    the tasks counted by state, its times the first submission and start and the last end
+    (while every task has ended), its time run the tasks' sum."""
+    tasks: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r.get("array_job_id") is not None:
+            tasks.setdefault(r["array_job_id"], []).append(r)
+    out = []
+    for r in rows:
+        array = r.get("array_job_id")
+        if array is None:
+            out.append(r)
+            continue
+        group = tasks.pop(array, None)
+        if group is None:
+            continue
+        counts: dict[str, int] = {}
+        for t in group:
+            counts[t["state"]] = counts.get(t["state"], 0) + 1
+        ids = [t["array_task_id"] for t in group]
+        span = f"{min(ids)}-{max(ids)}" if len(ids) > 1 else str(ids[0])
+        limit = f"%{r['array_limit']}" if r.get("array_limit") else ""
+        starts = [t["first_start_s"] for t in group if t.get("first_start_s") is not None]
+        ended = all(t["end_s"] is not None for t in group)
+        out.append(
+            r
+            | {
+                "job_id": f"{array}_[{span}{limit}]",
+                "state": " ".join(f"{n} {state}" for state, n in counts.items()),
+                "states": counts,
+                "exit_code": None,
+                "first_start_s": min(starts, default=None),
+                "end_s": max(t["end_s"] for t in group) if ended else None,
+                "ran_s": sum(t["ran_s"] or 0.0 for t in group),
+            }
+        )
+    return out
+
+
+def jobs_table(rows: list[dict[str, Any]], expand: bool = False) -> Any:
     """Jobs as people read them: when each was submitted, started and ended (local time),
-    how long it waited before its first start (or has waited, pending) and how long it ran."""
+    how long it waited before its first start (or has waited, pending) and how long it ran;
+    an array on one line unless `expand`."""
     from rich.text import Text
 
     table = tables.Table(title="jobs", title_justify="left")
@@ -514,12 +594,21 @@ def jobs_table(rows: list[dict[str, Any]]) -> Any:
     for column in (*columns, "waited", "ran"):
         table.add_column(column, justify="right" if column in ("GPUs", "exit", "waited", "ran") else "left")
     now = time.time()
+    if expand:
+        rows = [
+            r | {"job_id": f"{r['array_job_id']}_{r['array_task_id']}"} if r.get("array_job_id") else r
+            for r in rows
+        ]
+    else:
+        rows = fold_arrays(rows)
     for r in rows:
         started = r.get("first_start_s")
         waited = (started if started is not None else r["end_s"] or now) - r["submit_s"]
         table.add_row(
             r["job_id"], r["name"], r["team"], r["queue"], _gpus(r),
-            Text(r["state"], style=STATE_STYLES.get(r["state"], "")),
+            Text(r["state"], style=STATE_STYLES.get(r["state"], "")) if "states" not in r else Text(" ").join(
+                Text(f"{n} {state}", style=STATE_STYLES.get(state, "")) for state, n in r["states"].items()
+            ),
             "" if r["exit_code"] is None else str(r["exit_code"]),
             tables.clock_time(r["submit_s"]),
             "" if started is None else tables.clock_time(started),
@@ -531,14 +620,16 @@ def jobs_table(rows: list[dict[str, Any]]) -> Any:
 
 @app.command()
 def cancel(
-    job: Annotated[str, typer.Argument(help="The job id.")],
+    job: Annotated[str, typer.Argument(help="The job id; an array's id (all its tasks), or ARRAY_TASK.")],
     server: Server = None,
     token: Token = None,
 ) -> None:
-    """Cancel a job: a pending one never starts, a running one gets SIGTERM, then SIGKILL."""
+    """Cancel a job: a pending one never starts, a running one gets SIGTERM, then SIGKILL.
+    An array's id cancels every task of it not yet ended; 12_3 cancels task 3 of array 12."""
     with input_errors():
-        _call(server, token, "POST", f"/v1/jobs/{job}/cancel")
-    console.print(f"cancelling job {job}")
+        out = _call(server, token, "POST", f"/v1/jobs/{job}/cancel")
+    tasks = out.get("cancelled_tasks")
+    console.print(f"cancelling array {job} ({tasks} tasks)" if tasks is not None else f"cancelling job {job}")
 
 
 ENDED_STATES = ("succeeded", "failed", "cancelled")
@@ -772,6 +863,9 @@ def history(
             extra={
                 "estimate_s": ["" if r["estimate_s"] is None else str(r["estimate_s"]) for r in rows],
                 "state": [r["state"] for r in rows],
+                "after": [" ".join(r["after"]) for r in rows],
+                "array_job": [r["array_job"] or "" for r in rows],
+                "array_limit": ["" if r["array_job"] is None else str(r["array_limit"] or 0) for r in rows],
             },
         )
         write_jobs(table, out)

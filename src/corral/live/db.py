@@ -91,6 +91,20 @@ class Job(Base):
     service: Mapped[str | None] = mapped_column(String(200), nullable=True)  # a replica of this service
     # where its processes start (the submitter's folder); None: the agent's own
     workdir: Mapped[str | None] = mapped_column(String(4096), nullable=True)
+    user: Mapped[str] = mapped_column(String(200), default="")  # who submitted it (their login)
+    # dependencies, each "JOB:ok", "JOB:any" or "JOB:notok" (state/gates.py); None: none
+    after: Mapped[list[Any] | None] = mapped_column(nullable=True)
+    # an array's task: the array's id (its first task's row), its index, and how many of its
+    # tasks may be live at once (None: no limit)
+    array_job: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    array_task: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    array_limit: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # why it ended as it did, where its exit does not say (cancelled for a dependency)
+    reason: Mapped[str | None] = mapped_column(String(400), nullable=True)
+    # held by its dependencies or its array's limit: when the scheduler let it through, the
+    # how-manieth so let through (the order a rebuilt policy is told of it)
+    released_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    released_rank: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class Attempt(Base):

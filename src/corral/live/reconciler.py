@@ -98,6 +98,9 @@ def job_table(jobs: list[Job]) -> JobTable:
     def text(value: float | None) -> str:
         return "" if value is None else repr(value)
 
+    def array(j: Job) -> str:
+        return "" if j.array_job is None else str(j.array_job)
+
     return JobTable(
         job_id=[j.job_id for j in jobs],
         submit_s=np.array([j.submit_s for j in jobs], dtype=float),
@@ -109,7 +112,12 @@ def job_table(jobs: list[Job]) -> JobTable:
         priority=np.array([j.priority for j in jobs], dtype=np.int64),
         preemptible=np.array([j.preemptible for j in jobs], dtype=bool),
         source="<live>",
-        extra={name: [text(getattr(j, name)) for j in jobs] for name in ELASTIC_COLUMNS},
+        extra={
+            **{name: [text(getattr(j, name)) for j in jobs] for name in ELASTIC_COLUMNS},
+            "after": [" ".join(j.after or ()) for j in jobs],
+            "array_job": [array(j) for j in jobs],
+            "array_limit": [str(j.array_limit or 0) if j.array_job is not None else "" for j in jobs],
+        },
     )
 
 
@@ -264,7 +272,12 @@ class Reconciler(NoEffects):
                         set_state(job, PENDING)
                 order.append(i)
             self.driver = driver = Driver(cluster, self.policy, self)
-            driver.take_over(order)
+            self._known_outcomes(session, live)
+            self.session = session
+            try:
+                driver.take_over(order, now)
+            finally:
+                self.session = None
             saved = session.get(Meta, "policy")
             self.saved_policy = saved.value if saved is not None else None
             if self.saved_policy is not None and self.saved_policy["policy"] == self.config.policy:
@@ -318,6 +331,20 @@ class Reconciler(NoEffects):
         set_state(row, SUCCEEDED if attempt.exit_code == 0 else FAILED)
         row.exit_code, row.end_s = attempt.exit_code, now
 
+    def _known_outcomes(self, session: Session, rows: list[Job]) -> None:
+        """Tell the gates how the jobs that `rows` depend on ended, where they have (before
+        a rebuild, or before `rows` were registered)."""
+        assert self.driver is not None
+        named = {dep.partition(":")[0] for row in rows for dep in row.after or ()}
+        named -= self.driver.gates.outcome.keys()
+        if not named:
+            return
+        ended = select(Job.job_id, Job.state).where(
+            Job.job_id.in_(named), Job.state.in_((SUCCEEDED, FAILED, CANCELLED))
+        )
+        for job_id, state in session.execute(ended):
+            self.driver.gates.known(job_id, state == SUCCEEDED)
+
     def _register(self, jobs: list[Job]) -> list[Job]:
         """Register `jobs` (rows) with the cluster state, not yet arrived; those the fleet as
         it is now can never hold (more GPUs than their pool has, a queue with no pool) are
@@ -328,17 +355,22 @@ class Reconciler(NoEffects):
         assert self.cluster is not None
         self.last_row = max(self.last_row, max(job.id for job in jobs))
         try:
-            added = list(zip(jobs, self.cluster.add_jobs(job_table(jobs)), strict=True))
+            added = list(zip(jobs, self.cluster.add_jobs(job_table(jobs), whole=False), strict=True))
         except InputError:  # (one at a time, to know which)
             added = []
             for job in jobs:
                 try:
-                    (i,) = self.cluster.add_jobs(job_table([job]))
+                    (i,) = self.cluster.add_jobs(job_table([job]), whole=False)
                 except InputError as err:
                     self.unplaceable[job.id] = err.message
                     continue
                 added.append((job, i))
         for job, i in added:
+            if job.released_s is not None:
+                self.cluster.released_s[i], self.cluster.released_rank[i] = (
+                    job.released_s,
+                    job.released_rank or 0,
+                )
             self.unplaceable.pop(job.id, None)
             self.row_of.append(job.id)
             self.job_of[job.id] = i
@@ -373,7 +405,7 @@ class Reconciler(NoEffects):
             self._checkpoints(session)
             touched |= self._exits(session, now)
             touched |= self._services(session, now)
-            touched |= self._arrivals(session)
+            touched |= self._arrivals(session, now)
             touched |= self._cancellations(session, now)
             touched |= driver.due(now)
             started = driver.decide(touched, now)
@@ -566,7 +598,7 @@ class Reconciler(NoEffects):
                 if i is None:
                     continue
                 if cluster.is_running(i):
-                    touched.add(driver.complete(i, now))
+                    touched.add(driver.complete(i, now, attempt.exit_code == 0))
                 elif not cluster.has_ended(i):  # (waiting, or not yet arrived: never again, it has ended)
                     driver.withdraw(i, now)
                     touched.add(cluster.pool[i])
@@ -593,7 +625,7 @@ class Reconciler(NoEffects):
                     cluster.settle(i, attempt.kept_s)
         return touched
 
-    def _arrivals(self, session: Session) -> set[int]:
+    def _arrivals(self, session: Session, now: float) -> set[int]:
         cluster, driver = self.cluster, self.driver
         assert cluster is not None and driver is not None
         # Ids grow with submissions, but a transaction may commit after a later one: look
@@ -612,7 +644,9 @@ class Reconciler(NoEffects):
             if unknown
             else []
         )
-        return {driver.submit(self.job_of[row.id]) for row in self._register(new)}
+        registered = self._register(new)
+        self._known_outcomes(session, registered)
+        return {driver.submit(self.job_of[row.id], now) for row in registered}
 
     def _cancellations(self, session: Session, now: float) -> set[int]:
         cluster, driver = self.cluster, self.driver
@@ -659,6 +693,18 @@ class Reconciler(NoEffects):
         assert self.session is not None
         self._stop(self.session, self.session.get(Job, self.row_of[job]), now_s, "resized")
         self._commit(self.session, job, now_s)
+
+    def cancelled(self, job: int, why: str, now_s: float) -> None:
+        """A dependency of `job` can no longer be met: it ends, cancelled, saying which."""
+        assert self.session is not None
+        row = self.session.get(Job, self.row_of[job])
+        set_state(row, CANCELLED)
+        row.end_s, row.reason = now_s, why[:400]
+
+    def released(self, job: int, now_s: float, rank: int) -> None:
+        assert self.session is not None
+        row = self.session.get(Job, self.row_of[job])
+        row.released_s, row.released_rank = now_s, rank
 
     def preempted(self, job: int, now_s: float) -> None:
         assert self.session is not None

@@ -2,7 +2,9 @@
 
 A face keeps what is its own (the simulator its clock, event heap and failure generators;
 the live reconciler its database and executors) and leaves the rest here: every cluster
-transition paired with the policy call that tells it, the scheduling pass with its
+transition paired with the policy call that tells it, the gates that hold an arrived job
+from its policy until its dependencies have ended and its array has room (and cancel it
+when a dependency can no longer be met), the scheduling pass with its
 decisions applied as they are yielded, the widening of a pass to pools where quota waiters
 may now fit, handing a fresh policy the live jobs in arrival order, and the policy's state
 exported and restored with its jobs named by a key. What a decision does beyond the
@@ -17,12 +19,12 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
 from typing import Any, Protocol
 
 from corral.scheduling.policy import Hold, JobIndex, JobKey, Policy, Preempt, Resize, Start, Wake, same
 from corral.state.allocation import Placement
 from corral.state.cluster import FUTURE, PENDING, RUNNING_, ClusterState
+from corral.state.gates import Gates, dependency_reason, parse_after
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,13 @@ class Effects(Protocol):
     def passed(self, pool: int, now_s: float) -> None:
         """A scheduling pass over `pool` ended."""
 
+    def cancelled(self, job: int, why: str, now_s: float) -> None:
+        """`job`, not yet seen by the policy, ended as cancelled: a dependency of it cannot
+        be met (`why` says which)."""
+
+    def released(self, job: int, now_s: float, rank: int) -> None:
+        """A gate let `job`, held since it arrived, through: the `rank`th so let through."""
+
 
 class NoEffects:
     """A face that needs nothing beyond the cluster state (the base of the others)."""
@@ -71,6 +80,12 @@ class NoEffects:
     def passed(self, pool: int, now_s: float) -> None:
         pass
 
+    def cancelled(self, job: int, why: str, now_s: float) -> None:
+        pass
+
+    def released(self, job: int, now_s: float, rank: int) -> None:
+        pass
+
 
 class Driver:
     """A policy driven over a cluster state. `changed` is set by anything that may have
@@ -79,6 +94,8 @@ class Driver:
     def __init__(self, cluster: ClusterState, policy: Policy, effects: Effects) -> None:
         self.effects = effects
         self.wakes: dict[int, float] = {}  # pool -> when the policy asked to decide again
+        self.gates = Gates()
+        self.arrived: set[int] = set()  # pools where a gate let a job through since the last pass
         self.bind(cluster, policy)
 
     def bind(self, cluster: ClusterState, policy: Policy) -> None:
@@ -86,6 +103,7 @@ class Driver:
         policy gives none of its own, the view records why a job it tried could not be
         placed."""
         self.cluster, self.policy = cluster, policy
+        self.releases: int | None = None  # the last rank of a held job let through (None: read the state)
         view = cluster.view
         view.explains_placement = view.explain and not policy.gives_reasons
         policy.bind(view, len(cluster.fleet.pools))
@@ -93,18 +111,71 @@ class Driver:
 
     # --- transitions, each told to the policy ----------------------------------------------
 
-    def submit(self, job: int) -> int:
-        """`job` arrives and waits; its pool."""
-        self.cluster.submit(job)
-        self.policy.submitted(job)
-        self.changed = True
-        return self.cluster.pool[job]
+    def submit(self, job: int, now_s: float) -> int:
+        """`job` arrives; it waits, seen by the policy unless a gate holds it; its pool."""
+        cluster = self.cluster
+        if cluster.after[job] or cluster.array_limit[job]:
+            self._gate(job, now_s)
+        else:
+            cluster.submit(job)
+            self.policy.submitted(job)
+            self.changed = True
+        return cluster.pool[job]
 
-    def complete(self, job: int, now_s: float) -> int:
-        """Running `job` finished; its pool."""
+    def _gate(self, job: int, now_s: float) -> None:
+        cluster, gates = self.cluster, self.gates
+        deps = parse_after(cluster.after[job])
+        gates.register(job, deps, cluster.array_job[job], cluster.array_limit[job])
+        through, unmet = gates.arrive(job, cluster.submit_s[job])
+        if unmet is not None:
+            self._cancel(job, *unmet, now_s)
+        elif through:
+            self._let_through(job, now_s, held=False)
+        else:
+            reason = gates.why(job)
+            assert reason is not None
+            cluster.hold(job, now_s, reason)
+
+    def _let_through(self, job: int, now_s: float, held: bool = True) -> None:
+        cluster = self.cluster
+        rank = 0
+        if held:
+            rank = max(cluster.released_rank, default=0) + 1 if self.releases is None else self.releases + 1
+            self.releases = rank
+        cluster.released_s[job], cluster.released_rank[job] = now_s, rank
+        self.effects.released(job, now_s, rank)
+        cluster.submit(job, now_s)
+        self.policy.submitted(job)
+        self.arrived.add(self.cluster.pool[job])
+        self.changed = True
+
+    def _cancel(self, job: int, dep: str, kind: str, now_s: float) -> None:
+        """Held `job`'s dependency `dep` (`kind`) can no longer be met: it ends, cancelled."""
+        reason = dependency_reason(dep, kind, False)
+        self.cluster.withdraw(job, now_s)
+        self.cluster.hold(job, now_s, reason)
+        self.effects.cancelled(job, reason.text, now_s)
+        self._ended(job, False, now_s)
+
+    def _ended(self, job: int, succeeded: bool, now_s: float) -> None:
+        """`job` ended: held jobs that wait on it go through or are cancelled."""
+        cluster = self.cluster
+        if not cluster.depended and not self.gates:
+            return
+        released, doomed = self.gates.ended(job, cluster.job_id[job], succeeded)
+        for waiter in released:
+            self._let_through(waiter, now_s)
+        for waiter, dep, kind in doomed:
+            if not cluster.has_ended(waiter):  # (a cancellation before it may have ended it)
+                self._cancel(waiter, dep, kind, now_s)
+
+    def complete(self, job: int, now_s: float, succeeded: bool = True) -> int:
+        """Running `job` finished (`succeeded`: with exit code 0, where that is known); its
+        pool."""
         self.cluster.complete(job, now_s)
         self.policy.finished(job)
         self.changed = True
+        self._ended(job, succeeded, now_s)
         return self.cluster.pool[job]
 
     def interrupt(self, job: int, now_s: float, graceful: bool, requeue: bool = True) -> float:
@@ -128,6 +199,7 @@ class Driver:
         if arrived:
             self.policy.withdrawn(job)
             self.changed = True
+        self._ended(job, False, now_s)
         return was_running
 
     def remove_host(self, host: int, now_s: float) -> list[int]:
@@ -144,16 +216,27 @@ class Driver:
         end_s = self.cluster.start(job, placement, now_s)
         self.effects.started(job, end_s, now_s)
 
-    def take_over(self, jobs: Iterable[int]) -> None:
-        """Hand the bound policy the live `jobs`, in arrival order: `adopt` each one running,
-        `submitted` each one waiting (a registered job not yet arrived arrives now)."""
-        cluster, policy = self.cluster, self.policy
-        for job in jobs:
+    def take_over(self, jobs: list[int], now_s: float) -> None:
+        """Hand the bound policy the live `jobs` in the order it was first told of them
+        (`ClusterState.seen_order`): `adopt` each one running, `submitted` each one waiting
+        (a registered job not yet arrived arrives now, through its gates, which count the
+        running tasks of its array first)."""
+        cluster, policy, gates = self.cluster, self.policy, self.gates
+        jobs = sorted(jobs, key=cluster.seen_order)
+        through = [not math.isnan(cluster.released_s[job]) or cluster.status[job] == RUNNING_ for job in jobs]
+        for job, went in zip(jobs, through, strict=True):
+            if went and cluster.array_limit[job]:
+                gates.register(job, [], cluster.array_job[job], cluster.array_limit[job])
+                gates.adopt(job)
+        for job, went in zip(jobs, through, strict=True):
             if cluster.status[job] == RUNNING_:
                 policy.adopt(job)
                 continue
             if cluster.status[job] == FUTURE:
-                cluster.submit(job)
+                if not went:
+                    self.submit(job, now_s)
+                    continue
+                cluster.submit(job, cluster.released_s[job])  # (a gate let it through before)
             assert cluster.status[job] == PENDING, f"job {job} is neither running nor waiting"
             policy.submitted(job)
         self.changed = True
@@ -179,6 +262,9 @@ class Driver:
     def decide(self, touched: set[int], now_s: float, widen: bool = True) -> int:
         """A scheduling pass over each pool of `touched` (widened to quota waiters unless
         `widen` is False), its decisions applied as they come; the jobs started."""
+        if self.arrived:
+            touched = touched | self.arrived
+            self.arrived = set()
         if widen:
             touched = self.quota_waiters(touched)
         started = 0

@@ -30,7 +30,8 @@ from corral.reliability.failures import FailureModel
 from corral.scheduling.hosts import drain_order, hosts_to_lend, spare_for
 from corral.scheduling.policy import Policy
 from corral.state.allocation import Placement
-from corral.state.cluster import CANCELLED, FUTURE, PENDING, RUNNING_, ClusterState
+from corral.state.cluster import CANCELLED, DONE, FUTURE, PENDING, RUNNING_, ClusterState
+from corral.state.gates import Gates
 from corral.state.placement import PlacementConfig
 from corral.state.reasons import Reason
 from corral.state.runs import RunLog
@@ -236,7 +237,7 @@ class Engine(NoEffects):
             if status[job] == CANCELLED:  # (withdrawn before it arrived)
                 continue
             events += 1
-            touched.add(driver.submit(job))
+            touched.add(driver.submit(job, now))
         self.events += events
         driver.decide(touched, now)
         if self.progress is not None and self.done % max(1, n // 200) == 0 and self.done:
@@ -271,12 +272,22 @@ class Engine(NoEffects):
         `adopt` if it runs) and given back the state it exported."""
         self.cluster, self.policy = cluster, policy
         cluster.view.now_s = self.now
-        self.driver.bind(cluster, policy)
+        driver = self.driver
+        driver.bind(cluster, policy)
+        arrived = set(self.order[: self.nxt])
         live = sorted(
-            (j for j, s in enumerate(cluster.status) if s in (PENDING, RUNNING_)),
+            (
+                j
+                for j, s in enumerate(cluster.status)
+                if s in (PENDING, RUNNING_) or (s == FUTURE and j in arrived)  # (held by a gate)
+            ),
             key=lambda j: (cluster.submit_s[j], j),
         )
-        self.driver.take_over(live)
+        driver.gates = Gates()
+        for j, s in enumerate(cluster.status):
+            if s in (DONE, CANCELLED):
+                driver.gates.known(cluster.job_id[j], s == DONE)
+        driver.take_over(live, self.now)
         if policy_state is not None:
             self.driver.restore(policy_state)
 
@@ -344,6 +355,9 @@ class Engine(NoEffects):
     def passed(self, pool: int, now_s: float) -> None:
         if now_s >= self.next_sample[pool]:
             self._sample(pool, now_s)
+
+    def cancelled(self, job: int, why: str, now_s: float) -> None:
+        self.done += 1
 
     def _interval_s(self, job: int, hosts: int) -> float:
         """Young's or Daly's interval for this run, from the configured failure rate or, for

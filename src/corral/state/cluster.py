@@ -32,6 +32,7 @@ from corral.quota import QuotaTree
 from corral.state.allocation import AllocationError, FleetState, GpuIds, Placement
 from corral.state.checkpoint import run_parts, wall_s
 from corral.state.elastic import ELASTIC_COLUMNS, elastic_columns, speed
+from corral.state.gates import GATE_COLUMNS, gate_columns
 from corral.state.placement import HOST, LEVELS, RACK, PlacementConfig, Placer
 from corral.state.reasons import (
     BY_POLICY,
@@ -68,6 +69,9 @@ SPEC = (
     "max_gpus",
     "step_gpus",
     "scaling",
+    "after",
+    "array_job",
+    "array_limit",
 )
 # what the run ledger keeps per job, as exported
 LEDGER = (
@@ -93,6 +97,8 @@ LEDGER = (
     "gpus",
     "rate",
     "kept_rate",
+    "released_s",
+    "released_rank",
 )
 
 
@@ -141,6 +147,11 @@ class ClusterState:
         self.max_gpus: list[int] = []
         self.step_gpus: list[int] = []
         self.scaling: list[float] = []
+        # dependencies ("J:ok J2:any"), array and array limit: what the driver's gates read
+        self.after: list[str] = []
+        self.array_job: list[str] = []
+        self.array_limit: list[int] = []
+        self.depended: set[str] = set()  # the jobs some job depends on
         self.duration_s: list[float] = []
         self.estimate_s: list[float] = []
         self.queue_name: list[str] = []
@@ -173,6 +184,10 @@ class ClusterState:
         self.restarting: list[float] = []
         self.writing: list[float] = []
         self.attempts: list[int] = []  # starts so far: a live attempt's number
+        # when a gate let a job through (NaN: no gate held it), and, for one held at its
+        # arrival, the how-manieth such (else 0): the policy saw it then, not at submission
+        self.released_s: list[float] = []
+        self.released_rank: list[int] = []
         self.expected_end: list[float] = []  # of a running job, if nothing stops it
         # how long a job would run if started now (the view's `run_s`; NaN: not worked out
         # since its work left or checkpoint interval last changed), asked pass after pass
@@ -212,11 +227,12 @@ class ClusterState:
 
     # --- registering jobs, queues and hosts ----------------------------------------------
 
-    def add_jobs(self, jobs: JobTable) -> range:
+    def add_jobs(self, jobs: JobTable, whole: bool = True) -> range:
         """Register every job of `jobs` (not yet arrived: `submit` each when it does).
         Refuses, naming the file, line and field, a job whose queue has no pool, that asks
         for more GPUs than its pool, its topology domain or (where quotas bind) its queue
-        can ever hold."""
+        can ever hold, or (where `jobs` is `whole`, not a live cluster's latest arrivals)
+        that depends on a job neither here nor registered before."""
         first = len(self.job_id)
         n = len(jobs)
         ids = list(jobs.job_id)
@@ -230,6 +246,7 @@ class ClusterState:
         names = sorted(set(jobs.queue) - set(self.queue_id))
         for name in names:  # (a refused table registers no job; the queues it names stay known)
             self.add_queue(name)
+        gates = gate_columns(jobs, set(self.index) if whole else None)
         pools, levels = self._pools_of(jobs)
         queue = [self.queue_id[q] for q in jobs.queue]
         if self.enforce_quota:
@@ -245,6 +262,10 @@ class ClusterState:
         self.max_gpus += elastic.max_gpus
         self.step_gpus += elastic.step_gpus
         self.scaling += elastic.scaling
+        self.after += [" ".join(f"{d}:{k}" for d, k in deps) for deps in gates.after]
+        self.array_job += gates.array_job
+        self.array_limit += gates.array_limit
+        self.depended.update(dep for deps in gates.after for dep, _ in deps)
         self.duration_s += duration
         self.estimate_s += self._estimates(jobs, duration)
         self.queue_name += list(jobs.queue)
@@ -271,6 +292,8 @@ class ClusterState:
             self.run_estimate,
         ):
             column += [NAN] * n
+        self.released_s += [NAN] * n
+        self.released_rank += [0] * n
         for column in (self.preemptions, self.interruptions, self.unexpected, self.attempts, self.resizes):
             column += [0] * n
         self.rate += [1.0] * n
@@ -414,8 +437,9 @@ class ClusterState:
 
     # --- transitions ---------------------------------------------------------------------
 
-    def submit(self, job: int) -> None:
-        """Registered `job` arrives and waits."""
+    def submit(self, job: int, now_s: float | None = None) -> None:
+        """Registered `job` arrives and waits (`now_s`: when a gate let it through, if after
+        its submission)."""
         if self.status[job] != FUTURE:
             raise AllocationError(f"job {self.job_id[job]} submitted twice")
         self.status[job] = PENDING
@@ -425,7 +449,16 @@ class ClusterState:
         self.contenders[job] = len(live)
         self._wait(job, +1)
         if self.reasons is not None:
-            self.hold(job, self.submit_s[job], QUEUED)
+            self.hold(job, self.submit_s[job] if now_s is None else now_s, QUEUED)
+
+    def seen_order(self, job: int) -> tuple[float, int, int]:
+        """Where `job` comes in the order its policy was told of arrivals: by submission, a
+        job a gate held by when it was let through, before the jobs submitted at that
+        instant (a face applies ends before arrivals)."""
+        rank = self.released_rank[job]
+        if not rank:
+            return self.submit_s[job], 1, job
+        return self.released_s[job], 0, rank
 
     def _wait(self, job: int, delta: int) -> None:
         counts = self.waiting_sizes[self.pool[job]]
@@ -808,7 +841,7 @@ class ClusterState:
             topology=spec["topology"],
             extra={
                 "estimate_s": spec["estimate_s"],
-                **{c: [str(v) for v in spec[c]] for c in ELASTIC_COLUMNS},
+                **{c: [str(v) for v in spec[c]] for c in ELASTIC_COLUMNS + GATE_COLUMNS if c in spec},
             },
         )
         enforce, state.enforce_quota = state.enforce_quota, False  # (checked when first registered)

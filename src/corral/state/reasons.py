@@ -19,6 +19,8 @@ KINDS = (
     "holding",  # held so as not to delay a reserved job (GPUs or quota)
     "preempted",
     "interrupted",  # its host failed or was drained
+    "dependency",  # waits for a job it depends on to end (or was cancelled: it cannot be met)
+    "array_limit",  # its array has as many tasks live as its limit allows
 )
 
 

@@ -204,5 +204,10 @@ def _launch_spec(db: Session, attempt: Attempt, job: Job, node: str) -> dict[str
             "CORRAL_JOB_ID": job.job_id,
             "CORRAL_ATTEMPT": str(attempt.number),
             "CORRAL_PORT": str(replica_port(attempt.id)),  # (where a service's replica listens)
+            **(
+                {"CORRAL_ARRAY_JOB_ID": str(job.array_job), "CORRAL_ARRAY_TASK_ID": str(job.array_task)}
+                if job.array_job is not None
+                else {}
+            ),
         },
     }

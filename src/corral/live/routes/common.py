@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from corral.live.api import NODE, TEAM
+from corral.live.api import NODE, ROW_ID_MAX, TEAM
 from corral.live.db import DOWN, PENDING, Attempt, Job, Node, Team
 from corral.live.loop import ReconcilerLoop
 from corral.live.reconciler import Config
@@ -59,8 +59,13 @@ class Context:
 
 
 def own_job(db: Session, who: Team, job_id: str) -> Job:
-    """The caller's job `job_id` (404 for another team's, as for one that does not exist)."""
-    job = db.scalar(select(Job).where(Job.job_id == job_id))
+    """The caller's job `job_id`, or an array's task as ARRAY_TASK (404 for another team's,
+    as for one that does not exist)."""
+    array, _, task = job_id.partition("_")
+    if task and array.isdigit() and task.isdigit() and int(array) <= ROW_ID_MAX and int(task) <= ROW_ID_MAX:
+        job = db.scalar(select(Job).where(Job.array_job == int(array), Job.array_task == int(task)))
+    else:
+        job = db.scalar(select(Job).where(Job.job_id == job_id))
     if job is None or (who.role == TEAM and job.team != who.name):
         raise HTTPException(404, f"no job '{job_id}'")
     if who.role == NODE:
@@ -100,6 +105,12 @@ def job_view(
         "held_gpus": held,
         "first_start_s": first_start_s,
         "workdir": job.workdir,
+        "user": job.user,
+        "after": list(job.after or ()),
+        "array_job_id": None if job.array_job is None else str(job.array_job),
+        "array_task_id": job.array_task if job.array_job is not None else None,
+        "array_limit": job.array_limit,
+        "reason": job.reason,
     }
     if now is not None:
         out["ran_s"] = job.run_s + (max(0.0, now - since) if since is not None else 0.0)

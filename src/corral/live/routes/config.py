@@ -38,10 +38,13 @@ def config_routes(ctx: Context) -> APIRouter:
         GPUs), and those left out because they never ran."""
         require(who, ADMIN)
         rows, never_ran = [], []
-        for job in db.scalars(select(Job).where(Job.state.in_(ENDED)).order_by(Job.submit_s, Job.id)):
+        ended = list(db.scalars(select(Job).where(Job.state.in_(ENDED)).order_by(Job.submit_s, Job.id)))
+        ran = {job.job_id for job in ended if job.run_s > 0}
+        for job in ended:
             if job.run_s <= 0:
                 never_ran.append(job.job_id)
                 continue
+            after = [dep for dep in job.after or () if dep.partition(":")[0] in ran]
             rows.append(
                 {
                     "job_id": job.job_id,
@@ -54,6 +57,10 @@ def config_routes(ctx: Context) -> APIRouter:
                     "preemptible": job.preemptible,
                     "estimate_s": job.estimate_s,
                     "state": job.state,
+                    # (dependencies on jobs that never ran are left out with them)
+                    "after": after,
+                    "array_job": None if job.array_job is None else str(job.array_job),
+                    "array_limit": job.array_limit,
                 }
             )
         return {"jobs": rows, "never_ran": never_ran}

@@ -8,14 +8,26 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import PlainTextResponse
 from pydantic import Field, field_validator
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import String, cast, func, insert, select, update
+from sqlalchemy.orm import Session
 
 from corral.errors import InputError
 from corral.live.api import ADMIN, ROW_ID_MAX, TEAM, Body, Caller, Count, Db, Flag, require, unprocessable
-from corral.live.db import ATTEMPT_RUNNING, COMMITTED, ENDED, JOB_STATES, PENDING, STOPPING, Attempt, Job
+from corral.live.db import (
+    ATTEMPT_RUNNING,
+    COMMITTED,
+    ENDED,
+    JOB_STATES,
+    PENDING,
+    STOPPING,
+    Attempt,
+    Job,
+    Team,
+)
 from corral.live.reconciler import job_table
 from corral.live.routes.common import Context, job_view, own_job, report_checkpoint
 from corral.state.elastic import elastic_columns
+from corral.state.gates import parse_array
 
 COMMAND_ARGS = 4096
 COMMAND_ARG_CHARS = 128 * 1024
@@ -42,6 +54,21 @@ class JobSpec(Body):
     scaling: float | None = Field(None, gt=0, le=1, allow_inf_nan=False)
     # where its processes start, an absolute path on the nodes (None: the agent's folder)
     workdir: str | None = Field(None, min_length=1, max_length=4096, pattern=r"^/")
+    # dependencies: JOB (JOB:ok), JOB:any or JOB:notok; an array's id stands for all its
+    # tasks, ARRAY_TASK for one of them
+    after: list[Annotated[str, Field(pattern=r"^[0-9]{1,18}(_[0-9]{1,9})?(:(ok|any|notok))?$")]] = Field(
+        [], max_length=1000
+    )
+    user: str = Field("", max_length=200)  # who submits it (their login), to list by
+    # one job per index (Slurm's syntax: 0-99%8 runs at most 8 at once)
+    array: str | None = Field(None, min_length=1, max_length=1000)
+
+    @field_validator("array")
+    @classmethod
+    def _array_reads(cls, array: str | None) -> str | None:
+        if array is not None:
+            parse_array(array)
+        return array
 
     @field_validator("command")
     @classmethod
@@ -50,6 +77,30 @@ class JobSpec(Body):
         if size > COMMAND_BYTES:
             raise ValueError(f"the command is {size:,} bytes; at most {COMMAND_BYTES:,}")
         return command
+
+
+def _dependencies(db: Session, who: Team, asked: list[str]) -> list[str]:
+    """`asked` (JOB, ARRAY_TASK, each with :kind) as the rows they name, "ROW:kind"; an
+    array stands for each of its tasks. A job the caller may not see is refused (422)."""
+    out: list[str] = []
+    for text in asked:
+        name, _, kind = text.partition(":")
+        job_text, _, task = name.partition("_")
+        row = db.get(Job, int(job_text)) if int(job_text) <= ROW_ID_MAX else None
+        if row is None or (who.role == TEAM and row.team != who.name):
+            raise unprocessable("after", f"no job {job_text} to depend on")
+        rows = [row.id]
+        if task:
+            if row.array_job != row.id:
+                raise unprocessable("after", f"job {job_text} is not an array")
+            found = db.scalar(select(Job.id).where(Job.array_job == row.id, Job.array_task == int(task)))
+            if found is None:
+                raise unprocessable("after", f"array {job_text} has no task {task}")
+            rows = [found]
+        elif row.array_job == row.id:
+            rows = list(db.scalars(select(Job.id).where(Job.array_job == row.id).order_by(Job.id)))
+        out += [f"{r}:{kind or 'ok'}" for r in rows if f"{r}:{kind or 'ok'}" not in out]
+    return out
 
 
 def job_routes(ctx: Context) -> APIRouter:
@@ -84,32 +135,44 @@ def job_routes(ctx: Context) -> APIRouter:
             elastic_columns(job_table([asked]))
         except InputError as err:
             raise unprocessable(err.field or "gpus", err.message) from None
-        # (two plain statements: the ORM's unit of work costs more than they do)
-        row = db.execute(
-            insert(Job)
-            .values(
-                job_id=f"new-{uuid.uuid4().hex}",
-                name=spec.name,
-                team=who.name,
-                queue=spec.queue,
-                gpus=spec.gpus,
-                priority=spec.priority,
-                preemptible=spec.preemptible,
-                estimate_s=spec.estimate_s,
-                grace_s=spec.grace_s,
-                command=spec.command,
-                min_gpus=spec.min_gpus,
-                max_gpus=spec.max_gpus,
-                step_gpus=spec.step_gpus,
-                scaling=spec.scaling,
-                workdir=spec.workdir,
-                submit_s=clock(),
-                state=PENDING,
+        after = _dependencies(db, who, spec.after)
+        indices, limit = parse_array(spec.array) if spec.array is not None else ([None], 0)
+        values = dict(
+            user=spec.user,
+            name=spec.name,
+            team=who.name,
+            queue=spec.queue,
+            gpus=spec.gpus,
+            priority=spec.priority,
+            preemptible=spec.preemptible,
+            estimate_s=spec.estimate_s,
+            grace_s=spec.grace_s,
+            command=spec.command,
+            min_gpus=spec.min_gpus,
+            max_gpus=spec.max_gpus,
+            step_gpus=spec.step_gpus,
+            scaling=spec.scaling,
+            workdir=spec.workdir,
+            submit_s=clock(),
+            state=PENDING,
+            after=after or None,
+            array_limit=limit or None,
+        )
+        # (plain statements: the ORM's unit of work costs more than they do)
+        rows = list(
+            db.scalars(
+                insert(Job).returning(Job.id, sort_by_parameter_order=True),
+                [{**values, "job_id": f"new-{uuid.uuid4().hex}", "array_task": index} for index in indices],
             )
-            .returning(Job.id)
-        ).scalar_one()
-        db.execute(update(Job).where(Job.id == row).values(job_id=str(row)))
-        return {"job_id": str(row), "state": PENDING}
+        )
+        first = rows[0]
+        db.execute(
+            update(Job)
+            .where(Job.id.in_(rows))
+            .values(job_id=cast(Job.id, String), array_job=None if spec.array is None else first)
+        )
+        array_id = None if spec.array is None else str(first)
+        return {"job_id": str(first), "array_job_id": array_id, "tasks": len(rows), "state": PENDING}
 
     @router.get("/v1/jobs")
     async def jobs(
@@ -118,6 +181,7 @@ def job_routes(ctx: Context) -> APIRouter:
         state: str | None = None,
         team: str | None = None,
         queue: Annotated[str | None, Query(max_length=200)] = None,
+        user: Annotated[str | None, Query(max_length=200)] = None,
     ) -> list[dict[str, Any]]:
         require(who, TEAM, ADMIN)
         if state is not None and state not in JOB_STATES:
@@ -131,6 +195,8 @@ def job_routes(ctx: Context) -> APIRouter:
             query = query.where(Job.state == state)
         if queue is not None:
             query = query.where(Job.queue == queue)
+        if user is not None:
+            query = query.where(Job.user == user)
         # (each listed job's first start: only theirs, not every attempt's in the database)
         listed = query.with_only_columns(Job.id).order_by(None)
         starts = select(Attempt.job, func.min(Attempt.start_s)).where(Attempt.job.in_(listed))
@@ -162,6 +228,13 @@ def job_routes(ctx: Context) -> APIRouter:
     @router.post("/v1/jobs/{job_id}/cancel")
     async def cancel(job_id: str, who: Caller, db: Db) -> dict[str, Any]:
         row = own_job(db, who, job_id)
+        if row.array_job == row.id and "_" not in job_id:  # (an array: every task not yet ended)
+            tasks = list(db.scalars(select(Job).where(Job.array_job == row.id, Job.state.not_in(ENDED))))
+            if not tasks:
+                raise HTTPException(409, f"every task of array {job_id} has already ended")
+            for task in tasks:
+                task.cancel_requested = True
+            return job_view(row) | {"cancelled_tasks": len(tasks)}
         if row.state in ENDED:
             raise HTTPException(409, f"job {job_id} has already ended ({row.state})")
         row.cancel_requested = True

@@ -1,0 +1,189 @@
+"""Dependencies and job arrays, in the simulator: schedules worked by hand, the refusals of
+a table that cannot run, and the same schedule after the state is exported and restored
+mid-run."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from corral.errors import InputError
+from corral.scheduling.registry import POLICIES, make_policy
+from corral.sim.engine import Engine
+from corral.state.gates import parse_after, parse_array
+from corral.traces import read_jobs
+from corral.workload import write_jobs
+from tests.conftest import flat_fleet
+from tests.support.worlds import table
+
+
+def gated(rows: list[dict]) -> object:
+    """A table of `rows` (submit_s, gpus, duration_s and optional after / array_job /
+    array_limit), each in queue default."""
+    jobs = table(
+        [
+            {k: v for k, v in r.items() if k in ("submit_s", "gpus", "duration_s")} | {"queue": "default"}
+            for r in rows
+        ]
+    )
+    for column in ("after", "array_job", "array_limit"):
+        if any(column in r for r in rows):
+            jobs.extra[column] = [str(r.get(column, "")) for r in rows]
+    return jobs
+
+
+def run(rows, policy="fifo", hosts=1, gpus=8):
+    jobs = gated(rows)
+    result = Engine(flat_fleet(hosts, gpus), jobs, make_policy(policy), explain=True).run()
+    return jobs, result
+
+
+def test_a_pipeline_runs_pretraining_then_its_evaluations_then_fine_tuning():
+    # j0 pre-trains on all 8 GPUs for 100 s; j1-j3 evaluate it (2 GPUs, 10/20/30 s), each
+    # after j0 succeeds; j4 fine-tunes after all three. Every job is submitted at 0: without
+    # the dependencies j1-j3 would start at 0 beside nothing, after j0 at 100 anyway (FIFO),
+    # so j4 is the one to watch: it waits for the slowest evaluation (ends 130), not for GPUs.
+    rows = [
+        dict(submit_s=0, gpus=8, duration_s=100),
+        dict(submit_s=0, gpus=2, duration_s=10, after="j0"),
+        dict(submit_s=0, gpus=2, duration_s=20, after="j0:ok"),
+        dict(submit_s=0, gpus=2, duration_s=30, after="j0:ok"),
+        dict(submit_s=0, gpus=2, duration_s=5, after="j1 j2 j3"),
+    ]
+    _, r = run(rows)
+    assert r.start_s.tolist() == [0, 100, 100, 100, 130]
+    assert r.end_s.tolist() == [100, 110, 120, 130, 135]
+
+
+def test_a_dependency_that_can_no_longer_be_met_cancels_and_says_which():
+    # j0 succeeds at 10. j1 ran only if j0 failed: cancelled at 10, naming j0. j2 runs after
+    # j1 ends in any way (it was cancelled): it starts at 10. j3 needed j1 to succeed: it is
+    # cancelled in turn, naming j1. j4 runs after j1 failed or was cancelled: it starts.
+    rows = [
+        dict(submit_s=0, gpus=8, duration_s=10),
+        dict(submit_s=0, gpus=1, duration_s=5, after="j0:notok"),
+        dict(submit_s=0, gpus=1, duration_s=5, after="j1:any"),
+        dict(submit_s=0, gpus=1, duration_s=5, after="j1:ok"),
+        dict(submit_s=0, gpus=1, duration_s=5, after="j1:notok"),
+    ]
+    jobs, r = run(rows)
+    assert math.isnan(r.start_s[1]) and math.isnan(r.start_s[3])
+    assert r.end_s[1] == 10 and r.end_s[3] == 10
+    assert r.start_s[2] == 10 and r.start_s[4] == 10
+    assert r.reasons[1][-1][1].kind == "dependency"
+    assert "j0:notok" in r.reasons[1][-1][1].text
+    assert "j1:ok" in r.reasons[3][-1][1].text
+
+
+def test_a_job_waiting_on_a_dependency_says_so():
+    jobs, r = run(
+        [dict(submit_s=0, gpus=8, duration_s=10), dict(submit_s=1, gpus=1, duration_s=5, after="j0")]
+    )
+    (t, first), *_ = r.reasons[1]
+    assert (t, first.kind) == (1, "dependency")
+    assert first.text == "waiting for job j0 to succeed (j0:ok)"
+
+
+def test_an_array_runs_at_most_its_limit_at_once():
+    # Five 1-GPU tasks of 10 s with limit 2 on 8 free GPUs: two at a time.
+    rows = [dict(submit_s=0, gpus=1, duration_s=10, array_job="7", array_limit=2) for _ in range(5)]
+    _, r = run(rows)
+    assert r.start_s.tolist() == [0, 0, 10, 10, 20]
+    held = r.reasons[2][0][1]
+    assert held.kind == "array_limit" and "%2" in held.text
+
+
+def test_an_array_limit_leaves_other_jobs_alone():
+    # The array's held tasks do not hold back a job behind them (FIFO's order would).
+    rows = [dict(submit_s=0, gpus=1, duration_s=10, array_job="7", array_limit=1) for _ in range(3)]
+    rows.append(dict(submit_s=0, gpus=4, duration_s=10))
+    _, r = run(rows)
+    assert r.start_s.tolist() == [0, 10, 20, 0]
+
+
+def test_a_dependency_on_an_array_waits_for_every_task():
+    rows = [dict(submit_s=0, gpus=1, duration_s=d, array_job="a", array_limit=0) for d in (5, 15)]
+    rows.append(dict(submit_s=0, gpus=1, duration_s=1, after="a"))
+    jobs, r = run(rows)
+    assert r.start_s[2] == 15
+
+
+@pytest.mark.parametrize("policy", list(POLICIES))
+def test_gates_hold_under_every_kind_of_policy(policy):
+    # Dependencies and a limit of one hold whatever the policy orders.
+    rows = [
+        dict(submit_s=0, gpus=2, duration_s=30),
+        dict(submit_s=0, gpus=2, duration_s=10, after="j0"),
+        dict(submit_s=0, gpus=1, duration_s=10, array_job="9", array_limit=1),
+        dict(submit_s=0, gpus=1, duration_s=10, array_job="9", array_limit=1),
+    ]
+    _, r = run(rows, policy)
+    assert r.start_s[1] >= r.end_s[0]
+    assert r.start_s[3] >= r.end_s[2]
+
+
+@pytest.mark.parametrize(
+    ("rows", "field", "words", "line"),
+    [
+        ([dict(after="j9")], "after", "not in the table", 2),
+        ([dict(after="j0")], "after", "itself", 2),
+        ([dict(), dict(after="j2"), dict(after="j1:any")], "after", "chain", 3),
+        ([dict(after="j0:maybe")], "after", "JOB:ok", 2),
+        (
+            [dict(array_job="a", array_limit=2), dict(array_job="a", array_limit=3)],
+            "array_limit",
+            "limit 2",
+            3,
+        ),
+        ([dict(array_limit=2)], "array_limit", "array_job is empty", 2),
+    ],
+)
+def test_a_table_whose_gates_cannot_run_is_refused_naming_line_and_field(tmp_path, rows, field, words, line):
+    rows = [dict(submit_s=0, gpus=1, duration_s=1) | r for r in rows]
+    path = tmp_path / "jobs.csv"
+    write_jobs(gated(rows), path)
+    with pytest.raises(InputError) as err:
+        Engine(flat_fleet(1, 8), read_jobs(str(path)), make_policy("fifo")).run()
+    assert err.value.field == field and words in err.value.message
+    assert err.value.source == str(path) and err.value.line == line
+
+
+def test_array_syntax_reads_as_slurms():
+    assert parse_array("0-3%2") == ([0, 1, 2, 3], 2)
+    assert parse_array("1,3,5-7") == ([1, 3, 5, 6, 7], 0)
+    assert parse_array("0-15:4") == ([0, 4, 8, 12], 0)
+    for bad in ("3-1", "a", "0-3%0", "1,1", "0-99999"):
+        with pytest.raises(ValueError):
+            parse_array(bad)
+    assert parse_after("12 13:any,14:notok") == [("12", "ok"), ("13", "any"), ("14", "notok")]
+
+
+@pytest.mark.parametrize("policy", ["fifo", "las", "fair"])
+def test_a_run_restored_mid_way_ends_as_one_never_restored(policy):
+    """Exported and restored (gates rebuilt from the jobs' arrivals and ends) at every
+    instant, a run with dependencies and arrays gives the schedule of one left alone."""
+    rows = [dict(submit_s=s, gpus=g, duration_s=d) for s, g, d in [(0, 4, 30), (5, 8, 10), (7, 2, 12)]]
+    rows += [dict(submit_s=2, gpus=2, duration_s=d, array_job="5", array_limit=2) for d in (9, 4, 6, 11)]
+    rows += [
+        dict(submit_s=3, gpus=1, duration_s=3, after="j0 j4:any"),
+        dict(submit_s=4, gpus=1, duration_s=2, after="j7:notok"),
+    ]
+    jobs = gated(rows)
+    fleet = flat_fleet(2, 4)
+    alone = Engine(fleet, jobs, make_policy(policy)).run()
+    engine = Engine(fleet, jobs, make_policy(policy))
+    engine.begin()
+    from corral.state.cluster import ClusterState
+
+    for t in range(0, 200):
+        engine.advance(float(t))
+        state = engine.cluster.export()
+        policy_state = engine.driver.export()
+        restored = ClusterState.restore(fleet, state)
+        engine.replace(restored, make_policy(policy), policy_state)
+    engine.advance()
+    again = engine.result()
+    np.testing.assert_array_equal(again.start_s, alone.start_s)
+    np.testing.assert_array_equal(again.end_s, alone.end_s)
