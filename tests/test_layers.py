@@ -32,6 +32,7 @@ PLACES = {
     "corral.config": "domain",
     "corral.hardware": "domain",
     "corral.fleet": "domain",
+    "corral.windows": "domain",
     "corral.quota": "domain",
     "corral.workload": "domain",
     "corral.job_columns": "domain",

@@ -350,6 +350,8 @@ def test_the_shell_completes_corral_commands(shell, env):
     completion it drives names the command a prefix begins (as the shell asks it)."""
     script = subprocess.run(
         [sys.executable, "-m", "corral.cli", "--show-completion", shell],
+        # (the shell named, as typer reads it where it cannot find the user's from its parents)
+        env={**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"},
         capture_output=True,
         text=True,
         timeout=60,

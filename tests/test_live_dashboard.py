@@ -85,6 +85,9 @@ def test_the_dashboard_shows_a_job_submitted_through_the_api(live, tmp_path):
         assert client.post("/v1/services/chat/demand", json={"requests_per_s": 3.0}).status_code == 200
         wait.until(lambda b: "reactive: demand now" in b.find_element(By.ID, "moves").text)
         assert "chat" in browser.find_element(By.ID, "services").text
+        window = {"nodes": ["local"], "maintenance": True, "start_s": 4e9, "duration_s": 3600, "name": "fix"}
+        assert client.post("/v1/reservations", json=window).status_code == 201
+        wait.until(lambda b: "maintenance" in b.find_element(By.ID, "reservations").text)
         shot = Path(tmp_path) / "dashboard.png"
         browser.save_screenshot(str(shot))
         assert shot.stat().st_size > 1000

@@ -1,5 +1,6 @@
-"""docs/live.md's pipeline, run as written in bash with real processes and fake GPUs: an
-array with a limit, a job after the whole array, one after a failure that never comes; then
+"""docs/live.md's pipeline and containers, and the README's live examples, run as written in
+bash with real processes and fake GPUs (and the tests' own podman): an array with a limit, a
+job after the whole array, one after a failure that never comes, a job in an image; then
 what the text says happened."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import json
 import sqlite3
 
 from tests.support.docs import run_lines, section_lines
+from tests.support.fake_podman import install
 
 LIMIT_S = 240  # about 5 s of jobs; bounded for a loaded machine
 
@@ -47,3 +49,32 @@ def test_the_pipeline_of_docs_live_runs_as_written(tmp_path):
     # the evaluation ran once, after the last task ended
     assert [state for state, _ in evaluation] == ["succeeded"]
     assert evaluation[0][1] >= max(e for _, e in rows)
+
+
+def test_the_containers_of_docs_live_run_as_written(tmp_path):
+    """With the tests' own podman on the PATH (no OCI container starts here)."""
+    lines = section_lines("## Containers")
+    assert lines[0].startswith("corral up ") and lines[-1] == "kill %1"
+    done = run_lines(lines, tmp_path, LIMIT_S, install(tmp_path / "runtime"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "in podman on GPU 0" in done.stdout
+    (run,) = [
+        c for c in map(json.loads, (tmp_path / "runtime/podman-state/calls.jsonl").open()) if c[0] == "run"
+    ]
+    assert f"{tmp_path}:/work:ro" in run
+
+
+def test_the_readmes_live_examples_run_as_written(tmp_path):
+    """The README's quick start, then its arrays, dependencies, reservations and container,
+    against a live cluster (the tests' own podman on the PATH): each command succeeds, and
+    the jobs they submit run."""
+    lines = section_lines("## Run a cluster on this machine", "README.md")
+    assert lines[0].startswith("corral up ") and lines[-1] == "corral reservations"
+    lines = [line for line in lines if not line.startswith("corral simulate")]  # (the replay: test_readme)
+    lines += ["corral wait --timeout 3m", "corral jobs --json > jobs.json", "kill %1"]
+    done = run_lines(lines, tmp_path, LIMIT_S, install(tmp_path / "runtime"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    jobs = json.loads((tmp_path / "jobs.json").read_text())
+    assert [j["state"] for j in jobs] == ["succeeded"] * 13  # (1, the array 2-11, 12 after it, 13)
+    assert jobs[11]["after"] == [f"{k}:ok" for k in range(2, 12)] and jobs[12]["image"] == "busybox"
+    assert "default" in done.stdout and "maintenance" in done.stdout  # (the reservations listed)

@@ -16,6 +16,7 @@ from corral.quota import CohortSpec, QueueSpec
 from corral.scheduling.registry import POLICIES as REGISTRY
 from corral.scheduling.registry import make_policy
 from corral.sim.engine import Engine
+from corral.windows import ReservationSpec
 from tests.conftest import empty_database
 from tests.support.live import replay
 from tests.support.worlds import table
@@ -73,6 +74,25 @@ def gated_workloads(draw):
     return node_gpus, jobs
 
 
+@st.composite
+def reserved_workloads(draw):
+    """As `workloads`, with a maintenance window on one node or a reservation of one node's
+    GPUs for a queue, with a notice of none, some or plenty."""
+    node_gpus, jobs = draw(workloads())
+    queue = draw(st.sampled_from([None, "a", "b"]))
+    by_gpus = queue is not None and draw(st.booleans())
+    window = ReservationSpec(
+        "w",
+        start_s=float(draw(st.integers(0, 40))),
+        duration_s=float(draw(st.integers(5, 40))),
+        hosts=() if by_gpus else (str(draw(st.integers(0, len(node_gpus) - 1))),),
+        gpus=node_gpus[0] if by_gpus else 0,
+        queue=queue,
+        notice_s=float(draw(st.sampled_from([0, 10, 1000]))),
+    )
+    return node_gpus, jobs, window
+
+
 def cancelled(url: str) -> set[str]:
     from sqlalchemy import create_engine, select
     from sqlalchemy.orm import Session
@@ -97,9 +117,14 @@ def simulated_cancelled(node_gpus, jobs, policy) -> set[str]:
     return {jobs.job_id[j] for j, s in enumerate(engine.cluster.status) if s == CANCELLED}
 
 
-def simulated(node_gpus, jobs, policy):
+def simulated(node_gpus, jobs, policy, windows=()):
     fleet = Fleet(
-        "x", [Segment("default", len(node_gpus), node_gpus[0], 1, 1)], "default", list(QUEUES), list(COHORTS)
+        "x",
+        [Segment("default", len(node_gpus), node_gpus[0], 1, 1)],
+        "default",
+        list(QUEUES),
+        list(COHORTS),
+        reservations=list(windows),
     )
     result = Engine(fleet, jobs, make_policy(policy), sample_s=0).run()
     starts: dict[str, list[float]] = {}
@@ -181,6 +206,29 @@ def test_dependencies_and_arrays_run_live_as_simulated_rebuilt_or_not(tmp_path_f
     assert cancelled(url) == simulated_cancelled(node_gpus, jobs, policy)
 
 
+@pytest.mark.parametrize("policy", POLICIES)
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=reserved_workloads(), seed=st.integers(0, 2**32 - 1))
+def test_reservations_run_live_as_simulated_rebuilt_or_not(tmp_path_factory, policy, case, seed):
+    """Jobs keep off reserved nodes, are stopped at a window's start and come back at its
+    end when the simulator says, rebuilt at random steps or not."""
+    node_gpus, jobs, window = case
+    rng = random.Random(seed)
+    folder = tmp_path_factory.mktemp("db")
+    config = Config(policy, QUEUES, COHORTS)
+    never, _, engine = replay(
+        f"sqlite:///{folder}/never.db", node_gpus, jobs, policy, config, windows=(window,)
+    )
+    engine.dispose()
+    assert never == simulated(node_gpus, jobs, policy, (window,))
+    crash = lambda: rng.random() < 0.5  # noqa: E731
+    rebuilt, _, engine = replay(
+        f"sqlite:///{folder}/rebuilt.db", node_gpus, jobs, policy, config, crash=crash, windows=(window,)
+    )
+    engine.dispose()
+    assert rebuilt == never
+
+
 def test_the_same_on_sqlite_and_postgresql(database_url):
     jobs = table(
         [
@@ -202,6 +250,7 @@ def test_the_same_on_sqlite_and_postgresql(database_url):
                 "attempts",
                 "demand",
                 "moves",
+                "reservations",
                 "services",
                 "jobs",
                 "nodes",

@@ -4,9 +4,11 @@ suite, in the README's order (later ones read what earlier ones wrote), the slow
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from typer.testing import CliRunner
@@ -38,6 +40,8 @@ LIVE = (
     "corral service",
     "corral proxy",
     "corral moves",
+    "corral reserve",
+    "corral reservations",
 )
 LIVE_READS = ("week.parquet", "live.toml")
 
@@ -69,8 +73,13 @@ COMMANDS = [
 FAST = [c for c in COMMANDS if not any(s in c for s in SLOW)]
 
 
+# (`--show-completion SHELL` as typer reads it where it cannot find the user's shell)
+NAMED_SHELL = {"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+
+
 def run(command: str) -> None:
-    result = CliRunner().invoke(app, shlex.split(command)[1:])
+    with mock.patch.dict(os.environ, NAMED_SHELL):  # (read when the command is built)
+        result = CliRunner().invoke(app, shlex.split(command)[1:])
     assert result.exit_code == 0, f"{command}\n{result.output}"
 
 

@@ -20,6 +20,7 @@ from corral.config import Name, Whole, build
 from corral.errors import InputError, reading
 from corral.hardware import GPUS, gpu
 from corral.quota import CohortSpec, QueueSpec
+from corral.windows import ReservationSpec, spec_from
 
 DEFAULT_POOL = "default"
 
@@ -49,6 +50,7 @@ class Fleet:
         queues: list[QueueSpec] = (),  # type: ignore[assignment]
         cohorts: list[CohortSpec] = (),  # type: ignore[assignment]
         default_cohort: str | None = None,
+        reservations: list[ReservationSpec] = (),  # type: ignore[assignment]
     ) -> None:
         if not segments:
             raise InputError("a fleet needs at least one block of hosts", field="hosts")
@@ -59,6 +61,7 @@ class Fleet:
                 raise InputError(f"{what} {twice[0]!r} is given more than once", field=f"{what}s")
         self.name = name
         self.segments = list(segments)
+        self.reservations = list(reservations)  # windows its hosts are held in (state/reservations.py)
         self.pools: list[str] = []
         self.gpu_names: list[str] = []
         self.cluster_names: list[str] = []
@@ -274,7 +277,7 @@ def load_fleet(spec: str, hosts_optional: bool = False) -> Fleet:
     )
 
 
-TOP_LEVEL_KEYS = {"name", "pools", "queues", "cohorts", "default_pool", "default_cohort"}
+TOP_LEVEL_KEYS = {"name", "pools", "queues", "cohorts", "default_pool", "default_cohort", "reservations"}
 # keys of a pool that may also be given once at the top, for every pool
 _SEGMENT_FIELDS = (
     "hosts",
@@ -332,6 +335,10 @@ def fleet_from_text(text: str, path: Path = Path("<fleet>"), hosts_optional: boo
         segments.append(build(Segment, {"pool": name, **entry}, str(path), f"pools[{i}]."))
     queues = [_spec(QueueSpec, e, "queues", i, path) for i, e in enumerate(_tables(data, "queues", path))]
     cohorts = [_spec(CohortSpec, e, "cohorts", i, path) for i, e in enumerate(_tables(data, "cohorts", path))]
+    reservations = [
+        spec_from(e, str(path), f"reservations[{i}]")
+        for i, e in enumerate(_tables(data, "reservations", path))
+    ]
     try:
         return Fleet(
             str(data.get("name", path.stem)),
@@ -340,6 +347,7 @@ def fleet_from_text(text: str, path: Path = Path("<fleet>"), hosts_optional: boo
             queues=queues,
             cohorts=cohorts,
             default_cohort=data.get("default_cohort"),
+            reservations=reservations,
         )
     except InputError as err:
         raise InputError(err.message, source=str(path), field=err.field) from None

@@ -13,20 +13,23 @@ from tests.support.live import free_port
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
-def section_lines(heading: str) -> list[str]:
-    """The indented lines of the section of docs/live.md that starts with `heading`."""
-    text = (ROOT / "docs" / "live.md").read_text()
+def section_lines(heading: str, document: str = "docs/live.md") -> list[str]:
+    """The indented lines of the section of `document` that starts with `heading`."""
+    text = (ROOT / document).read_text()
     start = text.index(heading)
     end = text.find("\n## ", start + len(heading))
     section = text[start : end if end >= 0 else len(text)]
     return [line[4:] for line in section.splitlines() if line.startswith("    ")]
 
 
-def run_lines(lines: list[str], folder: Path, limit_s: float) -> subprocess.CompletedProcess:
+def run_lines(
+    lines: list[str], folder: Path, limit_s: float, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """`lines` in bash (-euo pipefail) in `folder`, waiting for what they left running."""
     env = {
         **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        **(extra_env or {}),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{(extra_env or os.environ)['PATH']}",
         "HOME": str(folder),
         "CORRAL_PORT": str(free_port()),
     }

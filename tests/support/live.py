@@ -10,7 +10,18 @@ from collections.abc import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from corral.live.db import ATTEMPT_RUNNING, COMMITTED, EXITED, STOPPING, Attempt, Job, Node, connect, migrate
+from corral.live.db import (
+    ATTEMPT_RUNNING,
+    COMMITTED,
+    EXITED,
+    STOPPING,
+    Attempt,
+    Job,
+    Node,
+    Window,
+    connect,
+    migrate,
+)
 from corral.live.reconciler import Config, Reconciler
 from corral.workload import JobTable
 
@@ -109,14 +120,23 @@ def replay(
     policy: str,
     config: Config | None = None,
     crash: bool | Callable[[], bool] = False,
+    windows: tuple = (),
 ):
     """The workload through the reconciler: each instant, exits, then arrivals, then a step.
-    With `crash`, the reconciler is thrown away after every step (or after those where
+    `windows`: reservations (ReservationSpecs, hosts by number). With `crash`, the reconciler
+    is thrown away after every step (or after those where
     `crash()` says so), after its commit and before the executor launches anything, and a
     new one is built from the database.
     Returns ({job_id: [start of each attempt]}, the last reconciler, the database)."""
     engine = database(url)
     add_nodes(engine, node_gpus)
+    with Session(engine) as session, session.begin():
+        for spec in windows:  # (ReservationSpecs, their hosts as node numbers)
+            nodes = [f"n{h}" for h in spec.hosts]
+            times = dict(start_s=spec.start_s, end_s=spec.end_s, notice_s=spec.notice_s, created_s=0.0)
+            session.add(
+                Window(name=spec.name, pool=spec.pool, nodes=nodes, gpus=spec.gpus, queue=spec.queue, **times)
+            )
     clock = Clock()
     cfg = config or Config(policy)
     cfg.heartbeat_timeout_s = math.inf

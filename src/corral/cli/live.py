@@ -230,7 +230,7 @@ def up(
         admin, node = server.kept_tokens(engine, data_dir / "tokens.json", new_tokens)
 
         def ready(url: str, done: threading.Event) -> None:
-            agent = Agent(url, node, data_dir / "agent", count, name="local")
+            agent = Agent(url, node, data_dir / "agent", count, name="local", real_gpus=not gpus)
             threading.Thread(target=agent.run, kwargs={"stop": done.is_set}, daemon=True).start()
             env = data_dir / "env"
             write_text(env, f"CORRAL_SERVER={url}\nCORRAL_TOKEN={admin}\n", mode=0o600)
@@ -339,7 +339,7 @@ def agent(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    Agent(server, token, data_dir, count, name=name, pool=pool).run(stop=done.is_set)
+    Agent(server, token, data_dir, count, name=name, pool=pool, real_gpus=not gpus).run(stop=done.is_set)
 
 
 # --- the client ------------------------------------------------------------------------
@@ -425,6 +425,16 @@ def submit(
         str | None,
         typer.Option(help="One job per index, as Slurm's: 0-99%8 runs at most 8 at once; 1,3,5-7; 0-15:4."),
     ] = None,
+    image: Annotated[
+        str | None, typer.Option(help="Run each rank in this container image (podman or Docker on the node).")
+    ] = None,
+    mount: Annotated[
+        list[str] | None, typer.Option(help="With --image: SRC:DST[:ro] to mount in the container; repeat.")
+    ] = None,
+    runtime: Annotated[
+        str | None,
+        typer.Option(help="With --image: podman or docker (default: the node's podman, else Docker)."),
+    ] = None,
     after: Annotated[
         list[str] | None,
         typer.Option(
@@ -476,6 +486,10 @@ def submit(
         }
         if array is not None:
             body["array"] = array
+        if (mount or runtime) and image is None:
+            raise InputError("--mount and --runtime are for a job that runs in an --image", field="image")
+        if image is not None:
+            body |= {"image": image, "mounts": [_mount(m) for m in mount or ()], "runtime": runtime}
         elastic = {"min_gpus": min_gpus, "max_gpus": max_gpus, "step_gpus": step_gpus, "scaling": scaling}
         body |= {k: v for k, v in elastic.items() if v is not None}
         out = _call(server, token, "POST", "/v1/jobs", json=body)
@@ -485,6 +499,15 @@ def submit(
         console.print(f"submitted array {out['array_job_id']} ({out['tasks']} tasks)")
     else:
         console.print(f"submitted job {out['job_id']}")
+
+
+def _mount(text: str) -> str:
+    """`--mount SRC:DST[:ro]` with SRC made absolute (it is on the nodes, as the submitter's
+    folder is)."""
+    source, _, rest = text.partition(":")
+    if not source or not rest.startswith("/"):
+        raise InputError(f"--mount {text}: give SRC:DST[:ro], DST an absolute path", field="mount")
+    return f"{Path(source).expanduser().absolute()}:{rest}"
 
 
 def _gpus(row: dict) -> str:
@@ -928,3 +951,108 @@ def drain(
 def uncordon(node: NodeName, server: Server = None, token: Token = None) -> None:
     """Put a cordoned or drained node back to work (admin)."""
     _node_action("uncordon", node, server, token)
+
+
+def parse_when_s(text: str, now_s: float) -> float:
+    """A moment as `corral reserve --start` takes it: now, +DURATION (from now), or a local
+    date and time in ISO form (2026-12-24T08:00)."""
+    import datetime as dt
+
+    from corral.config import parse_duration_s
+
+    text = text.strip()
+    if text == "now":
+        return now_s
+    if text.startswith("+"):
+        return now_s + parse_duration_s(text[1:], "start")
+    try:
+        return dt.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise InputError(
+            f"--start {text}: give now, +DURATION (+2h) or a date and time (2026-12-24T08:00)", field="start"
+        ) from None
+
+
+@app.command()
+def reserve(
+    start: Annotated[str, typer.Option(help="When: now, +2h, or 2026-12-24T08:00 (local time).")],
+    duration: Annotated[str, typer.Option(help="How long (8h).")],
+    gpus: Annotated[int | None, typer.Option(help="GPUs to hold (whole nodes, the pool's last).")] = None,
+    nodes: Annotated[str | None, typer.Option(help="Nodes to hold, by name: n0,n1.")] = None,
+    queue: Annotated[str | None, typer.Option(help="The queue it is for.")] = None,
+    maintenance: Annotated[
+        bool, typer.Option("--maintenance", help="Empty the nodes for maintenance.")
+    ] = False,
+    name: Annotated[str | None, typer.Option(help="A name for it (default: reservation-N).")] = None,
+    pool: Annotated[str, typer.Option(help="The nodes' pool.")] = "default",
+    notice: Annotated[
+        str, typer.Option(help="From this long before the start, jobs that would run into it keep off.")
+    ] = "24h",
+    server: Server = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Hold GPUs for a queue, or empty nodes for maintenance, over a window (admin). Every
+    policy plans around it: a job that would still run at the start (by its --estimate;
+    one without never) keeps off the nodes from the notice on; inside the window only the
+    queue's jobs run there (nobody's, for maintenance). At the start the jobs still there
+    that may not be get SIGTERM, save and wait again; at the end the nodes are everyone's."""
+    from corral.config import parse_duration_s
+
+    with input_errors():
+        if (gpus is None) == (nodes is None):
+            raise InputError("give --gpus or --nodes (one of them)", field="gpus")
+        if (queue is None) != maintenance:
+            raise InputError("give --queue or --maintenance (one of them)", field="queue")
+        body: dict[str, Any] = {
+            "start_s": parse_when_s(start, time.time()),
+            "duration_s": parse_duration_s(duration, "duration"),
+            "notice_s": parse_duration_s(notice, "notice"),
+            "pool": pool,
+            "queue": queue,
+            "maintenance": maintenance,
+            "gpus": gpus or 0,
+            "nodes": [n.strip() for n in (nodes or "").split(",") if n.strip()],
+        }
+        if name is not None:
+            body["name"] = name
+        out = _call(server, token, "POST", "/v1/reservations", json=body)
+    if as_json:
+        print(json.dumps(out))
+        return
+    what = f"queue {queue}" if queue is not None else "maintenance"
+    held = f"{gpus} GPUs" if gpus else f"nodes {', '.join(body['nodes'])}"
+    console.print(
+        f"reservation {out['name']}: {held} of pool {pool} for {what}, "
+        f"{tables.clock_time(out['start_s'])} to {tables.clock_time(out['end_s'])}"
+    )
+
+
+@app.command()
+def reservations(
+    cancel: Annotated[str | None, typer.Option(help="Delete this reservation (admin).")] = None,
+    server: Server = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Reservations and maintenance windows: what each holds, for whom, when (local time)."""
+    with input_errors():
+        if cancel is not None:
+            _call(server, token, "DELETE", f"/v1/reservations/{cancel}")
+            console.print(f"deleted reservation {cancel}")
+            return
+        rows = _call(server, token, "GET", "/v1/reservations")
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = tables.Table(title="reservations", title_justify="left")
+    for column in ("name", "for", "pool", "holds", "nodes now", "from", "to", "notice"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            r["name"], "maintenance" if r["maintenance"] else f"queue {r['queue']}", r["pool"],
+            f"{r['gpus']} GPUs" if r["gpus"] else ", ".join(r["nodes"]),
+            ", ".join(r["held_nodes"] or ()) or "-",
+            tables.clock_time(r["start_s"]), tables.clock_time(r["end_s"]), tables.duration(r["notice_s"]),
+        )  # fmt: skip
+    console.print(table)

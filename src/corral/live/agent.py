@@ -63,12 +63,14 @@ class Agent:
         clock: Callable[[], float] = time.monotonic,
         client: httpx.Client | None = None,
         lease_clock: Callable[[], float] = time.monotonic,
+        real_gpus: bool = False,
     ) -> None:
         """`clock` times the agent's own waits (a grace before SIGKILL); `lease_clock` is
-        the one its launchers read the lease by, the machine's monotonic time."""
+        the one its launchers read the lease by, the machine's monotonic time. `real_gpus`:
+        the GPUs are devices (NVML found them) that a container is given, not fake ones."""
         self.lease_clock = lease_clock
         self.name = name or socket.gethostname()
-        self.gpus, self.pool = gpus, pool
+        self.gpus, self.pool, self.real_gpus = gpus, pool, real_gpus
         # (absolute: a job's checkpoint folder is handed to processes that start elsewhere)
         self.dir = data_dir.expanduser().absolute() / "attempts"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -179,7 +181,8 @@ class Agent:
         busy = {g for other in self._attempts() if other != attempt for g in self._rank(other).gpu_ids()}
         if busy & set(spec["gpu_ids"]):
             return  # (asked again next round)
-        rank.start({**spec, "lease": str(self.lease)}, self.dir.parent / "checkpoints" / str(spec["job_id"]))
+        checkpoints = self.dir.parent / "checkpoints" / str(spec["job_id"])
+        rank.start({**spec, "lease": str(self.lease), "node": self.name}, checkpoints, self.real_gpus)
         self._post(f"/v1/agent/attempts/{attempt}/started")
 
     def stop(self, attempt: int, grace_s: float) -> None:

@@ -92,6 +92,11 @@ class Job(Base):
     # where its processes start (the submitter's folder); None: the agent's own
     workdir: Mapped[str | None] = mapped_column(String(4096), nullable=True)
     user: Mapped[str] = mapped_column(String(200), default="")  # who submitted it (their login)
+    # a container image to run each rank in, the mounts it asks (SRC:DST[:ro]) and the
+    # runtime (None: the node's podman, else Docker)
+    image: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    mounts: Mapped[list[Any] | None] = mapped_column(nullable=True)
+    runtime: Mapped[str | None] = mapped_column(String(200), nullable=True)
     # dependencies, each "JOB:ok", "JOB:any" or "JOB:notok" (state/gates.py); None: none
     after: Mapped[list[Any] | None] = mapped_column(nullable=True)
     # an array's task: the array's id (its first task's row), its index, and how many of its
@@ -175,6 +180,23 @@ class Move(Base):
     before: Mapped[int] = mapped_column(Integer)
     after: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(String(500))
+
+
+class Window(Base):
+    """A reservation or maintenance window (state/reservations.py): nodes held for a queue,
+    or emptied for maintenance (`queue` None), from `start_s` to `end_s`."""
+
+    __tablename__ = "reservations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    pool: Mapped[str] = mapped_column(String(200))
+    nodes: Mapped[list[Any]] = mapped_column()  # node names; empty: `gpus` of the pool's last nodes
+    gpus: Mapped[int] = mapped_column(Integer, default=0)
+    queue: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    start_s: Mapped[float] = mapped_column(Float)
+    end_s: Mapped[float] = mapped_column(Float)
+    notice_s: Mapped[float] = mapped_column(Float)
+    created_s: Mapped[float] = mapped_column(Float)
 
 
 class Meta(Base):

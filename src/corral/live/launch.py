@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 POLL_S = 0.25
+RUNTIME_FAILED = (125, 126, 127)  # a container runtime's own exit codes (containers.py)
 
 
 def lease_until(path: Path) -> float:
@@ -44,7 +45,15 @@ def main(folder: Path) -> int:
     # (a SIGTERM to the group reaches the command itself: the launcher only outlives it)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     workdir = spec.get("workdir")
+    container = spec.get("container")  # (the command is the runtime's, where it runs in one)
     with (folder / "output.log").open("ab") as log:
+        if container is not None and container["runtime"] is None:
+            log.write(
+                f"corral: the job runs in image {container['image']} but this node has no container "
+                "runtime (podman or docker on its PATH)\n".encode()
+            )
+            (folder / "exit_code").write_text("127")
+            return 127
         if workdir is not None and not os.path.isdir(workdir):
             log.write(f"corral: cannot start in {workdir}: no such folder on this node\n".encode())
             (folder / "exit_code").write_text("127")
@@ -82,6 +91,19 @@ def main(folder: Path) -> int:
                 kill_at = now + float(spec.get("grace_s", 30.0))
             elif kill_at is not None and now >= kill_at:
                 os.killpg(os.getpgrp(), signal.SIGKILL)  # (the launcher too: fenced says why)
+    if container is not None:
+        if code in RUNTIME_FAILED:
+            with (folder / "output.log").open("ab") as log:
+                log.write(
+                    f"corral: the container runtime could not run the job in image {container['image']} "
+                    f"(exit {code}): its message is above\n".encode()
+                )
+        subprocess.run(  # (gone already with --rm, unless killed: then removed here)
+            [container["runtime"], "rm", "-f", container["name"]],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
     tmp = folder / "exit_code.tmp"
     tmp.write_text(str(code))
     tmp.replace(folder / "exit_code")

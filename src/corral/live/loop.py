@@ -98,6 +98,11 @@ class ReconcilerLoop:
         with self.lock:
             return self.reconciler().reasons(job_row)
 
+    def held_nodes(self, name: str) -> list[str] | None:
+        """The nodes reservation `name` holds now, as the scheduler placed it."""
+        with self.lock:
+            return self.reconciler().held_nodes(name)
+
     def _run(self) -> None:
         leader = LeaderLock(self.engine, self.data_dir)
         while not self._stop.is_set() and not leader.acquire():

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from corral.live.containers import Container, container_name, find_runtime
+
 MARKER = ".checkpoint-done"
 LOG_CHUNK_BYTES = 1 << 20
 # Run as a file in isolated mode: it needs only the standard library, and a rank should not
@@ -29,9 +31,10 @@ class Rank:
     def started(self) -> bool:
         return (self.folder / "pid").exists()
 
-    def start(self, spec: dict[str, Any], checkpoints: Path) -> None:
+    def start(self, spec: dict[str, Any], checkpoints: Path, real_gpus: bool = False) -> None:
         """Start the command under the launcher (`launch.py`) with `spec`'s environment plus
-        CUDA_VISIBLE_DEVICES (its GPU indices) and CORRAL_CHECKPOINT_DIR."""
+        CUDA_VISIBLE_DEVICES (its GPU indices) and CORRAL_CHECKPOINT_DIR; in a container of
+        its image where it names one (containers.py: `real_gpus` passes the devices in)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         checkpoints.mkdir(parents=True, exist_ok=True)
         env = {
@@ -39,6 +42,16 @@ class Rank:
             "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in spec["gpu_ids"]),
             "CORRAL_CHECKPOINT_DIR": str(checkpoints),
         }
+        if spec.get("image"):
+            runtime = find_runtime(spec.get("runtime"))
+            name = container_name(int(spec["attempt"]), spec.get("node", "node"))
+            spec = {**spec, "container": {"runtime": runtime, "name": name, "image": spec["image"]}}
+            if runtime is not None:
+                container = Container(
+                    runtime, name, spec["image"], tuple(spec.get("mounts") or ()), tuple(spec["gpu_ids"]),
+                    real_gpus, tuple(env), str(checkpoints), spec.get("workdir"),
+                )  # fmt: skip
+                spec["command"] = container.run_args(spec["command"])
         (self.folder / "spec.json").write_text(json.dumps({**spec, "env": env}))
         link = self.folder / "checkpoints"
         if not link.is_symlink():
@@ -62,7 +75,15 @@ class Rank:
             return False
         with contextlib.suppress(ProcessLookupError):
             os.killpg(group, sig)
+        if sig == signal.SIGKILL:  # (the runtime's client dies; its container would live on)
+            self._remove_container()
         return True
+
+    def _remove_container(self) -> None:
+        spec = json.loads((self.folder / "spec.json").read_text())
+        held = spec.get("container")
+        if held and held.get("runtime"):
+            Container(held["runtime"], held["name"], held["image"], (), (), False, (), "", None).remove()
 
     def exit_code(self) -> int | None:
         """The command's exit code once its launcher wrote it; a launcher that died without

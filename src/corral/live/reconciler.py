@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -53,6 +53,7 @@ from corral.live.db import (
     Meta,
     Node,
     Service,
+    Window,
 )
 from corral.live.services import BrokerConfig, LiveBroker, endpoints
 from corral.live.transitions import set_state
@@ -62,6 +63,8 @@ from corral.scheduling.policy import Policy
 from corral.scheduling.registry import make_policy
 from corral.state.cluster import ClusterState
 from corral.state.elastic import ELASTIC_COLUMNS, speed
+from corral.state.reservations import Reservations
+from corral.windows import ReservationSpec
 from corral.workload import JobTable
 
 if TYPE_CHECKING:
@@ -172,6 +175,8 @@ class Reconciler(NoEffects):
         self.scraper: Scraper | None = None  # (of services whose demand is their replicas' metrics)
         self.unplaceable: dict[int, str] = {}  # Job.id -> why no pool of the fleet now can hold it
         self.fleet_grew = False  # (hosts joined: the unplaceable are tried again)
+        self.windows_seen: tuple[Any, ...] | None = None  # (last id, count) of the reservations loaded
+        self.reserved_until_s = -math.inf  # reservation windows applied up to then
         self.rebuild(cause)
 
     # --- the state from the database -----------------------------------------------------
@@ -272,6 +277,11 @@ class Reconciler(NoEffects):
                         set_state(job, PENDING)
                 order.append(i)
             self.driver = driver = Driver(cluster, self.policy, self)
+            self.windows_seen = None
+            self._load_windows(session)
+            note = session.get(Meta, "decided_s")
+            if note is not None and tuple(note.value.get("windows", ())) == self.windows_seen:
+                self.reserved_until_s = note.value["t"]  # (the last step applied the windows up to then)
             self._known_outcomes(session, live)
             self.session = session
             try:
@@ -407,9 +417,10 @@ class Reconciler(NoEffects):
             touched |= self._services(session, now)
             touched |= self._arrivals(session, now)
             touched |= self._cancellations(session, now)
+            touched |= self._windows(session, now)
             touched |= driver.due(now)
             started = driver.decide(touched, now)
-            seen = {"t": now, "jobs": self.last_row}
+            seen = {"t": now, "jobs": self.last_row, "windows": list(self.windows_seen or ())}
             if note is None:
                 session.add(Meta(key="decided_s", value=seen))
             else:
@@ -417,6 +428,60 @@ class Reconciler(NoEffects):
             self._save_policy(session)
             self.session = None
         return started
+
+    def _windows(self, session: Session, now: float) -> set[int]:
+        """Reservations as the database has them (read again when one was made or deleted),
+        and the windows that began or ended since the last step applied."""
+        cluster, driver = self.cluster, self.driver
+        assert cluster is not None and driver is not None
+        touched: set[int] = set()
+        if self._load_windows(session):
+            touched = set(range(len(cluster.fleet.pools)))
+            for pool in touched:
+                cluster.alloc.widened(pool)
+        touched |= driver.reservations_due(self.reserved_until_s, now)
+        self.reserved_until_s = now
+        return touched
+
+    def _load_windows(self, session: Session) -> bool:
+        """Read the reservations again if one was made or deleted since they were read;
+        whether they were. Windows under way then apply again from their start (which
+        stops only jobs that may not be on their nodes)."""
+        assert self.cluster is not None
+        seen = tuple(session.execute(select(func.max(Window.id), func.count(Window.id))).one())
+        if seen == self.windows_seen:
+            return False
+        self.windows_seen = seen
+        self.cluster.reservations = Reservations()
+        for row in session.scalars(select(Window).order_by(Window.start_s, Window.id)):
+            self._hold(row)
+        self.reserved_until_s = -math.inf
+        return True
+
+    def _hold(self, row: Window) -> None:
+        """Reservation `row` on the nodes up now (those down are left out, and it is left
+        out where none of its nodes is up or its pool is gone: logged)."""
+        assert self.cluster is not None
+        nodes = tuple(name for name in row.nodes if name in self.node_of)
+        if row.nodes and not nodes:
+            log.warning("reservation %s: none of its nodes %s is up; it holds nothing", row.name, row.nodes)
+            return
+        spec = ReservationSpec(
+            row.name, row.start_s, row.end_s - row.start_s, row.pool, nodes, row.gpus, row.queue, row.notice_s
+        )
+        try:
+            self.cluster.add_reservation(spec, self.node_of)
+        except InputError as err:
+            log.warning("reservation %s holds nothing now: %s", row.name, err.message)
+
+    def held_nodes(self, name: str) -> list[str] | None:
+        """The nodes reservation `name` holds now (None: it holds none)."""
+        if self.cluster is None:
+            return None
+        for r in self.cluster.reservations.items:
+            if r.spec.name == name:
+                return [self.node_of[h] for h in r.hosts.tolist()]
+        return None
 
     def _services(self, session: Session, now: float) -> set[int]:
         """The broker's step, when one is due: replicas submitted or cancelled to meet its
@@ -701,6 +766,14 @@ class Reconciler(NoEffects):
         set_state(row, CANCELLED)
         row.end_s, row.reason = now_s, why[:400]
 
+    def reserved(self, job: int, now_s: float) -> None:
+        """A window began under the job, which may not be on its nodes: it stops (SIGTERM, it
+        checkpoints) and waits again, as a drain stops it."""
+        assert self.session is not None
+        row = self.session.get(Job, self.row_of[job])
+        set_state(row, PENDING)
+        self._stop(self.session, row, now_s, "reserved")
+
     def released(self, job: int, now_s: float, rank: int) -> None:
         assert self.session is not None
         row = self.session.get(Job, self.row_of[job])
@@ -728,10 +801,15 @@ class Reconciler(NoEffects):
         self.fresh.add(attempt.id)
 
     def next_wake_s(self) -> float:
-        """When the policy asked to decide again with nothing else happening (inf if never)."""
-        if self.driver is None:
+        """When the policy asked to decide again, or a reservation window begins or ends, with
+        nothing else happening (inf if never)."""
+        if self.driver is None or self.cluster is None:
             return math.inf
-        return min(self.driver.wakes.values(), default=math.inf)
+        now = self.clock()  # (a boundary passed while no reconciler ran is applied at the next step)
+        windows = (
+            t for t in self.cluster.reservations.boundaries() if t > self.reserved_until_s and t >= now
+        )
+        return min(min(self.driver.wakes.values(), default=math.inf), min(windows, default=math.inf))
 
     def reasons(self, job_row: int) -> list[tuple[float, str, str]]:
         """A job's history as (time, kind, words), in the simulator's words."""

@@ -31,6 +31,7 @@ from corral.live.routes.common import Context
 from corral.live.routes.config import config_routes
 from corral.live.routes.jobs import job_routes
 from corral.live.routes.nodes import node_routes
+from corral.live.routes.reservations import reservation_routes
 from corral.live.routes.services import service_routes
 from corral.live.routes.teams import team_routes
 
@@ -56,7 +57,7 @@ def create_app(
     app = FastAPI(title="corral", lifespan=lifespan)
     app.add_middleware(RefuseUnstorable)
     app.exception_handler(RequestValidationError)(invalid_request)
-    for routes in (job_routes, team_routes, node_routes, agent_routes, config_routes):
+    for routes in (job_routes, team_routes, node_routes, agent_routes, config_routes, reservation_routes):
         app.include_router(routes(ctx))
     app.include_router(service_routes(clock, lambda: {q.name for q in config.queues} or {"default"}))
     app.state.engine = engine

@@ -25,6 +25,7 @@ from corral.scheduling.policy import Hold, JobIndex, JobKey, Policy, Preempt, Re
 from corral.state.allocation import Placement
 from corral.state.cluster import FUTURE, PENDING, RUNNING_, ClusterState
 from corral.state.gates import Gates, dependency_reason, parse_after
+from corral.state.reasons import STOPPED_FOR_RESERVATION
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,10 @@ class Effects(Protocol):
     def released(self, job: int, now_s: float, rank: int) -> None:
         """A gate let `job`, held since it arrived, through: the `rank`th so let through."""
 
+    def reserved(self, job: int, now_s: float) -> None:
+        """A reservation's window began under running `job`, which may not be there: it was
+        stopped (it saves first) and waits again."""
+
 
 class NoEffects:
     """A face that needs nothing beyond the cluster state (the base of the others)."""
@@ -84,6 +89,9 @@ class NoEffects:
         pass
 
     def released(self, job: int, now_s: float, rank: int) -> None:
+        pass
+
+    def reserved(self, job: int, now_s: float) -> None:
         pass
 
 
@@ -240,6 +248,28 @@ class Driver:
             assert cluster.status[job] == PENDING, f"job {job} is neither running nor waiting"
             policy.submitted(job)
         self.changed = True
+
+    def reservations_due(self, since_s: float, now_s: float) -> set[int]:
+        """Apply the reservation windows that began or ended in (`since_s`, `now_s`]: at a
+        start, the jobs on its hosts that may not be there are stopped (they save first)
+        and wait again; the pools whose hosts' use changed."""
+        cluster = self.cluster
+        touched: set[int] = set()
+        for r in cluster.reservations.items:
+            pool = cluster.fleet.pools.index(r.spec.pool)
+            if since_s < r.start_s <= now_s < r.end_s:
+                on = sorted({j for host in r.hosts.tolist() for j in cluster.on_host.get(host, ())})
+                for job in on:
+                    if r.spec.queue is None or cluster.queue_name[job] != r.spec.queue:
+                        self.interrupt(job, now_s, graceful=True)
+                        cluster.hold(job, now_s, STOPPED_FOR_RESERVATION)
+                        self.effects.reserved(job, now_s)
+                touched.add(pool)
+            if since_s < r.end_s <= now_s:
+                touched.add(pool)
+        for pool in touched:
+            cluster.alloc.widened(pool)
+        return touched
 
     # --- the pass ----------------------------------------------------------------------------
 

@@ -132,8 +132,8 @@ class Shared(Traits):
         # (queue, GPUs) -> (quota changes, why it is over quota then)
         self.over_quota: dict[tuple[int, int], tuple[int, Reason]] = {}
         # job -> pool version at which no victims could be found (retry once it changes)
-        self.no_quota_victims: dict[int, int] = {}
-        self.no_priority_victims: dict[int, int] = {}
+        self.no_quota_victims: dict[int, tuple] = {}
+        self.no_priority_victims: dict[int, tuple] = {}
         # Kept only with backfill: running jobs' ends (for reservations).
         self.ends: list[SortedList] = [SortedList() for _ in range(pools)]
         self.new_ends: list[dict[int, float]] = [{} for _ in range(pools)]  # not yet in `ends`
@@ -662,7 +662,7 @@ class Shared(Traits):
 
     def _unsearched(self, job: int) -> bool:
         """Whether no quota victims were found wanting for `job` since its pool last changed."""
-        return self.no_quota_victims.get(job) != self.version[self.view.pool[job]]
+        return self.no_quota_victims.get(job) != self._victims_key(self.view.pool[job])
 
     def _within_nominal(self, job: int) -> bool:
         """Whether `job` fits its queue's nominal quota where owners reclaim what they lend."""
@@ -703,10 +703,10 @@ class Shared(Traits):
                 qv for qv in self.tree_of[q] if lowest[qv] <= bound and qv != q and quota.borrowing(qv)
             ]
         if not sources:
-            self.no_quota_victims[job] = self.version[pool]
+            self.no_quota_victims[job] = self._victims_key(pool)
             return []
         if not self._reclaimable(job, sources):
-            self.no_quota_victims[job] = self.version[pool]
+            self.no_quota_victims[job] = self._victims_key(pool)
             return []
         # Borrowers give up jobs, cheapest first, only while they borrow: what each queue
         # gives is a prefix of its candidates. If all of them together would not admit and
@@ -719,7 +719,7 @@ class Shared(Traits):
         for qv in np.flatnonzero(given).tolist():
             trial.add(qv, -float(given[qv]))
         if not self._admits(job, trial) or not places_with(view, job, givers):
-            self.no_quota_victims[job] = self.version[pool]
+            self.no_quota_victims[job] = self._victims_key(pool)
             return []
         # Add them in that order to a hypothetical quota and free-GPU state until the job is
         # both admitted and placeable.
@@ -799,15 +799,19 @@ class Shared(Traits):
 
     # --- preemption by priority ----------------------------------------------------------
 
+    def _victims_key(self, pool: int) -> tuple:
+        """What a search for victims that found none depends on: the jobs running in the
+        pool, and where placement may go (a reservation's window begins or ends)."""
+        return self.version[pool], self.view.generation(pool)
+
     def _outranks_running(self, pool: int, priority: int) -> bool:
         """Whether priorities preempt and a job of `priority` outranks some running job."""
         return self.parts.priority_preemption and self.lowest_in_pool[pool] < priority
 
     def _may_preempt_for_priority(self, pool: int, job: int) -> bool:
-        return (
-            self._outranks_running(pool, self.view.priority[job])
-            and self.no_priority_victims.get(job) != self.version[pool]
-        )
+        return self._outranks_running(pool, self.view.priority[job]) and self.no_priority_victims.get(
+            job
+        ) != self._victims_key(pool)
 
     def _priority_victims(self, pool: int, job: int) -> list[int]:
         """The cheapest lower-priority jobs whose GPUs, with the free ones, place `job`."""
@@ -817,7 +821,7 @@ class Shared(Traits):
         candidates = view.cheapest_first([v for v in running if view.priority[v] < prio]).tolist()
         victims = victims_for_placement(view, job, candidates)
         if not victims:
-            self.no_priority_victims[job] = self.version[pool]
+            self.no_priority_victims[job] = self._victims_key(pool)
             return []
         return victims
 

@@ -37,7 +37,7 @@ from corral.state.reasons import Reason
 from corral.state.runs import RunLog
 from corral.workload import JobTable
 
-FINISH, WAKE, FAIL, REPAIR, MAINTAIN, LEND = 0, 1, 2, 3, 4, 5
+FINISH, WAKE, FAIL, REPAIR, MAINTAIN, LEND, RESERVE = 0, 1, 2, 3, 4, 5, 6
 PLANNED = -1  # the cause index of a planned (maintenance) interruption
 RECLAIM = -2  # hosts taken back for another use (serving): jobs save first, as for maintenance
 HORIZON_RUNS, HORIZON_SLACK_S = 20, 30 * 86400.0  # with failures: give up after 20x the longest job
@@ -164,6 +164,9 @@ class Engine(NoEffects):
         self.order = np.lexsort((np.arange(n), self.jobs.submit_s)).tolist()
         self.nxt = 0
         self.driver = Driver(self.cluster, self.policy, self)
+        self.reserved_until_s = -math.inf  # reservation windows applied up to then
+        for at_s in self.cluster.reservations.boundaries():
+            self._push(at_s, RESERVE, 0)
         if self.failures is not None:
             self.rng = np.random.default_rng(self.failures.seed)
             self._next_failure(0.0)
@@ -210,6 +213,7 @@ class Engine(NoEffects):
         self.now = cluster.view.now_s = now
         touched: set[int] = set()
         events = 0
+        windows = False
         attempts, status = cluster.attempts, cluster.status
         while heap and heap[0][0] == now:
             _, _, kind, job, tok = heapq.heappop(heap)
@@ -227,9 +231,15 @@ class Engine(NoEffects):
             elif kind == LEND:
                 events += 1
                 touched |= self._lend(job, now)
+            elif kind == RESERVE:  # (applied after the instant's other events: a job ending now ends)
+                events += 1
+                windows = True
             else:
                 events += 1
                 touched |= self._reliability_event(kind, job, tok, now)
+        if windows:
+            touched |= driver.reservations_due(self.reserved_until_s, now)
+            self.reserved_until_s = now
         submit, order, n = cluster.submit_s, self.order, len(self.jobs)
         while self.nxt < n and submit[order[self.nxt]] == now:
             job = order[self.nxt]

@@ -151,6 +151,12 @@ class FleetState:
         self.release_epoch[pool] += 1
         self.whole_epoch[pool] += 1
 
+    def widened(self, pool: int) -> None:
+        """Jobs of `pool` may be placed where they could not, though no GPU came back (a
+        reservation's window began or ended): what was found unplaceable may be placeable."""
+        self.release_epoch[pool] += 1
+        self.whole_epoch[pool] += 1
+
     def put_back(self, host: int) -> None:
         if not self.out[host]:
             raise AllocationError(f"host {host} is not out")

@@ -44,9 +44,11 @@ from corral.state.reasons import (
     WITHDRAWN,
     Reason,
 )
+from corral.state.reservations import Reservation, Reservations, pick_hosts
 from corral.state.runs import CANCELLED as RUN_CANCELLED
 from corral.state.runs import COMPLETED, DRAINED, FAILED, PREEMPTED, RESIZED, RunLog
 from corral.state.view import ClusterView
+from corral.windows import ReservationSpec
 from corral.workload import JobTable, parse_number
 
 FUTURE, PENDING, RUNNING_, DONE, CANCELLED = 0, 1, 2, 3, 4
@@ -220,6 +222,9 @@ class ClusterState:
         self.explained: set[int] | None = None  # where reasons are recorded for these jobs only
         self.log: list[tuple] | None = [] if record else None
         self.runs = RunLog()
+        self.reservations = Reservations()
+        for spec in fleet.reservations:
+            self.add_reservation(spec)
         self.view = ClusterView(self)
 
     def __len__(self) -> int:
@@ -399,6 +404,26 @@ class ClusterState:
         kind = self.fleet.gpu_names[int(self.fleet.host_gpu_type[hosts[0]])]
         return HOST if gpu_model(kind).nvlink_domain_gpus <= int(self.fleet.host_gpus[hosts].max()) else RACK
 
+    def add_reservation(self, spec: ReservationSpec, names: list[str] | None = None) -> Reservation:
+        """Hold hosts of `spec.pool` over its window (`names`: the hosts' names, where it
+        gives names). Raises InputError if the pool or hosts are not there."""
+        fleet = self.fleet
+        if spec.pool not in fleet.pools:
+            raise InputError(f"reservation '{spec.name}': no pool '{spec.pool}'", field="pool")
+        pool_hosts = fleet.pool_hosts[fleet.pools.index(spec.pool)]
+        hosts = pick_hosts(spec, pool_hosts, fleet.host_gpus, names or [])
+        reservation = Reservation(spec, hosts)
+        self.reservations.add(reservation)
+        return reservation
+
+    def barred_hosts(self, job: int, now_s: float) -> np.ndarray | None:
+        """The hosts reservations keep `job` off at `now_s` (None: none): by its estimate
+        of the work it has left, and its queue."""
+        if not self.reservations:
+            return None
+        left = max(0.0, self.estimate_s[job] - (self.duration_s[job] - self.remaining[job]))
+        return self.reservations.barred(self.queue_name[job], left, now_s)
+
     def add_hosts(self, segment: Segment) -> range:
         """Hosts that join an existing pool (a node registers, capacity is bought): appended
         after every existing host, idle, in racks and pods of their own."""
@@ -412,6 +437,7 @@ class ClusterState:
             list(self.fleet.queues.values()),
             self.fleet.cohorts,
             self.fleet.default_cohort,
+            self.fleet.reservations,
         )
         self.fleet = fleet
         self.added.append(segment)

@@ -21,6 +21,7 @@ KINDS = (
     "interrupted",  # its host failed or was drained
     "dependency",  # waits for a job it depends on to end (or was cancelled: it cannot be met)
     "array_limit",  # its array has as many tasks live as its limit allows
+    "reservation",  # the GPUs it would fit on are reserved (for another queue, or maintenance)
 )
 
 
@@ -54,6 +55,11 @@ FINISHED = Reason("finished", "finished")
 WITHDRAWN = Reason("withdrawn", "withdrawn")
 BY_POLICY = Reason("preempted", "preempted by the policy")
 HOST_FAILED = Reason("interrupted", "its host failed: waiting to restart from its last checkpoint")
+RESERVED_HOSTS = Reason(
+    "reservation",
+    "the GPUs it fits on are reserved: for another queue, maintenance, or a window it would run into",
+)
+STOPPED_FOR_RESERVATION = Reason("interrupted", "its hosts were reserved from now: waiting to restart")
 HOST_DRAINED = Reason("interrupted", "its host was drained: waiting to restart")
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from corral.state.allocation import Placement
 from corral.state.checkpoint import run_parts_many
 from corral.state.elastic import speed
-from corral.state.reasons import capacity_reason
+from corral.state.reasons import RESERVED_HOSTS, capacity_reason
 
 # The cluster state (state/cluster.py), which the view reads and never writes. Named, not
 # imported: the cluster state makes its view, and the two modules form no circle.
@@ -128,13 +128,29 @@ class ClusterView:
                 free[host] += gpus
         return free
 
+    def _unbarred(self, job: int, free: np.ndarray | None) -> np.ndarray | None:
+        """`free` (None: the GPUs free now) without the hosts reservations keep `job` off,
+        or None where they keep it off none and `free` was None."""
+        barred = self._c.barred_hosts(job, self.now_s)
+        if barred is None:
+            return free
+        free = (self._c.alloc.free if free is None else free).copy()
+        free[barred] = 0
+        return free
+
     def place_on(self, job: int, free: np.ndarray) -> Placement | None:
         c = self._c
-        return c.placer.find(c.pool[job], c.gpus[job], False, c.level[job], free)
+        return c.placer.find(c.pool[job], c.gpus[job], False, c.level[job], self._unbarred(job, free))
 
     def place_capped(self, job: int, hosts: np.ndarray, most: np.ndarray) -> Placement | None:
         """Where `job` would go now were each of `hosts` to have at most `most` GPUs free."""
         c = self._c
+        barred = c.barred_hosts(job, self.now_s)
+        if barred is not None:
+            free = c.alloc.free.copy()
+            free[hosts] = np.minimum(free[hosts], most)
+            free[barred] = 0
+            return c.placer.find(c.pool[job], c.gpus[job], False, c.level[job], free)
         return c.placer.find_capped(c.pool[job], c.gpus[job], c.level[job], hosts, most)
 
     def unmoved_by(self, job: int, free: np.ndarray, hosts: list[int]) -> bool:
@@ -145,7 +161,7 @@ class ClusterView:
     def place_size(self, job: int, gpus: int, free: np.ndarray) -> Placement | None:
         """Where `job` would go on `free` at another size (an elastic job's resize)."""
         c = self._c
-        return c.placer.find(c.pool[job], gpus, False, c.level[job], free)
+        return c.placer.find(c.pool[job], gpus, False, c.level[job], self._unbarred(job, free))
 
     def speedup(self, job: int, gpus: int) -> float:
         """How much faster running `job` would work on `gpus` GPUs than on what it holds."""
@@ -204,6 +220,12 @@ class ClusterView:
         relaxed = relax is not None and self.now_s - self.submit_s[job] >= relax
         level = c.level[job]
         gpus = self.gpus[job]
+        free = self._unbarred(job, None) if c.reservations else None
+        if free is not None:  # (held off reserved hosts: no failure remembered for the others)
+            found = c.placer.find(pool, gpus, relaxed, level, free)
+            if found is None and self.explains_placement:
+                c.hold(job, self.now_s, RESERVED_HOSTS)
+            return found
         key = (pool, level, relaxed)
         if gpus >= _failed_at(c.failed_from, key, c.alloc.release_epoch[pool]):
             found = None

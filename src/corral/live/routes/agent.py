@@ -193,6 +193,9 @@ def _launch_spec(db: Session, attempt: Attempt, job: Job, node: str) -> dict[str
         "gpu_ids": attempt.placement[rank][1],
         "grace_s": job.grace_s,
         "workdir": job.workdir,
+        "image": job.image,
+        "mounts": job.mounts or [],
+        "runtime": job.runtime,
         "env": {
             "MASTER_ADDR": first.address if first is not None else "127.0.0.1",
             "MASTER_PORT": str(20000 + attempt.id % 20000),

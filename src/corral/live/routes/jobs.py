@@ -60,6 +60,13 @@ class JobSpec(Body):
         [], max_length=1000
     )
     user: str = Field("", max_length=200)  # who submits it (their login), to list by
+    # a container: each rank runs in this image, with these mounts (absolute SRC:DST[:ro]),
+    # through this runtime (None: the node's podman, else Docker)
+    image: str | None = Field(None, min_length=1, max_length=1000, pattern=r"^[^\s]+$")
+    mounts: list[Annotated[str, Field(pattern=r"^/[^:]*:/[^:]*(:(ro|rw))?$", max_length=4096)]] = Field(
+        [], max_length=100
+    )
+    runtime: str | None = Field(None, pattern=r"^(podman|docker|/[^\s]+)$", max_length=200)
     # one job per index (Slurm's syntax: 0-99%8 runs at most 8 at once)
     array: str | None = Field(None, min_length=1, max_length=1000)
 
@@ -137,7 +144,12 @@ def job_routes(ctx: Context) -> APIRouter:
             raise unprocessable(err.field or "gpus", err.message) from None
         after = _dependencies(db, who, spec.after)
         indices, limit = parse_array(spec.array) if spec.array is not None else ([None], 0)
+        if (spec.mounts or spec.runtime) and spec.image is None:
+            raise unprocessable("image", "mounts and a runtime are for a job that runs in an image")
         values = dict(
+            image=spec.image,
+            mounts=spec.mounts or None,
+            runtime=spec.runtime,
             user=spec.user,
             name=spec.name,
             team=who.name,
