@@ -5,14 +5,17 @@ state is exported and restored mid-run."""
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from corral.errors import InputError
-from corral.fleet import Fleet, Segment, load_fleet
+from corral.fleet import Fleet, Segment, fleet_from_text, load_fleet
 from corral.scheduling.registry import POLICIES, make_policy
 from corral.sim.engine import Engine
+from corral.state.cluster import ClusterState
 from corral.state.gates import parse_after, parse_array
 from corral.traces import read_jobs
 from corral.windows import ReservationSpec
@@ -177,8 +180,6 @@ def test_a_run_restored_mid_way_ends_as_one_never_restored(policy):
     alone = Engine(fleet, jobs, make_policy(policy)).run()
     engine = Engine(fleet, jobs, make_policy(policy))
     engine.begin()
-    from corral.state.cluster import ClusterState
-
     for t in range(0, 200):
         engine.advance(float(t))
         state = engine.cluster.export()
@@ -256,3 +257,15 @@ def test_a_reservation_in_a_fleet_file_is_read_and_a_bad_one_refused_naming_it(t
     with pytest.raises(InputError) as err:
         load_fleet(str(path))
     assert err.value.field == "queue" and "reservations[0]" in err.value.message
+
+
+def test_the_readmes_fleet_example_holds_its_reservation_on_the_pools_last_hosts():
+    """The README's two fleet blocks, one file (the second's top-level key first)."""
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    pools, rest = re.findall(r"```toml\n(.*?)```", text, re.S)
+    top, tables = rest.split("\n", 1)
+    fleet = fleet_from_text(f"{top}\n{pools}\n{tables}")
+    (held,) = ClusterState(fleet).reservations.items
+    pool_hosts = fleet.pool_hosts[fleet.pools.index("shared")]
+    assert held.hosts.tolist() == pool_hosts[-8:].tolist()  # (64 GPUs: eight 8-GPU hosts)
+    assert (held.spec.queue, held.start_s, held.end_s) == ("team-a", 86400, 86400 + 28800)

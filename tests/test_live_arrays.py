@@ -132,3 +132,19 @@ def test_jobs_are_listed_by_user(cluster):
     cluster.submit("team-a", 1, ["x"], user="bob")
     listed = cluster.call("GET", "/v1/jobs?user=ada", cluster.admin).json()
     assert [j["user"] for j in listed] == ["ada"]
+
+
+def test_history_exports_dependencies_and_arrays_for_the_simulator(cluster):
+    node = Node(cluster, "n0", 8)
+    body = {"gpus": 1, "queue": "team-a", "command": ["x"], "array": "0-1%1"}
+    array = cluster.call("POST", "/v1/jobs", cluster.teams["team-a"], json=body).json()["array_job_id"]
+    after = cluster.submit("team-a", 1, ["y"], after=[array])
+    for _ in range(3):  # (one task at a time, then the job after them)
+        settle(cluster, [node])
+        cluster.clock.t += 10.0
+        node.exit(node.running[0], 0)
+    settle(cluster, [node])
+    rows = {r["job_id"]: r for r in cluster.call("GET", "/v1/history", cluster.admin).json()["jobs"]}
+    tasks = [str(int(array)), str(int(array) + 1)]
+    assert rows[after]["after"] == [f"{t}:ok" for t in tasks]
+    assert [(rows[t]["array_job"], rows[t]["array_limit"]) for t in tasks] == [(array, 1)] * 2
