@@ -9,6 +9,7 @@ import pytest
 
 from corral.cli.live import parse_when_s
 from corral.errors import InputError
+from corral.fleet import fleet_from_text
 from tests.support.live_cluster import Cluster, Node, at, attempts, settle
 
 
@@ -107,3 +108,29 @@ def test_start_times_read_as_now_a_duration_from_now_or_a_local_time():
     with pytest.raises(InputError) as err:
         parse_when_s("tomorrow", 0.0)
     assert err.value.field == "start"
+
+
+def test_the_fleet_export_gives_the_simulator_the_reservations_from_the_first_submission(cluster):
+    """`corral fleet export` after `corral history`: the window on the host it holds, its
+    times counted from the first submission, as the history counts the jobs'."""
+    nodes = [Node(cluster, "n0", 4), Node(cluster, "n1", 4)]
+    job = cluster.submit("team-a", 4, ["x"], estimate_s=5.0)  # (submitted at 1000)
+    reserve(cluster, nodes=["n1"], maintenance=True, start_s=1100.0, duration_s=50.0, name="fix")
+    reserve(cluster, gpus=4, queue="team-b", start_s=500.0, duration_s=100.0, name="over")
+    settle(cluster, nodes)
+    running = next(n for n in nodes if n.running)
+    at(cluster, nodes, 1005.0)
+    running.exit(running.running[0], 0)
+    settle(cluster, nodes)
+    assert cluster.job(job)["state"] == "succeeded"
+    text = cluster.call("GET", "/v1/fleet", cluster.admin).text
+    fleet = fleet_from_text(text)
+    (spec,) = fleet.reservations
+    assert (spec.name, spec.start_s, spec.duration_s, spec.hosts, spec.maintenance) == (
+        "fix",
+        100,
+        50,
+        ("1",),
+        True,
+    )
+    assert "# left out: reservation over (over before the first job)" in text

@@ -4,17 +4,19 @@ policy while it runs, and exports the fleet and the ended jobs for the simulator
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 from pydantic import Field
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from corral.errors import InputError
 from corral.fleet import fleet_from_text
 from corral.live.api import ADMIN, Body, Caller, Db, require, unprocessable
-from corral.live.db import DOWN, ENDED, Job, Meta, Node
+from corral.live.db import DOWN, ENDED, Job, Meta, Node, Window
 from corral.live.reconciler import Config
 from corral.live.routes.common import Context
 from corral.scheduling.registry import make_policy
@@ -68,12 +70,14 @@ def config_routes(ctx: Context) -> APIRouter:
     @router.get("/v1/fleet", response_class=PlainTextResponse)
     async def fleet_toml(who: Caller, db: Db) -> str:
         """The live fleet as a fleet TOML the simulator reads: a pool per pool, its hosts
-        and their GPUs, and the queues and cohorts of the configuration."""
+        and their GPUs, the queues and cohorts of the configuration, and the reservations."""
         require(who, ADMIN)
         pools: dict[str, list[int]] = {}
+        names: dict[str, list[str]] = {}
         for node in db.scalars(select(Node).where(Node.state != DOWN).order_by(Node.name)):
             pools.setdefault(node.pool, []).append(node.gpus)
-        return fleet_text(pools, config)
+            names.setdefault(node.pool, []).append(node.name)
+        return fleet_text(pools, config) + windows_text(db, names, ctx.loop.held_nodes)
 
     @router.put("/v1/config")
     async def set_config(spec: ConfigSpec, who: Caller, db: Db) -> dict[str, Any]:
@@ -102,6 +106,43 @@ def config_routes(ctx: Context) -> APIRouter:
         return {"policy": config.policy, "queues": [q.name for q in config.queues]}
 
     return router
+
+
+def windows_text(db: Session, names: dict[str, list[str]], held: Callable[[str], list[str] | None]) -> str:
+    """The reservations as a fleet file's [[reservations]], on the hosts they hold now (by
+    number in their pool, as `fleet_text` lists them), their times from the first
+    submission of `corral history` (its first ended job that ran); one over before then,
+    or on no host up, is left out, saying so."""
+    first = db.scalar(
+        select(Job.submit_s)
+        .where(Job.state.in_(ENDED), Job.run_s > 0)
+        .order_by(Job.submit_s, Job.id)
+        .limit(1)
+    )
+    origin = first or 0.0
+    lines = []
+    for row in db.scalars(select(Window).order_by(Window.start_s, Window.id)):
+        hosts = [names[row.pool].index(n) for n in held(row.name) or () if n in names.get(row.pool, ())]
+        if row.end_s <= origin or not hosts:
+            why = "over before the first job" if hosts else "on no host up"
+            lines += [
+                "",
+                f"# left out: reservation {row.name} ({why})",
+            ]
+            continue
+        start = max(row.start_s, origin)
+        lines += [
+            "",
+            "[[reservations]]",
+            f"name = {json.dumps(row.name)}",
+            f"start_s = {start - origin:g}",
+            f"duration_s = {row.end_s - start:g}",
+            f"pool = {json.dumps(row.pool)}",
+            f"hosts = {json.dumps(hosts)}",
+            f"queue = {json.dumps(row.queue)}" if row.queue is not None else "maintenance = true",
+            f"notice_s = {row.notice_s:g}",
+        ]
+    return "\n".join(lines) + "\n" if lines else ""
 
 
 def fleet_text(pools: dict[str, list[int]], config: Config) -> str:
