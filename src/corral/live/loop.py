@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from corral.live.metrics import ServerMetrics
 from corral.live.reconciler import Config, Reconciler
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,8 @@ class ReconcilerLoop:
         self._cause = "the server started"  # (why the next reconciler is built)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.leading = threading.Event()  # (set while this server holds the leader lock)
+        self.metrics: ServerMetrics | None = None  # (told each step's time and first starts)
 
     def reconciler(self) -> Reconciler:
         """The reconciler, built from the database if there is none (hold `lock`)."""
@@ -92,7 +96,13 @@ class ReconcilerLoop:
     def step(self) -> int:
         """One step; the attempts it committed."""
         with self.lock:
-            return self.reconciler().step()
+            began = time.perf_counter()
+            reconciler = self.reconciler()
+            started = reconciler.step()
+            waits, reconciler.first_waits = reconciler.first_waits, []
+            if self.metrics is not None:
+                self.metrics.stepped(began, waits)
+            return started
 
     def reasons(self, job_row: int) -> list[tuple[float, str, str]]:
         with self.lock:
@@ -108,6 +118,7 @@ class ReconcilerLoop:
         while not self._stop.is_set() and not leader.acquire():
             self._stop.wait(1.0)
         log.info("this server leads the cluster: its reconciler steps every %.3f s", self.every_s)
+        self.leading.set()
         try:
             while not self._stop.is_set():
                 try:
@@ -118,6 +129,7 @@ class ReconcilerLoop:
                         self.rebuild(f"the step before failed ({type(err).__name__}: {err})")
                 self._stop.wait(self.every_s or 0.2)
         finally:
+            self.leading.clear()
             leader.release()
 
     def start(self) -> None:

@@ -171,6 +171,7 @@ class Reconciler(NoEffects):
         self.saved_policy: dict[str, Any] | None = None  # the policy's export, as last committed
         self.steps = 0
         self.fresh: set[int] = set()  # attempts committed in this step's transaction
+        self.first_waits: list[float] = []  # submit-to-start of the jobs first started (the loop takes them)
         self.broker: LiveBroker | None = None
         self.scraper: Scraper | None = None  # (of services whose demand is their replicas' metrics)
         self.unplaceable: dict[int, str] = {}  # Job.id -> why no pool of the fleet now can hold it
@@ -796,6 +797,8 @@ class Reconciler(NoEffects):
             job=row.id, number=cluster.attempts[i], placement=placement, state=COMMITTED, start_s=now
         )
         session.add(attempt)
+        if attempt.number == 1:
+            self.first_waits.append(now - row.submit_s)
         set_state(row, RUNNING)
         session.flush()
         self.fresh.add(attempt.id)

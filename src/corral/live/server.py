@@ -18,13 +18,15 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from corral.live.api import ADMIN, NODE, RefuseUnstorable, invalid_request
 from corral.live.db import Team, hash_token, new_token, team_of
 from corral.live.loop import ReconcilerLoop
+from corral.live.metrics import ServerMetrics
 from corral.live.reconciler import Config
 from corral.live.routes.agent import agent_routes
 from corral.live.routes.common import Context
@@ -60,6 +62,15 @@ def create_app(
     for routes in (job_routes, team_routes, node_routes, agent_routes, config_routes, reservation_routes):
         app.include_router(routes(ctx))
     app.include_router(service_routes(clock, lambda: {q.name for q in config.queues} or {"default"}))
+    metrics = ServerMetrics(engine, config, loop.leading)
+    loop.metrics = metrics
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def prometheus() -> PlainTextResponse:
+        """The cluster's and this server's metrics, in Prometheus' text format (no token:
+        counts and names only, as a scraper reads them)."""
+        return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
     app.state.engine = engine
     app.state.clock = clock
     app.state.step = loop.step
