@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from corral.cli import inputs, live, reliability, services, simulate, sweep  # noqa: F401  (each registers its commands)
+from corral.cli import inputs, live, reliability, services, simulate, sweep, usage  # noqa: F401  (each registers its commands)
 from corral.cli.app import app
 
 __all__ = ["app", "main"]

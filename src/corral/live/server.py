@@ -36,6 +36,7 @@ from corral.live.routes.nodes import node_routes
 from corral.live.routes.reservations import reservation_routes
 from corral.live.routes.services import service_routes
 from corral.live.routes.teams import team_routes
+from corral.live.routes.usage import usage_routes
 
 
 def create_app(
@@ -59,7 +60,15 @@ def create_app(
     app = FastAPI(title="corral", lifespan=lifespan)
     app.add_middleware(RefuseUnstorable)
     app.exception_handler(RequestValidationError)(invalid_request)
-    for routes in (job_routes, team_routes, node_routes, agent_routes, config_routes, reservation_routes):
+    for routes in (
+        job_routes,
+        team_routes,
+        node_routes,
+        agent_routes,
+        config_routes,
+        reservation_routes,
+        usage_routes,
+    ):
         app.include_router(routes(ctx))
     app.include_router(service_routes(clock, lambda: {q.name for q in config.queues} or {"default"}))
     metrics = ServerMetrics(engine, config, loop.leading)

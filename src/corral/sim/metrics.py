@@ -3,6 +3,7 @@ corral from jobs-<policy>.csv."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -162,31 +163,52 @@ def write_job_record(result: SimResult, path: Path) -> None:
     write_table(table, path)
 
 
-def write_run_record(result: SimResult, path: Path) -> None:
-    """runs-<policy>.csv: every run of every job (its number, start, end, GPUs, hosts, and
-    why it ended), from which occupancy at any instant can be recomputed."""
-    import pyarrow as pa
-
-    runs = result.runs
+def run_rows(result: SimResult) -> dict[str, list[Any]]:
+    """Every run of every job (its number, start, end, GPUs, hosts, why it ended and the
+    useful seconds it kept) with its job's queue, user, kind, submission and end state: the
+    run table of report/usage.py."""
+    runs, jobs = result.runs, result.jobs
     number: dict[int, int] = {}
     run_of = []
     for job in runs.job:
         number[job] = number.get(job, 0) + 1
         run_of.append(number[job])
-    ids = result.jobs.job_id
-    gpus = result.jobs.gpus
-    table = pa.table(
-        {
-            "job_id": [ids[j] for j in runs.job],
-            "run": run_of,
-            "start_s": runs.start_s,
-            "end_s": runs.end_s,
-            "gpus": [int(gpus[j]) for j in runs.job],
-            "hosts": [";".join(f"{h}:{g}" for h, g in p) for p in runs.placement],
-            "ended": [why or "running" for why in runs.ended],
-        }
-    )
-    write_table(table, path)
+    last: dict[int, str] = dict(zip(runs.job, runs.ended, strict=True))
+    state = {job: _state(why, float(result.end_s[job])) for job, why in last.items()}
+    ids, gpus = jobs.job_id, jobs.gpus
+    return {
+        "job_id": [ids[j] for j in runs.job],
+        "run": run_of,
+        "start_s": list(runs.start_s),
+        "end_s": list(runs.end_s),
+        "gpus": [int(gpus[j]) for j in runs.job],
+        "hosts": [";".join(f"{h}:{g}" for h, g in p) for p in runs.placement],
+        "ended": [why or "running" for why in runs.ended],
+        "kept_s": list(runs.kept_s),
+        "queue": [jobs.queue[j] for j in runs.job],
+        "team": [jobs.user[j] for j in runs.job],
+        "user": [jobs.user[j] for j in runs.job],
+        "kind": [jobs.kind[j] for j in runs.job],
+        "submit_s": [float(jobs.submit_s[j]) for j in runs.job],
+        "state": [state[j] for j in runs.job],
+    }
+
+
+def _state(last_ended: str, end_s: float) -> str:
+    """A simulated job's end state, from how its last run ended."""
+    if last_ended == "completed":
+        return "succeeded"
+    if last_ended == "cancelled" or not math.isnan(end_s):
+        return "cancelled"
+    return "running" if not last_ended else "pending"
+
+
+def write_run_record(result: SimResult, path: Path) -> None:
+    """runs-<policy>.csv: `run_rows`, from which occupancy at any instant, and the usage of
+    `corral usage --runs`, can be recomputed."""
+    import pyarrow as pa
+
+    write_table(pa.table(run_rows(result)), path)
 
 
 def reliability(result: SimResult) -> dict[str, Any]:

@@ -674,7 +674,7 @@ class ClusterState:
     def _stop(self, job: int, now: float, useful: float, saved: float, writing: float, why: str) -> None:
         """Release a running job's GPUs and quota, keeping `saved` seconds of its run."""
         self._release(job)
-        self.runs.close(job, now, why)
+        self.runs.close(job, now, why, saved)
         rate = self.kept_rate[job] = self.rate[job]
         self.lost[job] += (useful - saved) * rate
         self.kept[job] = saved * rate
@@ -705,9 +705,10 @@ class ClusterState:
         if self.status[job] != RUNNING_:
             raise AllocationError(f"job {job} completed while not running")
         self._release(job)
-        self.runs.close(job, now, COMPLETED)
+        useful, _, writing = self.run_parts(job, now)
+        self.runs.close(job, now, COMPLETED, useful)
         self.restarting[job] += min(now - self.run_since[job], self.overhead[job])
-        self.writing[job] += self.run_parts(job, now)[2]
+        self.writing[job] += writing
         self._leave(job, now, DONE, FINISHED)
         self.remaining[job] = 0.0
         if self.log is not None:
@@ -723,7 +724,7 @@ class ClusterState:
         if running:
             useful, _, writing = self.run_parts(job, now)
             self._release(job)
-            self.runs.close(job, now, RUN_CANCELLED)
+            self.runs.close(job, now, RUN_CANCELLED, 0.0)
             self.restarting[job] += min(now - self.run_since[job], self.overhead[job])
             self.lost[job] += useful * self.rate[job]
             self.writing[job] += writing

@@ -28,6 +28,9 @@ class RunLog:
         self.end_s: list[float] = []
         self.placement: list[Placement] = []
         self.ended: list[str] = []
+        # the useful seconds of each run its job kept (a checkpoint's worth, or all of a
+        # run that completed; NaN while it runs): what accounting calls work kept
+        self.kept_s: list[float] = []
         self.open: dict[int, int] = {}  # job -> its run now
 
     def __len__(self) -> int:
@@ -40,11 +43,13 @@ class RunLog:
         self.end_s.append(math.nan)
         self.placement.append(placement)
         self.ended.append("")
+        self.kept_s.append(math.nan)
 
-    def close(self, job: int, now: float, why: str) -> None:
+    def close(self, job: int, now: float, why: str, kept_s: float) -> None:
         run = self.open.pop(job)
         self.end_s[run] = now
         self.ended[run] = why
+        self.kept_s[run] = kept_s
 
     def export(self) -> dict[str, Any]:
         return {
@@ -53,6 +58,7 @@ class RunLog:
             "end_s": [None if math.isnan(t) else t for t in self.end_s],
             "placement": [[list(p) for p in placement] for placement in self.placement],
             "ended": list(self.ended),
+            "kept_s": [None if math.isnan(k) else k for k in self.kept_s],
         }
 
     @classmethod
@@ -63,5 +69,6 @@ class RunLog:
         runs.end_s = [math.nan if t is None else t for t in data["end_s"]]
         runs.placement = [tuple((h, g) for h, g in placement) for placement in data["placement"]]
         runs.ended = list(data["ended"])
+        runs.kept_s = [math.nan if k is None else k for k in data.get("kept_s", [None] * len(runs.job))]
         runs.open = {job: i for i, (job, why) in enumerate(zip(runs.job, runs.ended, strict=True)) if not why}
         return runs
