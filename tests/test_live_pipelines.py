@@ -26,6 +26,7 @@ def test_the_pipeline_of_docs_live_runs_as_written(tmp_path):
     # the folded line, then each task; task 3 printed its own index
     assert f"{array}_[0-5%2]" in out and f"{array}_5" in out
     assert "lr=1e-3" in out
+    assert f"job {array}_5: succeeded" in out  # (`corral wait ARRAY` waited for every task)
     cancelled = json.loads(out[out.rindex("\n[") :])
     (report,) = cancelled
     assert report["job_id"] == str(int(array) + 7) and report["state"] == "cancelled"

@@ -662,7 +662,10 @@ POLL_S = 1.0  # how often `wait` and `logs -f` ask the server
 @app.command()
 def wait(
     jobs: Annotated[
-        list[str] | None, typer.Argument(help="Job ids (none: every job of yours pending or running now).")
+        list[str] | None,
+        typer.Argument(
+            help="Job ids, an array's id, ARRAY_TASK (none: every job of yours pending or running now)."
+        ),
     ] = None,
     timeout: Annotated[str, typer.Option(help="Give up after this long (exit 1).")] = "1h",
     server: Server = None,
@@ -670,7 +673,8 @@ def wait(
     as_json: AsJson = False,
 ) -> None:
     """Wait until the jobs have ended, for scripts (as sbatch --wait): exit 0 if every one
-    succeeded, 1 if one failed or was cancelled, or if the time ran out."""
+    succeeded, 1 if one failed or was cancelled, or if the time ran out. An array's id
+    waits for every task of it."""
     with input_errors():
         timeout_s = parse_duration_s(timeout, "timeout")
         if not timeout_s > 0:
@@ -678,7 +682,14 @@ def wait(
         if not jobs:
             live = _call(server, token, "GET", "/v1/jobs")
             jobs = [j["job_id"] for j in live if j["state"] not in ENDED_STATES]
-        states = {job: _call(server, token, "GET", f"/v1/jobs/{job}")["state"] for job in jobs}
+        states = {}
+        for job in jobs:
+            row = _call(server, token, "GET", f"/v1/jobs/{job}")
+            if row["array_job_id"] == job:  # (an array's id: every task of it)
+                tasks = _call(server, token, "GET", "/v1/jobs", params={"array": job})
+                states |= {f"{job}_{t['array_task_id']}": t["state"] for t in tasks}
+            else:
+                states[job] = row["state"]
         until = time.monotonic() + timeout_s
         with console.status(f"waiting for {len(jobs)} jobs") as status:
             while any(s not in ENDED_STATES for s in states.values()) and time.monotonic() < until:

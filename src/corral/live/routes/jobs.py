@@ -194,6 +194,7 @@ def job_routes(ctx: Context) -> APIRouter:
         team: str | None = None,
         queue: Annotated[str | None, Query(max_length=200)] = None,
         user: Annotated[str | None, Query(max_length=200)] = None,
+        array: Annotated[int | None, Query(ge=1, le=ROW_ID_MAX)] = None,
     ) -> list[dict[str, Any]]:
         require(who, TEAM, ADMIN)
         if state is not None and state not in JOB_STATES:
@@ -209,6 +210,8 @@ def job_routes(ctx: Context) -> APIRouter:
             query = query.where(Job.queue == queue)
         if user is not None:
             query = query.where(Job.user == user)
+        if array is not None:
+            query = query.where(Job.array_job == array)
         # (each listed job's first start: only theirs, not every attempt's in the database)
         listed = query.with_only_columns(Job.id).order_by(None)
         starts = select(Attempt.job, func.min(Attempt.start_s)).where(Attempt.job.in_(listed))
