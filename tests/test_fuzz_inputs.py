@@ -221,6 +221,7 @@ COMMANDS = {
     ],
     ("plan", "recipe"): ["--failure-rate"],
     ("reliability", "ettr"): ["--gpus", "--rate", "--checkpoint-s", "--restart-s", "--write-s"],
+    ("usage", "--runs", "{runs}"): ["--by", "--since", "--until", "--out", "--runs"],
 }  # fmt: skip
 
 
@@ -249,7 +250,16 @@ def command_lines(draw):
 def test_no_command_line_gives_a_traceback(tmp_path, args):
     jobs = tmp_path / "jobs.csv"
     jobs.write_text(f"{HEADER}\na,0,2,100,q\nb,10,8,50,q\n")
-    args = [a.replace("{jobs}", str(jobs)).replace("{tmp}", str(tmp_path)) for a in args]
+    runs = tmp_path / "runs.csv"  # (a run table: a run completed, one preempted, one going)
+    runs.write_text(
+        "job_id,run,start_s,end_s,gpus,ended,kept_s,queue,team,user,kind,submit_s,state\n"
+        "a,1,0,100,2,completed,100,q,t,u,experiment,0,succeeded\n"
+        "b,1,10,40,8,preempted,20,q,t,u,experiment,10,running\nb,2,60,,8,running,,q,t,u,experiment,10,running\n"
+    )
+    args = [
+        a.replace("{jobs}", str(jobs)).replace("{runs}", str(runs)).replace("{tmp}", str(tmp_path))
+        for a in args
+    ]
     with contextlib.chdir(tmp_path):  # (a relative --out such as `x` is written there)
         result = CliRunner().invoke(app, args)
     assert result.exit_code in (0, 2), (args, result.output)

@@ -22,11 +22,17 @@ from corral.report.usage import usage as account
 
 def read_runs(path: Path) -> dict[str, list[Any]]:
     """A simulation's runs-<policy>.csv (or .parquet) as columns."""
+    import pyarrow as pa
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
+    if not path.is_file():
+        raise InputError(f"no run table at {path}: give a simulation's runs-<policy>.csv", field="runs")
     with reading(path):
-        table = pq.read_table(path) if path.suffix == ".parquet" else pcsv.read_csv(path)
+        try:
+            table = pq.read_table(path) if path.suffix == ".parquet" else pcsv.read_csv(path)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+            raise InputError(f"not a run table: {err}", source=str(path), field="runs") from None
     missing = [
         c
         for c in ("job_id", "start_s", "end_s", "gpus", "ended", "kept_s", "queue", "submit_s", "state")
@@ -97,9 +103,12 @@ def usage(
 
 def _seconds(text: str, field: str) -> float:
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
-        raise InputError(f"--{field} {text}: a run table's times are seconds", field=field) from None
+        seconds = math.nan
+    if not math.isfinite(seconds):
+        raise InputError(f"--{field} {text}: a run table's times are seconds (a number)", field=field)
+    return seconds
 
 
 def _when(text: str, now_s: float) -> float:
