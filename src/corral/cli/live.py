@@ -525,6 +525,12 @@ def jobs(
     expand: Annotated[
         bool, typer.Option("--expand", "-e", help="An array's tasks one per line (folded by default).")
     ] = False,
+    forecast: Annotated[
+        bool,
+        typer.Option(
+            "--forecast", help="When each pending job is expected to start (the simulator, run on)."
+        ),
+    ] = False,
     watch: Annotated[
         bool, typer.Option("--watch", "-w", help="Show the table again every 2 s until Ctrl-C.")
     ] = False,
@@ -535,7 +541,9 @@ def jobs(
     """The jobs you may see: yours, or every team's for the admin; times in local time. An
     array is one line (its tasks counted by state) unless --expand; --json lists each task."""
     asked = (("state", state), ("team", team), ("queue", queue), ("user", user))
-    params = {k: v for k, v in asked if v is not None}
+    params: dict[str, Any] = {k: v for k, v in asked if v is not None}
+    if forecast:
+        params["forecast"] = "true"
     with input_errors():
         rows = _call(server, token, "GET", "/v1/jobs", params=params)
         if as_json:
@@ -564,6 +572,13 @@ STATE_STYLES = {
     "failed": "red",
     "cancelled": "dim",
 }
+
+
+def _expected(row: dict[str, Any]) -> str:
+    if "forecast_start_s" not in row:
+        return ""
+    at_s = row["forecast_start_s"]
+    return "not expected" if at_s is None else tables.clock_time(at_s)
 
 
 def fold_arrays(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -616,6 +631,9 @@ def jobs_table(rows: list[dict[str, Any]], expand: bool = False) -> Any:
     columns = ("job", "name", "team", "queue", "GPUs", "state", "exit", "submitted", "started", "ended")
     for column in (*columns, "waited", "ran"):
         table.add_column(column, justify="right" if column in ("GPUs", "exit", "waited", "ran") else "left")
+    forecast = any("forecast_start_s" in r for r in rows)
+    if forecast:
+        table.add_column("expected start")
     now = time.time()
     if expand:
         rows = [
@@ -637,6 +655,7 @@ def jobs_table(rows: list[dict[str, Any]], expand: bool = False) -> Any:
             "" if started is None else tables.clock_time(started),
             "" if r["end_s"] is None else tables.clock_time(r["end_s"]),
             tables.duration(max(0.0, waited)), tables.duration(r["ran_s"]) if started is not None else "",
+            *([_expected(r)] if forecast else []),
         )  # fmt: skip
     return table
 

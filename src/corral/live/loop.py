@@ -19,9 +19,11 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 from corral.live.metrics import ServerMetrics
-from corral.live.reconciler import Config, Reconciler
+from corral.live.reconciler import UNKNOWN_DURATION_S, Config, Reconciler
+from corral.sim.forecast import capture, starts_from
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +109,30 @@ class ReconcilerLoop:
     def reasons(self, job_row: int) -> list[tuple[float, str, str]]:
         with self.lock:
             return self.reconciler().reasons(job_row)
+
+    def forecast(self) -> dict[int, float]:
+        """Each waiting job's expected start (Job.id -> time), the simulator run forward
+        from the reconciler's state with its policy's (sim/forecast.py): jobs with no
+        estimate run for the median of their queue's succeeded jobs (a year where none has
+        succeeded yet)."""
+        with self.lock:
+            reconciler = self.reconciler()
+            cluster, driver = reconciler.cluster, reconciler.driver
+            if cluster is None or driver is None:
+                return {}
+            with Session(self.engine) as session:
+                typical = reconciler.typical_run_s(session)
+            unknown = {
+                j: typical[cluster.queue_name[j]]
+                for j in range(len(cluster))
+                if cluster.duration_s[j] == UNKNOWN_DURATION_S and cluster.queue_name[j] in typical
+            }
+            now, rows = self.clock(), list(reconciler.row_of)
+            captured = capture(cluster)
+            asked = (driver.export(), now, dict(driver.wakes), dict(driver.gates.outcome), unknown)
+        # (the simulation runs outside the lock: the reconciler steps on meanwhile)
+        starts = starts_from(captured, self.config.policy, *asked)
+        return {rows[j]: at_s for j, at_s in starts.items()}
 
     def held_nodes(self, name: str) -> list[str] | None:
         """The nodes reservation `name` holds now, as the scheduler placed it."""

@@ -475,6 +475,15 @@ class Reconciler(NoEffects):
         except InputError as err:
             log.warning("reservation %s holds nothing now: %s", row.name, err.message)
 
+    @staticmethod
+    def typical_run_s(session: Session) -> dict[str, float]:
+        """Per queue, the median time its succeeded jobs held GPUs (what a job of it with no
+        estimate is forecast to run)."""
+        runs: dict[str, list[float]] = {}
+        for queue, run_s in session.execute(select(Job.queue, Job.run_s).where(Job.state == SUCCEEDED)):
+            runs.setdefault(queue, []).append(run_s)
+        return {queue: float(np.median(values)) for queue, values in runs.items()}
+
     def held_nodes(self, name: str) -> list[str] | None:
         """The nodes reservation `name` holds now (None: it holds none)."""
         if self.cluster is None:

@@ -276,10 +276,17 @@ class Engine(NoEffects):
         if arrived:
             self.driver.decide({self.cluster.pool[job]}, self.now)
 
-    def replace(self, cluster: ClusterState, policy: Policy, policy_state: Any = None) -> None:
+    def replace(
+        self,
+        cluster: ClusterState,
+        policy: Policy,
+        policy_state: Any = None,
+        outcomes: dict[str, bool] | None = None,
+    ) -> None:
         """Carry on from `cluster` (the state exported and restored) under a fresh `policy`:
         it is bound, told of every live job in arrival order (`submitted` if it waits,
-        `adopt` if it runs) and given back the state it exported."""
+        `adopt` if it runs) and given back the state it exported. `outcomes`: how jobs the
+        gates may wait on ended, where the state does not say (a live job that failed)."""
         self.cluster, self.policy = cluster, policy
         cluster.view.now_s = self.now
         driver = self.driver
@@ -297,6 +304,8 @@ class Engine(NoEffects):
         for j, s in enumerate(cluster.status):
             if s in (DONE, CANCELLED):
                 driver.gates.known(cluster.job_id[j], s == DONE)
+        for job_id, succeeded in (outcomes or {}).items():  # (a live cluster's, failures too)
+            driver.gates.known(job_id, succeeded)
         driver.take_over(live, self.now)
         if policy_state is not None:
             self.driver.restore(policy_state)

@@ -810,6 +810,15 @@ class ClusterState:
 
     # --- plain data ----------------------------------------------------------------------
 
+    def configured_fleet(self) -> Fleet:
+        """The fleet as it was configured, before the hosts `add_hosts` added (what
+        `restore` takes: the export adds them again)."""
+        fleet, kept = self.fleet, len(self.fleet.segments) - len(self.added)
+        return Fleet(
+            fleet.name, fleet.segments[:kept], fleet.default_pool, list(fleet.queues.values()),
+            fleet.cohorts, fleet.default_cohort, fleet.reservations,
+        )  # fmt: skip
+
     def export(self) -> dict[str, Any]:
         """Everything needed to rebuild this state, as plain data (lists, numbers, strings):
         the hosts added and removed and those held out, the queues, every job's spec and
@@ -835,24 +844,10 @@ class ClusterState:
             },
         }
 
-    @classmethod
-    def restore(
-        cls,
-        fleet: Fleet,
-        data: dict[str, Any],
-        placement: PlacementConfig | None = None,
-        enforce_quota: bool = False,
-        explain: bool = False,
-        record: bool = False,
-    ) -> ClusterState:
-        """The state `export` gave, on `fleet` as configured."""
-        state = cls(fleet, placement, enforce_quota, explain, record)
-        for seg in data["added"]:
-            state.add_hosts(Segment(**seg))
-        for name in data["queues"]:
-            state.add_queue(name)
-        spec = data["spec"]
-        jobs = JobTable(
+    @staticmethod
+    def spec_table(spec: dict[str, Any]) -> JobTable:
+        """The jobs of an export's `spec`, as a table registers them (job for job, in order)."""
+        return JobTable(
             job_id=spec["job_id"],
             submit_s=np.asarray(spec["submit_s"], dtype=float),
             gpus=np.asarray(spec["ref_gpus"], dtype=np.int64),
@@ -871,8 +866,27 @@ class ClusterState:
                 **{c: [str(v) for v in spec[c]] for c in ELASTIC_COLUMNS + GATE_COLUMNS if c in spec},
             },
         )
+
+    @classmethod
+    def restore(
+        cls,
+        fleet: Fleet,
+        data: dict[str, Any],
+        placement: PlacementConfig | None = None,
+        enforce_quota: bool = False,
+        explain: bool = False,
+        record: bool = False,
+    ) -> ClusterState:
+        """The state `export` gave, on `fleet` as configured."""
+        state = cls(fleet, placement, enforce_quota, explain, record)
+        for seg in data["added"]:
+            state.add_hosts(Segment(**seg))
+        for name in data["queues"]:
+            state.add_queue(name)
+        spec = data["spec"]
+        jobs = cls.spec_table(spec)
         enforce, state.enforce_quota = state.enforce_quota, False  # (checked when first registered)
-        state.add_jobs(jobs)
+        state.add_jobs(jobs, whole=False)  # (its dependencies were checked when first registered)
         state.enforce_quota = enforce
         ledger = data["ledger"]
         gpu_ids = {int(j): tuple((h, tuple(ids)) for h, ids in v) for j, v in data["gpu_ids"].items()}

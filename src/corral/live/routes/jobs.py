@@ -195,7 +195,10 @@ def job_routes(ctx: Context) -> APIRouter:
         queue: Annotated[str | None, Query(max_length=200)] = None,
         user: Annotated[str | None, Query(max_length=200)] = None,
         array: Annotated[int | None, Query(ge=1, le=ROW_ID_MAX)] = None,
+        forecast: bool = False,
     ) -> list[dict[str, Any]]:
+        """The jobs asked for; with `forecast`, each pending one's expected start
+        (`forecast_start_s`, null where it is not expected to start)."""
         require(who, TEAM, ADMIN)
         if state is not None and state not in JOB_STATES:
             raise unprocessable("state", f"one of {', '.join(JOB_STATES)}", "query")
@@ -225,10 +228,16 @@ def job_routes(ctx: Context) -> APIRouter:
             if attempt_state != STOPPING:
                 held[job_row] = sum(len(ids) for _, ids in placement)
         now = clock()
-        return [
-            job_view(j, None, now, since.get(j.id), held.get(j.id), first.get(j.id))
+        rows = [
+            job_view(j, None, now, since.get(j.id), held.get(j.id), first.get(j.id)) | {"_row": j.id}
             for j in db.scalars(query)
         ]
+        expected = ctx.loop.forecast() if forecast and any(r["state"] == PENDING for r in rows) else {}
+        for r in rows:
+            row_id = r.pop("_row")
+            if forecast and r["state"] == PENDING:
+                r["forecast_start_s"] = expected.get(row_id)
+        return rows
 
     @router.get("/v1/jobs/{job_id}")
     async def job(job_id: str, who: Caller, db: Db) -> dict[str, Any]:
