@@ -60,7 +60,7 @@ def starts_from(
         ledger["remaining"][job] = max(duration, done) - done
     jobs = ClusterState.spec_table(spec)
     jobs.extra.pop("after", None)  # (the engine's own state is replaced; dependencies come with it)
-    engine = Engine(fleet, jobs, make_policy(policy), sample_s=math.inf)
+    engine = _Forecast(fleet, jobs, make_policy(policy), sample_s=math.inf)
     engine.begin()
     engine.heap.clear()
     engine.nxt = len(jobs)  # (every job has arrived; none will)
@@ -81,13 +81,22 @@ def starts_from(
     waiting |= set(engine.driver.gates.waiting_on) | {
         j for q in engine.driver.gates.queued.values() for _, j in q
     }
-    first = len(restored.runs)
+    engine.waiting = waiting
     engine.driver.decide(set(range(len(fleet.pools))), now_s)  # (what would start now)
-    engine.advance()
-    starts: dict[int, float] = {}
-    runs = restored.runs
-    for k in range(first, len(runs)):
-        job = runs.job[k]
-        if job in waiting and job not in starts:
-            starts[job] = runs.start_s[k]
-    return starts
+    engine.advance(done=lambda: not engine.waiting)  # (no further than the last of them)
+    return engine.starts
+
+
+class _Forecast(Engine):
+    """The engine, noting when each waiting job first starts, until every one has."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.waiting: set[int] = set()
+        self.starts: dict[int, float] = {}
+
+    def started(self, job: int, end_s: float, now_s: float) -> None:
+        super().started(job, end_s, now_s)
+        if job in self.waiting:
+            self.waiting.discard(job)
+            self.starts[job] = now_s
