@@ -70,6 +70,8 @@ def test_a_live_forecast_is_when_jobs_start_and_learns_a_default_for_jobs_withou
     listed = {j["job_id"]: j for j in cluster.call("GET", "/v1/jobs?forecast=true", cluster.admin).json()}
     assert "forecast_start_s" not in listed[a]
     assert (listed[b]["forecast_start_s"], listed[c]["forecast_start_s"]) == (1130.0, 1180.0)
+    one = cluster.call("GET", f"/v1/jobs/{c}/forecast", cluster.teams["team-b"]).json()
+    assert one == {"job_id": c, "state": "pending", "forecast_start_s": 1180.0}
     # and so it goes: a ends at its estimate, b starts; b ends, c starts
     at(cluster, [node], 1130.0)
     node.exit(node.running[0], 0)
@@ -110,3 +112,28 @@ def test_jobs_forecast_asks_the_server_and_shows_each_expected_start(monkeypatch
     assert asked == [{"forecast": "true"}] and "expected start" in result.output
     assert clock.strftime("%Y-%m-%d %H:%M:%S", clock.localtime(1_800_003_600.0)) in result.output
     assert "not expected" in result.output
+
+
+def test_explain_of_a_live_pending_job_says_when_it_is_expected_to_start(monkeypatch):
+    import time as clock
+
+    from typer.testing import CliRunner
+
+    from corral.cli import app, live
+
+    answers = {
+        "/v1/jobs/7": {
+            "gpus": 4,
+            "queue": "q",
+            "priority": 0,
+            "state": "pending",
+            "submit_s": 1_800_000_000.0,
+        },
+        "/v1/jobs/7/reasons": [{"time_s": 1_800_000_000.0, "kind": "behind", "reason": "waiting its turn"}],
+        "/v1/jobs/7/forecast": {"job_id": "7", "state": "pending", "forecast_start_s": 1_800_000_600.0},
+    }
+    monkeypatch.setattr(live, "_call", lambda _s, _t, method, path, **_: answers[path])
+    result = CliRunner().invoke(app, ["explain", "7"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    expected = clock.strftime("%Y-%m-%d %H:%M:%S", clock.localtime(1_800_000_600.0))
+    assert f"expected to start at {expected}" in result.output

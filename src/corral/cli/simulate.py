@@ -332,6 +332,15 @@ def _explain_live(job: str, server: str | None, token: str | None) -> None:
         lasted = "" if end is None else tables.duration(end - h["time_s"])
         table.add_row(tables.duration(h["time_s"] - detail["submit_s"]), lasted, h["reason"])
     console.print(table)
+    if detail["state"] == "pending":
+        with input_errors():
+            at_s = _call(server, token, "GET", f"/v1/jobs/{job}/forecast")["forecast_start_s"]
+        console.print(
+            "not expected to start (a dependency or reservation it never gets past)"
+            if at_s is None
+            else f"expected to start at {tables.clock_time(at_s)}, if the running jobs end at their "
+            "estimates and nothing that ranks above it arrives"
+        )
     if detail.get("service"):  # (a replica: the broker's moves that sized its service)
         with input_errors():
             moves = [m for m in _call(server, token, "GET", "/v1/moves") if m["service"] == detail["service"]]

@@ -304,6 +304,13 @@ def job_routes(ctx: Context) -> APIRouter:
             handle.seek(max(0, offset))
             return handle.read().decode(errors="replace")
 
+    @router.get("/v1/jobs/{job_id}/forecast")
+    async def job_forecast(job_id: str, who: Caller, db: Db) -> dict[str, Any]:
+        """A pending job's expected start (null: none expected, or it is not pending)."""
+        row = own_job(db, who, job_id)
+        at_s = ctx.loop.forecast().get(row.id) if row.state == PENDING else None
+        return {"job_id": row.job_id, "state": row.state, "forecast_start_s": at_s}
+
     @router.get("/v1/jobs/{job_id}/reasons")
     async def job_reasons(job_id: str, who: Caller, db: Db) -> list[dict[str, Any]]:
         row = own_job(db, who, job_id)
