@@ -137,3 +137,15 @@ def test_explain_of_a_live_pending_job_says_when_it_is_expected_to_start(monkeyp
     assert result.exit_code == 0, result.output
     expected = clock.strftime("%Y-%m-%d %H:%M:%S", clock.localtime(1_800_000_600.0))
     assert f"expected to start at {expected}" in result.output
+
+
+def test_jobs_not_yet_arrived_are_not_forecast_and_do_not_arrive_in_it():
+    # Two hosts of 4 GPUs. a (4 GPUs) runs 0-10; b (8 GPUs) waits for it; c arrives at 50.
+    from corral.scheduling.registry import make_policy
+    from corral.sim.engine import Engine
+    from tests.conftest import flat_fleet, make_jobs
+
+    sim = Engine(flat_fleet(2, 4), make_jobs([(0, 4, 10), (0, 8, 5), (50, 4, 5)]), make_policy("fifo"))
+    sim.begin()
+    sim.advance(2.0)
+    assert next_starts(sim.cluster, "fifo", sim.driver.export(), 2.0) == {1: 10.0}

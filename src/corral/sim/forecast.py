@@ -63,10 +63,11 @@ def starts_from(
     engine = _Forecast(fleet, jobs, make_policy(policy), sample_s=math.inf)
     engine.begin()
     engine.heap.clear()
-    engine.nxt = len(jobs)  # (every job has arrived; none will)
+    engine.nxt = int((jobs.submit_s <= now_s).sum())  # (those that have arrived)
     engine.now = now_s
     restored = ClusterState.restore(fleet, data, enforce_quota=captured["enforce_quota"])
     engine.replace(restored, make_policy(policy), policy_state, outcomes)
+    engine.nxt = len(jobs)  # (and none arrives after)
     engine.reserved_until_s = now_s
     for at_s in restored.reservations.boundaries():
         if at_s > now_s:
