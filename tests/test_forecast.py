@@ -10,8 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from corral.scheduling.registry import POLICIES
+from corral.scheduling.registry import POLICIES, make_policy
+from corral.sim.engine import Engine
 from corral.sim.forecast import next_starts
+from tests.conftest import flat_fleet, make_jobs
 from tests.support.live_cluster import Cluster, Node, at, settle
 from tests.support.worlds import engine, worlds
 
@@ -141,10 +143,6 @@ def test_explain_of_a_live_pending_job_says_when_it_is_expected_to_start(monkeyp
 
 def test_jobs_not_yet_arrived_are_not_forecast_and_do_not_arrive_in_it():
     # Two hosts of 4 GPUs. a (4 GPUs) runs 0-10; b (8 GPUs) waits for it; c arrives at 50.
-    from corral.scheduling.registry import make_policy
-    from corral.sim.engine import Engine
-    from tests.conftest import flat_fleet, make_jobs
-
     sim = Engine(flat_fleet(2, 4), make_jobs([(0, 4, 10), (0, 8, 5), (50, 4, 5)]), make_policy("fifo"))
     sim.begin()
     sim.advance(2.0)
