@@ -704,7 +704,7 @@ def wait(
         states = {}
         for job in jobs:
             row = _call(server, token, "GET", f"/v1/jobs/{job}")
-            if row["array_job_id"] == job:  # (an array's id: every task of it)
+            if row.get("array_job_id") == job:  # (an array's id: every task of it)
                 tasks = _call(server, token, "GET", "/v1/jobs", params={"array": job})
                 states |= {f"{job}_{t['array_task_id']}": t["state"] for t in tasks}
             else:
