@@ -18,7 +18,7 @@ from corral.fleet import Fleet, Segment
 from corral.live.reconciler import Config
 from corral.live.routes.usage import run_rows as live_rows
 from corral.quota import CohortSpec, QueueSpec
-from corral.report.usage import usage
+from corral.report.usage import held_over_time, usage
 from corral.scheduling.registry import make_policy
 from corral.sim.engine import Engine
 from corral.sim.metrics import run_rows
@@ -169,3 +169,47 @@ def test_the_cli_on_a_live_cluster_keeps_the_contract(monkeypatch):
     assert g["gpu_hours_borrowed"] == pytest.approx((4 * 50 + 2 * 40) / 3600)
     assert (g["wait_p50_s"], g["jobs_by_state"]) == (10.0, {"running": 1, "succeeded": 1})
     assert not math.isnan(g["gpu_hours_lost"])
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(world=worlds(quotas=False))
+def test_the_hours_over_time_add_up_to_the_hours_held(world):
+    fleet, jobs = world
+    rows = run_rows(engine(fleet, jobs, "las", failure_seed=5).run())
+    until = max(rows["end_s"]) + 1.0
+    edges, series = held_over_time(rows, "queue", -1.0, until, bins=7)
+    assert len(edges) == 8 and edges[0] == -1.0 and edges[-1] == until
+    held = {g["group"]: g["gpu_hours_held"] for g in usage(rows, by="queue")}
+    assert {g: pytest.approx(float(h.sum())) for g, h in series.items()} == held
+
+
+def test_plot_without_the_plot_extra_is_refused_before_any_work(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # (import matplotlib raises ImportError)
+    result = CliRunner().invoke(app, ["usage", "--runs", str(tmp_path / "none.csv"), "--plot", "x.png"])
+    assert result.exit_code == 2 and "field 'plot'" in result.output and "[plot]" in result.output
+
+
+def test_plot_draws_the_hours_by_group(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib", reason="the plot extra is not installed")
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    assert runner.invoke(app, ["trace", "example", "philly", "--out", "philly.csv"]).exit_code == 0
+    simulate = [
+        "simulate",
+        "--workload",
+        "philly.csv",
+        "--fleet",
+        "philly",
+        "--policy",
+        "fifo",
+        "--out",
+        "out",
+    ]
+    assert runner.invoke(app, simulate).exit_code == 0
+    result = runner.invoke(
+        app, ["usage", "--runs", "out/runs-fifo.csv", "--by", "queue", "--plot", "usage.png"]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "usage.png").stat().st_size > 1000

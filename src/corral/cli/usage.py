@@ -15,8 +15,9 @@ from corral.cli.live import Server, Token, _call, parse_when_s
 from corral.config import parse_duration_s
 from corral.errors import InputError, reading
 from corral.report import tables
+from corral.report.outputs import check_output_file, pyplot
 from corral.report.terminal import AsJson, console, input_errors
-from corral.report.usage import GROUPS
+from corral.report.usage import GROUPS, held_over_time
 from corral.report.usage import usage as account
 
 
@@ -63,6 +64,9 @@ def usage(
         Path | None, typer.Option(help="A simulation's runs-<policy>.csv, instead of the live cluster.")
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Write the table to FILE.parquet (or .csv).")] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="Draw GPU-hours held per group over time, stacked, to FILE.png.")
+    ] = None,
     server: Server = None,
     token: Token = None,
     as_json: AsJson = False,
@@ -73,6 +77,10 @@ def usage(
     with input_errors():
         if by not in GROUPS:
             raise InputError(f"--by {by}: one of {', '.join(GROUPS)}", field="by")
+        plt = None
+        if plot is not None:  # (refused before any work, where it cannot be drawn)
+            plt = pyplot()
+            check_output_file(plot, "plot", (".png", ".svg", ".pdf"))
         nominal = None
         if runs is not None:
             rows = read_runs(runs)
@@ -93,6 +101,11 @@ def usage(
         groups = account(rows, by, since_s, until_s, nominal)
         if out is not None:
             _write(groups, out)
+        if plt is not None and plot is not None:
+            ends = [t for t in rows["end_s"] if not math.isnan(t)]
+            lo = min(rows["start_s"], default=0.0) if math.isinf(since_s) else since_s
+            hi = until_s if math.isfinite(until_s) else max(ends, default=lo)
+            _draw(plt, held_over_time(rows, by, lo, max(hi, lo + 1.0)), by, plot)
     if as_json:
         print(json.dumps(groups))
         return
@@ -116,6 +129,28 @@ def _when(text: str, now_s: float) -> float:
     if text.startswith("-"):
         return now_s - parse_duration_s(text[1:], "since")
     return parse_when_s(text, now_s)
+
+
+def _draw(plt: Any, series: tuple, by: str, path: Path) -> None:
+    """GPU-hours held per span, stacked by group (the largest ten, the rest as one)."""
+    edges, groups = series
+    ranked = sorted(groups, key=lambda g: -groups[g].sum())
+    shown = {g: groups[g] for g in ranked[:10]}
+    if len(ranked) > 10:
+        shown["others"] = sum(groups[g] for g in ranked[10:])
+    hours = (edges[:-1] - edges[0]) / 3600.0
+    figure, axes = plt.subplots(figsize=(9, 4))
+    axes.stackplot(hours, *shown.values(), labels=list(shown), step="post")
+    axes.set_xlabel("hours from the window's start")
+    axes.set_ylabel(f"GPU-hours held per {(edges[1] - edges[0]) / 3600:.2g} h")
+    axes.set_title(f"GPU-hours held by {by}")
+    axes.legend(loc="upper left", fontsize="small")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial{path.suffix}")  # (no half-drawn file)
+    figure.savefig(partial, dpi=120)
+    partial.replace(path)
+    plt.close(figure)
 
 
 def _write(groups: list[dict[str, Any]], out: Path) -> None:

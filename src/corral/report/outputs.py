@@ -62,6 +62,18 @@ def check_output_table(path: Path | None, field: str) -> None:
     _writable_parent(path, field)
 
 
+def check_output_file(path: Path, field: str, suffixes: tuple[str, ...]) -> None:
+    """Refuse, before any work, a file output corral could not write, or of another kind
+    than `suffixes`."""
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; --{field} names a file", source=str(path), field=field)
+    if path.suffix not in suffixes:
+        raise InputError(
+            f"{path.name}: corral draws {', '.join(suffixes)} here", source=str(path), field=field
+        )
+    _writable_parent(path, field)
+
+
 @contextmanager
 def output_dir(out: Path) -> Iterator[Path]:
     """A fresh folder to write a run's outputs into. Only once all of them are written is it

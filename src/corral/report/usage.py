@@ -105,3 +105,25 @@ def _above(spans: list[tuple[float, float, float]], level: float) -> float:
         held += delta
         last = t
     return total
+
+
+def held_over_time(
+    runs: dict[str, list[Any]], by: str, since_s: float, until_s: float, bins: int = 48
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """GPU-hours held per group in each of `bins` equal spans of [`since_s`, `until_s`):
+    the edges, and per group its hours per span (a run split across the spans it covers;
+    one still going runs to `until_s`). Summed over spans, a group's hours are what `usage`
+    says it held."""
+    key = "job_id" if by == "job" else by
+    edges = np.linspace(since_s, until_s, bins + 1)
+    out: dict[str, np.ndarray] = {}
+    for i in range(len(runs["job_id"])):
+        start, end = float(runs["start_s"][i]), float(runs["end_s"][i])
+        end = until_s if math.isnan(end) else end
+        lo, hi = np.maximum(edges[:-1], start), np.minimum(edges[1:], end)
+        span = np.clip(hi - lo, 0.0, None)
+        if start == end:  # (a run of no length holds nothing)
+            continue
+        group = out.setdefault(str(runs[key][i]), np.zeros(bins))
+        group += float(runs["gpus"][i]) * span / HOUR_S
+    return edges, dict(sorted(out.items()))
