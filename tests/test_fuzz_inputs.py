@@ -145,6 +145,21 @@ def test_command_lines_that_crashed_exit_2_without_a_traceback(tmp_path):
         ["fleet", "show", str(huge)],
         ["simulate", "--scenario", "research-fleet", "--days", "1", "--seed", "-1"],
         ["reliability", "ettr", "--gpus", "8", "--rate", "inf"],
+        [
+            "plan",
+            "search",
+            "--model",
+            "llama3-8b",
+            "--gpu",
+            "h100",
+            "--gpus",
+            "8",
+            "--seq",
+            "1",
+            "--batch-tokens",
+            "1e308",
+        ],
+        ["plan", "train", "--model", "llama3-8b", "--gpu", "h100", "--gpus", "8", "--batch-tokens", "1e308"],
     ):
         result = runner.invoke(app, args)
         assert result.exit_code == 2, (args, result.output)

@@ -78,6 +78,10 @@ def layers_by_rank(layers: int, pp: int) -> tuple[int, ...]:
     )
 
 
+# (Llama 3 took 16M tokens a step; past this a step's micro-batch count no longer fits a float)
+MAX_BATCH_TOKENS = float(2**40)
+
+
 def shape(model: Transformer, layout: Layout, gpus: int, seq: int, batch_tokens: float) -> Shape:
     """Check a layout against the model and GPU count, with a message that names the field."""
     for name in ("tp", "pp", "cp", "dp", "ep", "micro_batch"):
@@ -99,6 +103,11 @@ def shape(model: Transformer, layout: Layout, gpus: int, seq: int, batch_tokens:
         raise InputError(f"TP {layout.tp} does not divide the MLP width", field="tp")
     if seq < 1:
         raise InputError("sequence length must be >= 1", field="seq")
+    if batch_tokens > MAX_BATCH_TOKENS:
+        raise InputError(
+            f"a batch of {batch_tokens:.3g} tokens is past any step's ({MAX_BATCH_TOKENS:.3g}, 2**40)",
+            field="batch-tokens",
+        )
     if layout.cp > 1 and seq % (2 * layout.cp):
         raise InputError(
             f"CP {layout.cp} needs the sequence ({seq}) to split into 2 x CP equal chunks "
