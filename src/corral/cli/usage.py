@@ -46,11 +46,17 @@ def read_runs(path: Path) -> dict[str, list[Any]]:
             field=missing[0],
         )
     rows = {name: table.column(name).to_pylist() for name in table.column_names}
-    rows["end_s"] = [math.nan if t is None else float(t) for t in rows["end_s"]]
-    rows["kept_s"] = [math.nan if k is None else float(k) for k in rows["kept_s"]]
+    _still_going_as_nan(rows)
     for name in ("team", "user", "kind"):
         rows[name] = ["" if v is None else str(v) for v in rows.get(name, [""] * len(rows["job_id"]))]
     return rows
+
+
+def _still_going_as_nan(rows: dict[str, list[Any]]) -> None:
+    """A run still going has no end and no work kept yet: null in a file or an answer, NaN
+    to the accounting."""
+    for name in ("end_s", "kept_s"):
+        rows[name] = [math.nan if v is None else float(v) for v in rows[name]]
 
 
 @app.command()
@@ -92,8 +98,7 @@ def usage(
         else:
             answer = _call(server, token, "GET", "/v1/usage/runs")
             rows, nominal, now = answer["runs"], answer["nominal_gpus"], answer["now_s"]
-            rows["end_s"] = [math.nan if t is None else t for t in rows["end_s"]]
-            rows["kept_s"] = [math.nan if k is None else k for k in rows["kept_s"]]
+            _still_going_as_nan(rows)
             since_s = -math.inf if since is None else _when(since, now)
             until_s = now if until is None else _when(until, now)
         if since_s >= until_s:
